@@ -1,0 +1,86 @@
+//! The one error type of pmp-core.
+//!
+//! Cryptographic failures that an attacker could probe (a bad MAC, bad padding, a malformed
+//! PIN block after decryption, a wrong key) are reported as the single opaque
+//! [`Error::Crypto`] variant, so that no padding or format oracle is built by accident.
+//! Every other variant names what is wrong, never the secret value itself.
+
+/// The result type of pmp-core.
+pub type Result<T> = core::result::Result<T, Error>;
+
+/// Everything that can go wrong in pmp-core.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A cryptographic check failed (MAC, padding, key block integrity, PIN block after
+    /// decryption, wrong key). Deliberately opaque.
+    #[error("cryptographic verification failed")]
+    Crypto,
+
+    /// A key has a length its algorithm does not allow.
+    #[error("invalid key length for {algorithm}: {len} bytes (allowed: {allowed})")]
+    KeyLength {
+        /// The algorithm the key was meant for.
+        algorithm: &'static str,
+        /// The length that was given.
+        len: usize,
+        /// The lengths that are allowed.
+        allowed: &'static str,
+    },
+
+    /// A key was refused by key hygiene rules (parity, weak key, degenerate TDES key).
+    #[error("key refused: {0}")]
+    WeakKey(&'static str),
+
+    /// A key check value did not match the expected one.
+    #[error("KCV mismatch for {what}: expected {expected}, got {actual}")]
+    KcvMismatch {
+        /// What was checked (for example "component 2" or "resulting key").
+        what: String,
+        /// The expected KCV (hex). A KCV is not secret.
+        expected: String,
+        /// The computed KCV (hex).
+        actual: String,
+    },
+
+    /// An input was malformed; the message names the field and the rule it breaks, never
+    /// the value when the value is secret.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The field, parameter or element at fault.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The operation is not allowed by policy (key usage, mode of use, export rules...).
+    #[error("refused by policy: {0}")]
+    Policy(String),
+
+    /// The operation or algorithm is not supported.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+
+    /// An output buffer was too small.
+    #[error("output buffer too small: {needed} bytes needed, {got} given")]
+    BufferTooSmall {
+        /// Bytes needed.
+        needed: usize,
+        /// Bytes provided.
+        got: usize,
+    },
+
+    /// The operating system's random number generator failed.
+    #[error("random number generator failure")]
+    Rng,
+}
+
+impl Error {
+    /// Shorthand for [`Error::Invalid`].
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Error::Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! The C API (to be written).
+#![allow(unsafe_code)]

@@ -1,0 +1,114 @@
+//! DES key hygiene and key components.
+//!
+//! - Odd parity: every byte of a DES/TDES key has an odd number of set bits
+//!   (FIPS 46-3 §"key"; ANSI X9.24-1). [`has_odd_parity`] checks, [`set_odd_parity`] adjusts.
+//! - Weak and semi-weak DES keys (FIPS 74, NIST SP 800-67 §3.3.2), checked per 8-byte part
+//!   with the `des` crate's table, which also lists the "possibly weak" keys.
+//! - Degenerate TDES: K1 == K2 or K2 == K3 collapses to single DES and is refused
+//!   (K1 == K3 is the ordinary 2-key TDES expressed in 24 bytes and is allowed).
+//! - Components: a key formed as the XOR of 2 or 3 clear components (key ceremony), each
+//!   optionally checked against its KCV; a TDES result is parity-adjusted.
+//!
+//! ```
+//! use pmp_core::{combine_components, Algorithm};
+//! let c1 = hex::decode("0123456789ABCDEF0123456789ABCDEF").unwrap();
+//! let c2 = hex::decode("FEDCBA9876543210FEDCBA9876543211").unwrap();
+//! // Equal halves would be degenerate TDES: refused.
+//! assert!(combine_components(Algorithm::Tdes, &[(&c1, None), (&c2, None)]).is_err());
+//! ```
+
+use zeroize::Zeroizing;
+
+use crate::kcv::Kcv;
+use crate::key::{Algorithm, SecretKey};
+use crate::{Error, Result};
+
+/// Whether every byte has odd parity.
+pub fn has_odd_parity(key: &[u8]) -> bool {
+    key.iter().all(|b| b.count_ones() % 2 == 1)
+}
+
+/// Sets the least significant bit of every byte so that the byte has odd parity.
+pub fn set_odd_parity(key: &mut [u8]) {
+    for b in key {
+        *b = (*b & 0xFE) | u8::from((*b & 0xFE).count_ones() % 2 == 0);
+    }
+}
+
+/// Key hygiene for a key that is being created or imported: TDES keys must have odd
+/// parity, no weak or semi-weak DES part, and neither K1 == K2 nor K2 == K3. AES keys only
+/// need a valid length.
+pub fn check_key_hygiene(algorithm: Algorithm, key: &[u8]) -> Result<()> {
+    algorithm.check_key_len(key.len())?;
+    if algorithm == Algorithm::Aes {
+        return Ok(());
+    }
+    if !has_odd_parity(key) {
+        return Err(Error::WeakKey("TDES key does not have odd parity"));
+    }
+    check_tdes_structure(key)
+}
+
+/// The parity-independent TDES checks: weak parts and degenerate K1 == K2 / K2 == K3.
+fn check_tdes_structure(key: &[u8]) -> Result<()> {
+    let mut norm = Zeroizing::new([0u8; 24]);
+    let norm = &mut norm[..key.len()];
+    norm.copy_from_slice(key);
+    set_odd_parity(norm);
+    for part in norm.chunks_exact(8) {
+        if des::weak_key_test(part).is_err() {
+            return Err(Error::WeakKey("a DES part of the key is weak or semi-weak"));
+        }
+    }
+    if norm[..8] == norm[8..16] {
+        return Err(Error::WeakKey("K1 == K2 degenerates TDES to single DES"));
+    }
+    if norm.len() == 24 && norm[8..16] == norm[16..24] {
+        return Err(Error::WeakKey("K2 == K3 degenerates TDES to single DES"));
+    }
+    Ok(())
+}
+
+/// Forms a key as the XOR of 2 or 3 clear components (key ceremony).
+///
+/// Each component may come with its KCV, checked before anything is combined (the error
+/// names the component). A TDES result is parity-adjusted and must pass
+/// [`check_key_hygiene`]; components themselves need not have odd parity.
+pub fn combine_components(
+    algorithm: Algorithm,
+    components: &[(&[u8], Option<&Kcv>)],
+) -> Result<SecretKey> {
+    if !(2..=3).contains(&components.len()) {
+        return Err(Error::invalid(
+            "components",
+            format!("{} given, 2 or 3 required", components.len()),
+        ));
+    }
+    let len = components[0].0.len();
+    algorithm.check_key_len(len)?;
+    let mut acc = Zeroizing::new(vec![0u8; len]);
+    for (i, (c, kcv)) in components.iter().enumerate() {
+        if c.len() != len {
+            return Err(Error::invalid(
+                "components",
+                format!(
+                    "component {} is {} bytes, component 1 is {len}",
+                    i + 1,
+                    c.len()
+                ),
+            ));
+        }
+        if let Some(expected) = kcv {
+            let ck = SecretKey::new(algorithm, c)?;
+            expected.check(&ck.kcv(), format!("component {}", i + 1))?;
+        }
+        for (a, b) in acc.iter_mut().zip(c.iter()) {
+            *a ^= b;
+        }
+    }
+    if algorithm == Algorithm::Tdes {
+        set_odd_parity(&mut acc);
+    }
+    check_key_hygiene(algorithm, &acc)?;
+    SecretKey::new(algorithm, &acc)
+}

@@ -1,0 +1,41 @@
+//! # pmp-core
+//!
+//! The security core of a payment-card personalization bureau: TDES/AES primitives, MACs
+//! and KCVs, ISO 9564 PIN blocks, TR-31 / ANSI X9.143 key blocks, and (in later layers) a
+//! pluggable HSM, the XOF order format and the issuer import pipeline. A C API lives in the
+//! `ffi` module and is described by `include/pmp.h`.
+//!
+//! Read `ARCHITECTURE.md` for the layers and the data flow.
+//!
+//! ```
+//! use pmp_core::{Algorithm, SecretKey};
+//! let key = SecretKey::from_hex(Algorithm::Aes, "1E89AC67E4B0D6EA892F94CC50FCFF90").unwrap();
+//! // Source: shared/vectors/kcv.txt (psec 1.3.0 / pyca cryptography).
+//! assert_eq!(key.kcv().to_string(), "91E9C43E5F");
+//! ```
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod cipher;
+mod error;
+mod kcv;
+mod key;
+mod keys;
+mod mac;
+mod rng;
+
+pub mod ffi;
+pub mod keyblock;
+pub mod pinblock;
+
+pub use crate::cipher::{BlockCipher, Mode, Padding};
+pub use crate::error::{Error, Result};
+pub use crate::kcv::{Kcv, kcv};
+pub use crate::key::{Algorithm, SecretKey, wipe};
+pub use crate::keys::{check_key_hygiene, combine_components, has_odd_parity, set_odd_parity};
+pub use crate::mac::{MacAlgorithm, MacTag, cmac, mac, verify_mac};
+pub use crate::rng::fill_random;
+
+/// The version of pmp-core (the crate version).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,1 @@
+//! ISO 9564-1 PIN blocks (to be written).
