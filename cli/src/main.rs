@@ -1,1 +1,191 @@
-fn main() {}
+//! `pmp`: the pmp-core command-line tool for operators, key ceremonies and scripts.
+//!
+//! Output contract: the result on the first line of stdout (uppercase hex where it is
+//! bytes). Exit status 0 on success, 1 when the input is rejected, 2 for a usage error.
+//! Errors are one line on stderr and never repeat a key or a PIN.
+
+mod keyblock_cmd;
+mod pinblock_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use pmp_core::{Algorithm, MacAlgorithm, Padding, SecretKey};
+use zeroize::Zeroizing;
+
+/// pmp — the security core of a card personalization bureau, from the command line.
+///
+/// Commands that take or print clear keys (kcv, mac, pinblock, keyblock) are key-ceremony
+/// and test tools: run them on a trusted workstation, never on production secrets in a
+/// shared shell history.
+#[derive(Parser)]
+#[command(name = "pmp", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Key check value of a clear key: TDES = 3 bytes of E(K, 0^8); AES = 5 bytes of
+    /// CMAC(K, 0^16) (X9.24-1:2017). Prints the KCV in uppercase hex.
+    Kcv {
+        /// Key algorithm.
+        #[arg(long, value_enum)]
+        algorithm: KeyAlg,
+        /// Clear key in hex (TDES: 16 or 24 bytes; AES: 16, 24 or 32 bytes).
+        #[arg(long)]
+        key: String,
+    },
+    /// MAC of hex data under a clear key (test tool). Prints the full-block MAC in
+    /// uppercase hex.
+    Mac {
+        /// retail = ISO/IEC 9797-1 alg. 3 (16-byte TDES key); cbc-tdes / cbc-aes = alg. 1;
+        /// cmac-tdes / cmac-aes = NIST SP 800-38B.
+        #[arg(long, value_enum)]
+        algorithm: MacAlg,
+        /// Clear key in hex.
+        #[arg(long)]
+        key: String,
+        /// Data in hex (may be empty).
+        #[arg(long, allow_hyphen_values = true)]
+        data: String,
+        /// ISO/IEC 9797-1 padding method for retail and cbc-* (default 1). CMAC pads itself.
+        #[arg(long, value_parser = ["1", "2"])]
+        padding: Option<String>,
+    },
+    /// ISO 9564-1 PIN blocks (test tool: prints clear PINs and clear blocks).
+    Pinblock(pinblock_cmd::PinblockArgs),
+    /// TR-31 / ANSI X9.143 key blocks. wrap and unwrap take and print clear keys: they are
+    /// key-ceremony and test tools. inspect shows header fields only.
+    Keyblock(keyblock_cmd::KeyblockArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KeyAlg {
+    Tdes,
+    Aes,
+}
+
+impl From<KeyAlg> for Algorithm {
+    fn from(a: KeyAlg) -> Self {
+        match a {
+            KeyAlg::Tdes => Algorithm::Tdes,
+            KeyAlg::Aes => Algorithm::Aes,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MacAlg {
+    Retail,
+    CbcTdes,
+    CbcAes,
+    CmacTdes,
+    CmacAes,
+}
+
+impl From<MacAlg> for MacAlgorithm {
+    fn from(a: MacAlg) -> Self {
+        match a {
+            MacAlg::Retail => MacAlgorithm::Retail,
+            MacAlg::CbcTdes => MacAlgorithm::CbcTdes,
+            MacAlg::CbcAes => MacAlgorithm::CbcAes,
+            MacAlg::CmacTdes => MacAlgorithm::CmacTdes,
+            MacAlg::CmacAes => MacAlgorithm::CmacAes,
+        }
+    }
+}
+
+/// A failure of a command: exit status and one line for stderr.
+#[derive(Debug)]
+pub struct CliError {
+    code: u8,
+    message: String,
+}
+
+impl CliError {
+    /// Rejected input (exit 1).
+    pub fn rejected(message: impl Into<String>) -> Self {
+        Self {
+            code: 1,
+            message: message.into(),
+        }
+    }
+
+    /// Usage error (exit 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: 2,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<pmp_core::Error> for CliError {
+    fn from(e: pmp_core::Error) -> Self {
+        // pmp-core errors never carry secret values.
+        CliError::rejected(e.to_string())
+    }
+}
+
+/// Result of a command.
+pub type CliResult = Result<(), CliError>;
+
+/// Decodes a hex argument; the error names the flag, never the value.
+pub fn hex_arg(flag: &str, value: &str) -> Result<Zeroizing<Vec<u8>>, CliError> {
+    hex::decode(value.trim())
+        .map(Zeroizing::new)
+        .map_err(|_| CliError::rejected(format!("{flag}: not an even-length hex string")))
+}
+
+/// A clear key from a hex argument.
+pub fn key_arg(flag: &str, algorithm: Algorithm, value: &str) -> Result<SecretKey, CliError> {
+    let bytes = hex_arg(flag, value)?;
+    SecretKey::new(algorithm, &bytes).map_err(|e| CliError::rejected(format!("{flag}: {e}")))
+}
+
+fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Kcv { algorithm, key } => {
+            let key = key_arg("--key", algorithm.into(), &key)?;
+            println!("{}", key.kcv());
+            Ok(())
+        }
+        Command::Mac {
+            algorithm,
+            key,
+            data,
+            padding,
+        } => {
+            let alg: MacAlgorithm = algorithm.into();
+            let padding = match padding.as_deref() {
+                None | Some("1") => Padding::Iso9797M1,
+                Some(_) => Padding::Iso9797M2,
+            };
+            if !alg.takes_padding() && padding == Padding::Iso9797M2 {
+                return Err(CliError::usage(
+                    "--padding applies to retail and cbc-* only; CMAC has its own padding",
+                ));
+            }
+            let key = key_arg("--key", alg.key_algorithm(), &key)?;
+            let data = hex_arg("--data", &data)?;
+            let tag = pmp_core::mac(alg, &key, padding, &data)?;
+            println!("{}", hex::encode_upper(tag.as_bytes()));
+            Ok(())
+        }
+        Command::Pinblock(args) => pinblock_cmd::run(args),
+        Command::Keyblock(args) => keyblock_cmd::run(args),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pmp: error: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
