@@ -70,12 +70,46 @@ pub enum Error {
         got: usize,
     },
 
+    /// A key, label or record was not found.
+    #[error("not found: {0}")]
+    NotFound(String),
+
+    /// A label is already in use.
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+
+    /// Stored data (key store, audit log) failed its integrity check or is malformed.
+    #[error("integrity failure in {what}: {reason}")]
+    Integrity {
+        /// What was being checked (a file and, where known, a line).
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// The operating system's random number generator failed.
     #[error("random number generator failure")]
     Rng,
 }
 
 impl Error {
+    /// Shorthand for [`Error::Io`].
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+
     /// Shorthand for [`Error::Invalid`].
     pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         Error::Invalid {

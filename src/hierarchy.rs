@@ -1,0 +1,165 @@
+//! The bureau's key hierarchy (DESIGN.md §2) as library functions over any [`Hsm`].
+//!
+//! | step | function | keys |
+//! |---|---|---|
+//! | key ceremony, issuer and production zones | [`zmk_ceremony`] | ZMK-issuer, ZMK-prod (K0, mode B, from 2–3 components with KCVs) |
+//! | the issuer's transport key arrives | [`import_issuer_key`] | TK_issuer (D0) or the issuer PIN key (P0), under ZMK-issuer |
+//! | the bureau's data keys | [`generate_dkeps`] | one DKep per attribute class (AES-256, D0, mode B, never exportable) |
+//! | data prep issues transport keys | [`issue_transport_keys`] | KTK (K0), PTK (P0), MTK (M6 CMAC, mode C), exported under ZMK-prod with KCVs |
+//! | production imports them | [`import_transport_keys`] | the same three, KCVs checked |
+//!
+//! Keys the bureau creates for itself default to AES (DESIGN.md §2). Where a counterpart
+//! still needs 2-key TDES (issuer TKs, legacy production lines) the caller picks it; NIST
+//! SP 800-131A allows 2-key TDES only to process legacy data.
+//!
+//! Simplification: the transport keys are exported with mode of use B / C (both
+//! directions); a production HSM that must only *verify* MTK MACs should import the MTK
+//! with mode V — the block's mode is then narrowed on the receiving side by policy, which
+//! this version does not yet automate.
+
+use crate::hsm::{Hsm, KeyHandle, KeyInfo, KeySpec};
+use crate::keyblock::{KeyUsage, ModeOfUse};
+use crate::{Algorithm, Error, Kcv, Result};
+
+/// Forms a zone master key (K0, mode B, not exportable) from 2 or 3 clear components, each
+/// with an optional KCV, and checks the result against `expected_kcv` when given.
+pub fn zmk_ceremony(
+    hsm: &dyn Hsm,
+    label: &str,
+    algorithm: Algorithm,
+    components: &[&[u8]],
+    component_kcvs: &[Option<Kcv>],
+    expected_kcv: Option<&Kcv>,
+) -> Result<KeyInfo> {
+    let len = components.first().map_or(0, |c| c.len());
+    let spec = KeySpec::new(label, algorithm, len, KeyUsage::K0, ModeOfUse::B);
+    hsm.form_key_from_components(&spec, components, component_kcvs, expected_kcv)
+}
+
+/// Imports an issuer key (TK_issuer, D0; or the issuer PIN key, P0) from a key block under
+/// the issuer's ZMK, and checks its KCV against the one the issuer sent separately.
+pub fn import_issuer_key(
+    hsm: &dyn Hsm,
+    label: &str,
+    zmk: &KeyHandle,
+    block: &str,
+    expected_kcv: &Kcv,
+) -> Result<KeyInfo> {
+    let info = hsm.import_key_block(label, zmk, block)?;
+    let refuse = |e: Error| {
+        let _ = hsm.delete_key(&info.handle);
+        Err(e)
+    };
+    if !matches!(info.spec.usage, KeyUsage::D0 | KeyUsage::P0) {
+        return refuse(Error::Policy(format!(
+            "an issuer transport key must be D0 or P0, the block says {}",
+            info.spec.usage
+        )));
+    }
+    if let Err(e) = expected_kcv.check(&info.kcv, format!("imported key '{label}'")) {
+        return refuse(e);
+    }
+    Ok(info)
+}
+
+/// Generates one DKep per attribute class: AES-256, D0, mode B, not exportable. Labels are
+/// `DKEP-<class>`.
+pub fn generate_dkeps(hsm: &dyn Hsm, classes: &[&str]) -> Result<Vec<KeyInfo>> {
+    classes
+        .iter()
+        .map(|class| {
+            hsm.generate_key(&KeySpec::new(
+                &format!("DKEP-{class}"),
+                Algorithm::Aes,
+                32,
+                KeyUsage::D0,
+                ModeOfUse::B,
+            ))
+        })
+        .collect()
+}
+
+/// A transport key issued for production: what the HSM holds, and the key block (under
+/// ZMK-prod) with the KCV that goes to the production side.
+#[derive(Clone, Debug)]
+pub struct IssuedKey {
+    /// The key at data prep.
+    pub info: KeyInfo,
+    /// The TR-31 key block under ZMK-prod.
+    pub block: String,
+}
+
+/// KTK, PTK and MTK as issued.
+#[derive(Clone, Debug)]
+pub struct TransportKeys {
+    /// Key transport key (K0).
+    pub ktk: IssuedKey,
+    /// PIN transport key (P0).
+    pub ptk: IssuedKey,
+    /// MAC transport key (M6, CMAC).
+    pub mtk: IssuedKey,
+}
+
+/// Generates KTK, PTK and MTK (labels `<prefix>-KTK`, `-PTK`, `-MTK`) of `algorithm` and
+/// `len`, exportable, and exports each under `zmk_prod` (version D for an AES ZMK, B for a
+/// TDES one).
+pub fn issue_transport_keys(
+    hsm: &dyn Hsm,
+    zmk_prod: &KeyHandle,
+    prefix: &str,
+    algorithm: Algorithm,
+    len: usize,
+) -> Result<TransportKeys> {
+    let issue = |name: &str, usage: KeyUsage, mode: ModeOfUse| -> Result<IssuedKey> {
+        let spec = KeySpec::new(&format!("{prefix}-{name}"), algorithm, len, usage, mode).exportable();
+        let info = hsm.generate_key(&spec)?;
+        let block = hsm.export_key_block(&info.handle, zmk_prod)?;
+        Ok(IssuedKey { info, block })
+    };
+    Ok(TransportKeys {
+        ktk: issue("KTK", KeyUsage::K0, ModeOfUse::B)?,
+        ptk: issue("PTK", KeyUsage::P0, ModeOfUse::B)?,
+        mtk: issue("MTK", KeyUsage::M6, ModeOfUse::C)?,
+    })
+}
+
+/// Production side: imports KTK, PTK and MTK under its ZMK-prod, checks each KCV against
+/// the one data prep sent, and refuses a block whose usage is not the expected one. On any
+/// refusal the keys imported so far are deleted.
+pub fn import_transport_keys(
+    hsm: &dyn Hsm,
+    zmk_prod: &KeyHandle,
+    prefix: &str,
+    blocks: [(&str, &Kcv); 3],
+) -> Result<[KeyInfo; 3]> {
+    let expected = [("KTK", KeyUsage::K0), ("PTK", KeyUsage::P0), ("MTK", KeyUsage::M6)];
+    let mut done: Vec<KeyInfo> = Vec::new();
+    for ((block, kcv), (name, usage)) in blocks.iter().zip(expected) {
+        let label = format!("{prefix}-{name}");
+        let r = hsm.import_key_block(&label, zmk_prod, block).and_then(|info| {
+            let checked = if info.spec.usage != usage {
+                Err(Error::Policy(format!("{name} must have usage {usage}, the block says {}", info.spec.usage)))
+            } else {
+                kcv.check(&info.kcv, name)
+            };
+            match checked {
+                Ok(()) => Ok(info),
+                Err(e) => {
+                    let _ = hsm.delete_key(&info.handle);
+                    Err(e)
+                }
+            }
+        });
+        match r {
+            Ok(info) => done.push(info),
+            Err(e) => {
+                for k in &done {
+                    let _ = hsm.delete_key(&k.handle);
+                }
+                return Err(e);
+            }
+        }
+    }
+    let [a, b, c]: [KeyInfo; 3] = done.try_into().map_err(|_| Error::invalid("transport keys", "three expected"))?;
+    Ok([a, b, c])
+}

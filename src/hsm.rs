@@ -1,0 +1,329 @@
+//! The HSM abstraction: every secret-key operation of pmp-core goes through [`Hsm`].
+//!
+//! Keys live inside the HSM and are named by opaque [`KeyHandle`]s; no method returns a
+//! clear key. Every call checks the key's TR-31 usage and mode of use against the
+//! operation ([`policy`]), so that a PIN key never decrypts data, a data key never wraps
+//! keys and a MAC-verify key never generates.
+//!
+//! Backends: [`SoftHsm`] (always built; key store of version-D key blocks under an AES-256
+//! LMK, audit log) and, later, a PKCS#11 backend. [`conformance::run_all`] is the test
+//! suite every backend passes.
+//!
+//! ```
+//! use pmp_core::hsm::{Hsm, KeySpec, SoftHsm, CipherSpec};
+//! use pmp_core::keyblock::{KeyUsage, ModeOfUse};
+//! use pmp_core::{Algorithm, Mode, Padding};
+//! let dir = std::env::temp_dir().join(format!("pmp-doc-{}", std::process::id()));
+//! let hsm = SoftHsm::create_with_test_lmk(&dir).unwrap();
+//! let a = hsm.generate_key(&KeySpec::new("DK-A", Algorithm::Aes, 32, KeyUsage::D0, ModeOfUse::B)).unwrap();
+//! let b = hsm.generate_key(&KeySpec::new("DK-B", Algorithm::Tdes, 16, KeyUsage::D0, ModeOfUse::B)).unwrap();
+//! let iv = [0u8; 16];
+//! let mut ct = [0u8; 32];
+//! let n = hsm.encrypt(&CipherSpec::cbc(&a.handle, &iv, Padding::Iso9797M2), b"4111111111111111", &mut ct).unwrap();
+//! let mut out = [0u8; 32];
+//! let m = hsm.translate(&CipherSpec::cbc(&a.handle, &iv, Padding::Iso9797M2),
+//!                       &CipherSpec::ecb(&b.handle, Padding::Iso9797M2), &ct[..n], &mut out).unwrap();
+//! assert_eq!(m, 24);
+//! # drop(hsm); std::fs::remove_dir_all(&dir).ok();
+//! ```
+
+use core::fmt;
+
+use crate::keyblock::{Exportability, KeyUsage, ModeOfUse};
+use crate::pinblock::{Pan, PinBlockFormat};
+use crate::{Algorithm, Kcv, MacAlgorithm, MacTag, Mode, Padding, Result};
+
+mod audit;
+pub mod conformance;
+pub mod policy;
+mod soft;
+
+pub use audit::{AuditVerdict, verify_audit_log};
+pub use policy::Operation;
+pub use soft::{LmkSource, SoftHsm};
+
+/// An opaque reference to a key inside an HSM. Cheap to clone; meaningful only to the HSM
+/// that issued it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct KeyHandle {
+    id: u64,
+    label: std::sync::Arc<str>,
+}
+
+impl KeyHandle {
+    /// Made by backends.
+    pub fn new(id: u64, label: &str) -> Self {
+        Self {
+            id,
+            label: label.into(),
+        }
+    }
+
+    /// The backend's identifier.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The key's label.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+}
+
+impl fmt::Debug for KeyHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyHandle({:?})", &*self.label)
+    }
+}
+
+/// What a key is and may do: the attributes bound to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeySpec {
+    /// Unique label in the HSM (1–64 characters of `A–Z a–z 0–9 . _ -`).
+    pub label: String,
+    /// TDES or AES.
+    pub algorithm: Algorithm,
+    /// Length in bytes (TDES 16/24, AES 16/24/32).
+    pub len: usize,
+    /// TR-31 key usage.
+    pub usage: KeyUsage,
+    /// TR-31 mode of use.
+    pub mode_of_use: ModeOfUse,
+    /// TR-31 exportability. Keys are non-exportable unless asked.
+    pub exportability: Exportability,
+}
+
+impl KeySpec {
+    /// A non-exportable key spec.
+    pub fn new(
+        label: &str,
+        algorithm: Algorithm,
+        len: usize,
+        usage: KeyUsage,
+        mode_of_use: ModeOfUse,
+    ) -> Self {
+        Self {
+            label: label.to_string(),
+            algorithm,
+            len,
+            usage,
+            mode_of_use,
+            exportability: Exportability::N,
+        }
+    }
+
+    /// The same spec, exportable (`E`) under a key-encryption key.
+    pub fn exportable(mut self) -> Self {
+        self.exportability = Exportability::E;
+        self
+    }
+}
+
+/// A key as the HSM reports it: handle, attributes and KCV. Never key material.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// The handle for further operations.
+    pub handle: KeyHandle,
+    /// The attributes bound to the key (its `len` is the key length).
+    pub spec: KeySpec,
+    /// The key check value.
+    pub kcv: Kcv,
+}
+
+/// One side of a data operation: the key, the mode, the IV and the padding.
+#[derive(Clone, Copy, Debug)]
+pub struct CipherSpec<'a> {
+    /// The key.
+    pub key: &'a KeyHandle,
+    /// ECB or CBC.
+    pub mode: Mode,
+    /// The IV (CBC only), one block.
+    pub iv: Option<&'a [u8]>,
+    /// The padding of the plaintext.
+    pub padding: Padding,
+}
+
+impl<'a> CipherSpec<'a> {
+    /// ECB under `key`.
+    pub fn ecb(key: &'a KeyHandle, padding: Padding) -> Self {
+        Self {
+            key,
+            mode: Mode::Ecb,
+            iv: None,
+            padding,
+        }
+    }
+
+    /// CBC under `key` with `iv`.
+    pub fn cbc(key: &'a KeyHandle, iv: &'a [u8], padding: Padding) -> Self {
+        Self {
+            key,
+            mode: Mode::Cbc,
+            iv: Some(iv),
+            padding,
+        }
+    }
+}
+
+/// One field of a batch translation.
+#[derive(Clone, Copy, Debug)]
+pub struct TranslateItem<'a> {
+    /// How the field is encrypted now.
+    pub from: CipherSpec<'a>,
+    /// How it is to be encrypted.
+    pub to: CipherSpec<'a>,
+    /// The ciphertext under `from`.
+    pub data: &'a [u8],
+}
+
+/// A PIN block under a key, in an ISO 9564-1 format.
+#[derive(Clone, Copy, Debug)]
+pub struct PinSpec<'a> {
+    /// The PIN encryption key (P0): TDES for formats 0, 1, 3; AES for format 4.
+    pub key: &'a KeyHandle,
+    /// The ISO 9564-1 format.
+    pub format: PinBlockFormat,
+}
+
+/// What a backend can do, so callers can adapt (or refuse) before they start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// A short name of the backend.
+    pub backend: &'static str,
+    /// Key algorithms the backend stores.
+    pub algorithms: Vec<Algorithm>,
+    /// MAC algorithms.
+    pub macs: Vec<MacAlgorithm>,
+    /// PIN block formats accepted by PIN translation.
+    pub pin_formats: Vec<PinBlockFormat>,
+    /// Whether whole-file decryption and re-encryption of attributes runs inside the HSM
+    /// boundary (true for the software HSM; false for plain PKCS#11, where the host
+    /// decrypts into zeroizing buffers — a weaker boundary).
+    pub in_boundary_file_import: bool,
+    /// Whether the LMK is a TEST LMK (development only).
+    pub test_lmk: bool,
+}
+
+/// The HSM interface. Object safe, `Send + Sync`. No method returns a clear key.
+///
+/// Errors: usage and mode-of-use refusals are [`Error::Policy`](crate::Error::Policy); an
+/// unknown handle or label is [`Error::NotFound`](crate::Error::NotFound); cryptographic
+/// failures (MAC mismatch, bad padding, a bad PIN block, a key block that does not verify)
+/// are the opaque [`Error::Crypto`](crate::Error::Crypto).
+pub trait Hsm: Send + Sync + fmt::Debug {
+    /// What this backend supports.
+    fn capabilities(&self) -> Capabilities;
+
+    // ---- key management ----
+
+    /// Generates a random key with the given attributes. The label must be new.
+    fn generate_key(&self, spec: &KeySpec) -> Result<KeyInfo>;
+
+    /// Forms a key as the XOR of 2 or 3 clear components (key ceremony), each checked
+    /// against its KCV when given; the resulting key is checked against `expected_kcv`
+    /// when given, and nothing is stored when any check fails. `spec.len` must equal the
+    /// component length.
+    fn form_key_from_components(
+        &self,
+        spec: &KeySpec,
+        components: &[&[u8]],
+        component_kcvs: &[Option<Kcv>],
+        expected_kcv: Option<&Kcv>,
+    ) -> Result<KeyInfo>;
+
+    /// Imports a TR-31 / X9.143 key block under the key-encryption key `kek` (usage K0
+    /// or K1, mode B or D) and stores it under `label`.
+    fn import_key_block(&self, label: &str, kek: &KeyHandle, block: &str) -> Result<KeyInfo>;
+
+    /// Exports `key` as a TR-31 key block under `kek` (usage K0 or K1, mode B or E, at least
+    /// as strong as `key`). Only exportable (`E`) keys are exported. Version D for an AES
+    /// KEK, version B for a TDES KEK.
+    fn export_key_block(&self, key: &KeyHandle, kek: &KeyHandle) -> Result<String>;
+
+    /// Attributes and KCV of a key.
+    fn key_info(&self, key: &KeyHandle) -> Result<KeyInfo>;
+
+    /// Finds a key by label.
+    fn find_key(&self, label: &str) -> Result<KeyHandle>;
+
+    /// Every key, sorted by label.
+    fn list_keys(&self) -> Result<Vec<KeyInfo>>;
+
+    /// Deletes a key.
+    fn delete_key(&self, key: &KeyHandle) -> Result<()>;
+
+    // ---- data ----
+
+    /// Pads and encrypts `data` under a data key (D0, mode B or E) into `out`; returns the
+    /// ciphertext length.
+    fn encrypt(&self, spec: &CipherSpec<'_>, data: &[u8], out: &mut [u8]) -> Result<usize>;
+
+    /// Decrypts and unpads under a data key (D0, mode B or D) into `out`; returns the
+    /// plaintext length. (The clear text leaves the HSM: callers that only re-encrypt use
+    /// [`translate`](Hsm::translate).)
+    fn decrypt(&self, spec: &CipherSpec<'_>, data: &[u8], out: &mut [u8]) -> Result<usize>;
+
+    /// Decrypts under `from` and re-encrypts under `to` in one call; the clear text never
+    /// leaves the HSM. Returns the length written to `out`.
+    fn translate(
+        &self,
+        from: &CipherSpec<'_>,
+        to: &CipherSpec<'_>,
+        data: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize>;
+
+    /// Translates many fields in one call (one round trip for a network HSM). Appends the
+    /// outputs to `out` and returns the end offset of each field in `out`. All or nothing:
+    /// on error `out` is restored to its length on entry.
+    fn translate_batch(&self, items: &[TranslateItem<'_>], out: &mut Vec<u8>) -> Result<Vec<usize>> {
+        let start = out.len();
+        let mut ends = Vec::with_capacity(items.len());
+        for item in items {
+            let at = out.len();
+            out.resize(at + item.data.len() + 32, 0);
+            match self.translate(&item.from, &item.to, item.data, &mut out[at..]) {
+                Ok(n) => {
+                    out.truncate(at + n);
+                    ends.push(out.len());
+                }
+                Err(e) => {
+                    out.truncate(start);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(ends)
+    }
+
+    /// Translates a PIN block from `from` (key, format) to `to` with the PAN. Formats 0, 1,
+    /// 3 and 4; a block in format 0, 3 or 4 never becomes format 1. Any PIN failure is the
+    /// opaque [`Error::Crypto`](crate::Error::Crypto). Returns the new block (8 or 16 bytes).
+    fn translate_pin(
+        &self,
+        from: &PinSpec<'_>,
+        to: &PinSpec<'_>,
+        pan: &Pan,
+        block: &[u8],
+    ) -> Result<Vec<u8>>;
+
+    /// Generates a MAC under a MAC key whose usage matches `alg` (mode C or G).
+    fn generate_mac(
+        &self,
+        key: &KeyHandle,
+        alg: MacAlgorithm,
+        padding: Padding,
+        data: &[u8],
+    ) -> Result<MacTag>;
+
+    /// Verifies a MAC (possibly truncated to ≥ 4 bytes) in constant time under a MAC key
+    /// whose usage matches `alg` (mode C or V).
+    fn verify_mac(
+        &self,
+        key: &KeyHandle,
+        alg: MacAlgorithm,
+        padding: Padding,
+        data: &[u8],
+        mac: &[u8],
+    ) -> Result<()>;
+}
