@@ -2,7 +2,11 @@
 
 use clap::{Args, Subcommand};
 
-use crate::CliResult;
+use pmp_core::pinblock::{self, Pan, Pin, PinBlockFormat};
+use pmp_core::{Algorithm, SecretKey};
+use zeroize::Zeroizing;
+
+use crate::{CliError, CliResult};
 
 /// ISO 9564-1 PIN block commands.
 #[derive(Args)]
@@ -46,10 +50,117 @@ enum PinblockCommand {
     },
 }
 
+/// Parses the PIN, never echoing it.
+fn pin_arg(value: &str) -> Result<Pin, CliError> {
+    Pin::new(value).map_err(|_| CliError::rejected("--pin: must be 4 to 12 decimal digits"))
+}
+
+/// Parses the PAN where the format needs one; a missing one is a usage error, a PAN given
+/// to a format that takes none is refused too (it would suggest a binding that is not there).
+fn pan_arg(format: PinBlockFormat, value: Option<&str>) -> Result<Option<Pan>, CliError> {
+    match (format.needs_pan(), value) {
+        (true, Some(v)) => Pan::new(v)
+            .map(Some)
+            .map_err(|_| CliError::rejected("--pan: must be 12 to 19 decimal digits")),
+        (true, None) => Err(CliError::usage(format!(
+            "--pan is required for format {}",
+            format.number()
+        ))),
+        (false, Some(_)) => Err(CliError::usage(format!(
+            "--pan does not apply to format {}",
+            format.number()
+        ))),
+        (false, None) => Ok(None),
+    }
+}
+
+/// The AES key of format 4; refused for formats 0-3, which this tool keeps clear.
+fn key_opt(format: PinBlockFormat, value: Option<&str>) -> Result<Option<SecretKey>, CliError> {
+    match (format, value) {
+        (PinBlockFormat::Iso4, Some(v)) => crate::key_arg("--key", Algorithm::Aes, v).map(Some),
+        (PinBlockFormat::Iso4, None) => {
+            Err(CliError::usage("--key (AES) is required for format 4"))
+        }
+        (_, Some(_)) => Err(CliError::usage(
+            "--key applies to format 4 only (formats 0-3 are printed and read clear)",
+        )),
+        (_, None) => Ok(None),
+    }
+}
+
+fn format_arg(value: &str) -> Result<PinBlockFormat, CliError> {
+    value
+        .parse()
+        .map_err(|_| CliError::usage("--format: expected 0, 1, 2, 3 or 4"))
+}
+
 pub fn run(args: PinblockArgs) -> CliResult {
     match args.command {
-        PinblockCommand::Encode { .. } | PinblockCommand::Decode { .. } => {
-            Err(crate::CliError::rejected("pinblock: not built yet"))
+        PinblockCommand::Encode {
+            format,
+            pin,
+            pan,
+            key,
+        } => {
+            let pin_text = Zeroizing::new(pin);
+            let format = format_arg(&format)?;
+            let pan = pan_arg(format, pan.as_deref())?;
+            let key_text = key.map(Zeroizing::new);
+            let key = key_opt(format, key_text.as_deref().map(String::as_str))?;
+            let pin = pin_arg(&pin_text)?;
+            let hex = match key {
+                Some(key) => {
+                    let pan = pan.as_ref().expect("format 4 has a PAN");
+                    hex::encode_upper(pinblock::encode_iso4(&key, &pin, pan)?)
+                }
+                None => hex::encode_upper(&pinblock::encode(format, &pin, pan.as_ref())?[..]),
+            };
+            let hex = Zeroizing::new(hex);
+            println!("{}", hex.as_str());
+            Ok(())
+        }
+        PinblockCommand::Decode {
+            format,
+            block,
+            pan,
+            key,
+        } => {
+            let format = format_arg(&format)?;
+            let pan = pan_arg(format, pan.as_deref())?;
+            let key_text = key.map(Zeroizing::new);
+            let key = key_opt(format, key_text.as_deref().map(String::as_str))?;
+            let block = crate::hex_arg("--block", &block)?;
+            if block.len() != format.block_len() {
+                return Err(CliError::rejected(format!(
+                    "--block: format {} blocks are {} bytes, {} given",
+                    format.number(),
+                    format.block_len(),
+                    block.len()
+                )));
+            }
+            let pin = match key {
+                Some(key) => {
+                    let pan = pan.as_ref().expect("format 4 has a PAN");
+                    pinblock::decode_iso4(&key, &block, pan)
+                }
+                None => pinblock::decode(format, &block, pan.as_ref()),
+            }
+            .map_err(|e| match e {
+                pmp_core::Error::Crypto => CliError::rejected(format!(
+                    "--block: not a valid format {} PIN block{}",
+                    format.number(),
+                    if format == PinBlockFormat::Iso4 {
+                        " (or wrong key or PAN)"
+                    } else if format.needs_pan() {
+                        " (or wrong PAN)"
+                    } else {
+                        ""
+                    }
+                )),
+                other => other.into(),
+            })?;
+            println!("{}", pin.expose_secret());
+            Ok(())
         }
     }
 }
