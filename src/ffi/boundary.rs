@@ -1,0 +1,288 @@
+//! The machinery every `pmp_*` entry point goes through: the panic boundary, the thread's
+//! last error, and the checked conversion of C arguments (input byte strings, output
+//! buffers).
+//!
+//! Nothing here is exported to C.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::mem::MaybeUninit;
+use std::panic::{self, AssertUnwindSafe};
+
+use super::pmp_status;
+
+/// Why a C API call failed: the status returned to C and the message kept as the thread's
+/// last error. Messages never contain secrets (nor do [`Error`](crate::Error) messages).
+#[derive(Debug)]
+pub(super) struct FfiError {
+    status: pmp_status,
+    message: Cow<'static, str>,
+}
+
+/// The result of the body of an entry point.
+pub(super) type FfiResult<T = ()> = Result<T, FfiError>;
+
+impl FfiError {
+    pub(super) fn new(status: pmp_status, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// `PMP_STATUS_NULL_ARGUMENT` naming the argument.
+    pub(super) fn null(argument: impl std::fmt::Display) -> Self {
+        Self::new(
+            pmp_status::NullArgument,
+            format!("argument `{argument}` is NULL"),
+        )
+    }
+
+    /// `PMP_STATUS_INVALID_ARGUMENT` naming the argument and what is wrong.
+    pub(super) fn invalid(argument: &'static str, reason: &str) -> Self {
+        Self::new(
+            pmp_status::InvalidArgument,
+            format!("invalid argument `{argument}`: {reason}"),
+        )
+    }
+
+    pub(super) fn status(&self) -> pmp_status {
+        self.status
+    }
+}
+
+impl From<crate::Error> for FfiError {
+    fn from(e: crate::Error) -> Self {
+        Self::new(pmp_status::from(&e), e.to_string())
+    }
+}
+
+thread_local! {
+    /// The message of the last failed call on this thread.
+    static LAST_ERROR: RefCell<Option<Cow<'static, str>>> = const { RefCell::new(None) };
+}
+
+fn set_last_error(message: Cow<'static, str>) {
+    // `try_with` fails only while the thread is being torn down; the message is then lost.
+    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = Some(message));
+}
+
+/// The message of the last failed call on this thread ("" if none).
+pub(super) fn last_error() -> Cow<'static, str> {
+    LAST_ERROR
+        .try_with(|e| e.borrow().clone())
+        .ok()
+        .flatten()
+        .unwrap_or(Cow::Borrowed(""))
+}
+
+const PANIC_MESSAGE: &str = "internal error: a panic was caught at the C API boundary";
+
+/// Runs `body` so that no panic unwinds into C: a panic yields `on_panic` instead.
+///
+/// For entry points that do not return a [`pmp_status`] (`pmp_version`, `*_free`), and for
+/// those that must not touch the last error (`pmp_last_error_message`). Everything else uses
+/// [`ffi_call`].
+pub(super) fn ffi_guard<R>(on_panic: R, body: impl FnOnce() -> R) -> R {
+    // AssertUnwindSafe: after a panic nothing `body` captured is looked at again; the C
+    // caller only gets `on_panic`.
+    panic::catch_unwind(AssertUnwindSafe(body)).unwrap_or(on_panic)
+}
+
+/// Runs the body of a status-returning entry point: `Ok(())` gives `PMP_STATUS_OK`; an error
+/// gives its status and becomes the thread's last error; a panic gives `PMP_STATUS_PANIC`.
+///
+/// The body must write its outputs only once everything that can fail has succeeded
+/// (typically by ending with [`OutBuf::write`]).
+pub(super) fn ffi_call(body: impl FnOnce() -> FfiResult) -> pmp_status {
+    let result = ffi_guard(Err(FfiError::new(pmp_status::Panic, PANIC_MESSAGE)), body);
+    match result {
+        Ok(()) => pmp_status::Ok,
+        Err(e) => {
+            set_last_error(e.message);
+            e.status
+        }
+    }
+}
+
+/// Borrows an input byte string given as `(ptr, len)`. `ptr` may be NULL only when `len` is 0.
+///
+/// # Safety
+///
+/// Unless `ptr` is NULL, it must point to `len` initialized bytes that stay valid and are not
+/// written to for `'a`.
+pub(super) unsafe fn input_bytes<'a>(
+    ptr: *const u8,
+    len: usize,
+    argument: &'static str,
+) -> FfiResult<&'a [u8]> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        return Err(FfiError::null(argument));
+    }
+    if len > isize::MAX as usize {
+        return Err(FfiError::invalid(
+            argument,
+            "length exceeds the address space",
+        ));
+    }
+    // SAFETY: `ptr` is non-NULL and, by this function's contract, points to `len` initialized
+    // bytes that stay valid and unchanged for 'a; `len` <= isize::MAX was checked.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// A caller's output buffer, given as `(buf, cap, &written)`.
+///
+/// On success `*written` is the number of bytes written. If the buffer is too small nothing
+/// is written to it, `*written` is set to the capacity needed and the call fails with
+/// `PMP_STATUS_BUFFER_TOO_SMALL` (so `buf = NULL, cap = 0` asks for the size). On any other
+/// failure neither is touched.
+#[derive(Debug)]
+pub(super) struct OutBuf<'a> {
+    buf: &'a mut [MaybeUninit<u8>],
+    written: &'a mut usize,
+}
+
+impl<'a> OutBuf<'a> {
+    /// Checks the pointers. `buf` may be NULL only when `cap` is 0; `written` never. `name` is
+    /// the name of the `buf` argument; by convention the others are `<name>_cap` and
+    /// `<name>_written`.
+    ///
+    /// # Safety
+    ///
+    /// Unless NULL, `buf` must be valid for writes of `cap` bytes and `written` valid for a
+    /// write of one `usize` (aligned), both for `'a`, and neither may overlap any input of
+    /// the call or each other.
+    pub(super) unsafe fn new(
+        buf: *mut u8,
+        cap: usize,
+        written: *mut usize,
+        name: &'static str,
+    ) -> FfiResult<Self> {
+        if written.is_null() {
+            return Err(FfiError::null(format_args!("{name}_written")));
+        }
+        let buf: &'a mut [MaybeUninit<u8>] = if cap == 0 {
+            &mut []
+        } else if buf.is_null() {
+            return Err(FfiError::null(name));
+        } else if cap > isize::MAX as usize {
+            return Err(FfiError::invalid(
+                name,
+                "capacity exceeds the address space",
+            ));
+        } else {
+            // SAFETY: `buf` is non-NULL and, by this function's contract, valid for writes of
+            // `cap` (<= isize::MAX) bytes for 'a and not aliased. `MaybeUninit<u8>` has the
+            // layout of `u8` and accepts uninitialized memory.
+            unsafe { std::slice::from_raw_parts_mut(buf.cast::<MaybeUninit<u8>>(), cap) }
+        };
+        // SAFETY: `written` is non-NULL and, by this function's contract, valid and aligned
+        // for a write of one usize for 'a and not aliased.
+        let written = unsafe { &mut *written };
+        Ok(Self { buf, written })
+    }
+
+    /// Writes `data` (see the type's documentation for what happens when it does not fit).
+    pub(super) fn write(self, data: &[u8]) -> FfiResult {
+        self.write_parts(data, &[])
+    }
+
+    /// Writes `s` followed by a NUL byte. `*written` is then `strlen`; the capacity needed
+    /// (reported when too small) counts the NUL.
+    pub(super) fn write_c_str(self, s: &str) -> FfiResult {
+        if s.as_bytes().contains(&0) {
+            return Err(FfiError::new(
+                pmp_status::InvalidArgument,
+                "string output contains a NUL byte",
+            ));
+        }
+        self.write_parts(s.as_bytes(), &[0])?;
+        Ok(())
+    }
+
+    fn write_parts(self, data: &[u8], terminator: &[u8]) -> FfiResult {
+        let needed = data.len() + terminator.len();
+        if needed > self.buf.len() {
+            *self.written = needed;
+            return Err(FfiError::from(crate::Error::BufferTooSmall {
+                needed,
+                got: self.buf.len(),
+            }));
+        }
+        for (dst, &src) in self.buf.iter_mut().zip(data.iter().chain(terminator)) {
+            dst.write(src);
+        }
+        *self.written = data.len();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_buf_too_small_reports_needed_and_writes_nothing() {
+        let mut buf = [0xAAu8; 2];
+        let mut written = 0usize;
+        // SAFETY: both pointers come from live locals of the right size.
+        let out = unsafe { OutBuf::new(buf.as_mut_ptr(), 2, &mut written, "buf") }.unwrap();
+        let e = out.write(&[1, 2, 3]).unwrap_err();
+        assert_eq!(e.status(), pmp_status::BufferTooSmall);
+        assert_eq!(written, 3);
+        assert_eq!(buf, [0xAA; 2]);
+    }
+
+    #[test]
+    fn out_buf_c_str_counts_nul_in_needed_not_in_written() {
+        let mut buf = [0xAAu8; 4];
+        let mut written = 0usize;
+        // SAFETY: both pointers come from live locals of the right size.
+        let out = unsafe { OutBuf::new(buf.as_mut_ptr(), 3, &mut written, "buf") }.unwrap();
+        assert_eq!(
+            out.write_c_str("abc").unwrap_err().status(),
+            pmp_status::BufferTooSmall
+        );
+        assert_eq!(written, 4);
+        // SAFETY: as above.
+        let out = unsafe { OutBuf::new(buf.as_mut_ptr(), 4, &mut written, "buf") }.unwrap();
+        out.write_c_str("abc").unwrap();
+        assert_eq!((&buf, written), (b"abc\0", 3));
+    }
+
+    #[test]
+    fn null_pointers_are_refused_except_empty() {
+        let mut written = 0usize;
+        // SAFETY: NULL pointers are checked before any access.
+        unsafe {
+            assert!(input_bytes(std::ptr::null(), 0, "x").unwrap().is_empty());
+            assert_eq!(
+                input_bytes(std::ptr::null(), 1, "x").unwrap_err().status(),
+                pmp_status::NullArgument
+            );
+            assert!(OutBuf::new(std::ptr::null_mut(), 0, &mut written, "b").is_ok());
+            assert_eq!(
+                OutBuf::new(std::ptr::null_mut(), 1, &mut written, "b")
+                    .unwrap_err()
+                    .status(),
+                pmp_status::NullArgument
+            );
+            assert_eq!(
+                OutBuf::new(std::ptr::null_mut(), 0, std::ptr::null_mut(), "b")
+                    .unwrap_err()
+                    .status(),
+                pmp_status::NullArgument
+            );
+        }
+    }
+
+    #[test]
+    fn panics_become_pmp_status_panic_and_last_error() {
+        let status = ffi_call(|| panic!("boom"));
+        assert_eq!(status, pmp_status::Panic);
+        assert_eq!(last_error(), PANIC_MESSAGE);
+    }
+}

@@ -1,0 +1,30 @@
+// C++17 check of include/pmp.h: it compiles with warnings as errors, its declarations have C
+// linkage, and its types have the sizes the C API promises. Built, linked against the static
+// library and run by tests/c_api.rs.
+#include "pmp.h"
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+static_assert(sizeof(pmp_status) == sizeof(std::uint32_t), "pmp_status is 32 bits");
+static_assert(std::is_same<std::underlying_type<pmp_status>::type, std::uint32_t>::value,
+              "pmp_status is a uint32_t enum");
+static_assert(std::is_same<pmp_algorithm, std::uint32_t>::value, "pmp_algorithm is uint32_t");
+static_assert(PMP_STATUS_OK == 0, "PMP_STATUS_OK is 0");
+
+int main() {
+    const std::uint8_t key[16] = {0xD9, 0xEA, 0x02, 0x51, 0x73, 0x8F, 0x3E, 0xF1,
+                                  0x08, 0x85, 0x64, 0x2F, 0xAB, 0x7A, 0xC2, 0xF8};
+    std::uint8_t kcv[3] = {};
+    std::size_t written = 0;
+    const std::uint8_t expected[3] = {0xB5, 0x30, 0x05};
+    if (pmp_version() == nullptr) {
+        return 1;
+    }
+    pmp_status status = pmp_kcv(PMP_ALGORITHM_TDES, key, sizeof key, kcv, sizeof kcv, &written);
+    if (status != PMP_STATUS_OK || written != 3 || std::memcmp(kcv, expected, 3) != 0) {
+        return 2;
+    }
+    return 0;
+}

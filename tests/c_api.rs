@@ -1,0 +1,167 @@
+//! Runs the C API tests: compiles `tests/c/test_pmp.c` (C11, warnings as errors) against the
+//! static library `libpmp_core.a`, runs it plainly and under AddressSanitizer +
+//! UndefinedBehaviorSanitizer, and compiles, links and runs `tests/c/header_check.cpp` as
+//! C++17.
+//!
+//! The static library is the one cargo built for this very test run: the integration test
+//! depends on the `pmp_core` library target, which cargo compiles in one rustc invocation
+//! with all its crate types (rlib, staticlib, cdylib) into `target/<profile>/deps/`, the
+//! folder holding this test executable. (`cargo test` does not copy it up to
+//! `target/<profile>/`; `cargo build` does, so that copy may be stale.) Nested `cargo build`
+//! is not used: cargo holds the build-directory lock while tests run.
+//!
+//! The compilers are `$CC` (default `cc`) and `$CXX` (default `c++`); gcc or clang.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Native libraries a Rust static library needs on Linux
+/// (`cargo rustc --lib -- --print native-static-libs`).
+const NATIVE_LIBS: &[&str] = &["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl"];
+
+const C_FLAGS: &[&str] = &["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g"];
+const CXX_FLAGS: &[&str] = &[
+    "-std=c++17",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-pedantic",
+    "-g",
+];
+const SANITIZE_FLAGS: &[&str] = &[
+    "-fsanitize=address,undefined",
+    "-fno-sanitize-recover=all",
+    "-fno-omit-frame-pointer",
+];
+
+fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `target/<profile>/deps/libpmp_core.a`, built by cargo for this test run.
+fn static_library() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // This executable is target/<profile>/deps/c_api-<hash>.
+    let deps = exe
+        .parent()
+        .expect("test executable lies in target/<profile>/deps");
+    let lib = deps.join("libpmp_core.a");
+    assert!(
+        lib.is_file(),
+        "{} not found: is `staticlib` still in the crate-type of the pmp-core library?",
+        lib.display()
+    );
+    // The .a and the .rlib this test links come from one rustc invocation; an older .a
+    // would be a left-over from an earlier build.
+    let rlib = deps.join("libpmp_core.rlib");
+    let mtime = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
+    if let (Some(a), Some(r)) = (mtime(&lib), mtime(&rlib)) {
+        assert!(a >= r, "{} is older than {}", lib.display(), rlib.display());
+    }
+    lib
+}
+
+/// A scratch directory for one test of this process (other runs may share the target
+/// directory).
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("c_api-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create scratch directory");
+    dir
+}
+
+fn run(command: &mut Command, what: &str) -> Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot start {command:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Shown by the test harness only when the test fails (or with --nocapture).
+    println!("{what}: {command:?}\n{stdout}{stderr}");
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        output.status
+    );
+    output
+}
+
+fn compiler(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_owned())
+}
+
+/// Compiles and links `source` against the static library into `exe`.
+fn build(compiler: &str, flags: &[&str], source: &str, exe: &Path) {
+    let mut command = Command::new(compiler);
+    command
+        .args(flags)
+        .arg(format!(
+            "-DPMP_EXPECTED_VERSION=\"{}\"",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .arg("-I")
+        .arg(manifest_dir().join("include"))
+        .arg(manifest_dir().join(source))
+        .arg(static_library())
+        .args(NATIVE_LIBS)
+        .arg("-o")
+        .arg(exe);
+    run(&mut command, &format!("compiling {source}"));
+}
+
+fn build_and_run(compiler: &str, flags: &[&str], source: &str, name: &str) -> String {
+    let dir = scratch_dir(name);
+    let exe = dir.join(name);
+    build(compiler, flags, source, &exe);
+    let output = run(
+        Command::new(&exe)
+            .env(
+                "ASAN_OPTIONS",
+                "detect_leaks=1:halt_on_error=1:abort_on_error=0",
+            )
+            .env("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1"),
+        &format!("running {name}"),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn assert_all_passed(stdout: &str) {
+    assert!(
+        stdout.lines().any(|l| l.ends_with(" passed, 0 failed")),
+        "no summary line in:\n{stdout}"
+    );
+}
+
+#[test]
+fn c_test_program() {
+    let stdout = build_and_run(
+        &compiler("CC", "cc"),
+        C_FLAGS,
+        "tests/c/test_pmp.c",
+        "test_pmp",
+    );
+    assert_all_passed(&stdout);
+}
+
+#[test]
+fn c_test_program_under_sanitizers() {
+    let flags = [C_FLAGS, SANITIZE_FLAGS].concat();
+    let stdout = build_and_run(
+        &compiler("CC", "cc"),
+        &flags,
+        "tests/c/test_pmp.c",
+        "test_pmp_asan",
+    );
+    assert_all_passed(&stdout);
+}
+
+#[test]
+fn cpp_header_check() {
+    build_and_run(
+        &compiler("CXX", "c++"),
+        CXX_FLAGS,
+        "tests/c/header_check.cpp",
+        "header_check",
+    );
+}
