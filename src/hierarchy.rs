@@ -111,7 +111,8 @@ pub fn issue_transport_keys(
     len: usize,
 ) -> Result<TransportKeys> {
     let issue = |name: &str, usage: KeyUsage, mode: ModeOfUse| -> Result<IssuedKey> {
-        let spec = KeySpec::new(&format!("{prefix}-{name}"), algorithm, len, usage, mode).exportable();
+        let spec =
+            KeySpec::new(&format!("{prefix}-{name}"), algorithm, len, usage, mode).exportable();
         let info = hsm.generate_key(&spec)?;
         let block = hsm.export_key_block(&info.handle, zmk_prod)?;
         Ok(IssuedKey { info, block })
@@ -132,24 +133,33 @@ pub fn import_transport_keys(
     prefix: &str,
     blocks: [(&str, &Kcv); 3],
 ) -> Result<[KeyInfo; 3]> {
-    let expected = [("KTK", KeyUsage::K0), ("PTK", KeyUsage::P0), ("MTK", KeyUsage::M6)];
+    let expected = [
+        ("KTK", KeyUsage::K0),
+        ("PTK", KeyUsage::P0),
+        ("MTK", KeyUsage::M6),
+    ];
     let mut done: Vec<KeyInfo> = Vec::new();
     for ((block, kcv), (name, usage)) in blocks.iter().zip(expected) {
         let label = format!("{prefix}-{name}");
-        let r = hsm.import_key_block(&label, zmk_prod, block).and_then(|info| {
-            let checked = if info.spec.usage != usage {
-                Err(Error::Policy(format!("{name} must have usage {usage}, the block says {}", info.spec.usage)))
-            } else {
-                kcv.check(&info.kcv, name)
-            };
-            match checked {
-                Ok(()) => Ok(info),
-                Err(e) => {
-                    let _ = hsm.delete_key(&info.handle);
-                    Err(e)
+        let r = hsm
+            .import_key_block(&label, zmk_prod, block)
+            .and_then(|info| {
+                let checked = if info.spec.usage != usage {
+                    Err(Error::Policy(format!(
+                        "{name} must have usage {usage}, the block says {}",
+                        info.spec.usage
+                    )))
+                } else {
+                    kcv.check(&info.kcv, name)
+                };
+                match checked {
+                    Ok(()) => Ok(info),
+                    Err(e) => {
+                        let _ = hsm.delete_key(&info.handle);
+                        Err(e)
+                    }
                 }
-            }
-        });
+            });
         match r {
             Ok(info) => done.push(info),
             Err(e) => {
@@ -160,6 +170,8 @@ pub fn import_transport_keys(
             }
         }
     }
-    let [a, b, c]: [KeyInfo; 3] = done.try_into().map_err(|_| Error::invalid("transport keys", "three expected"))?;
+    let [a, b, c]: [KeyInfo; 3] = done
+        .try_into()
+        .map_err(|_| Error::invalid("transport keys", "three expected"))?;
     Ok([a, b, c])
 }

@@ -276,7 +276,11 @@ pub trait Hsm: Send + Sync + fmt::Debug {
     /// Translates many fields in one call (one round trip for a network HSM). Appends the
     /// outputs to `out` and returns the end offset of each field in `out`. All or nothing:
     /// on error `out` is restored to its length on entry.
-    fn translate_batch(&self, items: &[TranslateItem<'_>], out: &mut Vec<u8>) -> Result<Vec<usize>> {
+    fn translate_batch(
+        &self,
+        items: &[TranslateItem<'_>],
+        out: &mut Vec<u8>,
+    ) -> Result<Vec<usize>> {
         let start = out.len();
         let mut ends = Vec::with_capacity(items.len());
         for item in items {

@@ -26,6 +26,8 @@ mod mac;
 mod rng;
 
 pub mod ffi;
+pub mod hierarchy;
+pub mod hsm;
 pub mod keyblock;
 pub mod pinblock;
 

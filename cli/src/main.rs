@@ -4,6 +4,7 @@
 //! bytes). Exit status 0 on success, 1 when the input is rejected, 2 for a usage error.
 //! Errors are one line on stderr and never repeat a key or a PIN.
 
+mod hsm_cmd;
 mod keyblock_cmd;
 mod pinblock_cmd;
 
@@ -59,11 +60,20 @@ enum Command {
     /// TR-31 / ANSI X9.143 key blocks. wrap and unwrap take and print clear keys: they are
     /// key-ceremony and test tools. inspect shows header fields only.
     Keyblock(keyblock_cmd::KeyblockArgs),
+    /// Create a software-HSM key store.
+    Keystore(hsm_cmd::KeystoreArgs),
+    /// Key management in a software-HSM key store (no command prints a clear key).
+    Key(hsm_cmd::KeyArgs),
+    /// Verify a key store's audit log.
+    Audit(hsm_cmd::AuditArgs),
 }
 
+/// A key algorithm on the command line.
 #[derive(Clone, Copy, ValueEnum)]
-enum KeyAlg {
+pub enum KeyAlg {
+    /// Triple DES.
     Tdes,
+    /// AES.
     Aes,
 }
 
@@ -176,6 +186,9 @@ fn run(cli: Cli) -> CliResult {
         }
         Command::Pinblock(args) => pinblock_cmd::run(args),
         Command::Keyblock(args) => keyblock_cmd::run(args),
+        Command::Keystore(args) => hsm_cmd::run_keystore(args),
+        Command::Key(args) => hsm_cmd::run_key(args),
+        Command::Audit(args) => hsm_cmd::run_audit(args),
     }
 }
 

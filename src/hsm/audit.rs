@@ -40,7 +40,9 @@ struct State {
 
 impl core::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("AuditLog").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("AuditLog")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -119,7 +121,10 @@ fn walk(path: &Path, key: &SecretKey) -> Result<(u64, [u8; 16])> {
         if p.seq != expected_seq {
             return Err(Error::Integrity {
                 what: what(),
-                reason: format!("sequence {} where {expected_seq} was expected (entry removed, inserted or reordered)", p.seq),
+                reason: format!(
+                    "sequence {} where {expected_seq} was expected (entry removed, inserted or reordered)",
+                    p.seq
+                ),
             });
         }
         let want = link(key, &prev, p.seq, p.time, p.text)?;

@@ -76,12 +76,23 @@ fn key_management(hsm: &dyn Hsm, p: &str) {
     let h = hsm.find_key(&label).expect("find");
     assert_eq!(h, info.handle);
     assert_eq!(hsm.key_info(&h).expect("info").kcv, info.kcv);
-    assert!(hsm.list_keys().expect("list").iter().any(|k| k.spec.label == label));
+    assert!(
+        hsm.list_keys()
+            .expect("list")
+            .iter()
+            .any(|k| k.spec.label == label)
+    );
     assert!(
         matches!(hsm.generate_key(&spec), Err(Error::AlreadyExists(_))),
         "a label is unique"
     );
-    let bad = KeySpec::new("bad label/../x", Algorithm::Aes, 16, KeyUsage::D0, ModeOfUse::B);
+    let bad = KeySpec::new(
+        "bad label/../x",
+        Algorithm::Aes,
+        16,
+        KeyUsage::D0,
+        ModeOfUse::B,
+    );
     assert!(hsm.generate_key(&bad).is_err(), "labels are restricted");
     hsm.delete_key(&h).expect("delete");
     assert!(matches!(hsm.find_key(&label), Err(Error::NotFound(_))));
@@ -89,20 +100,42 @@ fn key_management(hsm: &dyn Hsm, p: &str) {
 }
 
 fn data_round_trips(hsm: &dyn Hsm, p: &str) {
-    for (alg, len) in [(Algorithm::Tdes, 16), (Algorithm::Tdes, 24), (Algorithm::Aes, 16), (Algorithm::Aes, 32)] {
+    for (alg, len) in [
+        (Algorithm::Tdes, 16),
+        (Algorithm::Tdes, 24),
+        (Algorithm::Aes, 16),
+        (Algorithm::Aes, 32),
+    ] {
         let key = clear_key(alg, len);
-        let spec = KeySpec::new(&format!("{p}-rt-{alg}-{len}"), alg, len, KeyUsage::D0, ModeOfUse::B);
+        let spec = KeySpec::new(
+            &format!("{p}-rt-{alg}-{len}"),
+            alg,
+            len,
+            KeyUsage::D0,
+            ModeOfUse::B,
+        );
         let h = form(hsm, &spec, &key).expect("form");
         let iv = vec![0x5A; alg.block_size()];
         for padding in [Padding::Iso9797M2, Padding::Pkcs7, Padding::Iso9797M1] {
-            for spec in [CipherSpec::ecb(&h, padding), CipherSpec::cbc(&h, &iv, padding)] {
+            for spec in [
+                CipherSpec::ecb(&h, padding),
+                CipherSpec::cbc(&h, &iv, padding),
+            ] {
                 let msg = b"5413330089020011=2512201";
                 let mut ct = [0u8; 64];
                 let n = hsm.encrypt(&spec, msg, &mut ct).expect("encrypt");
                 // Independent check with the clear key.
                 let mut want = [0u8; 64];
-                let m = key.cipher().encrypt(spec.mode, spec.iv, padding, msg, &mut want).expect("host encrypt");
-                assert_eq!(&ct[..n], &want[..m], "HSM and host agree ({alg} {:?} {padding:?})", spec.mode);
+                let m = key
+                    .cipher()
+                    .encrypt(spec.mode, spec.iv, padding, msg, &mut want)
+                    .expect("host encrypt");
+                assert_eq!(
+                    &ct[..n],
+                    &want[..m],
+                    "HSM and host agree ({alg} {:?} {padding:?})",
+                    spec.mode
+                );
                 let mut pt = [0u8; 64];
                 let k = hsm.decrypt(&spec, &ct[..n], &mut pt).expect("decrypt");
                 if padding == Padding::Iso9797M1 {
@@ -114,7 +147,14 @@ fn data_round_trips(hsm: &dyn Hsm, p: &str) {
         }
         let mut small = [0u8; 4];
         assert!(
-            matches!(hsm.encrypt(&CipherSpec::ecb(&h, Padding::Pkcs7), b"0123456789", &mut small), Err(Error::BufferTooSmall { .. })),
+            matches!(
+                hsm.encrypt(
+                    &CipherSpec::ecb(&h, Padding::Pkcs7),
+                    b"0123456789",
+                    &mut small
+                ),
+                Err(Error::BufferTooSmall { .. })
+            ),
             "a short output buffer is reported"
         );
     }
@@ -123,26 +163,79 @@ fn data_round_trips(hsm: &dyn Hsm, p: &str) {
 fn translation(hsm: &dyn Hsm, p: &str) {
     let ka = clear_key(Algorithm::Tdes, 16);
     let kb = clear_key(Algorithm::Aes, 16);
-    let a = form(hsm, &KeySpec::new(&format!("{p}-tr-a"), Algorithm::Tdes, 16, KeyUsage::D0, ModeOfUse::B), &ka).expect("form a");
-    let b = form(hsm, &KeySpec::new(&format!("{p}-tr-b"), Algorithm::Aes, 16, KeyUsage::D0, ModeOfUse::E), &kb).expect("form b");
+    let a = form(
+        hsm,
+        &KeySpec::new(
+            &format!("{p}-tr-a"),
+            Algorithm::Tdes,
+            16,
+            KeyUsage::D0,
+            ModeOfUse::B,
+        ),
+        &ka,
+    )
+    .expect("form a");
+    let b = form(
+        hsm,
+        &KeySpec::new(
+            &format!("{p}-tr-b"),
+            Algorithm::Aes,
+            16,
+            KeyUsage::D0,
+            ModeOfUse::E,
+        ),
+        &kb,
+    )
+    .expect("form b");
     let msg = b"JOHN Q PUBLIC/MR";
     let iv_a = [1u8; 8];
     let iv_b = [2u8; 16];
     let mut ct = [0u8; 32];
-    let n = ka.cipher().encrypt(crate::Mode::Cbc, Some(&iv_a), Padding::Iso9797M2, msg, &mut ct).expect("host");
+    let n = ka
+        .cipher()
+        .encrypt(
+            crate::Mode::Cbc,
+            Some(&iv_a),
+            Padding::Iso9797M2,
+            msg,
+            &mut ct,
+        )
+        .expect("host");
     let from = CipherSpec::cbc(&a, &iv_a, Padding::Iso9797M2);
     let to = CipherSpec::cbc(&b, &iv_b, Padding::Iso9797M2);
     let mut out = [0u8; 48];
-    let m = hsm.translate(&from, &to, &ct[..n], &mut out).expect("translate");
+    let m = hsm
+        .translate(&from, &to, &ct[..n], &mut out)
+        .expect("translate");
     let mut pt = [0u8; 48];
-    let k = kb.cipher().decrypt(crate::Mode::Cbc, Some(&iv_b), Padding::Iso9797M2, &out[..m], &mut pt).expect("host decrypt");
+    let k = kb
+        .cipher()
+        .decrypt(
+            crate::Mode::Cbc,
+            Some(&iv_b),
+            Padding::Iso9797M2,
+            &out[..m],
+            &mut pt,
+        )
+        .expect("host decrypt");
     assert_eq!(&pt[..k], msg);
     // The target key (mode E) cannot decrypt: translating backwards is refused.
-    assert!(matches!(hsm.translate(&to, &from, &out[..m], &mut pt), Err(Error::Policy(_))));
+    assert!(matches!(
+        hsm.translate(&to, &from, &out[..m], &mut pt),
+        Err(Error::Policy(_))
+    ));
     // Batch: all or nothing.
     let items = [
-        TranslateItem { from, to, data: &ct[..n] },
-        TranslateItem { from, to, data: &ct[..n] },
+        TranslateItem {
+            from,
+            to,
+            data: &ct[..n],
+        },
+        TranslateItem {
+            from,
+            to,
+            data: &ct[..n],
+        },
     ];
     let mut buf = vec![9u8; 3];
     let ends = hsm.translate_batch(&items, &mut buf).expect("batch");
@@ -151,23 +244,41 @@ fn translation(hsm: &dyn Hsm, p: &str) {
     let mut bad = ct;
     bad[n - 1] ^= 0xFF; // breaks the padding of the second item
     let items = [
-        TranslateItem { from, to, data: &ct[..n] },
-        TranslateItem { from, to, data: &bad[..n] },
+        TranslateItem {
+            from,
+            to,
+            data: &ct[..n],
+        },
+        TranslateItem {
+            from,
+            to,
+            data: &bad[..n],
+        },
     ];
     let mut buf = vec![9u8; 3];
     assert!(hsm.translate_batch(&items, &mut buf).is_err());
-    assert_eq!(buf, vec![9u8; 3], "a failed batch leaves the output as it was");
+    assert_eq!(
+        buf,
+        vec![9u8; 3],
+        "a failed batch leaves the output as it was"
+    );
 }
 
 fn components(hsm: &dyn Hsm, p: &str) {
     let c1 = hex::decode("0123456789ABCDEFFEDCBA9876543210").expect("hex");
-    let c2 = hex::decode("1F1F1F1F0E0E0E0EE0E0E0E0F1F1F1F1").expect("hex");
+    let c2 = hex::decode("3B6F9C2A5D8E1F47A2C4E6F8091B3D5F").expect("hex");
     let k1 = SecretKey::new(Algorithm::Tdes, &c1).expect("key").kcv();
     let k2 = SecretKey::new(Algorithm::Tdes, &c2).expect("key").kcv();
     let mut x: Vec<u8> = c1.iter().zip(&c2).map(|(a, b)| a ^ b).collect();
     crate::set_odd_parity(&mut x);
     let want = SecretKey::new(Algorithm::Tdes, &x).expect("key").kcv();
-    let spec = KeySpec::new(&format!("{p}-cmp"), Algorithm::Tdes, 16, KeyUsage::K0, ModeOfUse::B);
+    let spec = KeySpec::new(
+        &format!("{p}-cmp"),
+        Algorithm::Tdes,
+        16,
+        KeyUsage::K0,
+        ModeOfUse::B,
+    );
     let wrong = Kcv::from_hex("000000").expect("kcv");
     assert!(matches!(
         hsm.form_key_from_components(&spec, &[&c1, &c2], &[Some(k2), Some(k1)], None),
@@ -177,50 +288,123 @@ fn components(hsm: &dyn Hsm, p: &str) {
         hsm.form_key_from_components(&spec, &[&c1, &c2], &[Some(k1), Some(k2)], Some(&wrong)),
         Err(Error::KcvMismatch { .. })
     ));
-    assert!(hsm.find_key(&spec.label).is_err(), "nothing stored after a refusal");
+    assert!(
+        hsm.find_key(&spec.label).is_err(),
+        "nothing stored after a refusal"
+    );
     let info = hsm
         .form_key_from_components(&spec, &[&c1, &c2], &[Some(k1), Some(k2)], Some(&want))
         .expect("components");
     assert_eq!(info.kcv, want);
     // Equal components XOR to zero: refused.
-    let spec2 = KeySpec::new(&format!("{p}-cmp0"), Algorithm::Tdes, 16, KeyUsage::K0, ModeOfUse::B);
-    assert!(hsm.form_key_from_components(&spec2, &[&c1, &c1], &[], None).is_err());
+    let spec2 = KeySpec::new(
+        &format!("{p}-cmp0"),
+        Algorithm::Tdes,
+        16,
+        KeyUsage::K0,
+        ModeOfUse::B,
+    );
+    assert!(
+        hsm.form_key_from_components(&spec2, &[&c1, &c1], &[], None)
+            .is_err()
+    );
 }
 
 fn export_import(hsm: &dyn Hsm, p: &str) {
     let zmk = clear_key(Algorithm::Aes, 32);
-    let kek = form(hsm, &KeySpec::new(&format!("{p}-zmk"), Algorithm::Aes, 32, KeyUsage::K0, ModeOfUse::B), &zmk).expect("zmk");
-    let spec = KeySpec::new(&format!("{p}-ktk"), Algorithm::Aes, 16, KeyUsage::D0, ModeOfUse::B).exportable();
+    let kek = form(
+        hsm,
+        &KeySpec::new(
+            &format!("{p}-zmk"),
+            Algorithm::Aes,
+            32,
+            KeyUsage::K0,
+            ModeOfUse::B,
+        ),
+        &zmk,
+    )
+    .expect("zmk");
+    let spec = KeySpec::new(
+        &format!("{p}-ktk"),
+        Algorithm::Aes,
+        16,
+        KeyUsage::D0,
+        ModeOfUse::B,
+    )
+    .exportable();
     let ktk = hsm.generate_key(&spec).expect("generate");
     let block = hsm.export_key_block(&ktk.handle, &kek).expect("export");
-    let (header, clear) = keyblock::unwrap(&zmk, &block, &keyblock::UnwrapPolicy { allow_legacy: false }).expect("unwrap independently");
+    let (header, clear) = keyblock::unwrap(
+        &zmk,
+        &block,
+        &keyblock::UnwrapPolicy {
+            allow_legacy: false,
+        },
+    )
+    .expect("unwrap independently");
     assert_eq!(header.version, Version::D);
     assert_eq!(header.usage, KeyUsage::D0);
-    assert_eq!(clear.kcv(), ktk.kcv, "exported key has the KCV the HSM reports");
-    let imported = hsm.import_key_block(&format!("{p}-ktk2"), &kek, &block).expect("import");
+    assert_eq!(
+        clear.kcv(),
+        ktk.kcv,
+        "exported key has the KCV the HSM reports"
+    );
+    let imported = hsm
+        .import_key_block(&format!("{p}-ktk2"), &kek, &block)
+        .expect("import");
     assert_eq!(imported.kcv, ktk.kcv);
     assert_eq!(imported.spec.usage, KeyUsage::D0);
     // Not exportable.
     let ne = hsm
-        .generate_key(&KeySpec::new(&format!("{p}-ne"), Algorithm::Aes, 16, KeyUsage::D0, ModeOfUse::B))
+        .generate_key(&KeySpec::new(
+            &format!("{p}-ne"),
+            Algorithm::Aes,
+            16,
+            KeyUsage::D0,
+            ModeOfUse::B,
+        ))
         .expect("generate");
-    assert!(matches!(hsm.export_key_block(&ne.handle, &kek), Err(Error::Policy(_))));
+    assert!(matches!(
+        hsm.export_key_block(&ne.handle, &kek),
+        Err(Error::Policy(_))
+    ));
     // A weaker KEK.
     let weak = hsm
-        .generate_key(&KeySpec::new(&format!("{p}-weak"), Algorithm::Tdes, 16, KeyUsage::K0, ModeOfUse::B))
+        .generate_key(&KeySpec::new(
+            &format!("{p}-weak"),
+            Algorithm::Tdes,
+            16,
+            KeyUsage::K0,
+            ModeOfUse::B,
+        ))
         .expect("generate");
     let strong = hsm
-        .generate_key(&KeySpec::new(&format!("{p}-strong"), Algorithm::Aes, 32, KeyUsage::D0, ModeOfUse::B).exportable())
+        .generate_key(
+            &KeySpec::new(
+                &format!("{p}-strong"),
+                Algorithm::Aes,
+                32,
+                KeyUsage::D0,
+                ModeOfUse::B,
+            )
+            .exportable(),
+        )
         .expect("generate");
     assert!(hsm.export_key_block(&strong.handle, &weak.handle).is_err());
     // A data key is not a KEK.
-    assert!(matches!(hsm.export_key_block(&ktk.handle, &strong.handle), Err(Error::Policy(_))));
+    assert!(matches!(
+        hsm.export_key_block(&ktk.handle, &strong.handle),
+        Err(Error::Policy(_))
+    ));
     // Tampered block: refused, nothing stored.
     let mut t = block.into_bytes();
     let i = t.len() - 3;
     t[i] = if t[i] == b'0' { b'1' } else { b'0' };
     let t = String::from_utf8(t).expect("ascii");
-    assert!(hsm.import_key_block(&format!("{p}-tamp"), &kek, &t).is_err());
+    assert!(
+        hsm.import_key_block(&format!("{p}-tamp"), &kek, &t)
+            .is_err()
+    );
     assert!(hsm.find_key(&format!("{p}-tamp")).is_err());
 }
 
@@ -229,14 +413,45 @@ fn pin_translation(hsm: &dyn Hsm, p: &str) {
     let pin = Pin::new("1234").expect("pin");
     let kt = clear_key(Algorithm::Tdes, 16);
     let ka = clear_key(Algorithm::Aes, 16);
-    let t = form(hsm, &KeySpec::new(&format!("{p}-pt"), Algorithm::Tdes, 16, KeyUsage::P0, ModeOfUse::B), &kt).expect("form");
-    let a = form(hsm, &KeySpec::new(&format!("{p}-pa"), Algorithm::Aes, 16, KeyUsage::P0, ModeOfUse::B), &ka).expect("form");
+    let t = form(
+        hsm,
+        &KeySpec::new(
+            &format!("{p}-pt"),
+            Algorithm::Tdes,
+            16,
+            KeyUsage::P0,
+            ModeOfUse::B,
+        ),
+        &kt,
+    )
+    .expect("form");
+    let a = form(
+        hsm,
+        &KeySpec::new(
+            &format!("{p}-pa"),
+            Algorithm::Aes,
+            16,
+            KeyUsage::P0,
+            ModeOfUse::B,
+        ),
+        &ka,
+    )
+    .expect("form");
     let mut b0 = pinblock::encode(PinBlockFormat::Iso0, &pin, Some(&pan)).expect("encode");
     kt.cipher().encrypt_ecb(&mut b0[..]).expect("enc");
-    let from = PinSpec { key: &t, format: PinBlockFormat::Iso0 };
-    for (key, format) in [(&t, PinBlockFormat::Iso3), (&a, PinBlockFormat::Iso4), (&t, PinBlockFormat::Iso0)] {
+    let from = PinSpec {
+        key: &t,
+        format: PinBlockFormat::Iso0,
+    };
+    for (key, format) in [
+        (&t, PinBlockFormat::Iso3),
+        (&a, PinBlockFormat::Iso4),
+        (&t, PinBlockFormat::Iso0),
+    ] {
         let to = PinSpec { key, format };
-        let out = hsm.translate_pin(&from, &to, &pan, &b0[..]).expect("translate pin");
+        let out = hsm
+            .translate_pin(&from, &to, &pan, &b0[..])
+            .expect("translate pin");
         let got = if format == PinBlockFormat::Iso4 {
             pinblock::decode_iso4(&ka, &out, &pan).expect("decode 4")
         } else {
@@ -247,20 +462,44 @@ fn pin_translation(hsm: &dyn Hsm, p: &str) {
         assert!(got == pin, "PIN survives translation to format {format:?}");
     }
     // 0 -> 1 is refused by policy.
-    let to1 = PinSpec { key: &t, format: PinBlockFormat::Iso1 };
+    let to1 = PinSpec {
+        key: &t,
+        format: PinBlockFormat::Iso1,
+    };
     assert!(hsm.translate_pin(&from, &to1, &pan, &b0[..]).is_err());
     // A wrong PAN, a garbage block: the same opaque error.
     let other = Pan::new("5500000000000004").expect("pan");
-    let to3 = PinSpec { key: &t, format: PinBlockFormat::Iso3 };
+    let to3 = PinSpec {
+        key: &t,
+        format: PinBlockFormat::Iso3,
+    };
     let e1 = hsm.translate_pin(&from, &to3, &other, &b0[..]);
-    assert!(matches!(e1, Err(Error::Crypto)), "wrong PAN gives the generic error");
-    assert!(matches!(hsm.translate_pin(&from, &to3, &pan, &[0u8; 8]), Err(Error::Crypto)));
+    assert!(
+        matches!(e1, Err(Error::Crypto)),
+        "wrong PAN gives the generic error"
+    );
+    assert!(matches!(
+        hsm.translate_pin(&from, &to3, &pan, &[0u8; 8]),
+        Err(Error::Crypto)
+    ));
     // A data key cannot take part.
     let d = hsm
-        .generate_key(&KeySpec::new(&format!("{p}-pd"), Algorithm::Tdes, 16, KeyUsage::D0, ModeOfUse::B))
+        .generate_key(&KeySpec::new(
+            &format!("{p}-pd"),
+            Algorithm::Tdes,
+            16,
+            KeyUsage::D0,
+            ModeOfUse::B,
+        ))
         .expect("gen");
-    let from_d = PinSpec { key: &d.handle, format: PinBlockFormat::Iso0 };
-    assert!(matches!(hsm.translate_pin(&from_d, &to3, &pan, &b0[..]), Err(Error::Policy(_))));
+    let from_d = PinSpec {
+        key: &d.handle,
+        format: PinBlockFormat::Iso0,
+    };
+    assert!(matches!(
+        hsm.translate_pin(&from_d, &to3, &pan, &b0[..]),
+        Err(Error::Policy(_))
+    ));
 }
 
 fn macs(hsm: &dyn Hsm, p: &str) {
@@ -272,16 +511,42 @@ fn macs(hsm: &dyn Hsm, p: &str) {
         (MacAlgorithm::CmacAes, KeyUsage::M6, 16),
     ] {
         let k = clear_key(alg.key_algorithm(), len);
-        let h = form(hsm, &KeySpec::new(&format!("{p}-mac-{alg}"), alg.key_algorithm(), len, usage, ModeOfUse::C), &k).expect("form");
+        let h = form(
+            hsm,
+            &KeySpec::new(
+                &format!("{p}-mac-{alg}"),
+                alg.key_algorithm(),
+                len,
+                usage,
+                ModeOfUse::C,
+            ),
+            &k,
+        )
+        .expect("form");
         let data = b"record 000001 PAN 4111111111111111";
-        let tag = hsm.generate_mac(&h, alg, Padding::Iso9797M2, data).expect("mac");
+        let tag = hsm
+            .generate_mac(&h, alg, Padding::Iso9797M2, data)
+            .expect("mac");
         let want = crate::mac(alg, &k, Padding::Iso9797M2, data).expect("host mac");
         assert_eq!(tag, want, "{alg}: HSM and host agree");
-        hsm.verify_mac(&h, alg, Padding::Iso9797M2, data, tag.as_bytes()).expect("verify");
+        hsm.verify_mac(&h, alg, Padding::Iso9797M2, data, tag.as_bytes())
+            .expect("verify");
         let mut bad = tag.as_bytes().to_vec();
         bad[0] ^= 1;
-        assert!(matches!(hsm.verify_mac(&h, alg, Padding::Iso9797M2, data, &bad), Err(Error::Crypto)));
-        assert!(matches!(hsm.verify_mac(&h, alg, Padding::Iso9797M2, b"record 000002", tag.as_bytes()), Err(Error::Crypto)));
+        assert!(matches!(
+            hsm.verify_mac(&h, alg, Padding::Iso9797M2, data, &bad),
+            Err(Error::Crypto)
+        ));
+        assert!(matches!(
+            hsm.verify_mac(
+                &h,
+                alg,
+                Padding::Iso9797M2,
+                b"record 000002",
+                tag.as_bytes()
+            ),
+            Err(Error::Crypto)
+        ));
     }
 }
 
@@ -289,15 +554,55 @@ fn macs(hsm: &dyn Hsm, p: &str) {
 /// other cell is refused with [`Error::Policy`] (or the key cannot even be created with
 /// that usage and mode).
 fn usage_matrix(hsm: &dyn Hsm, p: &str) {
-    let usages = [KeyUsage::D0, KeyUsage::P0, KeyUsage::K0, KeyUsage::K1, KeyUsage::M0, KeyUsage::M1, KeyUsage::M3, KeyUsage::M6, KeyUsage::B0];
-    let modes = [ModeOfUse::B, ModeOfUse::C, ModeOfUse::D, ModeOfUse::E, ModeOfUse::G, ModeOfUse::N, ModeOfUse::S, ModeOfUse::V, ModeOfUse::X];
+    let usages = [
+        KeyUsage::D0,
+        KeyUsage::P0,
+        KeyUsage::K0,
+        KeyUsage::K1,
+        KeyUsage::M0,
+        KeyUsage::M1,
+        KeyUsage::M3,
+        KeyUsage::M6,
+        KeyUsage::B0,
+    ];
+    let modes = [
+        ModeOfUse::B,
+        ModeOfUse::C,
+        ModeOfUse::D,
+        ModeOfUse::E,
+        ModeOfUse::G,
+        ModeOfUse::N,
+        ModeOfUse::S,
+        ModeOfUse::V,
+        ModeOfUse::X,
+    ];
     let pan = Pan::new("4111111111111111").expect("pan");
     let pin = Pin::new("987654").expect("pin");
     // Partners the operations need: a TDES PIN key and an exportable AES key.
     let pin_partner_key = clear_key(Algorithm::Tdes, 16);
-    let pin_partner = form(hsm, &KeySpec::new(&format!("{p}-mx-pp"), Algorithm::Tdes, 16, KeyUsage::P0, ModeOfUse::B), &pin_partner_key).expect("partner");
+    let pin_partner = form(
+        hsm,
+        &KeySpec::new(
+            &format!("{p}-mx-pp"),
+            Algorithm::Tdes,
+            16,
+            KeyUsage::P0,
+            ModeOfUse::B,
+        ),
+        &pin_partner_key,
+    )
+    .expect("partner");
     let exportable = hsm
-        .generate_key(&KeySpec::new(&format!("{p}-mx-ex"), Algorithm::Aes, 16, KeyUsage::D0, ModeOfUse::B).exportable())
+        .generate_key(
+            &KeySpec::new(
+                &format!("{p}-mx-ex"),
+                Algorithm::Aes,
+                16,
+                KeyUsage::D0,
+                ModeOfUse::B,
+            )
+            .exportable(),
+        )
         .expect("exportable");
     let mut cells = 0;
     let mut allowed = 0;
@@ -318,16 +623,36 @@ fn usage_matrix(hsm: &dyn Hsm, p: &str) {
                 let h = match form(hsm, &spec, &clear) {
                     Ok(h) => h,
                     Err(e) => {
-                        assert!(!permitted, "{op:?} with {usage} / {mode:?} is allowed by policy but the key cannot be created: {e}");
+                        assert!(
+                            !permitted,
+                            "{op:?} with {usage} / {mode:?} is allowed by policy but the key cannot be created: {e}"
+                        );
                         continue;
                     }
                 };
-                let r = attempt(hsm, *op, &h, &clear, &pin_partner, &pin_partner_key, &exportable.handle, &pan, &pin, &label);
+                let r = attempt(
+                    hsm,
+                    *op,
+                    &h,
+                    &clear,
+                    &pin_partner,
+                    &pin_partner_key,
+                    &exportable.handle,
+                    &pan,
+                    &pin,
+                    &label,
+                );
                 if permitted {
                     allowed += 1;
-                    assert!(r.is_ok(), "{op:?} with {usage} / {mode:?} should succeed: {r:?}");
+                    assert!(
+                        r.is_ok(),
+                        "{op:?} with {usage} / {mode:?} should succeed: {r:?}"
+                    );
                 } else {
-                    assert!(matches!(r, Err(Error::Policy(_))), "{op:?} with {usage} / {mode:?} should be refused by policy: {r:?}");
+                    assert!(
+                        matches!(r, Err(Error::Policy(_))),
+                        "{op:?} with {usage} / {mode:?} should be refused by policy: {r:?}"
+                    );
                 }
                 hsm.delete_key(&h).expect("delete");
             }
@@ -351,23 +676,41 @@ fn attempt(
 ) -> crate::Result<()> {
     let mut out = [0u8; 64];
     match op {
-        Operation::Encrypt => hsm.encrypt(&CipherSpec::ecb(h, Padding::None), &[0u8; 16], &mut out).map(drop),
-        Operation::Decrypt => hsm.decrypt(&CipherSpec::ecb(h, Padding::None), &[0u8; 16], &mut out).map(drop),
+        Operation::Encrypt => hsm
+            .encrypt(&CipherSpec::ecb(h, Padding::None), &[0u8; 16], &mut out)
+            .map(drop),
+        Operation::Decrypt => hsm
+            .decrypt(&CipherSpec::ecb(h, Padding::None), &[0u8; 16], &mut out)
+            .map(drop),
         Operation::PinDecrypt => {
             let mut b = pinblock::encode(PinBlockFormat::Iso0, pin, Some(pan))?;
             clear.cipher().encrypt_ecb(&mut b[..])?;
-            let from = PinSpec { key: h, format: PinBlockFormat::Iso0 };
-            let to = PinSpec { key: pin_partner, format: PinBlockFormat::Iso0 };
+            let from = PinSpec {
+                key: h,
+                format: PinBlockFormat::Iso0,
+            };
+            let to = PinSpec {
+                key: pin_partner,
+                format: PinBlockFormat::Iso0,
+            };
             hsm.translate_pin(&from, &to, pan, &b[..]).map(drop)
         }
         Operation::PinEncrypt => {
             let mut b = pinblock::encode(PinBlockFormat::Iso0, pin, Some(pan))?;
             pin_partner_key.cipher().encrypt_ecb(&mut b[..])?;
-            let from = PinSpec { key: pin_partner, format: PinBlockFormat::Iso0 };
-            let to = PinSpec { key: h, format: PinBlockFormat::Iso0 };
+            let from = PinSpec {
+                key: pin_partner,
+                format: PinBlockFormat::Iso0,
+            };
+            let to = PinSpec {
+                key: h,
+                format: PinBlockFormat::Iso0,
+            };
             hsm.translate_pin(&from, &to, pan, &b[..]).map(drop)
         }
-        Operation::MacGenerate(alg) => hsm.generate_mac(h, alg, Padding::Iso9797M1, b"data").map(drop),
+        Operation::MacGenerate(alg) => hsm
+            .generate_mac(h, alg, Padding::Iso9797M1, b"data")
+            .map(drop),
         Operation::MacVerify(alg) => {
             let tag = crate::mac(alg, clear, Padding::Iso9797M1, b"data")?;
             hsm.verify_mac(h, alg, Padding::Iso9797M1, b"data", tag.as_bytes())
@@ -375,7 +718,13 @@ fn attempt(
         Operation::Wrap => hsm.export_key_block(exportable, h).map(drop),
         Operation::Unwrap => {
             let k = clear_key(Algorithm::Aes, 16);
-            let header = Header::new(Version::D, KeyUsage::D0, KeyAlgorithm::Aes, ModeOfUse::B, Exportability::N);
+            let header = Header::new(
+                Version::D,
+                KeyUsage::D0,
+                KeyAlgorithm::Aes,
+                ModeOfUse::B,
+                Exportability::N,
+            );
             let block = keyblock::wrap(clear, &header, &k, None)?;
             let info = hsm.import_key_block(&format!("{label}-imp"), h, &block)?;
             hsm.delete_key(&info.handle)

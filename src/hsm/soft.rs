@@ -42,9 +42,7 @@ use super::policy::{self, Operation};
 use super::{Capabilities, CipherSpec, Hsm, KeyHandle, KeyInfo, KeySpec, PinSpec};
 use crate::keyblock::{self, Exportability, Header, KeyAlgorithm, OptionalBlock, Version};
 use crate::pinblock::{self, Pan, PinBlockFormat};
-use crate::{
-    Algorithm, BlockCipher, Error, Kcv, MacAlgorithm, MacTag, Padding, Result, SecretKey,
-};
+use crate::{Algorithm, BlockCipher, Error, Kcv, MacAlgorithm, MacTag, Padding, Result, SecretKey};
 
 const META: &str = "store.meta";
 const TEST_LMK: &str = "lmk.test";
@@ -85,7 +83,10 @@ fn lmk_from_components(components: &[(Zeroizing<Vec<u8>>, Option<Kcv>)]) -> Resu
     if lmk.len() != 32 {
         return Err(Error::invalid(
             "LMK components",
-            format!("the LMK is AES-256: components must be 32 bytes, not {}", lmk.len()),
+            format!(
+                "the LMK is AES-256: components must be 32 bytes, not {}",
+                lmk.len()
+            ),
         ));
     }
     Ok(lmk)
@@ -102,7 +103,12 @@ fn components_from_env() -> Result<Vec<(Zeroizing<Vec<u8>>, Option<Kcv>)>> {
         .map(|(i, c)| {
             hex::decode(c.trim())
                 .map(|v| (Zeroizing::new(v), None))
-                .map_err(|_| Error::invalid("LMK component", format!("component {} in {LMK_ENV} is not hex", i + 1)))
+                .map_err(|_| {
+                    Error::invalid(
+                        "LMK component",
+                        format!("component {} in {LMK_ENV} is not hex", i + 1),
+                    )
+                })
         })
         .collect()
 }
@@ -142,11 +148,14 @@ pub(crate) fn load_lmk(dir: &Path, source: LmkSource) -> Result<SecretKey> {
     let lmk = match (source, meta.test) {
         (LmkSource::Test | LmkSource::Auto, true) => {
             let path = dir.join(TEST_LMK);
-            let hex_text = Zeroizing::new(fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?);
+            let hex_text =
+                Zeroizing::new(fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?);
             SecretKey::from_hex(Algorithm::Aes, &hex_text)?
         }
         (LmkSource::Test, false) => {
-            return Err(Error::Policy("this key store has a production LMK, not a TEST LMK".into()));
+            return Err(Error::Policy(
+                "this key store has a production LMK, not a TEST LMK".into(),
+            ));
         }
         (LmkSource::Components(c), _) => lmk_from_components(&c)?,
         (LmkSource::Auto, false) => lmk_from_components(&components_from_env()?)?,
@@ -202,16 +211,6 @@ fn check_label(label: &str) -> Result<()> {
     }
 }
 
-/// Effective security strength in bits (NIST SP 800-57 part 1): 2-key TDES 80 (legacy),
-/// 3-key TDES 112, AES its key size.
-pub(crate) fn strength(alg: Algorithm, len: usize) -> usize {
-    match (alg, len) {
-        (Algorithm::Tdes, 16) => 80,
-        (Algorithm::Tdes, _) => 112,
-        (Algorithm::Aes, n) => n * 8,
-    }
-}
-
 /// Per-key counters of successful data operations, for the audit summaries.
 #[derive(Default)]
 struct Usage {
@@ -219,7 +218,14 @@ struct Usage {
     logged: [AtomicU64; 6],
 }
 
-const USAGE_NAMES: [&str; 6] = ["encrypt", "decrypt", "translate-from", "translate-to", "pin", "mac"];
+const USAGE_NAMES: [&str; 6] = [
+    "encrypt",
+    "decrypt",
+    "translate-from",
+    "translate-to",
+    "pin",
+    "mac",
+];
 
 struct Entry {
     handle: KeyHandle,
@@ -347,16 +353,24 @@ impl SoftHsm {
             let (header, key) = keyblock::unwrap(
                 &self.lmk,
                 text.trim(),
-                &keyblock::UnwrapPolicy { allow_legacy: false },
+                &keyblock::UnwrapPolicy {
+                    allow_legacy: false,
+                },
             )
-            .map_err(|_| integrity("key block does not verify under the LMK (changed, or another store's key)"))?;
+            .map_err(|_| {
+                integrity(
+                    "key block does not verify under the LMK (changed, or another store's key)",
+                )
+            })?;
             let bound = header
                 .optional_blocks
                 .iter()
                 .find(|b| b.id == LABEL_BLOCK)
                 .map(|b| b.data.as_str());
             if bound != Some(label.as_str()) {
-                return Err(integrity("the label bound in the key block differs from the file name (file renamed or swapped)"));
+                return Err(integrity(
+                    "the label bound in the key block differs from the file name (file renamed or swapped)",
+                ));
             }
             let spec = spec_from_header(&label, &header, key.len())?;
             Self::insert(&mut table, spec, key);
@@ -383,7 +397,9 @@ impl SoftHsm {
     /// Refuses a TEST LMK (for operations that require production keys).
     pub fn require_production(&self) -> Result<()> {
         if self.test {
-            Err(Error::Policy("this key store has a TEST LMK; a production LMK is required".into()))
+            Err(Error::Policy(
+                "this key store has a TEST LMK; a production LMK is required".into(),
+            ))
         } else {
             Ok(())
         }
@@ -455,7 +471,10 @@ impl SoftHsm {
 
     /// Records a failed data operation (one entry per failure).
     fn data_failure<T>(&self, what: &str, keys: &[&Entry], e: Error) -> Result<T> {
-        let names: Vec<String> = keys.iter().map(|k| format!("{}/{}", k.spec.label, k.kcv)).collect();
+        let names: Vec<String> = keys
+            .iter()
+            .map(|k| format!("{}/{}", k.spec.label, k.kcv))
+            .collect();
         let _ = self.audit.record(&format!(
             "op={what} keys={} outcome=refused ({}) lmk={}",
             names.join(","),
@@ -469,7 +488,10 @@ impl SoftHsm {
         check_label(&spec.label)?;
         let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
         if table.by_label.contains_key(&spec.label) {
-            return Err(Error::AlreadyExists(format!("label '{}' is in use", spec.label)));
+            return Err(Error::AlreadyExists(format!(
+                "label '{}' is in use",
+                spec.label
+            )));
         }
         let header = header_for(&spec, Version::D, Some(&spec.label))?;
         let block = keyblock::wrap(&self.lmk, &header, &key, None)?;
@@ -536,7 +558,10 @@ fn header_for(spec: &KeySpec, version: Version, label: Option<&str>) -> Result<H
 
 fn spec_from_header(label: &str, h: &Header, len: usize) -> Result<KeySpec> {
     let algorithm = h.algorithm.to_pmp().ok_or_else(|| {
-        Error::Unsupported(format!("key block algorithm {:?} (TDES and AES only)", h.algorithm))
+        Error::Unsupported(format!(
+            "key block algorithm {:?} (TDES and AES only)",
+            h.algorithm
+        ))
     })?;
     Ok(KeySpec {
         label: label.to_string(),
@@ -572,7 +597,8 @@ impl Hsm for SoftHsm {
     }
 
     fn generate_key(&self, spec: &KeySpec) -> Result<KeyInfo> {
-        let r = SecretKey::generate(spec.algorithm, spec.len).and_then(|k| self.store(spec.clone(), k));
+        let r =
+            SecretKey::generate(spec.algorithm, spec.len).and_then(|k| self.store(spec.clone(), k));
         self.logged(
             &format!(
                 "op=generate key={} alg={} len={} usage={} mode={:?} export={:?}{}",
@@ -582,7 +608,9 @@ impl Hsm for SoftHsm {
                 spec.usage,
                 spec.mode_of_use,
                 spec.exportability,
-                r.as_ref().map(|i| format!(" kcv={}", i.kcv)).unwrap_or_default()
+                r.as_ref()
+                    .map(|i| format!(" kcv={}", i.kcv))
+                    .unwrap_or_default()
             ),
             r,
         )
@@ -611,7 +639,11 @@ impl Hsm for SoftHsm {
             if key.len() != spec.len {
                 return Err(Error::invalid(
                     "components",
-                    format!("{} bytes each, the key spec asks for {}", key.len(), spec.len),
+                    format!(
+                        "{} bytes each, the key spec asks for {}",
+                        key.len(),
+                        spec.len
+                    ),
                 ));
             }
             if let Some(expected) = expected_kcv {
@@ -627,7 +659,9 @@ impl Hsm for SoftHsm {
                 spec.algorithm,
                 spec.usage,
                 spec.mode_of_use,
-                r.as_ref().map(|i| format!(" kcv={}", i.kcv)).unwrap_or_default()
+                r.as_ref()
+                    .map(|i| format!(" kcv={}", i.kcv))
+                    .unwrap_or_default()
             ),
             r,
         )
@@ -637,15 +671,24 @@ impl Hsm for SoftHsm {
         let r = (|| {
             check_label(label)?;
             let k = self.entry(kek)?;
-            policy::check(Operation::Unwrap, &k.spec.label, k.spec.usage, k.spec.mode_of_use)?;
+            policy::check(
+                Operation::Unwrap,
+                &k.spec.label,
+                k.spec.usage,
+                k.spec.mode_of_use,
+            )?;
             let (header, key) = keyblock::unwrap(
                 &k.key,
                 block.trim(),
-                &keyblock::UnwrapPolicy { allow_legacy: false },
+                &keyblock::UnwrapPolicy {
+                    allow_legacy: false,
+                },
             )?;
             let spec = spec_from_header(label, &header, key.len())?;
             crate::check_key_hygiene(spec.algorithm, key.expose_secret())?;
-            if strength(spec.algorithm, spec.len) > strength(k.spec.algorithm, k.spec.len) {
+            if keyblock::strength_bits(spec.algorithm, spec.len)
+                > keyblock::strength_bits(k.spec.algorithm, k.spec.len)
+            {
                 return Err(Error::Policy(format!(
                     "KEK '{}' is weaker than the key it protects",
                     k.spec.label
@@ -669,7 +712,12 @@ impl Hsm for SoftHsm {
         let r = (|| {
             let e = self.entry(key)?;
             let k = self.entry(kek)?;
-            policy::check(Operation::Wrap, &k.spec.label, k.spec.usage, k.spec.mode_of_use)?;
+            policy::check(
+                Operation::Wrap,
+                &k.spec.label,
+                k.spec.usage,
+                k.spec.mode_of_use,
+            )?;
             if e.spec.exportability != Exportability::E {
                 return Err(Error::Policy(format!(
                     "key '{}' is not exportable (exportability {:?})",
@@ -677,9 +725,13 @@ impl Hsm for SoftHsm {
                 )));
             }
             if e.handle == k.handle {
-                return Err(Error::Policy("a key cannot be exported under itself".into()));
+                return Err(Error::Policy(
+                    "a key cannot be exported under itself".into(),
+                ));
             }
-            if strength(e.spec.algorithm, e.spec.len) > strength(k.spec.algorithm, k.spec.len) {
+            if keyblock::strength_bits(e.spec.algorithm, e.spec.len)
+                > keyblock::strength_bits(k.spec.algorithm, k.spec.len)
+            {
                 return Err(Error::Policy(format!(
                     "KEK '{}' is weaker than key '{}'",
                     k.spec.label, e.spec.label
@@ -745,8 +797,16 @@ impl Hsm for SoftHsm {
 
     fn encrypt(&self, spec: &CipherSpec<'_>, data: &[u8], out: &mut [u8]) -> Result<usize> {
         let e = self.entry(spec.key)?;
-        let r = policy::check(Operation::Encrypt, &e.spec.label, e.spec.usage, e.spec.mode_of_use)
-            .and_then(|()| e.cipher.encrypt(spec.mode, spec.iv, spec.padding, data, out));
+        let r = policy::check(
+            Operation::Encrypt,
+            &e.spec.label,
+            e.spec.usage,
+            e.spec.mode_of_use,
+        )
+        .and_then(|()| {
+            e.cipher
+                .encrypt(spec.mode, spec.iv, spec.padding, data, out)
+        });
         match r {
             Ok(n) => {
                 e.usage.counts[0].fetch_add(1, Ordering::Relaxed);
@@ -758,8 +818,16 @@ impl Hsm for SoftHsm {
 
     fn decrypt(&self, spec: &CipherSpec<'_>, data: &[u8], out: &mut [u8]) -> Result<usize> {
         let e = self.entry(spec.key)?;
-        let r = policy::check(Operation::Decrypt, &e.spec.label, e.spec.usage, e.spec.mode_of_use)
-            .and_then(|()| e.cipher.decrypt(spec.mode, spec.iv, spec.padding, data, out));
+        let r = policy::check(
+            Operation::Decrypt,
+            &e.spec.label,
+            e.spec.usage,
+            e.spec.mode_of_use,
+        )
+        .and_then(|()| {
+            e.cipher
+                .decrypt(spec.mode, spec.iv, spec.padding, data, out)
+        });
         match r {
             Ok(n) => {
                 e.usage.counts[1].fetch_add(1, Ordering::Relaxed);
@@ -779,8 +847,18 @@ impl Hsm for SoftHsm {
         let a = self.entry(from.key)?;
         let b = self.entry(to.key)?;
         let r = (|| {
-            policy::check(Operation::Decrypt, &a.spec.label, a.spec.usage, a.spec.mode_of_use)?;
-            policy::check(Operation::Encrypt, &b.spec.label, b.spec.usage, b.spec.mode_of_use)?;
+            policy::check(
+                Operation::Decrypt,
+                &a.spec.label,
+                a.spec.usage,
+                a.spec.mode_of_use,
+            )?;
+            policy::check(
+                Operation::Encrypt,
+                &b.spec.label,
+                b.spec.usage,
+                b.spec.mode_of_use,
+            )?;
             // Small fields (the common case) stay on the stack; both paths are wiped.
             let mut stack = Zeroizing::new([0u8; 512]);
             let mut heap;
@@ -790,8 +868,11 @@ impl Hsm for SoftHsm {
                 heap = Zeroizing::new(vec![0u8; data.len()]);
                 &mut heap[..]
             };
-            let n = a.cipher.decrypt(from.mode, from.iv, from.padding, data, clear)?;
-            b.cipher.encrypt(to.mode, to.iv, to.padding, &clear[..n], out)
+            let n = a
+                .cipher
+                .decrypt(from.mode, from.iv, from.padding, data, clear)?;
+            b.cipher
+                .encrypt(to.mode, to.iv, to.padding, &clear[..n], out)
         })();
         match r {
             Ok(n) => {
@@ -813,8 +894,18 @@ impl Hsm for SoftHsm {
         let a = self.entry(from.key)?;
         let b = self.entry(to.key)?;
         let r = (|| {
-            policy::check(Operation::PinDecrypt, &a.spec.label, a.spec.usage, a.spec.mode_of_use)?;
-            policy::check(Operation::PinEncrypt, &b.spec.label, b.spec.usage, b.spec.mode_of_use)?;
+            policy::check(
+                Operation::PinDecrypt,
+                &a.spec.label,
+                a.spec.usage,
+                a.spec.mode_of_use,
+            )?;
+            policy::check(
+                Operation::PinEncrypt,
+                &b.spec.label,
+                b.spec.usage,
+                b.spec.mode_of_use,
+            )?;
             pinblock::check_translation(from.format, to.format)?;
             for (e, f) in [(&a, from.format), (&b, to.format)] {
                 match f {
@@ -837,7 +928,9 @@ impl Hsm for SoftHsm {
             }
             .map_err(|_| Error::Crypto)?;
             match to.format {
-                PinBlockFormat::Iso4 => pinblock::encode_iso4(&b.key, &pin, pan).map(|blk| blk.to_vec()),
+                PinBlockFormat::Iso4 => {
+                    pinblock::encode_iso4(&b.key, &pin, pan).map(|blk| blk.to_vec())
+                }
                 f => {
                     let mut clear = pinblock::encode(f, &pin, Some(pan))?;
                     b.cipher.encrypt_ecb(&mut clear[..])?;
@@ -863,9 +956,14 @@ impl Hsm for SoftHsm {
         data: &[u8],
     ) -> Result<MacTag> {
         let e = self.entry(key)?;
-        let r = policy::check(Operation::MacGenerate(alg), &e.spec.label, e.spec.usage, e.spec.mode_of_use)
-            .and_then(|()| Self::check_alg(&e, alg.key_algorithm(), alg.name()))
-            .and_then(|()| crate::mac(alg, &e.key, padding, data));
+        let r = policy::check(
+            Operation::MacGenerate(alg),
+            &e.spec.label,
+            e.spec.usage,
+            e.spec.mode_of_use,
+        )
+        .and_then(|()| Self::check_alg(&e, alg.key_algorithm(), alg.name()))
+        .and_then(|()| crate::mac(alg, &e.key, padding, data));
         match r {
             Ok(t) => {
                 e.usage.counts[5].fetch_add(1, Ordering::Relaxed);
@@ -884,9 +982,14 @@ impl Hsm for SoftHsm {
         mac: &[u8],
     ) -> Result<()> {
         let e = self.entry(key)?;
-        let r = policy::check(Operation::MacVerify(alg), &e.spec.label, e.spec.usage, e.spec.mode_of_use)
-            .and_then(|()| Self::check_alg(&e, alg.key_algorithm(), alg.name()))
-            .and_then(|()| crate::verify_mac(alg, &e.key, padding, data, mac));
+        let r = policy::check(
+            Operation::MacVerify(alg),
+            &e.spec.label,
+            e.spec.usage,
+            e.spec.mode_of_use,
+        )
+        .and_then(|()| Self::check_alg(&e, alg.key_algorithm(), alg.name()))
+        .and_then(|()| crate::verify_mac(alg, &e.key, padding, data, mac));
         match r {
             Ok(()) => {
                 e.usage.counts[5].fetch_add(1, Ordering::Relaxed);
