@@ -40,7 +40,7 @@ mod soft;
 
 pub use audit::{AuditVerdict, verify_audit_log};
 pub use policy::Operation;
-pub use soft::{LmkSource, SoftHsm};
+pub use soft::{LmkComponents, LmkSource, SoftHsm};
 
 /// An opaque reference to a key inside an HSM. Cheap to clone; meaningful only to the HSM
 /// that issued it.

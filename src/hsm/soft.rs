@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::audit::AuditLog;
 use super::policy::{self, Operation};
@@ -52,13 +52,16 @@ const LABEL_BLOCK: [u8; 2] = *b"0L";
 /// Environment variable through which the CLI receives production LMK components.
 pub const LMK_ENV: &str = "PMP_LMK_COMPONENTS";
 
+/// LMK components: clear AES-256 components, each with an optional KCV.
+pub type LmkComponents = Vec<(Zeroizing<Vec<u8>>, Option<Kcv>)>;
+
 /// Where the LMK comes from.
 #[derive(Clone)]
 pub enum LmkSource {
     /// The store's TEST LMK (`init` generates it; `open` reads `DIR/lmk.test`).
     Test,
     /// A production LMK from 2 or 3 clear AES-256 components, each with an optional KCV.
-    Components(Vec<(Zeroizing<Vec<u8>>, Option<Kcv>)>),
+    Components(LmkComponents),
     /// Whatever the store is: TEST stores use their TEST LMK, production stores read the
     /// components from the environment variable `PMP_LMK_COMPONENTS`.
     Auto,
@@ -92,7 +95,7 @@ fn lmk_from_components(components: &[(Zeroizing<Vec<u8>>, Option<Kcv>)]) -> Resu
     Ok(lmk)
 }
 
-fn components_from_env() -> Result<Vec<(Zeroizing<Vec<u8>>, Option<Kcv>)>> {
+fn components_from_env() -> Result<LmkComponents> {
     let raw = Zeroizing::new(std::env::var(LMK_ENV).map_err(|_| {
         Error::Policy(format!(
             "this key store has a production LMK: set {LMK_ENV} to its comma-separated hex components"
@@ -238,9 +241,24 @@ struct Entry {
 
 #[derive(Default)]
 struct Table {
-    by_id: HashMap<u64, Arc<Entry>>,
+    /// Entry `id` lives at `slots[id - 1]`; ids are never reused, deleted keys leave `None`.
+    slots: Vec<Option<Arc<Entry>>>,
     by_label: HashMap<String, u64>,
-    next_id: u64,
+}
+
+impl Table {
+    fn get(&self, h: &KeyHandle) -> Result<&Arc<Entry>> {
+        usize::try_from(h.id())
+            .ok()
+            .and_then(|id| self.slots.get(id.wrapping_sub(1)))
+            .and_then(Option::as_ref)
+            .filter(|e| e.handle == *h)
+            .ok_or_else(|| Error::NotFound(format!("key '{}'", h.label())))
+    }
+
+    fn live(&self) -> impl Iterator<Item = &Arc<Entry>> {
+        self.slots.iter().flatten()
+    }
 }
 
 /// The built-in software HSM. See the [module documentation](self).
@@ -379,8 +397,7 @@ impl SoftHsm {
     }
 
     fn insert(table: &mut Table, spec: KeySpec, key: SecretKey) -> Arc<Entry> {
-        table.next_id += 1;
-        let id = table.next_id;
+        let id = table.slots.len() as u64 + 1;
         let entry = Arc::new(Entry {
             handle: KeyHandle::new(id, &spec.label),
             kcv: key.kcv(),
@@ -390,7 +407,7 @@ impl SoftHsm {
             usage: Usage::default(),
         });
         table.by_label.insert(entry.spec.label.clone(), id);
-        table.by_id.insert(id, entry.clone());
+        table.slots.push(Some(entry.clone()));
         entry
     }
 
@@ -424,7 +441,7 @@ impl SoftHsm {
     /// Writes the pending usage counters as summary entries.
     pub fn flush_audit(&self) -> Result<()> {
         let table = self.table.read().unwrap_or_else(|p| p.into_inner());
-        let mut entries: Vec<&Arc<Entry>> = table.by_id.values().collect();
+        let mut entries: Vec<&Arc<Entry>> = table.live().collect();
         entries.sort_by(|a, b| a.spec.label.cmp(&b.spec.label));
         for e in entries {
             for (i, name) in USAGE_NAMES.iter().enumerate() {
@@ -448,13 +465,12 @@ impl SoftHsm {
         if self.test { "TEST" } else { "PRODUCTION" }
     }
 
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        self.table.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn entry(&self, h: &KeyHandle) -> Result<Arc<Entry>> {
-        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
-        table
-            .by_id
-            .get(&h.id())
-            .cloned()
-            .ok_or_else(|| Error::NotFound(format!("key '{}'", h.label())))
+        self.read().get(h).cloned()
     }
 
     /// Records a management operation's outcome and passes the result through.
@@ -761,14 +777,15 @@ impl Hsm for SoftHsm {
         table
             .by_label
             .get(label)
-            .and_then(|id| table.by_id.get(id))
+            .and_then(|id| table.slots.get(*id as usize - 1))
+            .and_then(Option::as_ref)
             .map(|e| e.handle.clone())
             .ok_or_else(|| Error::NotFound(format!("key '{label}'")))
     }
 
     fn list_keys(&self) -> Result<Vec<KeyInfo>> {
         let table = self.table.read().unwrap_or_else(|p| p.into_inner());
-        let mut v: Vec<KeyInfo> = table.by_id.values().map(|e| info(e)).collect();
+        let mut v: Vec<KeyInfo> = table.live().map(|e| info(e)).collect();
         v.sort_by(|a, b| a.spec.label.cmp(&b.spec.label));
         Ok(v)
     }
@@ -776,14 +793,10 @@ impl Hsm for SoftHsm {
     fn delete_key(&self, key: &KeyHandle) -> Result<()> {
         let r = (|| {
             let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
-            let e = table
-                .by_id
-                .get(&key.id())
-                .cloned()
-                .ok_or_else(|| Error::NotFound(format!("key '{}'", key.label())))?;
+            let e = table.get(key)?.clone();
             let path = self.dir.join(KEYS).join(format!("{}.kb", e.spec.label));
             fs::remove_file(&path).map_err(|err| Error::io(&path, err))?;
-            table.by_id.remove(&key.id());
+            table.slots[key.id() as usize - 1] = None;
             table.by_label.remove(&e.spec.label);
             Ok(e.kcv)
         })();
@@ -844,8 +857,9 @@ impl Hsm for SoftHsm {
         data: &[u8],
         out: &mut [u8],
     ) -> Result<usize> {
-        let a = self.entry(from.key)?;
-        let b = self.entry(to.key)?;
+        let table = self.read();
+        let a = table.get(from.key)?;
+        let b = table.get(to.key)?;
         let r = (|| {
             policy::check(
                 Operation::Decrypt,
@@ -859,20 +873,27 @@ impl Hsm for SoftHsm {
                 b.spec.usage,
                 b.spec.mode_of_use,
             )?;
-            // Small fields (the common case) stay on the stack; both paths are wiped.
-            let mut stack = Zeroizing::new([0u8; 512]);
-            let mut heap;
+            // Small fields (the common case: PAN, expiry, track data) stay in a small stack
+            // buffer (a large one costs more to initialise than the cipher work); larger
+            // fields use a zeroizing heap buffer. Only the bytes used are
+            // wiped afterwards (on success and on failure): zeroizing the whole scratch
+            // area would cost more than the cipher work for a 32-byte field.
+            let mut stack = [0u8; 64];
+            let mut heap: Option<Zeroizing<Vec<u8>>> = None;
             let clear: &mut [u8] = if data.len() <= stack.len() {
                 &mut stack[..data.len()]
             } else {
-                heap = Zeroizing::new(vec![0u8; data.len()]);
-                &mut heap[..]
+                heap.insert(Zeroizing::new(vec![0u8; data.len()]))
             };
-            let n = a
+            let r = a
                 .cipher
-                .decrypt(from.mode, from.iv, from.padding, data, clear)?;
-            b.cipher
-                .encrypt(to.mode, to.iv, to.padding, &clear[..n], out)
+                .decrypt(from.mode, from.iv, from.padding, data, clear)
+                .and_then(|n| {
+                    b.cipher
+                        .encrypt(to.mode, to.iv, to.padding, &clear[..n], out)
+                });
+            clear.zeroize();
+            r
         })();
         match r {
             Ok(n) => {
@@ -880,7 +901,7 @@ impl Hsm for SoftHsm {
                 b.usage.counts[3].fetch_add(1, Ordering::Relaxed);
                 Ok(n)
             }
-            Err(err) => self.data_failure("translate", &[&a, &b], err),
+            Err(err) => self.data_failure("translate", &[a, b], err),
         }
     }
 
