@@ -21,7 +21,8 @@ impl Vector {
         self.fields.get(k).map(String::as_str)
     }
     pub fn hex(&self, k: &str) -> Vec<u8> {
-        hex::decode(self.get(k)).unwrap_or_else(|e| panic!("vector at line {}: {k}: {e}", self.line))
+        hex::decode(self.get(k))
+            .unwrap_or_else(|e| panic!("vector at line {}: {k}: {e}", self.line))
     }
 }
 
