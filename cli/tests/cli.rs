@@ -1,0 +1,313 @@
+//! The `pmp` command-line contract: first-line outputs, exit statuses (0 ok, 1 rejected
+//! input, 2 usage), one-line errors that never echo a key or a PIN, and the key store flow.
+//! Known answers come from `tests/data/` of pmp-core (sources named there).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn pmp(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pmp"))
+        .args(args)
+        .env_remove("PMP_LMK_COMPONENTS")
+        .output()
+        .expect("run pmp")
+}
+
+fn first_line(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+struct TempDir(PathBuf);
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let mut r = [0u8; 6];
+        pmp_core::fill_random(&mut r).unwrap();
+        TempDir(std::env::temp_dir().join(format!("pmp-cli-{name}-{}", hex::encode(r))))
+    }
+    fn s(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn kcv_and_mac_known_answers() {
+    // tests/data/kcv.txt (psec 1.3.0 / pyca).
+    let o = pmp(&[
+        "kcv",
+        "--algorithm",
+        "tdes",
+        "--key",
+        "D9EA0251738F3EF10885642FAB7AC2F8",
+    ]);
+    assert_eq!(
+        (o.status.code(), first_line(&o).as_str()),
+        (Some(0), "B53005")
+    );
+    let o = pmp(&[
+        "kcv",
+        "--algorithm",
+        "aes",
+        "--key",
+        "1e89ac67e4b0d6ea892f94cc50fcff90",
+    ]);
+    assert_eq!(first_line(&o), "91E9C43E5F");
+    // ISO/IEC 9797-1 annex B, MAC algorithm 3, padding method 1 (tests/data/mac.txt).
+    let o = pmp(&[
+        "mac",
+        "--algorithm",
+        "retail",
+        "--key",
+        "0123456789ABCDEFFEDCBA9876543210",
+        "--data",
+        "4E6F77206973207468652074696D6520666F7220616C6C20",
+    ]);
+    assert_eq!(first_line(&o), "A1C72E74EA3FA9B6");
+}
+
+#[test]
+fn bad_input_exits_1_usage_errors_exit_2_and_secrets_are_not_echoed() {
+    let key = "0123456789ABCDEFFEDCBA987654321"; // odd length
+    let o = pmp(&["kcv", "--algorithm", "tdes", "--key", key]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        !stderr(&o).contains(key) && stderr(&o).contains("--key"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(stderr(&o).lines().count(), 1);
+    let o = pmp(&[
+        "kcv",
+        "--algorithm",
+        "aes",
+        "--key",
+        "00112233445566778899AABBCCDDEE",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "15-byte AES key");
+    let o = pmp(&["kcv", "--algorithm", "rc4", "--key", "00"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = pmp(&[
+        "mac",
+        "--algorithm",
+        "cmac-aes",
+        "--key",
+        "00112233445566778899AABBCCDDEEFF",
+        "--data",
+        "00",
+        "--padding",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "padding does not apply to CMAC");
+    let o = pmp(&[
+        "pinblock",
+        "encode",
+        "--format",
+        "0",
+        "--pin",
+        "123",
+        "--pan",
+        "4111111111111111",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "3-digit PIN");
+    assert!(!stderr(&o).contains("123 "), "{}", stderr(&o));
+    let o = pmp(&["pinblock", "encode", "--format", "0", "--pin", "12345"]);
+    assert_eq!(o.status.code(), Some(2), "format 0 needs a PAN");
+}
+
+#[test]
+fn key_store_flow() {
+    let d = TempDir::new("flow");
+    let o = pmp(&["keystore", "init", "--dir", d.s(), "--test-lmk"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = pmp(&["keystore", "init", "--dir", d.s(), "--test-lmk"]);
+    assert_eq!(o.status.code(), Some(1), "a store is not overwritten");
+    // ZMK from two components; K1 ^ K2 computed independently below.
+    let c1 = "0123456789ABCDEFFEDCBA9876543210";
+    let c2 = "3B6F9C2A5D8E1F47A2C4E6F8091B3D5F";
+    let mut x: Vec<u8> = hex::decode(c1)
+        .unwrap()
+        .iter()
+        .zip(hex::decode(c2).unwrap())
+        .map(|(a, b)| a ^ b)
+        .collect();
+    pmp_core::set_odd_parity(&mut x);
+    let want = pmp_core::SecretKey::new(pmp_core::Algorithm::Tdes, &x)
+        .unwrap()
+        .kcv()
+        .to_string();
+    let base = [
+        "key",
+        "components",
+        "--dir",
+        d.s(),
+        "--label",
+        "ZMK",
+        "--usage",
+        "K0",
+        "--algorithm",
+        "tdes",
+        "--component",
+        c1,
+        "--component",
+        c2,
+    ];
+    let mut wrong = base.to_vec();
+    wrong.extend(["--kcv", "000000"]);
+    let o = pmp(&wrong);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("KCV mismatch"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains(c1) && !stderr(&o).contains(c2));
+    let o = pmp(&["key", "list", "--dir", d.s()]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "",
+        "nothing stored after a refused ceremony"
+    );
+    let mut right = base.to_vec();
+    right.extend(["--kcv", &want]);
+    let o = pmp(&right);
+    assert_eq!(first_line(&o), want, "{}", stderr(&o));
+    let o = pmp(&[
+        "key",
+        "generate",
+        "--dir",
+        d.s(),
+        "--label",
+        "PTK",
+        "--usage",
+        "P0",
+        "--algorithm",
+        "tdes",
+        "--bits",
+        "128",
+        "--exportable",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let ptk_kcv = first_line(&o);
+    let o = pmp(&[
+        "key",
+        "generate",
+        "--dir",
+        d.s(),
+        "--label",
+        "PTK",
+        "--usage",
+        "P0",
+        "--algorithm",
+        "tdes",
+        "--bits",
+        "128",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "labels are unique");
+    let o = pmp(&[
+        "key",
+        "generate",
+        "--dir",
+        d.s(),
+        "--label",
+        "X",
+        "--usage",
+        "D0",
+        "--algorithm",
+        "tdes",
+        "--bits",
+        "256",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "no 256-bit TDES");
+    let o = pmp(&[
+        "key",
+        "export",
+        "--dir",
+        d.s(),
+        "--label",
+        "PTK",
+        "--kek",
+        "ZMK",
+    ]);
+    let block = first_line(&o);
+    assert!(block.starts_with("B0") && block.contains("P0TB"), "{block}");
+    // The block unwraps under the known ZMK with the KCV generate printed.
+    let zmk = pmp_core::SecretKey::new(pmp_core::Algorithm::Tdes, &x).unwrap();
+    let (h, k) = pmp_core::keyblock::unwrap(&zmk, &block, &Default::default()).unwrap();
+    assert_eq!(h.usage, pmp_core::keyblock::KeyUsage::P0);
+    assert_eq!(k.kcv().to_string(), ptk_kcv);
+    // Import it back under another label: same KCV.
+    let o = pmp(&[
+        "key",
+        "import",
+        "--dir",
+        d.s(),
+        "--label",
+        "PTK2",
+        "--kek",
+        "ZMK",
+        "--block",
+        &block,
+    ]);
+    assert_eq!(first_line(&o), ptk_kcv, "{}", stderr(&o));
+    let o = pmp(&["key", "list", "--dir", d.s()]);
+    let list = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(list.lines().count(), 3);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("PTK ") && l.contains("usage=P0") && l.contains(&ptk_kcv)),
+        "{list}"
+    );
+    let o = pmp(&["audit", "verify", "--dir", d.s()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let log = d.0.join("audit.log");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.remove(2);
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    let o = pmp(&["audit", "verify", "--dir", d.s()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("line 3"), "{}", stderr(&o));
+}
+
+#[test]
+fn production_lmk_comes_from_the_environment() {
+    let d = TempDir::new("prod");
+    let c1 = "00112233445566778899AABBCCDDEEFF00112233445566778899AABBCCDDEEFF";
+    let c2 = "0F1E2D3C4B5A69788796A5B4C3D2E1F00F1E2D3C4B5A69788796A5B4C3D2E1F1";
+    let o = pmp(&[
+        "keystore",
+        "init",
+        "--dir",
+        d.s(),
+        "--lmk-component",
+        c1,
+        "--lmk-component",
+        c2,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!d.0.join("lmk.test").exists());
+    let o = pmp(&["key", "list", "--dir", d.s()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("PMP_LMK_COMPONENTS"), "{}", stderr(&o));
+    let o = Command::new(env!("CARGO_BIN_EXE_pmp"))
+        .args(["key", "list", "--dir", d.s()])
+        .env("PMP_LMK_COMPONENTS", format!("{c1},{c2}"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = Command::new(env!("CARGO_BIN_EXE_pmp"))
+        .args(["key", "list", "--dir", d.s()])
+        .env("PMP_LMK_COMPONENTS", format!("{c1},{c1}"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "wrong components refused");
+    assert!(!stderr(&o).contains(c1));
+}
