@@ -169,14 +169,13 @@ fn run(cli: Cli) -> CliResult {
             padding,
         } => {
             let alg: MacAlgorithm = algorithm.into();
+            let padding_arg = padding.clone();
             let padding = match padding.as_deref() {
                 None | Some("1") => Padding::Iso9797M1,
                 Some(_) => Padding::Iso9797M2,
             };
-            if !alg.takes_padding() && padding == Padding::Iso9797M2 {
-                return Err(CliError::usage(
-                    "--padding applies to retail and cbc-* only; CMAC has its own padding",
-                ));
+            if !alg.takes_padding() && padding_arg.is_some() {
+                eprintln!("pmp: note: CMAC pads by itself (NIST SP 800-38B); --padding is ignored");
             }
             let key = key_arg("--key", alg.key_algorithm(), &key)?;
             let data = hex_arg("--data", &data)?;

@@ -55,8 +55,9 @@ fn pin_arg(value: &str) -> Result<Pin, CliError> {
     Pin::new(value).map_err(|_| CliError::rejected("--pin: must be 4 to 12 decimal digits"))
 }
 
-/// Parses the PAN where the format needs one; a missing one is a usage error, a PAN given
-/// to a format that takes none is refused too (it would suggest a binding that is not there).
+/// Parses the PAN where the format needs one; a missing one is a usage error. A PAN given
+/// to a format that takes none (1, 2) is ignored with a note on stderr, so that scripts can
+/// pass the same arguments for every format.
 fn pan_arg(format: PinBlockFormat, value: Option<&str>) -> Result<Option<Pan>, CliError> {
     match (format.needs_pan(), value) {
         (true, Some(v)) => Pan::new(v)
@@ -66,24 +67,32 @@ fn pan_arg(format: PinBlockFormat, value: Option<&str>) -> Result<Option<Pan>, C
             "--pan is required for format {}",
             format.number()
         ))),
-        (false, Some(_)) => Err(CliError::usage(format!(
-            "--pan does not apply to format {}",
-            format.number()
-        ))),
+        (false, Some(_)) => {
+            eprintln!(
+                "pmp: note: format {} is not bound to a PAN; --pan is ignored",
+                format.number()
+            );
+            Ok(None)
+        }
         (false, None) => Ok(None),
     }
 }
 
-/// The AES key of format 4; refused for formats 0-3, which this tool keeps clear.
+/// The AES key of format 4. Formats 0-3 are printed and read clear: a key given with them is
+/// ignored with a note on stderr.
 fn key_opt(format: PinBlockFormat, value: Option<&str>) -> Result<Option<SecretKey>, CliError> {
     match (format, value) {
         (PinBlockFormat::Iso4, Some(v)) => crate::key_arg("--key", Algorithm::Aes, v).map(Some),
         (PinBlockFormat::Iso4, None) => {
             Err(CliError::usage("--key (AES) is required for format 4"))
         }
-        (_, Some(_)) => Err(CliError::usage(
-            "--key applies to format 4 only (formats 0-3 are printed and read clear)",
-        )),
+        (_, Some(_)) => {
+            eprintln!(
+                "pmp: note: --key applies to format 4 only; format {} blocks are clear, the key is ignored",
+                format.number()
+            );
+            Ok(None)
+        }
         (_, None) => Ok(None),
     }
 }
