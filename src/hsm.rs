@@ -28,6 +28,7 @@
 //! ```
 
 use core::fmt;
+use std::io::Read;
 
 use crate::keyblock::{Exportability, KeyUsage, ModeOfUse};
 use crate::pinblock::{Pan, PinBlockFormat};
@@ -35,10 +36,12 @@ use crate::{Algorithm, Kcv, MacAlgorithm, MacTag, Mode, Padding, Result};
 
 mod audit;
 pub mod conformance;
+mod file;
 pub mod policy;
 mod soft;
 
 pub use audit::{AuditVerdict, verify_audit_log};
+pub use file::CbcDecryptReader;
 pub use policy::Operation;
 pub use soft::{LmkComponents, LmkSource, SoftHsm};
 
@@ -298,6 +301,44 @@ pub trait Hsm: Send + Sync + fmt::Debug {
             }
         }
         Ok(ends)
+    }
+
+    /// Streams the CBC decryption of a whole file under a data key (D0, mode B or D):
+    /// returns a reader of the clear text, padding removed at the end. A length that is not
+    /// a whole number of blocks (a truncated file) is [`Error::Invalid`](crate::Error::Invalid);
+    /// a bad final padding (wrong key, altered or truncated file) is the opaque
+    /// [`Error::Crypto`](crate::Error::Crypto); both arrive as an `io::Error` wrapping the
+    /// pmp-core error (`io::Error::get_ref` / `into_inner` recovers it).
+    ///
+    /// Boundary: in the software HSM this runs in the HSM's own code with its cached key
+    /// schedule and its clear output buffer is wiped on every refill and on drop; the
+    /// import pipeline feeds it straight into parsers whose buffers are wiped, and only
+    /// re-encrypted attributes leave ([`Capabilities::in_boundary_file_import`]). The
+    /// default implementation here — what a plain PKCS#11 backend gets — decrypts chunk by
+    /// chunk with [`decrypt`](Hsm::decrypt) into host memory (zeroizing buffers, but a
+    /// weaker boundary: `in_boundary_file_import = false`).
+    fn decrypting_reader<'a>(
+        &'a self,
+        spec: &CipherSpec<'_>,
+        input: Box<dyn Read + Send + 'a>,
+    ) -> Result<Box<dyn Read + Send + 'a>> {
+        let info = self.key_info(spec.key)?;
+        let key = spec.key.clone();
+        let bs = info.spec.algorithm.block_size();
+        let mut scratch: zeroize::Zeroizing<Vec<u8>> = zeroize::Zeroizing::new(Vec::new());
+        let decrypt = move |iv: &[u8], buf: &mut [u8]| -> Result<()> {
+            scratch.resize(buf.len(), 0);
+            let n = self.decrypt(&CipherSpec::cbc(&key, iv, Padding::None), buf, &mut scratch)?;
+            buf.copy_from_slice(&scratch[..n]);
+            zeroize::Zeroize::zeroize(&mut scratch[..]);
+            Ok(())
+        };
+        Ok(Box::new(CbcDecryptReader::new(
+            input,
+            Box::new(decrypt),
+            bs,
+            spec,
+        )?))
     }
 
     /// Translates a PIN block from `from` (key, format) to `to` with the PAN. Formats 0, 1,

@@ -28,8 +28,11 @@ mod rng;
 pub mod ffi;
 pub mod hierarchy;
 pub mod hsm;
+pub mod issuer;
 pub mod keyblock;
 pub mod pinblock;
+pub mod product;
+pub mod validate;
 
 pub use crate::cipher::{BlockCipher, Mode, Padding};
 pub use crate::error::{Error, Result};

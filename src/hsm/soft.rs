@@ -829,6 +829,39 @@ impl Hsm for SoftHsm {
         }
     }
 
+    /// In the boundary: the policy is checked once, then blocks are decrypted with the
+    /// key's cached schedule into the reader's wiped buffer (see the trait method).
+    fn decrypting_reader<'a>(
+        &'a self,
+        spec: &CipherSpec<'_>,
+        input: Box<dyn std::io::Read + Send + 'a>,
+    ) -> Result<Box<dyn std::io::Read + Send + 'a>> {
+        let e = self.entry(spec.key)?;
+        let r = policy::check(
+            Operation::Decrypt,
+            &e.spec.label,
+            e.spec.usage,
+            e.spec.mode_of_use,
+        )
+        .and_then(|()| {
+            let bs = e.cipher.block_size();
+            let entry = e.clone();
+            super::CbcDecryptReader::new(
+                input,
+                Box::new(move |iv: &[u8], buf: &mut [u8]| entry.cipher.decrypt_cbc(iv, buf)),
+                bs,
+                spec,
+            )
+        });
+        match r {
+            Ok(reader) => {
+                e.usage.counts[1].fetch_add(1, Ordering::Relaxed);
+                Ok(Box::new(reader))
+            }
+            Err(err) => self.data_failure("decrypt-file", &[&e], err),
+        }
+    }
+
     fn decrypt(&self, spec: &CipherSpec<'_>, data: &[u8], out: &mut [u8]) -> Result<usize> {
         let e = self.entry(spec.key)?;
         let r = policy::check(

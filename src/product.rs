@@ -1,0 +1,869 @@
+//! Products (order profiles): what an issuer's file looks like and what becomes of each of
+//! its fields. The file format (`pmp-product-1`, XML) is specified with a full example in
+//! `docs/product.md`.
+//!
+//! A product names
+//! - the keys: the issuer's transport key for data (TK_issuer, D0) with the KCV the issuer
+//!   sent, the issuer PIN key and the bureau PIN key (each with its ISO 9564 format), and
+//!   the XOF MAC key;
+//! - the issuer layout ([`Layout`]): delimited, fixed-width or XML; how the whole file is
+//!   encrypted (none, TDES-CBC, AES-CBC; IV; padding); how individually encrypted fields
+//!   are encrypted; where the issuer's declared record count is;
+//! - the fields ([`FieldSpec`]): where each one is, whether it is required, its check, and
+//!   the XOF attribute and DKep it becomes.
+//!
+//! The parser is strict: unknown elements or attributes, a DOCTYPE, a missing key and
+//! inconsistent settings are refused with the element named.
+//!
+//! ```
+//! let xml = r#"<product format="pmp-product-1" name="P1" issuer="BANK">
+//!   <keys><mac-key label="XOF-MAC"/></keys>
+//!   <layout kind="delimited" separator=";" record-id="id"/>
+//!   <fields>
+//!     <field name="id"/>
+//!     <field name="pan" required="true" check="pan" attribute="PAN" dkep="DKEP-PAN"/>
+//!   </fields>
+//! </product>"#;
+//! let p = pmp_core::product::Product::parse(xml).unwrap();
+//! assert_eq!(p.fields.len(), 2);
+//! assert_eq!(p.dkep_labels(), vec!["DKEP-PAN"]);
+//! ```
+
+use std::path::Path;
+
+use quick_xml::events::{BytesStart, Event};
+
+use crate::pinblock::PinBlockFormat;
+use crate::validate::Check;
+use crate::{Algorithm, Error, Kcv, Mode, Padding, Result};
+
+/// The format identifier a product file declares.
+pub const FORMAT: &str = "pmp-product-1";
+
+/// A key named by a product: its label in the HSM and, optionally, the KCV it must have.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyName {
+    /// The label in the HSM.
+    pub label: String,
+    /// The expected KCV (the issuer sends it with the key); checked before any record is
+    /// read.
+    pub kcv: Option<Kcv>,
+}
+
+/// A PIN key named by a product, with the PIN block format used under it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinKey {
+    /// The key.
+    pub key: KeyName,
+    /// The ISO 9564-1 format of PIN blocks under it.
+    pub format: PinBlockFormat,
+}
+
+/// The keys of a product.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keys {
+    /// TK_issuer for data (whole-file and per-field encryption).
+    pub transport: Option<KeyName>,
+    /// The issuer PIN key and format.
+    pub issuer_pin: Option<PinKey>,
+    /// The bureau PIN key and format.
+    pub bureau_pin: Option<PinKey>,
+    /// The XOF MAC key (AES, M6).
+    pub mac: KeyName,
+}
+
+/// Where the record's IV comes from for whole-file CBC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IvSource {
+    /// A fixed IV written in the product (hex; `zero` is all zeros).
+    Fixed(Vec<u8>),
+    /// The first cipher block of the file is the IV.
+    Prefix,
+}
+
+/// Whole-file encryption under TK_issuer (CBC).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileEncryption {
+    /// TDES or AES (the key's algorithm must match).
+    pub algorithm: Algorithm,
+    /// The IV.
+    pub iv: IvSource,
+    /// The padding of the file's last block.
+    pub padding: Padding,
+}
+
+/// Encryption of individually encrypted fields (hex ciphertext under TK_issuer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldEncryption {
+    /// ECB or CBC.
+    pub mode: Mode,
+    /// The IV for CBC (the same for every field: the issuer's convention).
+    pub iv: Option<Vec<u8>>,
+    /// The padding of each field.
+    pub padding: Padding,
+}
+
+/// The kind of issuer file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LayoutKind {
+    /// One record per line, fields split by `separator`, optionally quoted (RFC 4180
+    /// style: a quote inside a quoted field is doubled). With `header`, the first line
+    /// names the columns and fields are found by name; otherwise by position.
+    Delimited {
+        /// The separator byte.
+        separator: u8,
+        /// The quote byte, if quoting is used.
+        quote: Option<u8>,
+        /// Whether the first line is a header row.
+        header: bool,
+    },
+    /// One record per line, each field at a fixed position (`start`, `length`; trailing
+    /// spaces removed).
+    Fixed,
+    /// One `record` element per record inside the `root` element, one child element per
+    /// field.
+    Xml {
+        /// The root element's name.
+        root: String,
+        /// The record element's name.
+        record: String,
+    },
+}
+
+/// Where the issuer's declared record count is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CountSpec {
+    /// A trailer line, the last line of the file, recognised by its first field (delimited)
+    /// or its first bytes (fixed) being `marker`; the count is in column `column` (1-based,
+    /// delimited) or at `start`/`length` (fixed).
+    Trailer {
+        /// The marker.
+        marker: String,
+        /// Delimited: the count's column (1-based).
+        column: usize,
+        /// Fixed: the count's first byte (1-based).
+        start: usize,
+        /// Fixed: the count's length.
+        length: usize,
+    },
+    /// An attribute of the root element (XML layouts).
+    RootAttribute(String),
+}
+
+/// The issuer layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Delimited, fixed or XML.
+    pub kind: LayoutKind,
+    /// The name of the field holding the issuer's record id.
+    pub record_id: String,
+    /// Whole-file encryption, if any.
+    pub file_encryption: Option<FileEncryption>,
+    /// How individually encrypted fields are encrypted (required when any field is).
+    pub field_encryption: Option<FieldEncryption>,
+    /// The declared count, if the layout has one.
+    pub count: Option<CountSpec>,
+    /// The longest record (line or element) accepted, in bytes.
+    pub max_record_bytes: usize,
+}
+
+/// What a field is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A data field: becomes an XOF attribute when `attribute` is set.
+    Data,
+    /// An ISO 9564 PIN block in hex under the issuer PIN key, translated to the bureau PIN
+    /// key with the PAN of field `pan_field`.
+    PinBlock {
+        /// The field holding the PAN.
+        pan_field: String,
+    },
+}
+
+/// One field of the issuer layout and what becomes of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldSpec {
+    /// The field's name (also its column header or XML element name unless `column` says
+    /// otherwise).
+    pub name: String,
+    /// The column header / element name in the issuer file.
+    pub column: String,
+    /// Fixed layouts: first byte (1-based) and length.
+    pub position: Option<(usize, usize)>,
+    /// Whether a record without it is rejected.
+    pub required: bool,
+    /// The content check on the clear value.
+    pub check: Option<Check>,
+    /// Whether the field is hex ciphertext under TK_issuer.
+    pub encrypted: bool,
+    /// Data or PIN block.
+    pub role: Role,
+    /// The XOF attribute it becomes (none: read and checked, not written).
+    pub attribute: Option<String>,
+    /// The DKep label that protects the attribute (data fields).
+    pub dkep: Option<String>,
+}
+
+/// A product (order profile). See the [module documentation](self).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Product {
+    /// The product's name (goes into the XOF header).
+    pub name: String,
+    /// The issuer's name (goes into the XOF header).
+    pub issuer: String,
+    /// The keys.
+    pub keys: Keys,
+    /// The issuer layout.
+    pub layout: Layout,
+    /// The fields, in order.
+    pub fields: Vec<FieldSpec>,
+}
+
+/// A parsed element: name and attributes.
+struct Elem {
+    name: String,
+    attrs: Vec<(String, String)>,
+    used: Vec<bool>,
+}
+
+impl Elem {
+    fn new(e: &BytesStart<'_>) -> Result<Self> {
+        let name = e.name().as_ref().to_string();
+        let mut attrs = Vec::new();
+        for a in e.attributes() {
+            let a = a.map_err(|err| bad(&name, &format!("malformed attribute ({err})")))?;
+            let key = a.key.as_ref().to_string();
+            let value = a
+                .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                .map_err(|err| bad(&name, &format!("attribute {key}: {err}")))?
+                .into_owned();
+            if attrs.iter().any(|(k, _)| *k == key) {
+                return Err(bad(&name, &format!("attribute {key} given twice")));
+            }
+            attrs.push((key, value));
+        }
+        let used = vec![false; attrs.len()];
+        Ok(Self { name, attrs, used })
+    }
+
+    fn get(&mut self, key: &str) -> Option<String> {
+        let i = self.attrs.iter().position(|(k, _)| k == key)?;
+        self.used[i] = true;
+        Some(self.attrs[i].1.clone())
+    }
+
+    fn req(&mut self, key: &str) -> Result<String> {
+        self.get(key)
+            .ok_or_else(|| bad(&self.name, &format!("attribute {key} is required")))
+    }
+
+    fn bool(&mut self, key: &str, default: bool) -> Result<bool> {
+        match self.get(key).as_deref() {
+            None => Ok(default),
+            Some("true" | "yes" | "1") => Ok(true),
+            Some("false" | "no" | "0") => Ok(false),
+            Some(_) => Err(bad(&self.name, &format!("{key} must be true or false"))),
+        }
+    }
+
+    fn usize(&mut self, key: &str) -> Result<Option<usize>> {
+        self.get(key)
+            .map(|v| {
+                v.parse::<usize>()
+                    .map_err(|_| bad(&self.name, &format!("{key} must be a number")))
+            })
+            .transpose()
+    }
+
+    fn done(&self) -> Result<()> {
+        match self.used.iter().position(|u| !u) {
+            Some(i) => Err(bad(
+                &self.name,
+                &format!("unknown attribute {}", self.attrs[i].0),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+fn bad(element: &str, reason: &str) -> Error {
+    Error::invalid("product", format!("<{element}>: {reason}"))
+}
+
+fn key_name(e: &mut Elem) -> Result<KeyName> {
+    let label = e.req("label")?;
+    let kcv = e.get("kcv").map(|k| Kcv::from_hex(&k)).transpose()?;
+    Ok(KeyName { label, kcv })
+}
+
+fn pin_key(e: &mut Elem) -> Result<PinKey> {
+    let key = key_name(e)?;
+    let f = e.req("format")?;
+    let format = f
+        .parse::<u8>()
+        .ok()
+        .and_then(PinBlockFormat::from_number)
+        .filter(|f| *f != PinBlockFormat::Iso2)
+        .ok_or_else(|| bad(&e.name, "format must be 0, 1, 3 or 4"))?;
+    Ok(PinKey { key, format })
+}
+
+fn hex_attr(e: &mut Elem, key: &str) -> Result<Option<Vec<u8>>> {
+    e.get(key)
+        .map(|v| hex::decode(v.trim()).map_err(|_| bad(&e.name, &format!("{key} must be hex"))))
+        .transpose()
+}
+
+fn one_byte(e: &mut Elem, key: &str) -> Result<Option<u8>> {
+    match e.get(key) {
+        None => Ok(None),
+        Some(v) => match v.as_str() {
+            "\\t" | "tab" => Ok(Some(b'\t')),
+            "none" | "" => Ok(None),
+            s if s.len() == 1 && s.is_ascii() => Ok(Some(s.as_bytes()[0])),
+            _ => Err(bad(
+                &e.name,
+                &format!("{key} must be one ASCII character, tab or none"),
+            )),
+        },
+    }
+}
+
+fn padding(e: &mut Elem) -> Result<Padding> {
+    match e.get("padding") {
+        None => Ok(Padding::Pkcs7),
+        Some(p) => p
+            .parse()
+            .map_err(|_| bad(&e.name, "padding must be none, 1, 2 or pkcs7")),
+    }
+}
+
+fn xof_name_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+impl Product {
+    /// Reads and parses a product file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(&text).map_err(|e| match e {
+            Error::Invalid { field, reason } => Error::Invalid {
+                field,
+                reason: format!("{}: {reason}", path.display()),
+            },
+            e => e,
+        })
+    }
+
+    /// Parses a product file's text.
+    pub fn parse(xml: &str) -> Result<Self> {
+        if xml.len() > 1024 * 1024 {
+            return Err(bad("product", "file larger than 1 MiB"));
+        }
+        let mut r = quick_xml::Reader::from_str(xml);
+        r.config_mut().trim_text(true);
+        let mut path: Vec<String> = Vec::new();
+        let mut product: Option<(String, String)> = None;
+        let mut keys = (None, None, None, None);
+        let mut layout: Option<(LayoutKind, String, usize)> = None;
+        let mut file_enc = None;
+        let mut field_enc = None;
+        let mut count = None;
+        let mut fields: Vec<FieldSpec> = Vec::new();
+        loop {
+            let ev = r
+                .read_event()
+                .map_err(|e| bad("product", &format!("not well-formed XML: {e}")))?;
+            let (start, empty) = match &ev {
+                Event::Start(s) => (Some(s), false),
+                Event::Empty(s) => (Some(s), true),
+                _ => (None, false),
+            };
+            if let Some(s) = start {
+                let mut e = Elem::new(s)?;
+                let parent = path.last().map(String::as_str).unwrap_or("");
+                match (parent, e.name.as_str()) {
+                    ("", "product") => {
+                        let f = e.req("format")?;
+                        if f != FORMAT {
+                            return Err(bad("product", &format!("format must be {FORMAT}")));
+                        }
+                        product = Some((e.req("name")?, e.req("issuer")?));
+                    }
+                    ("product", "keys" | "fields") => {}
+                    ("keys", "transport-key") => keys.0 = Some(key_name(&mut e)?),
+                    ("keys", "issuer-pin-key") => keys.1 = Some(pin_key(&mut e)?),
+                    ("keys", "bureau-pin-key") => keys.2 = Some(pin_key(&mut e)?),
+                    ("keys", "mac-key") => keys.3 = Some(key_name(&mut e)?),
+                    ("product", "layout") => layout = Some(parse_layout(&mut e)?),
+                    ("layout", "file-encryption") => {
+                        let alg = match e.req("cipher")?.as_str() {
+                            "tdes-cbc" => Algorithm::Tdes,
+                            "aes-cbc" => Algorithm::Aes,
+                            _ => return Err(bad(&e.name, "cipher must be tdes-cbc or aes-cbc")),
+                        };
+                        let iv = match e.req("iv")?.as_str() {
+                            "prefix" => IvSource::Prefix,
+                            "zero" => IvSource::Fixed(vec![0; alg.block_size()]),
+                            _ => IvSource::Fixed(hex_attr(&mut e, "iv")?.unwrap_or_default()),
+                        };
+                        if let IvSource::Fixed(v) = &iv
+                            && v.len() != alg.block_size()
+                        {
+                            return Err(bad(&e.name, "the IV must be one cipher block"));
+                        }
+                        let padding = padding(&mut e)?;
+                        if padding == Padding::Iso9797M1 {
+                            return Err(bad(&e.name, "padding 1 cannot be removed from a file"));
+                        }
+                        file_enc = Some(FileEncryption {
+                            algorithm: alg,
+                            iv,
+                            padding,
+                        });
+                    }
+                    ("layout", "field-encryption") => {
+                        let mode: Mode = e.req("mode")?.parse()?;
+                        let iv = match e.get("iv").as_deref() {
+                            None => None,
+                            Some("zero") => Some(Vec::new()),
+                            Some(_) => hex_attr(&mut e, "iv")?,
+                        };
+                        if (mode == Mode::Cbc) != iv.is_some() {
+                            return Err(bad(&e.name, "CBC needs an iv, ECB takes none"));
+                        }
+                        field_enc = Some(FieldEncryption {
+                            mode,
+                            iv,
+                            padding: padding(&mut e)?,
+                        });
+                    }
+                    ("layout", "count") => {
+                        count = Some(if let Some(a) = e.get("root-attribute") {
+                            CountSpec::RootAttribute(a)
+                        } else {
+                            CountSpec::Trailer {
+                                marker: e.req("trailer")?,
+                                column: e.usize("column")?.unwrap_or(2),
+                                start: e.usize("start")?.unwrap_or(0),
+                                length: e.usize("length")?.unwrap_or(0),
+                            }
+                        });
+                    }
+                    ("fields", "field") => fields.push(parse_field(&mut e)?),
+                    (p, n) => {
+                        return Err(bad(
+                            n,
+                            &format!(
+                                "unexpected element{}",
+                                if p.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!(" inside <{p}>")
+                                }
+                            ),
+                        ));
+                    }
+                }
+                e.done()?;
+                if !empty {
+                    path.push(e.name);
+                }
+                continue;
+            }
+            match ev {
+                Event::End(_) => {
+                    path.pop();
+                }
+                Event::Eof => break,
+                Event::Decl(_) | Event::Comment(_) => {}
+                Event::Text(t) if t.trim().is_empty() => {}
+                Event::DocType(_) => return Err(bad("product", "a DOCTYPE is not allowed")),
+                _ => {
+                    return Err(bad(
+                        path.last().map_or("product", String::as_str),
+                        "unexpected content",
+                    ));
+                }
+            }
+        }
+        let (name, issuer) = product.ok_or_else(|| bad("product", "missing"))?;
+        let (kind, record_id, max_record_bytes) = layout.ok_or_else(|| bad("layout", "missing"))?;
+        // Fill in a zero IV's length now that the algorithm of TK_issuer is not known
+        // here: `zero` for field encryption means one block of the key's size, resolved at
+        // import time (an empty IV stands for it).
+        let p = Product {
+            name,
+            issuer,
+            keys: Keys {
+                transport: keys.0,
+                issuer_pin: keys.1,
+                bureau_pin: keys.2,
+                mac: keys.3.ok_or_else(|| bad("mac-key", "missing"))?,
+            },
+            layout: Layout {
+                kind,
+                record_id,
+                file_encryption: file_enc,
+                field_encryption: field_enc,
+                count,
+                max_record_bytes,
+            },
+            fields,
+        };
+        p.check()?;
+        Ok(p)
+    }
+
+    fn check(&self) -> Result<()> {
+        let f = |n: &str, r: &str| Err(bad(n, r));
+        if self.fields.is_empty() {
+            return f("fields", "no field");
+        }
+        for (i, fs) in self.fields.iter().enumerate() {
+            if self.fields[..i].iter().any(|o| o.name == fs.name) {
+                return f("field", &format!("field {} is defined twice", fs.name));
+            }
+            if let Some(a) = &fs.attribute {
+                if !xof_name_ok(a) {
+                    return f(
+                        "field",
+                        &format!(
+                            "attribute name of {} must be 1-64 of A-Z a-z 0-9 . _ -",
+                            fs.name
+                        ),
+                    );
+                }
+                if self.fields[..i]
+                    .iter()
+                    .any(|o| o.attribute.as_ref() == Some(a))
+                {
+                    return f("field", &format!("attribute {a} is produced twice"));
+                }
+            }
+            match (&fs.role, &fs.attribute, &fs.dkep) {
+                (Role::Data, Some(_), None) => {
+                    return f("field", &format!("{}: an attribute needs a dkep", fs.name));
+                }
+                (Role::Data, None, Some(_)) => {
+                    return f(
+                        "field",
+                        &format!("{}: a dkep without an attribute", fs.name),
+                    );
+                }
+                (Role::PinBlock { pan_field }, _, _) => {
+                    if fs.dkep.is_some() {
+                        return f(
+                            "field",
+                            &format!(
+                                "{}: a PIN block goes under the bureau PIN key, not a dkep",
+                                fs.name
+                            ),
+                        );
+                    }
+                    if fs.attribute.is_none() {
+                        return f(
+                            "field",
+                            &format!("{}: a PIN block needs an attribute", fs.name),
+                        );
+                    }
+                    if fs.encrypted {
+                        return f(
+                            "field",
+                            &format!(
+                                "{}: a PIN block is already encrypted (drop encrypted=)",
+                                fs.name
+                            ),
+                        );
+                    }
+                    if !self.fields.iter().any(|o| o.name == *pan_field) {
+                        return f(
+                            "field",
+                            &format!("{}: pan field {pan_field} is not defined", fs.name),
+                        );
+                    }
+                    if self.keys.issuer_pin.is_none() || self.keys.bureau_pin.is_none() {
+                        return f(
+                            "keys",
+                            "a PIN block field needs issuer-pin-key and bureau-pin-key",
+                        );
+                    }
+                }
+                _ => {}
+            }
+            if fs.encrypted && self.layout.field_encryption.is_none() {
+                return f(
+                    "layout",
+                    &format!(
+                        "field {} is encrypted: <field-encryption> is required",
+                        fs.name
+                    ),
+                );
+            }
+            if fs.encrypted && self.keys.transport.is_none() {
+                return f("keys", "encrypted fields need a transport-key");
+            }
+            if matches!(self.layout.kind, LayoutKind::Fixed) != fs.position.is_some() {
+                return f(
+                    "field",
+                    &format!(
+                        "{}: start and length are for fixed layouts, and required there",
+                        fs.name
+                    ),
+                );
+            }
+        }
+        let id = self
+            .fields
+            .iter()
+            .find(|f| f.name == self.layout.record_id)
+            .ok_or_else(|| bad("layout", "record-id names no field"))?;
+        if id.encrypted || id.attribute.is_some() {
+            return f(
+                "layout",
+                "the record-id field is written in clear to the XOF and reject report: it may not be encrypted or an attribute",
+            );
+        }
+        if self.layout.file_encryption.is_some() && self.keys.transport.is_none() {
+            return f("keys", "file encryption needs a transport-key");
+        }
+        match (&self.layout.kind, &self.layout.count) {
+            (LayoutKind::Xml { .. }, Some(CountSpec::Trailer { .. })) => {
+                return f("count", "XML layouts give the count as root-attribute");
+            }
+            (
+                LayoutKind::Delimited { .. } | LayoutKind::Fixed,
+                Some(CountSpec::RootAttribute(_)),
+            ) => {
+                return f("count", "line layouts give the count in a trailer line");
+            }
+            (LayoutKind::Fixed, Some(CountSpec::Trailer { start, length, .. }))
+                if *start == 0 || *length == 0 || *length > 19 =>
+            {
+                return f("count", "fixed layouts need start and length (1..19)");
+            }
+            (LayoutKind::Delimited { .. }, Some(CountSpec::Trailer { column: 0, .. })) => {
+                return f("count", "column is 1-based");
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The distinct DKep labels the product uses, in order of first use.
+    pub fn dkep_labels(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = Vec::new();
+        for f in &self.fields {
+            if let Some(d) = &f.dkep
+                && !v.contains(&d.as_str())
+            {
+                v.push(d);
+            }
+        }
+        v
+    }
+
+    /// The index of the field named `name`.
+    pub fn field_index(&self, name: &str) -> Option<usize> {
+        self.fields.iter().position(|f| f.name == name)
+    }
+}
+
+fn parse_layout(e: &mut Elem) -> Result<(LayoutKind, String, usize)> {
+    let kind = match e.req("kind")?.as_str() {
+        "delimited" => LayoutKind::Delimited {
+            separator: one_byte(e, "separator")?.unwrap_or(b','),
+            quote: match e.get("quote") {
+                None => Some(b'"'),
+                Some(q) if q == "none" => None,
+                Some(q) if q.len() == 1 && q.is_ascii() => Some(q.as_bytes()[0]),
+                Some(_) => return Err(bad(&e.name, "quote must be one ASCII character or none")),
+            },
+            header: e.bool("header", true)?,
+        },
+        "fixed" => LayoutKind::Fixed,
+        "xml" => LayoutKind::Xml {
+            root: e.req("root")?,
+            record: e.req("record")?,
+        },
+        _ => return Err(bad(&e.name, "kind must be delimited, fixed or xml")),
+    };
+    if let LayoutKind::Delimited {
+        separator, quote, ..
+    } = &kind
+        && (Some(*separator) == *quote || matches!(separator, b'\r' | b'\n'))
+    {
+        return Err(bad(
+            &e.name,
+            "separator must differ from the quote and newline",
+        ));
+    }
+    let record_id = e.req("record-id")?;
+    let max = e.usize("max-record-bytes")?.unwrap_or(64 * 1024);
+    if !(16..=1024 * 1024).contains(&max) {
+        return Err(bad(&e.name, "max-record-bytes must be 16 to 1048576"));
+    }
+    Ok((kind, record_id, max))
+}
+
+fn parse_field(e: &mut Elem) -> Result<FieldSpec> {
+    let name = e.req("name")?;
+    let column = e.get("column").unwrap_or_else(|| name.clone());
+    let start = e.usize("start")?;
+    let length = e.usize("length")?;
+    let position = match (start, length) {
+        (None, None) => None,
+        (Some(s), Some(l)) if s >= 1 && l >= 1 => Some((s, l)),
+        _ => {
+            return Err(bad(
+                &e.name,
+                &format!("{name}: start (1-based) and length go together"),
+            ));
+        }
+    };
+    let max = e.usize("max-length")?;
+    let min = e.usize("min-length")?;
+    let check = match e.get("check").as_deref() {
+        None => None,
+        Some("pan") => Some(Check::Pan),
+        Some("yymm") => Some(Check::Expiry),
+        Some("service-code") => Some(Check::ServiceCode),
+        Some("name") => Some(Check::Name {
+            min: min.unwrap_or(2),
+            max: max.unwrap_or(26),
+        }),
+        Some("digits") => Some(Check::Digits),
+        Some(_) => {
+            return Err(bad(
+                &e.name,
+                &format!("{name}: check must be pan, yymm, service-code, name or digits"),
+            ));
+        }
+    };
+    let role = match e.get("role").as_deref() {
+        None | Some("data") => Role::Data,
+        Some("pin-block") => Role::PinBlock {
+            pan_field: e.req("pan-field")?,
+        },
+        Some(_) => {
+            return Err(bad(
+                &e.name,
+                &format!("{name}: role must be data or pin-block"),
+            ));
+        }
+    };
+    Ok(FieldSpec {
+        required: e.bool("required", false)?,
+        encrypted: e.bool("encrypted", false)?,
+        attribute: e.get("attribute"),
+        dkep: e.get("dkep"),
+        name,
+        column,
+        position,
+        check,
+        role,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<!-- a comment -->
+<product format="pmp-product-1" name="VISA" issuer="BANK">
+  <keys>
+    <transport-key label="TK" kcv="ABCDEF"/>
+    <issuer-pin-key label="IPK" format="0"/>
+    <bureau-pin-key label="BPK" format="4"/>
+    <mac-key label="MAC"/>
+  </keys>
+  <layout kind="delimited" separator="tab" quote="none" header="false" record-id="id">
+    <file-encryption cipher="tdes-cbc" iv="prefix" padding="pkcs7"/>
+    <field-encryption mode="cbc" iv="zero" padding="2"/>
+    <count trailer="TRL" column="3"/>
+  </layout>
+  <fields>
+    <field name="id"/>
+    <field name="pan" required="true" check="pan" encrypted="true" attribute="PAN" dkep="DK1"/>
+    <field name="name" check="name" max-length="20" attribute="NAME" dkep="DK2"/>
+    <field name="pin" role="pin-block" pan-field="pan" attribute="PIN_BLOCK"/>
+  </fields>
+</product>"#;
+
+    #[test]
+    fn parses_a_full_product() {
+        let p = Product::parse(FULL).unwrap();
+        assert_eq!(p.name, "VISA");
+        assert_eq!(
+            p.keys.bureau_pin.as_ref().unwrap().format,
+            PinBlockFormat::Iso4
+        );
+        assert_eq!(
+            p.layout.kind,
+            LayoutKind::Delimited {
+                separator: b'\t',
+                quote: None,
+                header: false
+            }
+        );
+        assert_eq!(
+            p.layout.file_encryption.as_ref().unwrap().iv,
+            IvSource::Prefix
+        );
+        assert_eq!(p.fields[2].check, Some(Check::Name { min: 2, max: 20 }));
+        assert_eq!(p.dkep_labels(), vec!["DK1", "DK2"]);
+        assert!(matches!(
+            p.layout.count,
+            Some(CountSpec::Trailer { column: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn refuses_bad_products() {
+        let cases = [
+            (FULL.replace("pmp-product-1", "v2"), "format"),
+            (FULL.replace("<keys>", "<!DOCTYPE x><keys>"), "DOCTYPE"),
+            (FULL.replace("check=\"pan\"", "check=\"foo\""), "check"),
+            (FULL.replace("dkep=\"DK2\"", ""), "needs a dkep"),
+            (
+                FULL.replace(
+                    "<field-encryption mode=\"cbc\" iv=\"zero\" padding=\"2\"/>",
+                    "",
+                ),
+                "field-encryption",
+            ),
+            (
+                FULL.replace("record-id=\"id\"", "record-id=\"nope\""),
+                "record-id",
+            ),
+            (FULL.replace("<mac-key label=\"MAC\"/>", ""), "mac-key"),
+            (
+                FULL.replace("pan-field=\"pan\"", "pan-field=\"x\""),
+                "pan field",
+            ),
+            (
+                FULL.replace(
+                    "<field name=\"id\"/>",
+                    "<field name=\"id\" colour=\"red\"/>",
+                ),
+                "unknown attribute colour",
+            ),
+            (
+                FULL.replace("<fields>", "<fields><bogus/>"),
+                "unexpected element",
+            ),
+            (
+                FULL.replace("attribute=\"NAME\"", "attribute=\"PAN\""),
+                "twice",
+            ),
+        ];
+        for (xml, want) in cases {
+            let e = Product::parse(&xml).unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+    }
+}
