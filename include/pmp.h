@@ -12,6 +12,21 @@
 #include <stdint.h>
 
 /**
+ * The capacity of `pmp_key_info.label`: a label of up to 64 characters and its NUL.
+ */
+#define PMP_LABEL_CAP 65
+
+/**
+ * The capacity of `pmp_key_info.kcv`: up to 10 hex digits (AES KCV) and the NUL.
+ */
+#define PMP_KCV_CAP 11
+
+/**
+ * The capacity of a buffer that holds any key block pmp-core exports, with its NUL.
+ */
+#define PMP_KEY_BLOCK_CAP 256
+
+/**
  * The result of a C API call.
  *
  * Values are explicit and never reused: a value that is retired stays unassigned. They are
@@ -95,9 +110,243 @@ typedef uint32_t pmp_status;
 #endif // __cplusplus
 
 /**
+ * An HSM session: today the built-in software HSM over a key-store directory.
+ *
+ * Made by `pmp_hsm_init` or `pmp_hsm_open`, released by `pmp_hsm_free`. One handle may be
+ * used from several threads at once (every function taking a `const pmp_hsm *` is
+ * thread-safe), except that `pmp_hsm_free` must not run concurrently with any other call
+ * on the same handle.
+ */
+typedef struct pmp_hsm pmp_hsm;
+
+/**
  * A block cipher family: `PMP_ALGORITHM_TDES` or `PMP_ALGORITHM_AES`.
  */
 typedef uint32_t pmp_algorithm;
+
+/**
+ * A block cipher mode: `PMP_MODE_ECB` or `PMP_MODE_CBC`.
+ */
+typedef uint32_t pmp_mode;
+
+/**
+ * A padding method: `PMP_PADDING_*`.
+ */
+typedef uint32_t pmp_padding;
+
+/**
+ * One side of a data operation: which key, which mode, which IV, which padding.
+ */
+typedef struct pmp_cipher_spec {
+  /**
+   * The label of a data key (usage D0), NUL-terminated.
+   */
+  const char *key;
+  /**
+   * `PMP_MODE_ECB` or `PMP_MODE_CBC`.
+   */
+  pmp_mode mode;
+  /**
+   * The IV for CBC (one block: 8 bytes TDES, 16 AES); NULL with `iv_len` 0 for ECB.
+   */
+  const uint8_t *iv;
+  /**
+   * The IV length.
+   */
+  size_t iv_len;
+  /**
+   * `PMP_PADDING_*`: how the plaintext is padded.
+   */
+  pmp_padding padding;
+} pmp_cipher_spec;
+
+/**
+ * One field of a batch translation (`pmp_data_translate_batch`).
+ */
+typedef struct pmp_translate_item {
+  /**
+   * How the field is encrypted now.
+   */
+  struct pmp_cipher_spec from;
+  /**
+   * How it is to be encrypted.
+   */
+  struct pmp_cipher_spec to;
+  /**
+   * The ciphertext under `from`.
+   */
+  const uint8_t *data;
+  /**
+   * Its length.
+   */
+  size_t data_len;
+} pmp_translate_item;
+
+/**
+ * An ISO 9564-1 PIN block format: `PMP_PIN_FORMAT_ISO0` to `PMP_PIN_FORMAT_ISO4` (the value
+ * is the format number).
+ */
+typedef uint32_t pmp_pin_format;
+
+/**
+ * A MAC algorithm: `PMP_MAC_*`. The key's TR-31 usage must match it.
+ */
+typedef uint32_t pmp_mac_algorithm;
+
+/**
+ * One clear key component (key ceremony) with its optional KCV.
+ *
+ * Used for LMK components (`pmp_lmk`) and for keys formed from components
+ * (`pmp_key_form`). pmp-core copies the component into memory it wipes after use; the
+ * caller should wipe its own copy.
+ */
+typedef struct pmp_component {
+  /**
+   * The component bytes.
+   */
+  const uint8_t *key;
+  /**
+   * Their number (16 or 24 for TDES; 16, 24 or 32 for AES; 32 for an LMK component).
+   */
+  size_t key_len;
+  /**
+   * The component's KCV as hex text ("B53005"), NUL-terminated, or NULL if none was
+   * given. When given, the component is refused unless it matches.
+   */
+  const char *kcv;
+} pmp_component;
+
+/**
+ * A production LMK given as 2 or 3 clear AES-256 components (XORed together).
+ */
+typedef struct pmp_lmk {
+  /**
+   * `count` components.
+   */
+  const struct pmp_component *components;
+  /**
+   * 2 or 3.
+   */
+  size_t count;
+} pmp_lmk;
+
+/**
+ * The attributes of a key to create (`pmp_key_generate`, `pmp_key_form`). All strings are
+ * NUL-terminated and none may be NULL.
+ */
+typedef struct pmp_key_spec {
+  /**
+   * A new label: 1 to 64 characters of `A-Z a-z 0-9 . _ -`.
+   */
+  const char *label;
+  /**
+   * `PMP_ALGORITHM_TDES` or `PMP_ALGORITHM_AES`.
+   */
+  pmp_algorithm algorithm;
+  /**
+   * The key length in bytes: TDES 16 or 24, AES 16, 24 or 32.
+   */
+  size_t length;
+  /**
+   * The TR-31 key usage, two characters: "D0" data, "P0" PIN, "K0"/"K1" key encryption,
+   * "M0"/"M1"/"M3"/"M5"/"M6" MAC, ...
+   */
+  const char *usage;
+  /**
+   * The TR-31 mode of use, one character: "B" both, "E" encrypt only, "D" decrypt only,
+   * "C" generate and verify, "G" generate only, "V" verify only, ...
+   */
+  const char *mode_of_use;
+  /**
+   * The TR-31 exportability, one character: "N" never exported, "E" exportable under a
+   * key-encryption key, "S" sensitive.
+   */
+  const char *exportability;
+} pmp_key_spec;
+
+/**
+ * What the HSM reports about a key: attributes and KCV, never key material. Plain data:
+ * every string is NUL-terminated inside its array.
+ */
+typedef struct pmp_key_info {
+  /**
+   * The label.
+   */
+  char label[PMP_LABEL_CAP];
+  /**
+   * `PMP_ALGORITHM_TDES` or `PMP_ALGORITHM_AES`.
+   */
+  pmp_algorithm algorithm;
+  /**
+   * The key length in bytes.
+   */
+  size_t length;
+  /**
+   * The TR-31 key usage ("D0").
+   */
+  char usage[3];
+  /**
+   * The TR-31 mode of use ("B").
+   */
+  char mode_of_use[2];
+  /**
+   * The TR-31 exportability ("N", "E" or "S").
+   */
+  char exportability[2];
+  /**
+   * The key check value in upper-case hex: 6 digits for TDES, 10 for AES.
+   */
+  char kcv[PMP_KCV_CAP];
+} pmp_key_info;
+
+/**
+ * A transport key as issued: what the HSM holds (label, attributes, KCV) and its TR-31 key
+ * block under ZMK-prod, NUL-terminated, to send to production with the KCV.
+ */
+typedef struct pmp_issued_key {
+  /**
+   * The key at data prep.
+   */
+  struct pmp_key_info info;
+  /**
+   * The key block under ZMK-prod.
+   */
+  char block[PMP_KEY_BLOCK_CAP];
+} pmp_issued_key;
+
+/**
+ * KTK (usage K0), PTK (P0) and MTK (M6, CMAC, mode C), as issued by
+ * `pmp_transport_keys_issue`.
+ */
+typedef struct pmp_transport_keys {
+  /**
+   * Key transport key.
+   */
+  struct pmp_issued_key ktk;
+  /**
+   * PIN transport key.
+   */
+  struct pmp_issued_key ptk;
+  /**
+   * MAC transport key.
+   */
+  struct pmp_issued_key mtk;
+} pmp_transport_keys;
+
+/**
+ * A transport key as it reaches production: its key block and the KCV sent with it (hex),
+ * both NUL-terminated.
+ */
+typedef struct pmp_transport_key_block {
+  /**
+   * The TR-31 key block under ZMK-prod.
+   */
+  const char *block;
+  /**
+   * Its KCV in hex.
+   */
+  const char *kcv;
+} pmp_transport_key_block;
 
 /**
  * Triple DES (16- or 24-byte keys).
@@ -108,6 +357,86 @@ typedef uint32_t pmp_algorithm;
  * AES (16-, 24- or 32-byte keys).
  */
 #define PMP_ALGORITHM_AES 2
+
+/**
+ * Electronic codebook (no IV).
+ */
+#define PMP_MODE_ECB 1
+
+/**
+ * Cipher block chaining (IV of one block).
+ */
+#define PMP_MODE_CBC 2
+
+/**
+ * No padding: the data is a whole number of blocks.
+ */
+#define PMP_PADDING_NONE 1
+
+/**
+ * ISO/IEC 9797-1 method 1 (zeros; not removable).
+ */
+#define PMP_PADDING_ISO9797_M1 2
+
+/**
+ * ISO/IEC 9797-1 method 2 (0x80 then zeros).
+ */
+#define PMP_PADDING_ISO9797_M2 3
+
+/**
+ * PKCS#7.
+ */
+#define PMP_PADDING_PKCS7 4
+
+/**
+ * ISO/IEC 9797-1 algorithm 3 ("retail MAC", ANSI X9.19), 2-key TDES, usage M3.
+ */
+#define PMP_MAC_RETAIL 1
+
+/**
+ * ISO/IEC 9797-1 algorithm 1 with TDES (CBC-MAC), usage M0 or M1.
+ */
+#define PMP_MAC_CBC_TDES 2
+
+/**
+ * ISO/IEC 9797-1 algorithm 1 with AES (CBC-MAC), usage M1.
+ */
+#define PMP_MAC_CBC_AES 3
+
+/**
+ * CMAC with TDES (NIST SP 800-38B), usage M5 or M6.
+ */
+#define PMP_MAC_CMAC_TDES 4
+
+/**
+ * CMAC with AES (NIST SP 800-38B), usage M5 or M6.
+ */
+#define PMP_MAC_CMAC_AES 5
+
+/**
+ * Format 0 (ANSI X9.8), TDES, bound to the PAN.
+ */
+#define PMP_PIN_FORMAT_ISO0 0
+
+/**
+ * Format 1, TDES, no PAN.
+ */
+#define PMP_PIN_FORMAT_ISO1 1
+
+/**
+ * Format 2 (ICC offline PIN only; not accepted by translation).
+ */
+#define PMP_PIN_FORMAT_ISO2 2
+
+/**
+ * Format 3, TDES, bound to the PAN.
+ */
+#define PMP_PIN_FORMAT_ISO3 3
+
+/**
+ * Format 4, AES, bound to the PAN.
+ */
+#define PMP_PIN_FORMAT_ISO4 4
 
 #ifdef __cplusplus
 extern "C" {
@@ -156,6 +485,395 @@ pmp_status pmp_kcv(pmp_algorithm algorithm,
  * `out_written` to a writable `size_t`, not overlapping.
  */
 pmp_status pmp_last_error_message(uint8_t *out, size_t out_cap, size_t *out_written);
+
+/**
+ * Pads and encrypts `data` under the data key of `spec` (usage D0, mode B or E) and writes
+ * the ciphertext to `out` (`*out_written` = its length; `PMP_STATUS_BUFFER_TOO_SMALL` with
+ * the size needed when `out_cap` is too small).
+ *
+ * Returns `PMP_STATUS_POLICY` when the key may not encrypt data (a PIN, MAC or
+ * key-encryption key, or mode D).
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle, `spec` a valid `pmp_cipher_spec`; `data` must point to
+ * `data_len` readable bytes; `out` to `out_cap` writable bytes (or NULL with `out_cap` 0),
+ * not overlapping `data`; `out_written` to a writable `size_t`.
+ */
+pmp_status pmp_data_encrypt(const struct pmp_hsm *hsm,
+                            const struct pmp_cipher_spec *spec,
+                            const uint8_t *data,
+                            size_t data_len,
+                            uint8_t *out,
+                            size_t out_cap,
+                            size_t *out_written);
+
+/**
+ * Decrypts `data` under the data key of `spec` (usage D0, mode B or D), removes the padding
+ * and writes the clear data to `out` (`*out_written` = its length).
+ *
+ * The clear data leaves the HSM: a caller that only re-encrypts should use
+ * `pmp_data_translate`. A wrong key or bad padding gives `PMP_STATUS_CRYPTO_FAILURE`.
+ *
+ * # Safety
+ *
+ * As for `pmp_data_encrypt`.
+ */
+pmp_status pmp_data_decrypt(const struct pmp_hsm *hsm,
+                            const struct pmp_cipher_spec *spec,
+                            const uint8_t *data,
+                            size_t data_len,
+                            uint8_t *out,
+                            size_t out_cap,
+                            size_t *out_written);
+
+/**
+ * Translates `data` from `from` (key, mode, IV, padding) to `to` in one call: decrypts and
+ * re-encrypts inside the HSM, the clear data never leaving it. Writes the new ciphertext to
+ * `out` (`*out_written` = its length; `PMP_STATUS_BUFFER_TOO_SMALL` with the size needed
+ * when `out_cap` is too small — `data_len + 32` is always enough).
+ *
+ * Returns `PMP_STATUS_POLICY` when `from` may not decrypt or `to` may not encrypt data,
+ * `PMP_STATUS_CRYPTO_FAILURE` when the data does not decrypt (wrong key, bad padding).
+ *
+ * Thread-safe: may be called from several threads on one handle.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle; `from`, `to` valid `pmp_cipher_spec`s; `data` must point to
+ * `data_len` readable bytes; `out` to `out_cap` writable bytes (or NULL with `out_cap` 0),
+ * not overlapping `data`; `out_written` to a writable `size_t`.
+ */
+pmp_status pmp_data_translate(const struct pmp_hsm *hsm,
+                              const struct pmp_cipher_spec *from,
+                              const struct pmp_cipher_spec *to,
+                              const uint8_t *data,
+                              size_t data_len,
+                              uint8_t *out,
+                              size_t out_cap,
+                              size_t *out_written);
+
+/**
+ * Translates `count` fields in one call (one round trip for a network HSM), all or
+ * nothing. The outputs are written one after the other into `out` (`*out_written` = the
+ * total length); `out_ends[i]` is the end offset of field `i` in `out` (field `i` is
+ * `out[out_ends[i-1] .. out_ends[i]]`, from 0 for the first).
+ *
+ * On any failure nothing is written; the last error names the failing item. When `out_cap`
+ * is too small: `PMP_STATUS_BUFFER_TOO_SMALL` with `*out_written` = the size needed
+ * (`out_ends` untouched).
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle; `items` must point to `count` valid `pmp_translate_item`s
+ * (or be NULL with `count` 0); `out` to `out_cap` writable bytes (or NULL with `out_cap`
+ * 0); `out_written` to a writable `size_t`; `out_ends` to `count` writable `size_t`s (or
+ * NULL with `count` 0); no output may overlap an input or another output.
+ */
+pmp_status pmp_data_translate_batch(const struct pmp_hsm *hsm,
+                                    const struct pmp_translate_item *items,
+                                    size_t count,
+                                    uint8_t *out,
+                                    size_t out_cap,
+                                    size_t *out_written,
+                                    size_t *out_ends);
+
+/**
+ * Translates a PIN block from the PIN key labelled `from_key` in `from_format` to the PIN
+ * key labelled `to_key` in `to_format` (keys of usage P0; TDES for formats 0, 1, 3, AES
+ * for format 4), inside the HSM. `pan`: the card's PAN, 12 to 19 digits, NUL-terminated.
+ *
+ * Writes the new block (8 bytes, or 16 for format 4) to `out`. A block that does not
+ * decipher to a valid PIN block for this PAN gives the opaque `PMP_STATUS_CRYPTO_FAILURE`;
+ * a format change the policy forbids (0, 3 or 4 to 1; anything with 2) gives
+ * `PMP_STATUS_POLICY`.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle; `from_key`, `to_key`, `pan` NUL-terminated; `block` must
+ * point to `block_len` readable bytes; `out` to `out_cap` writable bytes (or NULL with
+ * `out_cap` 0); `out_written` to a writable `size_t`.
+ */
+pmp_status pmp_pin_translate(const struct pmp_hsm *hsm,
+                             const char *from_key,
+                             pmp_pin_format from_format,
+                             const char *to_key,
+                             pmp_pin_format to_format,
+                             const char *pan,
+                             const uint8_t *block,
+                             size_t block_len,
+                             uint8_t *out,
+                             size_t out_cap,
+                             size_t *out_written);
+
+/**
+ * Generates a MAC over `data` under the MAC key labelled `key` (usage matching
+ * `algorithm`, mode C or G) and writes the full MAC (one block: 8 bytes TDES, 16 AES) to
+ * `out`; truncate it as your protocol asks. `padding` (`PMP_PADDING_ISO9797_M1` or `_M2`)
+ * applies to the CBC-MAC algorithms; CMAC ignores it.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle; `key` NUL-terminated; `data` must point to `data_len`
+ * readable bytes; `out` to `out_cap` writable bytes (or NULL with `out_cap` 0);
+ * `out_written` to a writable `size_t`.
+ */
+pmp_status pmp_mac_generate(const struct pmp_hsm *hsm,
+                            const char *key,
+                            pmp_mac_algorithm algorithm,
+                            pmp_padding padding,
+                            const uint8_t *data,
+                            size_t data_len,
+                            uint8_t *out,
+                            size_t out_cap,
+                            size_t *out_written);
+
+/**
+ * Verifies a MAC (the full block or a truncation of at least 4 bytes) over `data` under the
+ * MAC key labelled `key` (usage matching `algorithm`, mode C or V), in constant time.
+ * Returns `PMP_STATUS_OK` when it matches, `PMP_STATUS_CRYPTO_FAILURE` when it does not.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle; `key` NUL-terminated; `data` must point to `data_len`
+ * readable bytes and `mac` to `mac_len`.
+ */
+pmp_status pmp_mac_verify(const struct pmp_hsm *hsm,
+                          const char *key,
+                          pmp_mac_algorithm algorithm,
+                          pmp_padding padding,
+                          const uint8_t *data,
+                          size_t data_len,
+                          const uint8_t *mac,
+                          size_t mac_len);
+
+/**
+ * Creates a new software-HSM key store in the directory `dir` (created if missing; it must
+ * not already hold a store) and opens it.
+ *
+ * `lmk`: the production LMK as 2 or 3 AES-256 components, or NULL for a generated TEST LMK
+ * (development only: kept in clear in `dir/lmk.test`, and the store is marked TEST).
+ * On success `*out` is a new handle, to be released with `pmp_hsm_free`.
+ *
+ * Returns `PMP_STATUS_ALREADY_EXISTS` when `dir` holds a store, `PMP_STATUS_KCV_MISMATCH`
+ * when a component does not match its KCV, `PMP_STATUS_IO` on a file-system error.
+ *
+ * # Safety
+ *
+ * `dir` must be a NUL-terminated UTF-8 string; `lmk` NULL or a valid `pmp_lmk` (see
+ * `pmp_component`); `out` must point to a writable `pmp_hsm *`.
+ */
+pmp_status pmp_hsm_init(const char *dir, const struct pmp_lmk *lmk, struct pmp_hsm **out);
+
+/**
+ * Opens the software-HSM key store in the directory `dir`, loading and verifying every key
+ * and the audit log chain.
+ *
+ * `lmk`: the store's production LMK components, or NULL for a store with a TEST LMK.
+ * On success `*out` is a new handle, to be released with `pmp_hsm_free`.
+ *
+ * Returns `PMP_STATUS_IO` when there is no store in `dir`, `PMP_STATUS_POLICY` for a NULL
+ * `lmk` on a store with a production LMK,
+ * `PMP_STATUS_KCV_MISMATCH` for a wrong LMK, `PMP_STATUS_INTEGRITY_FAILURE` when a key
+ * file or the audit log was altered.
+ *
+ * # Safety
+ *
+ * As for `pmp_hsm_init`.
+ */
+pmp_status pmp_hsm_open(const char *dir, const struct pmp_lmk *lmk, struct pmp_hsm **out);
+
+/**
+ * Releases a handle from `pmp_hsm_init`/`pmp_hsm_open`: pending audit entries are written
+ * and key material held in memory is wiped. `pmp_hsm_free(NULL)` does nothing.
+ *
+ * # Safety
+ *
+ * `hsm` must be NULL or a handle not yet freed, with no other call on it running or
+ * starting afterwards.
+ */
+void pmp_hsm_free(struct pmp_hsm *hsm);
+
+/**
+ * Whether the store's LMK is a TEST LMK: writes 1 (TEST) or 0 (production) to `*out_is_test`.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle; `out_is_test` must point to a writable `uint32_t`.
+ */
+pmp_status pmp_hsm_is_test(const struct pmp_hsm *hsm, uint32_t *out_is_test);
+
+/**
+ * Writes pending audit entries, verifies the store's audit log chain, and writes the number
+ * of entries that verified to `*out_entries`. Returns `PMP_STATUS_INTEGRITY_FAILURE` when a
+ * line was removed, changed or reordered.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle; `out_entries` must point to a writable `uint64_t`.
+ */
+pmp_status pmp_hsm_verify_audit(const struct pmp_hsm *hsm, uint64_t *out_entries);
+
+/**
+ * Generates a random key inside the HSM with the attributes of `spec` and writes what the
+ * HSM reports about it (label, attributes, KCV) to `*out_info`.
+ *
+ * Returns `PMP_STATUS_ALREADY_EXISTS` for a label in use, `PMP_STATUS_INVALID_ARGUMENT` for
+ * a bad label, length or attribute, `PMP_STATUS_POLICY` for a mode of use meaningless for
+ * the usage.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle, `spec` a valid `pmp_key_spec` (NUL-terminated strings),
+ * `out_info` a writable `pmp_key_info`.
+ */
+pmp_status pmp_key_generate(const struct pmp_hsm *hsm,
+                            const struct pmp_key_spec *spec,
+                            struct pmp_key_info *out_info);
+
+/**
+ * Forms a key as the XOR of 2 or 3 clear components (key ceremony) and stores it with the
+ * attributes of `spec` (`spec->length` = the component length).
+ *
+ * Each component with a KCV is checked against it; the resulting key is checked against
+ * `expected_kcv` (hex, or NULL for no check). Nothing is stored when a check fails
+ * (`PMP_STATUS_KCV_MISMATCH`). On success writes the key's info to `*out_info`.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle, `spec` a valid `pmp_key_spec`, `components` an array of
+ * `count` valid `pmp_component`s, `expected_kcv` NULL or NUL-terminated, `out_info` a
+ * writable `pmp_key_info`.
+ */
+pmp_status pmp_key_form(const struct pmp_hsm *hsm,
+                        const struct pmp_key_spec *spec,
+                        const struct pmp_component *components,
+                        size_t count,
+                        const char *expected_kcv,
+                        struct pmp_key_info *out_info);
+
+/**
+ * Imports a TR-31 / X9.143 key block (versions B and D) under the key-encryption key
+ * labelled `kek` (usage K0 or K1, mode B or D) and stores it as `label`, with the
+ * attributes the block carries.
+ *
+ * `expected_kcv`: the KCV the sender gave separately (hex), or NULL. On a mismatch the key
+ * is not kept and the call returns `PMP_STATUS_KCV_MISMATCH`. A block that does not verify
+ * under `kek` gives `PMP_STATUS_CRYPTO_FAILURE`. On success writes the key's info to
+ * `*out_info`.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle; `label`, `kek`, `block` NUL-terminated strings;
+ * `expected_kcv` NULL or NUL-terminated; `out_info` a writable `pmp_key_info`.
+ */
+pmp_status pmp_key_import(const struct pmp_hsm *hsm,
+                          const char *label,
+                          const char *kek,
+                          const char *block,
+                          const char *expected_kcv,
+                          struct pmp_key_info *out_info);
+
+/**
+ * Exports the key labelled `label` as a TR-31 key block under the key-encryption key
+ * labelled `kek` (version D under an AES KEK, B under a TDES KEK). Only keys created
+ * exportable ("E") are exported (`PMP_STATUS_POLICY` otherwise).
+ *
+ * Writes the block as a NUL-terminated string to `out`; `*out_written` is its length
+ * without the NUL. When `out_cap` is too small: `PMP_STATUS_BUFFER_TOO_SMALL` and
+ * `*out_written` = the capacity needed (with the NUL). A key block is never longer than
+ * `PMP_KEY_BLOCK_CAP - 1` characters here.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle; `label`, `kek` NUL-terminated strings; `out` must point to
+ * `out_cap` writable bytes (or be NULL with `out_cap` 0), `out_written` to a writable
+ * `size_t`.
+ */
+pmp_status pmp_key_export(const struct pmp_hsm *hsm,
+                          const char *label,
+                          const char *kek,
+                          char *out,
+                          size_t out_cap,
+                          size_t *out_written);
+
+/**
+ * Writes what the HSM reports about the key labelled `label` (attributes and KCV) to
+ * `*out_info`. Returns `PMP_STATUS_NOT_FOUND` when there is no such key.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle, `label` NUL-terminated, `out_info` a writable `pmp_key_info`.
+ */
+pmp_status pmp_key_find(const struct pmp_hsm *hsm,
+                        const char *label,
+                        struct pmp_key_info *out_info);
+
+/**
+ * Lists every key, sorted by label, into the caller's array `out` of `out_cap` entries;
+ * `*out_written` is the number of keys written.
+ *
+ * When the array is too small: `PMP_STATUS_BUFFER_TOO_SMALL`, nothing written to `out`,
+ * and `*out_written` = the number of keys (so `out = NULL, out_cap = 0` counts them).
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle; `out` must point to `out_cap` writable `pmp_key_info`s (or
+ * be NULL with `out_cap` 0); `out_written` to a writable `size_t`.
+ */
+pmp_status pmp_key_list(const struct pmp_hsm *hsm,
+                        struct pmp_key_info *out,
+                        size_t out_cap,
+                        size_t *out_written);
+
+/**
+ * Deletes the key labelled `label` from the store. Returns `PMP_STATUS_NOT_FOUND` when
+ * there is no such key.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle, `label` NUL-terminated.
+ */
+pmp_status pmp_key_delete(const struct pmp_hsm *hsm, const char *label);
+
+/**
+ * Generates KTK, PTK and MTK (labels `<prefix>-KTK`, `<prefix>-PTK`, `<prefix>-MTK`) of
+ * `algorithm` and `length` bytes, exportable, and exports each as a TR-31 key block under
+ * the zone master key labelled `zmk_prod` (version D for an AES ZMK, B for a TDES one).
+ * Writes the three keys with their blocks and KCVs to `*out_keys`.
+ *
+ * Not atomic: if a step fails after the first key was generated, the keys made so far stay
+ * in the store (delete them with `pmp_key_delete` before retrying with the same prefix).
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle; `zmk_prod`, `prefix` NUL-terminated; `out_keys` must point to
+ * a writable `pmp_transport_keys`.
+ */
+pmp_status pmp_transport_keys_issue(const struct pmp_hsm *hsm,
+                                    const char *zmk_prod,
+                                    const char *prefix,
+                                    pmp_algorithm algorithm,
+                                    size_t length,
+                                    struct pmp_transport_keys *out_keys);
+
+/**
+ * Production side: imports KTK, PTK and MTK (`blocks[0]`, `[1]`, `[2]`) under the zone
+ * master key labelled `zmk_prod` as `<prefix>-KTK`, `-PTK`, `-MTK`, checking each KCV and
+ * each block's usage (K0, P0, M6). All or nothing: on any refusal the keys imported by this
+ * call are deleted. On success writes the three keys' info to `out_infos[0..3]`.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle; `zmk_prod`, `prefix` NUL-terminated; `blocks` must point to
+ * 3 `pmp_transport_key_block`s with NUL-terminated strings; `out_infos` to 3 writable
+ * `pmp_key_info`s.
+ */
+pmp_status pmp_transport_keys_import(const struct pmp_hsm *hsm,
+                                     const char *zmk_prod,
+                                     const char *prefix,
+                                     const struct pmp_transport_key_block *blocks,
+                                     struct pmp_key_info *out_infos);
 
 #ifdef __cplusplus
 }  // extern "C"

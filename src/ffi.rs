@@ -22,11 +22,25 @@
 //! - An enum that C passes *in* is a `u32` type alias with `PMP_<TYPE>_<VALUE>` constants
 //!   (like [`pmp_algorithm`]), checked on entry, because a Rust enum receiving an
 //!   out-of-range value from C is undefined behaviour. Enums that only come *out*
-//!   ([`pmp_status`]) are `#[repr(u32)]` Rust enums.
+//!   ([`pmp_status`]) are `#[repr(u32)]` Rust enums. Their value 0 is left unassigned where
+//!   a zeroed struct could otherwise pass for a choice (`pmp_algorithm`, `pmp_mode`, ...).
+//! - Keys are named by their labels (`const char *`, NUL-terminated UTF-8); no function
+//!   takes or returns key material except the clear components of a key ceremony
+//!   ([`pmp_key_form`], the LMK) and [`pmp_kcv`]. Structs passed in ([`pmp_key_spec`],
+//!   [`pmp_cipher_spec`], ...) are read during the call only; structs written out
+//!   ([`pmp_key_info`], ...) are plain data owned by the caller.
+//!
+//! # Ownership and threads
+//!
+//! - A `pmp_hsm` comes from [`pmp_hsm_init`] / [`pmp_hsm_open`] and is released by
+//!   [`pmp_hsm_free`]. Every other function borrows the handle for the call only and may run
+//!   concurrently with others on the same handle from any thread; `pmp_hsm_free` must not.
+//! - Input pointers are borrowed for the call and never kept; nothing the library returns
+//!   needs freeing except the `pmp_hsm` (the string of [`pmp_version`] is static).
 //!
 //! # Adding a function
 //!
-//! ```ignore
+//! ```text
 //! /// Doc comment: copied into pmp.h. Say what each argument is and what is written.
 //! ///
 //! /// # Safety
@@ -63,12 +77,20 @@
 )]
 
 mod boundary;
+mod crypto;
+mod hsm;
+mod key;
 mod status;
+mod transport;
 
 use std::ffi::c_char;
 
 use self::boundary::{FfiError, OutBuf, ffi_call, ffi_guard, input_bytes, last_error};
+pub use self::crypto::*;
+pub use self::hsm::*;
+pub use self::key::*;
 pub use self::status::pmp_status;
+pub use self::transport::*;
 use crate::{Algorithm, SecretKey};
 
 /// A block cipher family: `PMP_ALGORITHM_TDES` or `PMP_ALGORITHM_AES`.

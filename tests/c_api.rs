@@ -1,7 +1,7 @@
 //! Runs the C API tests: compiles `tests/c/test_pmp.c` (C11, warnings as errors) against the
 //! static library `libpmp_core.a`, runs it plainly and under AddressSanitizer +
 //! UndefinedBehaviorSanitizer, and compiles, links and runs `tests/c/header_check.cpp` as
-//! C++17.
+//! C++17. Each program gets an empty scratch directory (for key stores) as its argument.
 //!
 //! The static library is the one cargo built for this very test run: the integration test
 //! depends on the `pmp_core` library target, which cargo compiles in one rustc invocation
@@ -113,8 +113,11 @@ fn build_and_run(compiler: &str, flags: &[&str], source: &str, name: &str) -> St
     let dir = scratch_dir(name);
     let exe = dir.join(name);
     build(compiler, flags, source, &exe);
+    let stores = dir.join("stores");
+    std::fs::create_dir_all(&stores).expect("create scratch directory");
     let output = run(
         Command::new(&exe)
+            .arg(&stores)
             .env(
                 "ASAN_OPTIONS",
                 "detect_leaks=1:halt_on_error=1:abort_on_error=0",

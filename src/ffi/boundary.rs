@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::ffi::{CStr, c_char};
 use std::mem::MaybeUninit;
 use std::panic::{self, AssertUnwindSafe};
 
@@ -48,6 +49,10 @@ impl FfiError {
 
     pub(super) fn status(&self) -> pmp_status {
         self.status
+    }
+
+    pub(super) fn message(&self) -> &str {
+        &self.message
     }
 }
 
@@ -116,21 +121,115 @@ pub(super) unsafe fn input_bytes<'a>(
     len: usize,
     argument: &'static str,
 ) -> FfiResult<&'a [u8]> {
+    // SAFETY: forwarded contract.
+    unsafe { input_slice(ptr, len, argument) }
+}
+
+/// Borrows an input array of `len` values of `T` given as `(ptr, len)`. `ptr` may be NULL
+/// only when `len` is 0.
+///
+/// # Safety
+///
+/// Unless `ptr` is NULL, it must be aligned and point to `len` initialized values of `T`
+/// that stay valid and are not written to for `'a`. `T` must accept any bit pattern C may
+/// put there (plain integers and raw pointers; never a Rust enum or `bool`).
+pub(super) unsafe fn input_slice<'a, T>(
+    ptr: *const T,
+    len: usize,
+    argument: &'static str,
+) -> FfiResult<&'a [T]> {
     if len == 0 {
         return Ok(&[]);
     }
     if ptr.is_null() {
         return Err(FfiError::null(argument));
     }
-    if len > isize::MAX as usize {
+    if len > isize::MAX as usize / size_of::<T>().max(1) {
         return Err(FfiError::invalid(
             argument,
             "length exceeds the address space",
         ));
     }
-    // SAFETY: `ptr` is non-NULL and, by this function's contract, points to `len` initialized
-    // bytes that stay valid and unchanged for 'a; `len` <= isize::MAX was checked.
+    // SAFETY: `ptr` is non-NULL and, by this function's contract, aligned and points to
+    // `len` initialized values that stay valid and unchanged for 'a; the total size fits in
+    // isize (checked above).
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// Borrows a NUL-terminated UTF-8 string (a label, a path, a key block, a hex KCV).
+///
+/// # Safety
+///
+/// Unless `ptr` is NULL, it must point to a NUL-terminated string that stays valid and is
+/// not written to for `'a`.
+pub(super) unsafe fn input_str<'a>(
+    ptr: *const c_char,
+    argument: &'static str,
+) -> FfiResult<&'a str> {
+    if ptr.is_null() {
+        return Err(FfiError::null(argument));
+    }
+    // SAFETY: non-NULL and, by this function's contract, NUL-terminated and valid for 'a.
+    let s = unsafe { CStr::from_ptr(ptr) };
+    s.to_str()
+        .map_err(|_| FfiError::invalid(argument, "not valid UTF-8"))
+}
+
+/// Like [`input_str`], but NULL gives `None` (an optional string argument).
+///
+/// # Safety
+///
+/// As for [`input_str`].
+pub(super) unsafe fn input_opt_str<'a>(
+    ptr: *const c_char,
+    argument: &'static str,
+) -> FfiResult<Option<&'a str>> {
+    if ptr.is_null() {
+        Ok(None)
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe { input_str(ptr, argument) }.map(Some)
+    }
+}
+
+/// Borrows a struct passed in by pointer.
+///
+/// # Safety
+///
+/// Unless `ptr` is NULL, it must point to an aligned, initialized `T` that stays valid and
+/// is not written to for `'a`; `T` must accept any bit pattern C may put there.
+pub(super) unsafe fn input_ref<'a, T>(ptr: *const T, argument: &'static str) -> FfiResult<&'a T> {
+    // SAFETY: by this function's contract, a non-NULL `ptr` is valid for reads for 'a.
+    unsafe { ptr.as_ref() }.ok_or_else(|| FfiError::null(argument))
+}
+
+/// An out-parameter for one value, `T *out`: checked for NULL on entry, written by
+/// [`OutPtr::write`] as the last step of a successful call.
+#[derive(Debug)]
+pub(super) struct OutPtr<'a, T> {
+    ptr: &'a mut MaybeUninit<T>,
+}
+
+impl<'a, T> OutPtr<'a, T> {
+    /// Checks `ptr` for NULL.
+    ///
+    /// # Safety
+    ///
+    /// Unless NULL, `ptr` must be aligned and valid for a write of one `T` for `'a`, and not
+    /// overlap any other argument of the call.
+    pub(super) unsafe fn new(ptr: *mut T, argument: &'static str) -> FfiResult<Self> {
+        // SAFETY: by this function's contract, a non-NULL `ptr` is aligned and valid for
+        // writes for 'a; `MaybeUninit<T>` has the layout of `T` and accepts uninitialized
+        // memory.
+        let ptr = unsafe { ptr.cast::<MaybeUninit<T>>().as_mut() }
+            .ok_or_else(|| FfiError::null(argument))?;
+        Ok(Self { ptr })
+    }
+
+    /// Writes the value. Infallible: call it once everything that can fail has succeeded.
+    pub(super) fn write(self, value: T) {
+        self.ptr.write(value);
+    }
 }
 
 /// A caller's output buffer, given as `(buf, cap, &written)`.
@@ -140,23 +239,24 @@ pub(super) unsafe fn input_bytes<'a>(
 /// `PMP_STATUS_BUFFER_TOO_SMALL` (so `buf = NULL, cap = 0` asks for the size). On any other
 /// failure neither is touched.
 #[derive(Debug)]
-pub(super) struct OutBuf<'a> {
-    buf: &'a mut [MaybeUninit<u8>],
+pub(super) struct OutBuf<'a, T = u8> {
+    buf: &'a mut [MaybeUninit<T>],
     written: &'a mut usize,
 }
 
-impl<'a> OutBuf<'a> {
+impl<'a, T: Copy> OutBuf<'a, T> {
     /// Checks the pointers. `buf` may be NULL only when `cap` is 0; `written` never. `name` is
     /// the name of the `buf` argument; by convention the others are `<name>_cap` and
     /// `<name>_written`.
     ///
     /// # Safety
     ///
-    /// Unless NULL, `buf` must be valid for writes of `cap` bytes and `written` valid for a
+    /// Unless NULL, `buf` must be aligned and valid for writes of `cap` values of `T` and
+    /// `written` valid for a
     /// write of one `usize` (aligned), both for `'a`, and neither may overlap any input of
     /// the call or each other.
     pub(super) unsafe fn new(
-        buf: *mut u8,
+        buf: *mut T,
         cap: usize,
         written: *mut usize,
         name: &'static str,
@@ -164,20 +264,21 @@ impl<'a> OutBuf<'a> {
         if written.is_null() {
             return Err(FfiError::null(format_args!("{name}_written")));
         }
-        let buf: &'a mut [MaybeUninit<u8>] = if cap == 0 {
+        let buf: &'a mut [MaybeUninit<T>] = if cap == 0 {
             &mut []
         } else if buf.is_null() {
             return Err(FfiError::null(name));
-        } else if cap > isize::MAX as usize {
+        } else if cap > isize::MAX as usize / size_of::<T>().max(1) {
             return Err(FfiError::invalid(
                 name,
                 "capacity exceeds the address space",
             ));
         } else {
-            // SAFETY: `buf` is non-NULL and, by this function's contract, valid for writes of
-            // `cap` (<= isize::MAX) bytes for 'a and not aliased. `MaybeUninit<u8>` has the
-            // layout of `u8` and accepts uninitialized memory.
-            unsafe { std::slice::from_raw_parts_mut(buf.cast::<MaybeUninit<u8>>(), cap) }
+            // SAFETY: `buf` is non-NULL and, by this function's contract, aligned and valid for
+            // writes of `cap` values (whose total size fits in isize, checked above) for 'a
+            // and not aliased. `MaybeUninit<T>` has the layout of `T` and accepts
+            // uninitialized memory.
+            unsafe { std::slice::from_raw_parts_mut(buf.cast::<MaybeUninit<T>>(), cap) }
         };
         // SAFETY: `written` is non-NULL and, by this function's contract, valid and aligned
         // for a write of one usize for 'a and not aliased.
@@ -186,24 +287,11 @@ impl<'a> OutBuf<'a> {
     }
 
     /// Writes `data` (see the type's documentation for what happens when it does not fit).
-    pub(super) fn write(self, data: &[u8]) -> FfiResult {
+    pub(super) fn write(self, data: &[T]) -> FfiResult {
         self.write_parts(data, &[])
     }
 
-    /// Writes `s` followed by a NUL byte. `*written` is then `strlen`; the capacity needed
-    /// (reported when too small) counts the NUL.
-    pub(super) fn write_c_str(self, s: &str) -> FfiResult {
-        if s.as_bytes().contains(&0) {
-            return Err(FfiError::new(
-                pmp_status::InvalidArgument,
-                "string output contains a NUL byte",
-            ));
-        }
-        self.write_parts(s.as_bytes(), &[0])?;
-        Ok(())
-    }
-
-    fn write_parts(self, data: &[u8], terminator: &[u8]) -> FfiResult {
+    fn write_parts(self, data: &[T], terminator: &[T]) -> FfiResult {
         let needed = data.len() + terminator.len();
         if needed > self.buf.len() {
             *self.written = needed;
@@ -216,6 +304,21 @@ impl<'a> OutBuf<'a> {
             dst.write(src);
         }
         *self.written = data.len();
+        Ok(())
+    }
+}
+
+impl OutBuf<'_, u8> {
+    /// Writes `s` followed by a NUL byte. `*written` is then `strlen`; the capacity needed
+    /// (reported when too small) counts the NUL.
+    pub(super) fn write_c_str(self, s: &str) -> FfiResult {
+        if s.as_bytes().contains(&0) {
+            return Err(FfiError::new(
+                pmp_status::InvalidArgument,
+                "string output contains a NUL byte",
+            ));
+        }
+        self.write_parts(s.as_bytes(), &[0])?;
         Ok(())
     }
 }
@@ -263,15 +366,15 @@ mod tests {
                 input_bytes(std::ptr::null(), 1, "x").unwrap_err().status(),
                 pmp_status::NullArgument
             );
-            assert!(OutBuf::new(std::ptr::null_mut(), 0, &mut written, "b").is_ok());
+            assert!(OutBuf::new(std::ptr::null_mut::<u8>(), 0, &mut written, "b").is_ok());
             assert_eq!(
-                OutBuf::new(std::ptr::null_mut(), 1, &mut written, "b")
+                OutBuf::new(std::ptr::null_mut::<u8>(), 1, &mut written, "b")
                     .unwrap_err()
                     .status(),
                 pmp_status::NullArgument
             );
             assert_eq!(
-                OutBuf::new(std::ptr::null_mut(), 0, std::ptr::null_mut(), "b")
+                OutBuf::new(std::ptr::null_mut::<u8>(), 0, std::ptr::null_mut(), "b")
                     .unwrap_err()
                     .status(),
                 pmp_status::NullArgument

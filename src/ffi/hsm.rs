@@ -1,0 +1,234 @@
+//! The HSM handle: `pmp_hsm_init`, `pmp_hsm_open`, `pmp_hsm_free` and what a caller may ask
+//! of the store itself (TEST or production LMK, audit log).
+
+use std::ffi::c_char;
+use std::path::Path;
+
+use zeroize::Zeroizing;
+
+use super::boundary::{
+    FfiError, FfiResult, OutPtr, ffi_call, ffi_guard, input_bytes, input_opt_str, input_ref,
+    input_slice, input_str,
+};
+use super::pmp_status;
+use crate::Kcv;
+use crate::hsm::{Hsm, LmkComponents, LmkSource, SoftHsm};
+
+/// An HSM session: today the built-in software HSM over a key-store directory.
+///
+/// Made by `pmp_hsm_init` or `pmp_hsm_open`, released by `pmp_hsm_free`. One handle may be
+/// used from several threads at once (every function taking a `const pmp_hsm *` is
+/// thread-safe), except that `pmp_hsm_free` must not run concurrently with any other call
+/// on the same handle.
+pub struct pmp_hsm {
+    soft: SoftHsm,
+}
+
+impl pmp_hsm {
+    pub(super) fn hsm(&self) -> &dyn Hsm {
+        &self.soft
+    }
+}
+
+/// Borrows the HSM behind a `const pmp_hsm *` argument.
+///
+/// # Safety
+///
+/// Unless NULL, `ptr` must come from `pmp_hsm_init`/`pmp_hsm_open` and not be freed for `'a`.
+pub(super) unsafe fn hsm_arg<'a>(ptr: *const pmp_hsm) -> FfiResult<&'a pmp_hsm> {
+    // SAFETY: forwarded contract; a live `pmp_hsm` is an initialized Rust value.
+    unsafe { input_ref(ptr, "hsm") }
+}
+
+/// One clear key component (key ceremony) with its optional KCV.
+///
+/// Used for LMK components (`pmp_lmk`) and for keys formed from components
+/// (`pmp_key_form`). pmp-core copies the component into memory it wipes after use; the
+/// caller should wipe its own copy.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct pmp_component {
+    /// The component bytes.
+    pub key: *const u8,
+    /// Their number (16 or 24 for TDES; 16, 24 or 32 for AES; 32 for an LMK component).
+    pub key_len: usize,
+    /// The component's KCV as hex text ("B53005"), NUL-terminated, or NULL if none was
+    /// given. When given, the component is refused unless it matches.
+    pub kcv: *const c_char,
+}
+
+/// A production LMK given as 2 or 3 clear AES-256 components (XORed together).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct pmp_lmk {
+    /// `count` components.
+    pub components: *const pmp_component,
+    /// 2 or 3.
+    pub count: usize,
+}
+
+/// Reads `count` components into zeroizing copies with their parsed KCVs.
+///
+/// # Safety
+///
+/// `components` must point to `count` `pmp_component`s whose pointers follow the rules of
+/// `pmp_component` (or be NULL with `count` 0).
+pub(super) unsafe fn read_components(
+    components: *const pmp_component,
+    count: usize,
+) -> FfiResult<LmkComponents> {
+    // SAFETY: the caller's contract.
+    let list = unsafe { input_slice(components, count, "components") }?;
+    let mut out: LmkComponents = Vec::with_capacity(list.len());
+    for c in list {
+        // SAFETY: the caller's contract covers each component's pointers.
+        let key = unsafe { input_bytes(c.key, c.key_len, "component key") }?;
+        // SAFETY: as above.
+        let kcv = unsafe { input_opt_str(c.kcv, "component kcv") }?
+            .map(Kcv::from_hex)
+            .transpose()?;
+        out.push((Zeroizing::new(key.to_vec()), kcv));
+    }
+    Ok(out)
+}
+
+/// # Safety
+///
+/// As for `pmp_hsm_open`.
+unsafe fn open_or_init(
+    dir: *const c_char,
+    lmk: *const pmp_lmk,
+    out: *mut *mut pmp_hsm,
+    create: bool,
+) -> pmp_status {
+    ffi_call(|| {
+        // SAFETY: the caller's contract (# Safety of pmp_hsm_open / pmp_hsm_init).
+        let dir = unsafe { input_str(dir, "dir") }?;
+        // SAFETY: as above.
+        let out = unsafe { OutPtr::new(out, "out") }?;
+        // SAFETY: as above; `pmp_lmk` is plain data.
+        let source = match unsafe { lmk.as_ref() } {
+            None => LmkSource::Test,
+            Some(lmk) => {
+                if lmk.count == 0 {
+                    return Err(FfiError::invalid("lmk", "no LMK components given"));
+                }
+                // SAFETY: as above.
+                LmkSource::Components(unsafe { read_components(lmk.components, lmk.count) }?)
+            }
+        };
+        let soft = if create {
+            SoftHsm::init(Path::new(dir), source)?
+        } else {
+            SoftHsm::open(Path::new(dir), source)?
+        };
+        out.write(Box::into_raw(Box::new(pmp_hsm { soft })));
+        Ok(())
+    })
+}
+
+/// Creates a new software-HSM key store in the directory `dir` (created if missing; it must
+/// not already hold a store) and opens it.
+///
+/// `lmk`: the production LMK as 2 or 3 AES-256 components, or NULL for a generated TEST LMK
+/// (development only: kept in clear in `dir/lmk.test`, and the store is marked TEST).
+/// On success `*out` is a new handle, to be released with `pmp_hsm_free`.
+///
+/// Returns `PMP_STATUS_ALREADY_EXISTS` when `dir` holds a store, `PMP_STATUS_KCV_MISMATCH`
+/// when a component does not match its KCV, `PMP_STATUS_IO` on a file-system error.
+///
+/// # Safety
+///
+/// `dir` must be a NUL-terminated UTF-8 string; `lmk` NULL or a valid `pmp_lmk` (see
+/// `pmp_component`); `out` must point to a writable `pmp_hsm *`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pmp_hsm_init(
+    dir: *const c_char,
+    lmk: *const pmp_lmk,
+    out: *mut *mut pmp_hsm,
+) -> pmp_status {
+    // SAFETY: the same contract.
+    unsafe { open_or_init(dir, lmk, out, true) }
+}
+
+/// Opens the software-HSM key store in the directory `dir`, loading and verifying every key
+/// and the audit log chain.
+///
+/// `lmk`: the store's production LMK components, or NULL for a store with a TEST LMK.
+/// On success `*out` is a new handle, to be released with `pmp_hsm_free`.
+///
+/// Returns `PMP_STATUS_IO` when there is no store in `dir`, `PMP_STATUS_POLICY` for a NULL
+/// `lmk` on a store with a production LMK,
+/// `PMP_STATUS_KCV_MISMATCH` for a wrong LMK, `PMP_STATUS_INTEGRITY_FAILURE` when a key
+/// file or the audit log was altered.
+///
+/// # Safety
+///
+/// As for `pmp_hsm_init`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pmp_hsm_open(
+    dir: *const c_char,
+    lmk: *const pmp_lmk,
+    out: *mut *mut pmp_hsm,
+) -> pmp_status {
+    // SAFETY: the same contract.
+    unsafe { open_or_init(dir, lmk, out, false) }
+}
+
+/// Releases a handle from `pmp_hsm_init`/`pmp_hsm_open`: pending audit entries are written
+/// and key material held in memory is wiped. `pmp_hsm_free(NULL)` does nothing.
+///
+/// # Safety
+///
+/// `hsm` must be NULL or a handle not yet freed, with no other call on it running or
+/// starting afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pmp_hsm_free(hsm: *mut pmp_hsm) {
+    ffi_guard((), || {
+        if !hsm.is_null() {
+            // SAFETY: a non-NULL `hsm` came from Box::into_raw in `open_or_init` and is
+            // released once (# Safety).
+            drop(unsafe { Box::from_raw(hsm) });
+        }
+    });
+}
+
+/// Whether the store's LMK is a TEST LMK: writes 1 (TEST) or 0 (production) to `*out_is_test`.
+///
+/// # Safety
+///
+/// `hsm` must be a live handle; `out_is_test` must point to a writable `uint32_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pmp_hsm_is_test(hsm: *const pmp_hsm, out_is_test: *mut u32) -> pmp_status {
+    ffi_call(|| {
+        // SAFETY: the caller's contract (# Safety).
+        let hsm = unsafe { hsm_arg(hsm) }?;
+        // SAFETY: as above.
+        let out = unsafe { OutPtr::new(out_is_test, "out_is_test") }?;
+        out.write(u32::from(hsm.soft.is_test()));
+        Ok(())
+    })
+}
+
+/// Writes pending audit entries, verifies the store's audit log chain, and writes the number
+/// of entries that verified to `*out_entries`. Returns `PMP_STATUS_INTEGRITY_FAILURE` when a
+/// line was removed, changed or reordered.
+///
+/// # Safety
+///
+/// `hsm` must be a live handle; `out_entries` must point to a writable `uint64_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pmp_hsm_verify_audit(
+    hsm: *const pmp_hsm,
+    out_entries: *mut u64,
+) -> pmp_status {
+    ffi_call(|| {
+        // SAFETY: the caller's contract (# Safety).
+        let hsm = unsafe { hsm_arg(hsm) }?;
+        // SAFETY: as above.
+        let out = unsafe { OutPtr::new(out_entries, "out_entries") }?;
+        let verdict = hsm.soft.verify_audit()?;
+        out.write(verdict.entries);
+        Ok(())
+    })
+}

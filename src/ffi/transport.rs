@@ -1,0 +1,162 @@
+//! Transport keys for production (DESIGN.md §2): KTK, PTK and MTK issued at data prep and
+//! exported under ZMK-prod, and imported on the production side.
+
+use std::ffi::c_char;
+
+use super::boundary::{FfiError, FfiResult, OutPtr, ffi_call, input_ref, input_str};
+use super::hsm::{hsm_arg, pmp_hsm};
+use super::key::{PMP_KEY_BLOCK_CAP, key_arg, key_info_to_c, pmp_key_info};
+use super::{algorithm_from_c, pmp_algorithm, pmp_status};
+use crate::Kcv;
+use crate::hierarchy::{self, IssuedKey};
+
+/// A transport key as issued: what the HSM holds (label, attributes, KCV) and its TR-31 key
+/// block under ZMK-prod, NUL-terminated, to send to production with the KCV.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct pmp_issued_key {
+    /// The key at data prep.
+    pub info: pmp_key_info,
+    /// The key block under ZMK-prod.
+    pub block: [c_char; PMP_KEY_BLOCK_CAP],
+}
+
+/// KTK (usage K0), PTK (P0) and MTK (M6, CMAC, mode C), as issued by
+/// `pmp_transport_keys_issue`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct pmp_transport_keys {
+    /// Key transport key.
+    pub ktk: pmp_issued_key,
+    /// PIN transport key.
+    pub ptk: pmp_issued_key,
+    /// MAC transport key.
+    pub mtk: pmp_issued_key,
+}
+
+fn issued_to_c(k: &IssuedKey) -> FfiResult<pmp_issued_key> {
+    let mut out = pmp_issued_key {
+        info: key_info_to_c(&k.info)?,
+        block: [0; PMP_KEY_BLOCK_CAP],
+    };
+    let b = k.block.as_bytes();
+    if b.len() >= PMP_KEY_BLOCK_CAP {
+        return Err(FfiError::new(
+            pmp_status::Unsupported,
+            "key block longer than PMP_KEY_BLOCK_CAP",
+        ));
+    }
+    for (d, &s) in out.block.iter_mut().zip(b) {
+        *d = s as c_char;
+    }
+    Ok(out)
+}
+
+/// Generates KTK, PTK and MTK (labels `<prefix>-KTK`, `<prefix>-PTK`, `<prefix>-MTK`) of
+/// `algorithm` and `length` bytes, exportable, and exports each as a TR-31 key block under
+/// the zone master key labelled `zmk_prod` (version D for an AES ZMK, B for a TDES one).
+/// Writes the three keys with their blocks and KCVs to `*out_keys`.
+///
+/// Not atomic: if a step fails after the first key was generated, the keys made so far stay
+/// in the store (delete them with `pmp_key_delete` before retrying with the same prefix).
+///
+/// # Safety
+///
+/// `hsm` must be a live handle; `zmk_prod`, `prefix` NUL-terminated; `out_keys` must point to
+/// a writable `pmp_transport_keys`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pmp_transport_keys_issue(
+    hsm: *const pmp_hsm,
+    zmk_prod: *const c_char,
+    prefix: *const c_char,
+    algorithm: pmp_algorithm,
+    length: usize,
+    out_keys: *mut pmp_transport_keys,
+) -> pmp_status {
+    ffi_call(|| {
+        // SAFETY: the caller's contract (# Safety).
+        let hsm = unsafe { hsm_arg(hsm) }?.hsm();
+        // SAFETY: as above, for each argument.
+        let (zmk, prefix, out) = unsafe {
+            (
+                key_arg(hsm, zmk_prod, "zmk_prod")?,
+                input_str(prefix, "prefix")?,
+                OutPtr::new(out_keys, "out_keys")?,
+            )
+        };
+        let algorithm = algorithm_from_c(algorithm)?;
+        let keys = hierarchy::issue_transport_keys(hsm, &zmk, prefix, algorithm, length)?;
+        out.write(pmp_transport_keys {
+            ktk: issued_to_c(&keys.ktk)?,
+            ptk: issued_to_c(&keys.ptk)?,
+            mtk: issued_to_c(&keys.mtk)?,
+        });
+        Ok(())
+    })
+}
+
+/// A transport key as it reaches production: its key block and the KCV sent with it (hex),
+/// both NUL-terminated.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct pmp_transport_key_block {
+    /// The TR-31 key block under ZMK-prod.
+    pub block: *const c_char,
+    /// Its KCV in hex.
+    pub kcv: *const c_char,
+}
+
+/// Production side: imports KTK, PTK and MTK (`blocks[0]`, `[1]`, `[2]`) under the zone
+/// master key labelled `zmk_prod` as `<prefix>-KTK`, `-PTK`, `-MTK`, checking each KCV and
+/// each block's usage (K0, P0, M6). All or nothing: on any refusal the keys imported by this
+/// call are deleted. On success writes the three keys' info to `out_infos[0..3]`.
+///
+/// # Safety
+///
+/// `hsm` must be a live handle; `zmk_prod`, `prefix` NUL-terminated; `blocks` must point to
+/// 3 `pmp_transport_key_block`s with NUL-terminated strings; `out_infos` to 3 writable
+/// `pmp_key_info`s.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pmp_transport_keys_import(
+    hsm: *const pmp_hsm,
+    zmk_prod: *const c_char,
+    prefix: *const c_char,
+    blocks: *const pmp_transport_key_block,
+    out_infos: *mut pmp_key_info,
+) -> pmp_status {
+    ffi_call(|| {
+        // SAFETY: the caller's contract (# Safety).
+        let hsm = unsafe { hsm_arg(hsm) }?.hsm();
+        // SAFETY: as above, for each argument; `blocks` and `out_infos` hold 3 entries.
+        let (zmk, prefix, blocks, out) = unsafe {
+            (
+                key_arg(hsm, zmk_prod, "zmk_prod")?,
+                input_str(prefix, "prefix")?,
+                input_ref(blocks.cast::<[pmp_transport_key_block; 3]>(), "blocks")?,
+                OutPtr::new(out_infos.cast::<[pmp_key_info; 3]>(), "out_infos")?,
+            )
+        };
+        let mut parsed: Vec<(&str, Kcv)> = Vec::with_capacity(3);
+        for b in blocks {
+            // SAFETY: as above, for each entry's strings.
+            let (block, kcv) = unsafe { (input_str(b.block, "block")?, input_str(b.kcv, "kcv")?) };
+            parsed.push((block, Kcv::from_hex(kcv)?));
+        }
+        let infos = hierarchy::import_transport_keys(
+            hsm,
+            &zmk,
+            prefix,
+            [
+                (parsed[0].0, &parsed[0].1),
+                (parsed[1].0, &parsed[1].1),
+                (parsed[2].0, &parsed[2].1),
+            ],
+        )?;
+        out.write([
+            key_info_to_c(&infos[0])?,
+            key_info_to_c(&infos[1])?,
+            key_info_to_c(&infos[2])?,
+        ]);
+        Ok(())
+    })
+}
