@@ -33,6 +33,7 @@ pub mod keyblock;
 pub mod pinblock;
 pub mod product;
 pub mod validate;
+pub mod xof;
 
 pub use crate::cipher::{BlockCipher, Mode, Padding};
 pub use crate::error::{Error, Result};

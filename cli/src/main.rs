@@ -7,6 +7,7 @@
 mod hsm_cmd;
 mod keyblock_cmd;
 mod pinblock_cmd;
+mod xof_cmd;
 
 use std::process::ExitCode;
 
@@ -66,6 +67,8 @@ enum Command {
     Key(hsm_cmd::KeyArgs),
     /// Verify a key store's audit log.
     Audit(hsm_cmd::AuditArgs),
+    /// XOF order files: verify (MACs, chain, trailer) or inspect (structure, counts).
+    Xof(xof_cmd::XofArgs),
 }
 
 /// A key algorithm on the command line.
@@ -188,6 +191,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Keystore(args) => hsm_cmd::run_keystore(args),
         Command::Key(args) => hsm_cmd::run_key(args),
         Command::Audit(args) => hsm_cmd::run_audit(args),
+        Command::Xof(args) => xof_cmd::run(args),
     }
 }
 

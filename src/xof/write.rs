@@ -1,0 +1,245 @@
+//! The XOF writer: header at `new`, one record per call, trailer at `finish`.
+
+use std::io::Write;
+
+use crate::hsm::{Hsm, KeyHandle};
+use crate::{Error, MacAlgorithm, Padding, Result};
+
+use super::canon::{self, Mac16};
+use super::{Header, Record, VERSION, check_attribute, check_header, check_text, padding_name};
+
+/// Writes an XOF file. Each record is formatted into a reused buffer, MACed through
+/// [`Hsm::generate_mac`] (AES-CMAC, key mode C or G) and written with one `write_all`;
+/// wrap a file in a `BufWriter` for fewer system calls. Nothing is final until
+/// [`finish`](Writer::finish) writes the trailer: write to a temporary file and rename it
+/// afterwards.
+pub struct Writer<'h, W: Write> {
+    out: W,
+    hsm: &'h dyn Hsm,
+    key: KeyHandle,
+    header: Header,
+    header_mac: Mac16,
+    chain: Mac16,
+    count: u64,
+    xml: Vec<u8>,
+    mac_in: Vec<u8>,
+}
+
+impl<W: Write> core::fmt::Debug for Writer<'_, W> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Writer")
+            .field("order_id", &self.header.order_id)
+            .field("records", &self.count)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_err(e: std::io::Error) -> Error {
+    Error::io("XOF output", e)
+}
+
+fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.reserve(bytes.len() * 2);
+    for &b in bytes {
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 15)]);
+    }
+}
+
+fn push_attr(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.push(b' ');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"=\"");
+    out.extend_from_slice(quick_xml::escape::escape(value).as_bytes());
+    out.push(b'"');
+}
+
+fn push_hex_attr(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.push(b' ');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"=\"");
+    push_hex(out, value);
+    out.push(b'"');
+}
+
+pub(crate) fn mac16(hsm: &dyn Hsm, key: &KeyHandle, data: &[u8]) -> Result<Mac16> {
+    let tag = hsm.generate_mac(key, MacAlgorithm::CmacAes, Padding::None, data)?;
+    tag.as_bytes()
+        .try_into()
+        .map_err(|_| Error::Unsupported("XOF needs a 16-byte AES-CMAC".into()))
+}
+
+impl<'h, W: Write> Writer<'h, W> {
+    /// Checks `header`, checks that `mac_key` is the key the header names (label, usage
+    /// M6, AES, KCV), MACs the header and writes the prolog and the header.
+    pub fn new(out: W, header: &Header, hsm: &'h dyn Hsm, mac_key: &KeyHandle) -> Result<Self> {
+        check_header(header).map_err(|r| Error::Invalid {
+            field: "XOF header",
+            reason: r,
+        })?;
+        let info = hsm.key_info(mac_key)?;
+        if info.spec.label != header.mac_key {
+            return Err(Error::invalid(
+                "XOF MAC key",
+                format!(
+                    "the header names '{}' but the key given is '{}'",
+                    header.mac_key, info.spec.label
+                ),
+            ));
+        }
+        let listed = header
+            .key(&header.mac_key)
+            .expect("checked by check_header");
+        if info.spec.usage != listed.usage || info.spec.algorithm != listed.algorithm {
+            return Err(Error::invalid(
+                "XOF MAC key",
+                format!(
+                    "'{}' is {} {} in the HSM, not AES M6",
+                    info.spec.label, info.spec.algorithm, info.spec.usage
+                ),
+            ));
+        }
+        listed
+            .kcv
+            .check(&info.kcv, format!("XOF MAC key '{}'", header.mac_key))?;
+
+        let mut mac_in = Vec::with_capacity(1024);
+        canon::header_input(&mut mac_in, VERSION, header);
+        let header_mac = mac16(hsm, mac_key, &mac_in)?;
+
+        let mut xml = Vec::with_capacity(4096);
+        xml.extend_from_slice(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<xof");
+        push_attr(&mut xml, "version", VERSION);
+        xml.extend_from_slice(b">\n<header");
+        push_attr(&mut xml, "order-id", &header.order_id);
+        push_attr(&mut xml, "issuer", &header.issuer);
+        push_attr(&mut xml, "product", &header.product);
+        push_attr(&mut xml, "created", &header.created);
+        push_attr(&mut xml, "mac-key", &header.mac_key);
+        push_hex_attr(&mut xml, "mac", &header_mac);
+        xml.extend_from_slice(b">\n");
+        for k in &header.keys {
+            xml.extend_from_slice(b"  <key");
+            push_attr(&mut xml, "label", &k.label);
+            push_attr(&mut xml, "usage", k.usage.as_str());
+            push_attr(&mut xml, "algorithm", k.algorithm.name());
+            push_hex_attr(&mut xml, "kcv", k.kcv.as_bytes());
+            xml.extend_from_slice(b"/>\n");
+        }
+        xml.extend_from_slice(b"</header>\n");
+        let mut out = out;
+        out.write_all(&xml).map_err(io_err)?;
+        Ok(Self {
+            out,
+            hsm,
+            key: mac_key.clone(),
+            header: header.clone(),
+            header_mac,
+            chain: header_mac,
+            count: 0,
+            xml,
+            mac_in,
+        })
+    }
+
+    /// Records written so far.
+    pub fn records(&self) -> u64 {
+        self.count
+    }
+
+    /// Checks, MACs and writes one record. `rec.seq` must be the previous seq + 1 (the
+    /// first is 1); every attribute's key must be in the header's key list.
+    pub fn write_record(&mut self, rec: &Record) -> Result<()> {
+        let bad = |reason: String| Error::Invalid {
+            field: "XOF record",
+            reason,
+        };
+        if rec.seq != self.count + 1 {
+            return Err(bad(format!(
+                "seq {} where {} was expected",
+                rec.seq,
+                self.count + 1
+            )));
+        }
+        check_text(&rec.issuer_id)
+            .map_err(|e| bad(format!("record {}: issuer-id {e}", rec.seq)))?;
+        if rec.attributes.len() > super::limits::MAX_ATTRIBUTES {
+            return Err(bad(format!(
+                "record {}: more than {} attributes",
+                rec.seq,
+                super::limits::MAX_ATTRIBUTES
+            )));
+        }
+        for (i, a) in rec.attributes.iter().enumerate() {
+            check_attribute(&self.header, a)
+                .map_err(|r| bad(format!("record {}: {r}", rec.seq)))?;
+            if rec.attributes[..i].iter().any(|o| o.name == a.name) {
+                return Err(bad(format!(
+                    "record {}: attribute {} appears twice",
+                    rec.seq, a.name
+                )));
+            }
+        }
+        canon::record_input(
+            &mut self.mac_in,
+            &self.header_mac,
+            &self.chain,
+            rec.seq,
+            &rec.issuer_id,
+            &rec.attributes,
+        );
+        let mac = mac16(self.hsm, &self.key, &self.mac_in)?;
+
+        let x = &mut self.xml;
+        x.clear();
+        x.extend_from_slice(b"<record seq=\"");
+        x.extend_from_slice(rec.seq.to_string().as_bytes());
+        x.push(b'"');
+        push_attr(x, "issuer-id", &rec.issuer_id);
+        push_hex_attr(x, "mac", &mac);
+        x.extend_from_slice(b">\n");
+        for a in &rec.attributes {
+            x.extend_from_slice(b"  <attr");
+            push_attr(x, "name", &a.name);
+            push_attr(x, "key", &a.key);
+            push_attr(x, "mode", &a.mode.to_string());
+            if let Some(iv) = &a.iv {
+                push_hex_attr(x, "iv", iv);
+            }
+            push_attr(x, "padding", padding_name(a.padding));
+            x.push(b'>');
+            push_hex(x, &a.ciphertext);
+            x.extend_from_slice(b"</attr>\n");
+        }
+        x.extend_from_slice(b"</record>\n");
+        if x.len() as u64 > super::limits::MAX_RECORD_BYTES {
+            return Err(bad(format!(
+                "record {}: larger than {} bytes",
+                rec.seq,
+                super::limits::MAX_RECORD_BYTES
+            )));
+        }
+        self.out.write_all(x).map_err(io_err)?;
+        self.chain = mac;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Writes the trailer (record count and the MAC over the chain), flushes, and returns
+    /// the output and the record count.
+    pub fn finish(mut self) -> Result<(W, u64)> {
+        canon::trailer_input(&mut self.mac_in, &self.header_mac, &self.chain, self.count);
+        let mac = mac16(self.hsm, &self.key, &self.mac_in)?;
+        let x = &mut self.xml;
+        x.clear();
+        x.extend_from_slice(b"<trailer records=\"");
+        x.extend_from_slice(self.count.to_string().as_bytes());
+        x.push(b'"');
+        push_hex_attr(x, "mac", &mac);
+        x.extend_from_slice(b"/>\n</xof>\n");
+        self.out.write_all(x).map_err(io_err)?;
+        self.out.flush().map_err(io_err)?;
+        Ok((self.out, self.count))
+    }
+}
