@@ -860,10 +860,9 @@ mod tests {
         .unwrap()
     }
 
-    fn all(
-        p: &Product,
-        input: &str,
-    ) -> Result<(Vec<Vec<Option<String>>>, Vec<Option<Reason>>, Option<u64>)> {
+    type Parsed = (Vec<Vec<Option<String>>>, Vec<Option<Reason>>, Option<u64>);
+
+    fn all(p: &Product, input: &str) -> Result<Parsed> {
         let mut src = open(p, Box::new(std::io::Cursor::new(input.as_bytes().to_vec())))?;
         let mut v = Vec::new();
         let mut probs = Vec::new();

@@ -25,9 +25,11 @@ mod keys;
 mod mac;
 mod rng;
 
+pub mod demo;
 pub mod ffi;
 pub mod hierarchy;
 pub mod hsm;
+pub mod import;
 pub mod issuer;
 pub mod keyblock;
 pub mod pinblock;

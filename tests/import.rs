@@ -1,0 +1,319 @@
+//! The import pipeline: every layout × encryption mode round-trips through the XOF, the
+//! reject report accounts for every bad record, counts reconcile, bad files fail cleanly
+//! with no output, output order is preserved under parallelism, and the demo runs.
+
+use std::path::{Path, PathBuf};
+
+use pmp_core::demo::{self, Cards, IssuerSide, LayoutChoice, Scenario};
+use pmp_core::hsm::{CipherSpec, Hsm, KeySpec, SoftHsm};
+use pmp_core::import::{self, Options};
+use pmp_core::keyblock::{KeyUsage, ModeOfUse};
+use pmp_core::product::Product;
+use pmp_core::{Algorithm, Error, Padding};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let mut r = [0u8; 6];
+        pmp_core::fill_random(&mut r).unwrap();
+        let p = std::env::temp_dir().join(format!("pmp-import-{name}-{}", hex::encode(r)));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Setup {
+    dir: TempDir,
+    hsm: SoftHsm,
+    issuer: IssuerSide,
+    product: Product,
+}
+
+fn setup(name: &str, scenario: Scenario) -> Setup {
+    let dir = TempDir::new(name);
+    let hsm = SoftHsm::create_with_test_lmk(&dir.0.join("ks")).unwrap();
+    let issuer = IssuerSide::new(scenario).unwrap();
+    issuer.send_keys(&hsm).unwrap();
+    demo::bureau_keys(&hsm, scenario.dkep_algorithm).unwrap();
+    let product = Product::parse(&issuer.product_xml()).unwrap();
+    Setup {
+        dir,
+        hsm,
+        issuer,
+        product,
+    }
+}
+
+fn write_issuer_file(s: &Setup, cards: Cards) -> PathBuf {
+    let p = s.dir.0.join("in.dat");
+    let mut f = std::fs::File::create(&p).unwrap();
+    s.issuer.write_file(cards, &mut f).unwrap();
+    p
+}
+
+fn defects(seed: u64, n: u64) -> u64 {
+    Cards::new(seed, n).filter(|c| c.defect.is_some()).count() as u64
+}
+
+fn outputs(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "ks" && n != "in.dat")
+        .collect();
+    v.sort();
+    v
+}
+
+fn run_scenario(name: &str, scenario: Scenario, n: u64, workers: usize) {
+    let s = setup(name, scenario);
+    let input = write_issuer_file(&s, Cards::new(7, n));
+    let out = s.dir.0.join("order.xof");
+    let opts = Options {
+        workers,
+        batch: 7,
+        ..Options::default()
+    };
+    let sum = import::import_file(&s.hsm, &s.product, &input, &out, None, &opts)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let bad = defects(7, n);
+    assert_eq!(sum.read, n, "{name}");
+    assert_eq!(sum.declared, Some(n), "{name}");
+    assert_eq!(sum.rejected, bad, "{name}");
+    assert_eq!(sum.written, n - bad, "{name}");
+    assert_eq!(pmp_core::xof::verify_file(&out, &s.hsm).unwrap(), n - bad);
+    assert_eq!(
+        demo::verify_against(&s.hsm, &out, Cards::new(7, n)).unwrap(),
+        n - bad,
+        "{name}"
+    );
+    // The reject report: one line per rejected record, comments, never a value.
+    let rej = std::fs::read_to_string(import::default_rejects_path(&out)).unwrap();
+    let lines: Vec<&str> = rej.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(lines.len() as u64, bad, "{name}");
+    let expected: Vec<(String, String)> = Cards::new(7, n)
+        .filter_map(|c| {
+            c.defect.map(|d| {
+                let (field, reason) = match d {
+                    demo::Defect::BadLuhn => ("pan", "pan-luhn"),
+                    demo::Defect::BadExpiry => ("expiry", "expiry-format"),
+                    demo::Defect::BadName => ("name", "name-charset"),
+                    demo::Defect::MissingPan => ("pan", "missing"),
+                    demo::Defect::BadPinBlock => ("pin_block", "pin-block"),
+                };
+                (
+                    format!("id={} field={field} reason={reason}", c.id),
+                    c.pan.clone(),
+                )
+            })
+        })
+        .collect();
+    for (line, (want, pan)) in lines.iter().zip(&expected) {
+        assert!(line.starts_with("record="), "{line}");
+        assert!(line.ends_with(want.as_str()), "{name}: {line} vs {want}");
+        if !pan.is_empty() {
+            assert!(!rej.contains(pan));
+        }
+    }
+}
+
+fn sc(layout: LayoutChoice, whole: bool, per_field: bool, tk: Algorithm) -> Scenario {
+    Scenario {
+        layout,
+        whole_file: whole,
+        per_field,
+        tk_algorithm: tk,
+        dkep_algorithm: Algorithm::Aes,
+    }
+}
+
+#[test]
+fn every_layout_and_encryption_mode_round_trips() {
+    for layout in [
+        LayoutChoice::Delimited,
+        LayoutChoice::Fixed,
+        LayoutChoice::Xml,
+    ] {
+        for (mode, scenario) in [
+            ("clear", sc(layout, false, false, Algorithm::Tdes)),
+            ("tdes-file", sc(layout, true, false, Algorithm::Tdes)),
+            ("aes-file", sc(layout, true, false, Algorithm::Aes)),
+            ("tdes-field", sc(layout, false, true, Algorithm::Tdes)),
+            ("aes-file+field", sc(layout, true, true, Algorithm::Aes)),
+        ] {
+            run_scenario(&format!("{layout:?}-{mode}"), scenario, 83, 2);
+        }
+    }
+}
+
+#[test]
+fn tdes_dkeps_work_too() {
+    let mut s = sc(LayoutChoice::Delimited, false, true, Algorithm::Tdes);
+    s.dkep_algorithm = Algorithm::Tdes;
+    run_scenario("tdes-dkeps", s, 50, 1);
+}
+
+#[test]
+fn parallel_output_keeps_the_file_order() {
+    for workers in [1, 2, 4] {
+        run_scenario(
+            &format!("order-{workers}"),
+            sc(LayoutChoice::Delimited, true, false, Algorithm::Tdes),
+            600,
+            workers,
+        );
+    }
+}
+
+fn expect_clean_failure(s: &Setup, input: &Path, product: &Product) -> Error {
+    let out = s.dir.0.join("order.xof");
+    let e = import::import_file(&s.hsm, product, input, &out, None, &Options::default())
+        .expect_err("the import must fail");
+    assert!(
+        outputs(&s.dir.0).is_empty(),
+        "left: {:?}",
+        outputs(&s.dir.0)
+    );
+    e
+}
+
+#[test]
+fn a_wrong_transport_key_stops_the_file() {
+    let s = setup("wrong-tk", Scenario::default());
+    let input = write_issuer_file(&s, Cards::new(1, 40));
+    // The product says another KCV: refused before reading.
+    let mut p = s.product.clone();
+    p.keys.transport.as_mut().unwrap().kcv = Some(pmp_core::Kcv::from_hex("000000").unwrap());
+    assert!(matches!(
+        expect_clean_failure(&s, &input, &p),
+        Error::KcvMismatch { .. }
+    ));
+    // The file is encrypted under another key (the KCV in the product is the HSM's): the
+    // final padding does not verify, or the clear text is not a valid file.
+    let other = IssuerSide::new(Scenario::default()).unwrap();
+    let mut f = std::fs::File::create(&input).unwrap();
+    other.write_file(Cards::new(1, 40), &mut f).unwrap();
+    drop(f);
+    let e = expect_clean_failure(&s, &input, &s.product).to_string();
+    assert!(!e.is_empty());
+}
+
+#[test]
+fn bad_padding_and_truncation_stop_the_file() {
+    let s = setup("trunc", Scenario::default());
+    let input = write_issuer_file(&s, Cards::new(1, 40));
+    let full = std::fs::read(&input).unwrap();
+    // Not a whole number of blocks.
+    std::fs::write(&input, &full[..full.len() - 3]).unwrap();
+    let e = expect_clean_failure(&s, &input, &s.product).to_string();
+    assert!(e.contains("truncated"), "{e}");
+    // Cut at a block boundary: the padding (or the missing trailer) stops it.
+    std::fs::write(&input, &full[..full.len() - 8]).unwrap();
+    expect_clean_failure(&s, &input, &s.product);
+    // Last byte altered: bad padding.
+    let mut bad = full.clone();
+    *bad.last_mut().unwrap() ^= 0x5A;
+    std::fs::write(&input, &bad).unwrap();
+    let e = expect_clean_failure(&s, &input, &s.product).to_string();
+    assert!(e.contains("padding") || e.contains("trailer"), "{e}");
+    // Shorter than the IV.
+    std::fs::write(&input, &full[..5]).unwrap();
+    expect_clean_failure(&s, &input, &s.product);
+}
+
+#[test]
+fn counts_must_reconcile() {
+    let s = setup(
+        "count",
+        sc(LayoutChoice::Delimited, false, false, Algorithm::Tdes),
+    );
+    let input = write_issuer_file(&s, Cards::new(1, 30));
+    let text = std::fs::read_to_string(&input).unwrap();
+    std::fs::write(&input, text.replace("TRL,30", "TRL,31")).unwrap();
+    let e = expect_clean_failure(&s, &input, &s.product).to_string();
+    assert!(e.contains("declares 31"), "{e}");
+    // A record removed in transit.
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.remove(5);
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    expect_clean_failure(&s, &input, &s.product);
+    // The trailer lost.
+    std::fs::write(&input, text.replace("TRL,30\n", "")).unwrap();
+    let e = expect_clean_failure(&s, &input, &s.product).to_string();
+    assert!(e.contains("trailer"), "{e}");
+}
+
+#[test]
+fn decrypting_reader_round_trips_at_every_length() {
+    use std::io::Read;
+    let dir = TempDir::new("reader");
+    let hsm = SoftHsm::create_with_test_lmk(&dir.0.join("ks")).unwrap();
+    for (alg, len) in [(Algorithm::Tdes, 16), (Algorithm::Aes, 32)] {
+        let k = hsm
+            .generate_key(&KeySpec::new(
+                &format!("K-{alg}"),
+                alg,
+                len,
+                KeyUsage::D0,
+                ModeOfUse::B,
+            ))
+            .unwrap();
+        let bs = alg.block_size();
+        let iv = vec![0x11u8; bs];
+        for n in [0, 1, 7, 8, 15, 16, 17, 65535, 65536, 65537, 200_000] {
+            let msg: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
+            for padding in [Padding::Pkcs7, Padding::Iso9797M2] {
+                let mut ct = vec![0u8; padding.padded_len(n, bs)];
+                let m = hsm
+                    .encrypt(&CipherSpec::cbc(&k.handle, &iv, padding), &msg, &mut ct)
+                    .unwrap();
+                let spec = CipherSpec::cbc(&k.handle, &iv, padding);
+                let mut r = hsm
+                    .decrypting_reader(&spec, Box::new(std::io::Cursor::new(ct[..m].to_vec())))
+                    .unwrap();
+                let mut out = Vec::new();
+                r.read_to_end(&mut out).unwrap();
+                assert_eq!(out, msg, "{alg} {n} {padding:?}");
+                // Truncated by one byte: an error, never silent.
+                let mut r = hsm
+                    .decrypting_reader(&spec, Box::new(std::io::Cursor::new(ct[..m - 1].to_vec())))
+                    .unwrap();
+                let mut out = Vec::new();
+                assert!(r.read_to_end(&mut out).is_err());
+            }
+        }
+    }
+}
+
+#[test]
+fn demo_runs_end_to_end() {
+    let dir = TempDir::new("demo");
+    let out = dir.0.join("demo");
+    let s = demo::run(&out, 150, &Options::default()).unwrap();
+    assert_eq!(s.import.read, 150);
+    assert_eq!(s.import.rejected, defects(20_250_101, 150));
+    assert_eq!(s.xof_verified, s.import.written);
+    assert_eq!(s.round_trip, s.import.written);
+    let hsm = SoftHsm::open(&out.join("keystore"), pmp_core::hsm::LmkSource::Auto).unwrap();
+    assert_eq!(
+        pmp_core::xof::verify_file(&out.join("order.xof"), &hsm).unwrap(),
+        s.import.written
+    );
+    let rej = std::fs::read_to_string(out.join("rejects.txt")).unwrap();
+    assert_eq!(
+        rej.lines().filter(|l| !l.starts_with('#')).count() as u64,
+        s.import.rejected
+    );
+    // A second run replaces a previous demo; a directory with other files is refused.
+    demo::run(&out, 10, &Options::default()).unwrap();
+    std::fs::write(out.join("mine.txt"), "user data").unwrap();
+    assert!(demo::run(&out, 10, &Options::default()).is_err());
+    assert!(out.join("mine.txt").exists());
+}
