@@ -12,6 +12,51 @@
 #include <stdint.h>
 
 /**
+ * Bytes in one XML event (a tag with its attributes, or one text node).
+ */
+#define MAX_EVENT_BYTES (256 * 1024)
+
+/**
+ * Bytes of one `record` element, from its start tag to its end tag.
+ */
+#define MAX_RECORD_BYTES (1024 * 1024)
+
+/**
+ * `attr` elements in one record.
+ */
+#define MAX_ATTRIBUTES 256
+
+/**
+ * XML attributes on one element.
+ */
+#define MAX_XML_ATTRIBUTES 8
+
+/**
+ * Element nesting depth (`xof` = 1, `header`/`record`/`trailer` = 2, `key`/`attr` = 3).
+ */
+#define MAX_DEPTH 3
+
+/**
+ * `key` entries in the header.
+ */
+#define MAX_KEYS 256
+
+/**
+ * Bytes of one attribute's ciphertext.
+ */
+#define MAX_CIPHERTEXT (64 * 1024)
+
+/**
+ * Bytes of a free-text field (order id, issuer, product, issuer record id).
+ */
+#define MAX_TEXT 256
+
+/**
+ * Bytes of a key label or an attribute name.
+ */
+#define MAX_NAME 64
+
+/**
  * The capacity of `pmp_key_info.label`: a label of up to 64 characters and its NUL.
  */
 #define PMP_LABEL_CAP 65
@@ -874,6 +919,24 @@ pmp_status pmp_transport_keys_import(const struct pmp_hsm *hsm,
                                      const char *prefix,
                                      const struct pmp_transport_key_block *blocks,
                                      struct pmp_key_info *out_infos);
+
+/**
+ * Reads and verifies the whole XOF file at `path` through the HSM: the header MAC and the
+ * MAC key's KCV, every record MAC and their chain, the trailer's count and MAC. Memory does
+ * not depend on the file size. On success writes the number of records to `*out_records`.
+ *
+ * Returns `PMP_STATUS_IO` when the file cannot be read, `PMP_STATUS_NOT_FOUND` when the HSM
+ * lacks the file's MAC key, and `PMP_STATUS_INTEGRITY_FAILURE` when the file does not verify:
+ * a MAC mismatch (a record altered, removed, duplicated, reordered or appended; another key
+ * under the MAC key's label), a truncated, malformed or hostile file (DOCTYPE, limits). The
+ * last error names the file, the line and the record.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle; `path` NUL-terminated UTF-8; `out_records` must point to a
+ * writable `uint64_t`.
+ */
+pmp_status pmp_xof_verify(const struct pmp_hsm *hsm, const char *path, uint64_t *out_records);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -82,6 +82,7 @@ mod hsm;
 mod key;
 mod status;
 mod transport;
+mod xof;
 
 use std::ffi::c_char;
 
@@ -91,6 +92,7 @@ pub use self::hsm::*;
 pub use self::key::*;
 pub use self::status::pmp_status;
 pub use self::transport::*;
+pub use self::xof::*;
 use crate::{Algorithm, SecretKey};
 
 /// A block cipher family: `PMP_ALGORITHM_TDES` or `PMP_ALGORITHM_AES`.

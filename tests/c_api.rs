@@ -99,6 +99,10 @@ fn build(compiler: &str, flags: &[&str], source: &str, exe: &Path) {
             "-DPMP_EXPECTED_VERSION=\"{}\"",
             env!("CARGO_PKG_VERSION")
         ))
+        .arg(format!(
+            "-DPMP_TEST_DATA=\"{}\"",
+            manifest_dir().join("tests/data").display()
+        ))
         .arg("-I")
         .arg(manifest_dir().join("include"))
         .arg(manifest_dir().join(source))

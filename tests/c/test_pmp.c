@@ -3,8 +3,8 @@
  *
  * Built and run by tests/c_api.rs (`cargo test --workspace`), with
  * -std=c11 -Wall -Wextra -Werror -pedantic, once plainly and once with
- * -fsanitize=address,undefined. PMP_EXPECTED_VERSION is defined on the command line;
- * argv[1] is an empty scratch directory for key stores.
+ * -fsanitize=address,undefined. PMP_EXPECTED_VERSION and PMP_TEST_DATA (the path of
+ * tests/data) are defined on the command line; argv[1] is an empty scratch directory.
  *
  * Every function of pmp.h is called here, with its misuse cases: NULL arguments, short
  * buffers, unknown enum values, wrong key usage, bad input (key blocks, PIN blocks, MACs,
@@ -12,7 +12,8 @@
  * one HSM handle.
  *
  * Vectors: KCVs from tests/data/kcv.txt (psec 1.3.0 and pyca/cryptography); AES-CMAC from
- * RFC 4493 section 4, examples 1 and 2.
+ * RFC 4493 section 4, examples 1 and 2; tests/data/xof/example.xof and its keys from
+ * docs/xof.md section 8.
  */
 #include "pmp.h"
 
@@ -24,6 +25,9 @@
 
 #ifndef PMP_EXPECTED_VERSION
 #error "define PMP_EXPECTED_VERSION"
+#endif
+#ifndef PMP_TEST_DATA
+#error "define PMP_TEST_DATA"
 #endif
 
 static int passed;
@@ -1416,6 +1420,122 @@ static void test_threads(void) {
     }
 }
 
+/* ------------------------------------------------------------------------------------
+ * XOF
+ * ------------------------------------------------------------------------------------ */
+
+static int copy_file(const char *from, const char *to, long truncate_at, const char *prefix) {
+    static char buf[1 << 16];
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    size_t n = 0;
+    int ok = in != NULL && out != NULL;
+    if (ok) {
+        n = fread(buf, 1, sizeof buf, in);
+        if (truncate_at >= 0 && (size_t)truncate_at < n) {
+            n = (size_t)truncate_at;
+        }
+        if (prefix != NULL) {
+            fputs(prefix, out);
+        }
+        ok = fwrite(buf, 1, n, out) == n;
+    }
+    if (in != NULL) {
+        fclose(in);
+    }
+    if (out != NULL) {
+        ok = fclose(out) == 0 && ok;
+    }
+    return ok;
+}
+
+/* The position of `needle` in the file, or -1. */
+static long find_in_file(const char *file, const char *needle) {
+    static char buf[1 << 16];
+    FILE *f = fopen(file, "rb");
+    size_t n;
+    char *at;
+    if (f == NULL) {
+        return -1;
+    }
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    at = strstr(buf, needle);
+    return at == NULL ? -1 : (long)(at - buf);
+}
+
+static void test_xof(void) {
+    /* docs/xof.md section 8: the example's keys, from the stated test components. */
+    static const uint8_t mac_c1[16] = {0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
+                                       0x88, 0x99, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE, 0xFF};
+    static const uint8_t dk_c1[16] = {0x2B, 0x7E, 0x15, 0x16, 0x28, 0xAE, 0xD2, 0xA6,
+                                      0xAB, 0xF7, 0x15, 0x88, 0x09, 0xCF, 0x4F, 0x3C};
+    uint8_t mac_c2[16], dk_c2[16];
+    pmp_component comps[2];
+    pmp_key_spec spec;
+    pmp_key_info info;
+    pmp_hsm *hsm = NULL, *empty = NULL;
+    uint64_t records = 99;
+    const char *example = PMP_TEST_DATA "/xof/example.xof";
+    const char *copy = path("copy.xof");
+    long at;
+
+    memset(mac_c2, 0x0F, sizeof mac_c2);
+    memset(dk_c2, 0x01, sizeof dk_c2);
+    CHECK_STATUS(pmp_hsm_init(path("xof-store"), NULL, &hsm), PMP_STATUS_OK);
+    CHECK_STATUS(pmp_hsm_init(path("xof-empty"), NULL, &empty), PMP_STATUS_OK);
+    if (hsm == NULL || empty == NULL) {
+        return;
+    }
+    comps[0] = component(mac_c1, 16, NULL);
+    comps[1] = component(mac_c2, 16, NULL);
+    spec = key_spec("XOF-MAC", PMP_ALGORITHM_AES, 16, "M6", "C", "N");
+    CHECK_STATUS(pmp_key_form(hsm, &spec, comps, 2, "270389F4B0", &info), PMP_STATUS_OK);
+    comps[0] = component(dk_c1, 16, NULL);
+    comps[1] = component(dk_c2, 16, NULL);
+    spec = key_spec("DK-PAN", PMP_ALGORITHM_AES, 16, "D0", "B", "N");
+    CHECK_STATUS(pmp_key_form(hsm, &spec, comps, 2, "65E3953E6C", &info), PMP_STATUS_OK);
+
+    CHECK_STATUS(pmp_xof_verify(hsm, example, &records), PMP_STATUS_OK);
+    CHECK(records == 2);
+
+    /* Bad input files; nothing written to out_records. */
+    records = 99;
+    CHECK_STATUS(pmp_xof_verify(empty, example, &records), PMP_STATUS_NOT_FOUND);
+    CHECK(message_contains("XOF-MAC"));
+    CHECK_STATUS(pmp_xof_verify(hsm, path("no-such.xof"), &records), PMP_STATUS_IO);
+    /* One ciphertext digit changed. */
+    CHECK(copy_file(example, copy, -1, NULL));
+    at = find_in_file(copy, "padding=\"2\">D0A9");
+    CHECK(at > 0 && file_flip_byte(copy, at + 13));
+    CHECK_STATUS(pmp_xof_verify(hsm, copy, &records), PMP_STATUS_INTEGRITY_FAILURE);
+    CHECK(message_contains("copy.xof line"));
+    /* The second record dropped with the trailer: truncated. */
+    at = find_in_file(example, "<record seq=\"2\"");
+    CHECK(at > 0 && copy_file(example, copy, at, NULL));
+    CHECK_STATUS(pmp_xof_verify(hsm, copy, &records), PMP_STATUS_INTEGRITY_FAILURE);
+    /* A DOCTYPE is refused. */
+    {
+        FILE *f = fopen(copy, "wb");
+        CHECK(f != NULL);
+        if (f != NULL) {
+            fputs("<?xml version=\"1.0\"?>\n<!DOCTYPE xof [<!ENTITY x \"y\">]>\n", f);
+            fclose(f);
+        }
+    }
+    CHECK_STATUS(pmp_xof_verify(hsm, copy, &records), PMP_STATUS_INTEGRITY_FAILURE);
+    CHECK(message_contains("DOCTYPE"));
+    CHECK(file_write(copy, "not xml at all"));
+    CHECK_STATUS(pmp_xof_verify(hsm, copy, &records), PMP_STATUS_INTEGRITY_FAILURE);
+    CHECK(records == 99);
+
+    CHECK_STATUS(pmp_xof_verify(hsm, NULL, &records), PMP_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(pmp_xof_verify(hsm, example, NULL), PMP_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(pmp_xof_verify(NULL, example, &records), PMP_STATUS_NULL_ARGUMENT);
+    pmp_hsm_free(empty);
+    pmp_hsm_free(hsm);
+}
+
 static void test_audit(void) {
     uint64_t entries = 0;
     CHECK_STATUS(pmp_hsm_verify_audit(bureau, &entries), PMP_STATUS_OK);
@@ -1455,6 +1575,7 @@ int main(int argc, char **argv) {
     test_mac();
     test_transport_keys();
     test_threads();
+    test_xof();
     test_audit();
     pmp_hsm_free(partner);
     pmp_hsm_free(bureau);
