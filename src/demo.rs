@@ -87,7 +87,8 @@ impl core::fmt::Debug for Card {
 }
 
 /// A deterministic generator of card records: the same seed gives the same cards. One
-/// record in 40 has a [`Defect`] (records 7, 17, 27, 37 of every 40, and one missing PAN).
+/// About one record in 25 has a [`Defect`] (records 7, 31, 53, 79 of every 100, and record
+/// 250 of every 500).
 #[derive(Clone, Debug)]
 pub struct Cards {
     state: u64,
@@ -192,12 +193,12 @@ impl Iterator for Cards {
         );
         let city = CITIES[(self.rand() % 8) as usize].to_string();
         let postcode = self.digits(5);
-        let defect = match k % 40 {
+        let defect = match k % 100 {
             7 => Some(Defect::BadLuhn),
-            17 => Some(Defect::BadExpiry),
-            27 => Some(Defect::BadName),
-            37 => Some(Defect::BadPinBlock),
-            _ if k % 200 == 100 => Some(Defect::MissingPan),
+            31 => Some(Defect::BadExpiry),
+            53 => Some(Defect::BadName),
+            79 => Some(Defect::BadPinBlock),
+            _ if k % 500 == 250 => Some(Defect::MissingPan),
             _ => None,
         };
         match defect {

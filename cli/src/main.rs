@@ -5,6 +5,7 @@
 //! Errors are one line on stderr and never repeat a key or a PIN.
 
 mod hsm_cmd;
+mod import_cmd;
 mod keyblock_cmd;
 mod pinblock_cmd;
 mod xof_cmd;
@@ -69,6 +70,12 @@ enum Command {
     Audit(hsm_cmd::AuditArgs),
     /// XOF order files: verify (MACs, chain, trailer) or inspect (structure, counts).
     Xof(xof_cmd::XofArgs),
+    /// Import an issuer's card file into an XOF order: every attribute re-encrypted under
+    /// its DKep inside the HSM, rejects reported, counts reconciled (docs/product.md).
+    Import(import_cmd::ImportArgs),
+    /// The bureau's main job end to end on the built-in software HSM with a TEST LMK:
+    /// keys, product, issuer file, import, XOF verification, transport keys.
+    Demo(import_cmd::DemoArgs),
 }
 
 /// A key algorithm on the command line.
@@ -192,6 +199,8 @@ fn run(cli: Cli) -> CliResult {
         Command::Key(args) => hsm_cmd::run_key(args),
         Command::Audit(args) => hsm_cmd::run_audit(args),
         Command::Xof(args) => xof_cmd::run(args),
+        Command::Import(args) => import_cmd::run_import(args),
+        Command::Demo(args) => import_cmd::run_demo(args),
     }
 }
 
