@@ -57,6 +57,12 @@
 #define MAX_NAME 64
 
 /**
+ * The capacity of `pmp_import_summary.order_id`: an XOF order id (up to 256 bytes) and its
+ * NUL.
+ */
+#define PMP_ORDER_ID_CAP 257
+
+/**
  * The capacity of `pmp_key_info.label`: a label of up to 64 characters and its NUL.
  */
 #define PMP_LABEL_CAP 65
@@ -274,6 +280,81 @@ typedef struct pmp_lmk {
    */
   size_t count;
 } pmp_lmk;
+
+/**
+ * A progress callback: `records_done` records of the issuer file have been processed
+ * (written to the XOF or rejected); `user` is `pmp_import_options.user`.
+ */
+typedef void (*pmp_import_progress)(uint64_t records_done, void *user);
+
+/**
+ * Options of `pmp_import_run`. Zero-initialized (or a NULL pointer) means all defaults.
+ */
+typedef struct pmp_import_options {
+  /**
+   * The XOF order id, NUL-terminated; NULL for `<product name>-<UTC time>`.
+   */
+  const char *order_id;
+  /**
+   * Where to write the reject report; NULL for `<XOF file stem>.rejects.txt` beside the XOF.
+   */
+  const char *rejects_path;
+  /**
+   * Worker threads translating records; 0 for one per core.
+   */
+  uint32_t workers;
+  /**
+   * Called after each batch of records is written, on the thread that called
+   * `pmp_import_run`, never concurrently; NULL for none. It must not free the HSM handle.
+   */
+  pmp_import_progress progress;
+  /**
+   * Passed to `progress` as it is.
+   */
+  void *user;
+} pmp_import_options;
+
+/**
+ * What an import did. Plain data.
+ */
+typedef struct pmp_import_summary {
+  /**
+   * The XOF order id.
+   */
+  char order_id[PMP_ORDER_ID_CAP];
+  /**
+   * Data records read from the issuer file.
+   */
+  uint64_t read;
+  /**
+   * Records written to the XOF (`read = written + rejected`).
+   */
+  uint64_t written;
+  /**
+   * Records rejected (listed in the reject report, with the reason; never a value).
+   */
+  uint64_t rejected;
+  /**
+   * 1 when the issuer file declares a record count (then equal to `read`), else 0.
+   */
+  uint32_t has_declared;
+  /**
+   * The declared record count (0 when `has_declared` is 0).
+   */
+  uint64_t declared;
+  /**
+   * Bytes of the issuer file read.
+   */
+  uint64_t bytes;
+  /**
+   * Wall time in seconds.
+   */
+  double elapsed_seconds;
+  /**
+   * Worker threads used.
+   */
+  uint32_t workers;
+} pmp_import_summary;
 
 /**
  * The attributes of a key to create (`pmp_key_generate`, `pmp_key_form`). All strings are
@@ -758,6 +839,37 @@ pmp_status pmp_hsm_is_test(const struct pmp_hsm *hsm, uint32_t *out_is_test);
  * `hsm` must be a live handle; `out_entries` must point to a writable `uint64_t`.
  */
 pmp_status pmp_hsm_verify_audit(const struct pmp_hsm *hsm, uint64_t *out_entries);
+
+/**
+ * Imports the issuer file `input_path` into the XOF file `xof_path` as the product file
+ * `product_path` (`pmp-product-1` XML) says: every key the product names is checked in
+ * the HSM (with its KCV) before anything is read; each field is translated from TK_issuer
+ * to its DKep (or encrypted under it) inside the HSM; each record goes to the XOF or, with a
+ * reason, to the reject report. Both output files are written to temporary files and
+ * renamed only on success: on any error neither exists afterwards.
+ *
+ * `options`: NULL or zero for the defaults (see `pmp_import_options`). On success writes the
+ * counts to `*out_summary`.
+ *
+ * Returns `PMP_STATUS_IO` for a file that cannot be read or written, `PMP_STATUS_NOT_FOUND`
+ * for a key the product names that the HSM lacks, `PMP_STATUS_KCV_MISMATCH` when the HSM's
+ * key differs from the product's KCV, `PMP_STATUS_INVALID_ARGUMENT` for a malformed product,
+ * `PMP_STATUS_CRYPTO_FAILURE` for a file encrypted under another key, and
+ * `PMP_STATUS_INTEGRITY_FAILURE` for a truncated file or counts that do not reconcile.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle; `product_path`, `input_path`, `xof_path` NUL-terminated UTF-8;
+ * `options` NULL or a valid `pmp_import_options` (its strings NULL or NUL-terminated, its
+ * callback NULL or a function safe to call with `user` until the call returns);
+ * `out_summary` must point to a writable `pmp_import_summary`.
+ */
+pmp_status pmp_import_run(const struct pmp_hsm *hsm,
+                          const char *product_path,
+                          const char *input_path,
+                          const char *xof_path,
+                          const struct pmp_import_options *options,
+                          struct pmp_import_summary *out_summary);
 
 /**
  * Generates a random key inside the HSM with the attributes of `spec` and writes what the

@@ -79,6 +79,7 @@
 mod boundary;
 mod crypto;
 mod hsm;
+mod import;
 mod key;
 mod status;
 mod transport;
@@ -89,6 +90,7 @@ use std::ffi::c_char;
 use self::boundary::{FfiError, OutBuf, ffi_call, ffi_guard, input_bytes, last_error};
 pub use self::crypto::*;
 pub use self::hsm::*;
+pub use self::import::*;
 pub use self::key::*;
 pub use self::status::pmp_status;
 pub use self::transport::*;

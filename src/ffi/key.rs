@@ -62,7 +62,11 @@ pub struct pmp_key_info {
 }
 
 /// Copies `s` and a NUL into `dst`, refusing what does not fit.
-fn fill<const N: usize>(dst: &mut [c_char; N], s: &str, what: &'static str) -> FfiResult {
+pub(super) fn fill<const N: usize>(
+    dst: &mut [c_char; N],
+    s: &str,
+    what: &'static str,
+) -> FfiResult {
     let bytes = s.as_bytes();
     if bytes.len() >= N || bytes.contains(&0) {
         return Err(FfiError::new(

@@ -1536,6 +1536,211 @@ static void test_xof(void) {
     pmp_hsm_free(hsm);
 }
 
+/* ------------------------------------------------------------------------------------
+ * Import: issuer file -> XOF
+ * ------------------------------------------------------------------------------------ */
+
+struct progress_log {
+    int calls;
+    uint64_t last;
+    int decreasing;
+};
+
+static void on_progress(uint64_t records_done, void *user) {
+    struct progress_log *log = user;
+    if (records_done < log->last) {
+        log->decreasing = 1;
+    }
+    log->last = records_done;
+    log->calls++;
+}
+
+/* The issuer's card file: a header row, `n` records (card_id, pan encrypted under TK-ISSUER
+ * in hex, expiry, name), a trailer declaring `declared` records. */
+static int write_cards(pmp_hsm *hsm, const char *file, const char *const *pans, int n,
+                       int declared) {
+    static const uint8_t zero_iv[8] = {0};
+    pmp_cipher_spec tk = cipher("TK-ISSUER", PMP_MODE_CBC, zero_iv, 8, PMP_PADDING_ISO9797_M2);
+    FILE *f = fopen(file, "wb");
+    int i;
+    if (f == NULL) {
+        return 0;
+    }
+    fputs("card_id,pan,expiry,name\n", f);
+    for (i = 0; i < n; i++) {
+        uint8_t ct[32];
+        char ct_hex[65];
+        size_t len = 0;
+        CHECK_STATUS(pmp_data_encrypt(hsm, &tk, (const uint8_t *)pans[i], strlen(pans[i]), ct,
+                                      sizeof ct, &len),
+                     PMP_STATUS_OK);
+        to_hex(ct, len, ct_hex);
+        fprintf(f, "C-%04d,%s,2912,CARDHOLDER %d\n", i + 1, ct_hex, i + 1);
+    }
+    fprintf(f, "TRL,%d\n", declared);
+    return fclose(f) == 0;
+}
+
+static int write_product(const char *file, const char *tk_kcv) {
+    FILE *f = fopen(file, "wb");
+    if (f == NULL) {
+        return 0;
+    }
+    fprintf(f,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+            "<product format=\"pmp-product-1\" name=\"C-TEST\" issuer=\"CBANK\">\n"
+            "  <keys>\n"
+            "    <transport-key label=\"TK-ISSUER\" kcv=\"%s\"/>\n"
+            "    <mac-key label=\"XOF-MAC\"/>\n"
+            "  </keys>\n"
+            "  <layout kind=\"delimited\" separator=\",\" header=\"true\" record-id=\"card_id\">\n"
+            "    <field-encryption mode=\"cbc\" iv=\"zero\" padding=\"2\"/>\n"
+            "    <count trailer=\"TRL\" column=\"2\"/>\n"
+            "  </layout>\n"
+            "  <fields>\n"
+            "    <field name=\"card_id\" required=\"true\"/>\n"
+            "    <field name=\"pan\" required=\"true\" check=\"pan\" encrypted=\"true\" "
+            "attribute=\"PAN\" dkep=\"DKEP-PAN\"/>\n"
+            "    <field name=\"expiry\" required=\"true\" check=\"yymm\" attribute=\"EXPIRY\" "
+            "dkep=\"DKEP-CARD\"/>\n"
+            "    <field name=\"name\" required=\"true\" check=\"name\" max-length=\"26\" "
+            "attribute=\"NAME\" dkep=\"DKEP-NAME\"/>\n"
+            "  </fields>\n"
+            "</product>\n",
+            tk_kcv);
+    return fclose(f) == 0;
+}
+
+static int file_exists(const char *file) {
+    FILE *f = fopen(file, "rb");
+    if (f != NULL) {
+        fclose(f);
+        return 1;
+    }
+    return 0;
+}
+
+static void test_import(void) {
+    /* Luhn-valid PANs, then one with a wrong check digit (rejected, never lost). */
+    static const char *const pans[4] = {"4111111111111111", "5500000000000004",
+                                        "4012888888881881", "4111111111111112"};
+    static const char *const dkeps[3] = {"DKEP-PAN", "DKEP-CARD", "DKEP-NAME"};
+    pmp_hsm *hsm = NULL;
+    pmp_key_info tk, info;
+    pmp_key_spec spec;
+    pmp_import_options opts;
+    static pmp_import_summary summary, untouched;
+    struct progress_log log = {0, 0, 0};
+    char cards[1100], product[1100], xof[1100], rejects[1100];
+    char bad_product[1100], wrong_kcv_product[1100], short_cards[1100], other_xof[1100];
+    uint64_t records = 0;
+    size_t i;
+
+    /* Own copies: path() reuses its buffers. */
+    snprintf(cards, sizeof cards, "%s", path("cards.csv"));
+    snprintf(product, sizeof product, "%s", path("product.xml"));
+    snprintf(xof, sizeof xof, "%s", path("order.xof"));
+    snprintf(rejects, sizeof rejects, "%s", path("order.rejects.txt"));
+    snprintf(bad_product, sizeof bad_product, "%s", path("bad-product.xml"));
+    snprintf(wrong_kcv_product, sizeof wrong_kcv_product, "%s", path("kcv-product.xml"));
+    snprintf(short_cards, sizeof short_cards, "%s", path("short-cards.csv"));
+    snprintf(other_xof, sizeof other_xof, "%s", path("other.xof"));
+
+    CHECK_STATUS(pmp_hsm_init(path("import-store"), NULL, &hsm), PMP_STATUS_OK);
+    if (hsm == NULL) {
+        return;
+    }
+    form_known(hsm, "TK-ISSUER", PMP_ALGORITHM_TDES, TDES_DATA_KEY, 16, "D0", "B");
+    CHECK_STATUS(pmp_key_find(hsm, "TK-ISSUER", &tk), PMP_STATUS_OK);
+    for (i = 0; i < 3; i++) {
+        spec = key_spec(dkeps[i], PMP_ALGORITHM_AES, 32, "D0", "B", "N");
+        CHECK_STATUS(pmp_key_generate(hsm, &spec, &info), PMP_STATUS_OK);
+    }
+    spec = key_spec("XOF-MAC", PMP_ALGORITHM_AES, 32, "M6", "C", "N");
+    CHECK_STATUS(pmp_key_generate(hsm, &spec, &info), PMP_STATUS_OK);
+
+    CHECK(write_cards(hsm, cards, pans, 4, 4));
+    CHECK(write_product(product, tk.kcv));
+
+    memset(&opts, 0, sizeof opts);
+    opts.order_id = "ORDER-C-1";
+    opts.workers = 2;
+    opts.progress = on_progress;
+    opts.user = &log;
+    CHECK_STATUS(pmp_import_run(hsm, product, cards, xof, &opts, &summary), PMP_STATUS_OK);
+    CHECK(strcmp(summary.order_id, "ORDER-C-1") == 0);
+    CHECK(summary.read == 4 && summary.written == 3 && summary.rejected == 1);
+    CHECK(summary.has_declared == 1 && summary.declared == 4);
+    CHECK(summary.bytes > 0 && summary.workers == 2 && summary.elapsed_seconds >= 0.0);
+    CHECK(log.calls >= 1 && log.last == 4 && !log.decreasing);
+    CHECK(file_exists(rejects)); /* the default report path: <stem>.rejects.txt */
+    CHECK(find_in_file(rejects, "id=C-0004") >= 0);
+    CHECK(find_in_file(rejects, "4111111111111112") < 0); /* never a value */
+
+    /* The XOF verifies through the HSM. */
+    CHECK_STATUS(pmp_xof_verify(hsm, xof, &records), PMP_STATUS_OK);
+    CHECK(records == 3);
+
+    /* Defaults (NULL options): generated order id, report beside the XOF. */
+    CHECK_STATUS(pmp_import_run(hsm, product, cards, other_xof, NULL, &summary), PMP_STATUS_OK);
+    CHECK(strncmp(summary.order_id, "C-TEST-", 7) == 0);
+    CHECK(summary.written == 3);
+
+    /* Bad inputs: an error, and no output file left behind. */
+    memset(&untouched, 0x5A, sizeof untouched);
+    memcpy(&summary, &untouched, sizeof summary);
+    CHECK(file_write(wrong_kcv_product, ""));
+    CHECK(write_product(wrong_kcv_product, "ABCDEF"));
+    CHECK_STATUS(pmp_import_run(hsm, wrong_kcv_product, cards, path("x1.xof"), NULL, &summary),
+                 PMP_STATUS_KCV_MISMATCH);
+    CHECK(!file_exists(path("x1.xof")) && !file_exists(path("x1.rejects.txt")));
+    CHECK(write_cards(hsm, short_cards, pans, 3, 5)); /* declares 5, holds 3 */
+    CHECK(pmp_import_run(hsm, product, short_cards, path("x2.xof"), NULL, &summary) ==
+          PMP_STATUS_INTEGRITY_FAILURE);
+    CHECK(!file_exists(path("x2.xof")));
+    CHECK(file_write(bad_product, "<product format=\"pmp-product-1\"><nonsense/></product>"));
+    CHECK_STATUS(pmp_import_run(hsm, bad_product, cards, path("x3.xof"), NULL, &summary),
+                 PMP_STATUS_INVALID_ARGUMENT);
+    CHECK(file_write(bad_product, "<!DOCTYPE product [<!ENTITY x \"y\">]><product/>"));
+    CHECK(pmp_import_run(hsm, bad_product, cards, path("x3.xof"), NULL, &summary) !=
+          PMP_STATUS_OK);
+    CHECK(!file_exists(path("x3.xof")));
+    CHECK_STATUS(pmp_import_run(hsm, path("no-product.xml"), cards, path("x4.xof"), NULL,
+                                &summary),
+                 PMP_STATUS_IO);
+    CHECK_STATUS(pmp_import_run(hsm, product, path("no-cards.csv"), path("x4.xof"), NULL,
+                                &summary),
+                 PMP_STATUS_IO);
+    CHECK(!file_exists(path("x4.xof")));
+    /* A store without the product's keys. */
+    CHECK_STATUS(pmp_import_run(partner, product, cards, path("x5.xof"), NULL, &summary),
+                 PMP_STATUS_NOT_FOUND);
+    {
+        static char long_id[301];
+        memset(long_id, 'X', 300);
+        opts.order_id = long_id; /* XOF text fields hold at most 256 bytes */
+        opts.progress = NULL;
+        CHECK(pmp_import_run(hsm, product, cards, path("x6.xof"), &opts, &summary) !=
+              PMP_STATUS_OK);
+        CHECK(!file_exists(path("x6.xof")));
+    }
+    opts.order_id = NULL;
+    opts.rejects_path = other_xof;
+    CHECK_STATUS(pmp_import_run(hsm, product, cards, other_xof, &opts, &summary),
+                 PMP_STATUS_INVALID_ARGUMENT); /* report and XOF the same file */
+    CHECK_STATUS(pmp_import_run(hsm, NULL, cards, xof, NULL, &summary),
+                 PMP_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(pmp_import_run(hsm, product, NULL, xof, NULL, &summary),
+                 PMP_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(pmp_import_run(hsm, product, cards, NULL, NULL, &summary),
+                 PMP_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(pmp_import_run(hsm, product, cards, xof, NULL, NULL), PMP_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(pmp_import_run(NULL, product, cards, xof, NULL, &summary),
+                 PMP_STATUS_NULL_ARGUMENT);
+    CHECK(memcmp(&summary, &untouched, sizeof summary) == 0);
+    pmp_hsm_free(hsm);
+}
+
 static void test_audit(void) {
     uint64_t entries = 0;
     CHECK_STATUS(pmp_hsm_verify_audit(bureau, &entries), PMP_STATUS_OK);
@@ -1576,6 +1781,7 @@ int main(int argc, char **argv) {
     test_transport_keys();
     test_threads();
     test_xof();
+    test_import();
     test_audit();
     pmp_hsm_free(partner);
     pmp_hsm_free(bureau);

@@ -1,0 +1,184 @@
+//! The import pipeline (issuer file → XOF under the DKeps, with a reject report) for C.
+
+use std::ffi::{c_char, c_void};
+use std::path::Path;
+use std::thread::{self, ThreadId};
+
+use super::boundary::{FfiResult, OutPtr, ffi_call, input_opt_str, input_str};
+use super::hsm::{hsm_arg, pmp_hsm};
+use super::key::fill;
+use super::pmp_status;
+use crate::import::{self, Options, Progress, Summary};
+use crate::product::Product;
+
+/// The capacity of `pmp_import_summary.order_id`: an XOF order id (up to 256 bytes) and its
+/// NUL.
+pub const PMP_ORDER_ID_CAP: usize = 257;
+
+/// A progress callback: `records_done` records of the issuer file have been processed
+/// (written to the XOF or rejected); `user` is `pmp_import_options.user`.
+pub type pmp_import_progress = Option<unsafe extern "C" fn(records_done: u64, user: *mut c_void)>;
+
+/// Options of `pmp_import_run`. Zero-initialized (or a NULL pointer) means all defaults.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct pmp_import_options {
+    /// The XOF order id, NUL-terminated; NULL for `<product name>-<UTC time>`.
+    pub order_id: *const c_char,
+    /// Where to write the reject report; NULL for `<XOF file stem>.rejects.txt` beside the XOF.
+    pub rejects_path: *const c_char,
+    /// Worker threads translating records; 0 for one per core.
+    pub workers: u32,
+    /// Called after each batch of records is written, on the thread that called
+    /// `pmp_import_run`, never concurrently; NULL for none. It must not free the HSM handle.
+    pub progress: pmp_import_progress,
+    /// Passed to `progress` as it is.
+    pub user: *mut c_void,
+}
+
+/// What an import did. Plain data.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct pmp_import_summary {
+    /// The XOF order id.
+    pub order_id: [c_char; PMP_ORDER_ID_CAP],
+    /// Data records read from the issuer file.
+    pub read: u64,
+    /// Records written to the XOF (`read = written + rejected`).
+    pub written: u64,
+    /// Records rejected (listed in the reject report, with the reason; never a value).
+    pub rejected: u64,
+    /// 1 when the issuer file declares a record count (then equal to `read`), else 0.
+    pub has_declared: u32,
+    /// The declared record count (0 when `has_declared` is 0).
+    pub declared: u64,
+    /// Bytes of the issuer file read.
+    pub bytes: u64,
+    /// Wall time in seconds.
+    pub elapsed_seconds: f64,
+    /// Worker threads used.
+    pub workers: u32,
+}
+
+fn summary_to_c(s: &Summary) -> FfiResult<pmp_import_summary> {
+    let mut out = pmp_import_summary {
+        order_id: [0; PMP_ORDER_ID_CAP],
+        read: s.read,
+        written: s.written,
+        rejected: s.rejected,
+        has_declared: u32::from(s.declared.is_some()),
+        declared: s.declared.unwrap_or(0),
+        bytes: s.bytes,
+        elapsed_seconds: s.elapsed.as_secs_f64(),
+        workers: u32::try_from(s.workers).unwrap_or(u32::MAX),
+    };
+    fill(&mut out.order_id, &s.order_id, "order id")?;
+    Ok(out)
+}
+
+/// The C progress callback with its user pointer, called only on the thread that called
+/// `pmp_import_run`.
+struct Callback {
+    f: unsafe extern "C" fn(u64, *mut c_void),
+    user: *mut c_void,
+    thread: ThreadId,
+}
+
+// SAFETY: `Callback` is shared with the pipeline's threads only through `call`, which
+// touches `f` and `user` on the thread that created it (checked by thread id); other threads
+// only read `thread`.
+unsafe impl Sync for Callback {}
+
+impl Callback {
+    fn call(&self, p: Progress) {
+        if thread::current().id() == self.thread {
+            // SAFETY: `f` and `user` come from the caller's `pmp_import_options`, valid for
+            // the call (# Safety of pmp_import_run); we are on the caller's thread.
+            unsafe { (self.f)(p.records, self.user) }
+        }
+    }
+}
+
+/// Imports the issuer file `input_path` into the XOF file `xof_path` as the product file
+/// `product_path` (`pmp-product-1` XML) says: every key the product names is checked in
+/// the HSM (with its KCV) before anything is read; each field is translated from TK_issuer
+/// to its DKep (or encrypted under it) inside the HSM; each record goes to the XOF or, with a
+/// reason, to the reject report. Both output files are written to temporary files and
+/// renamed only on success: on any error neither exists afterwards.
+///
+/// `options`: NULL or zero for the defaults (see `pmp_import_options`). On success writes the
+/// counts to `*out_summary`.
+///
+/// Returns `PMP_STATUS_IO` for a file that cannot be read or written, `PMP_STATUS_NOT_FOUND`
+/// for a key the product names that the HSM lacks, `PMP_STATUS_KCV_MISMATCH` when the HSM's
+/// key differs from the product's KCV, `PMP_STATUS_INVALID_ARGUMENT` for a malformed product,
+/// `PMP_STATUS_CRYPTO_FAILURE` for a file encrypted under another key, and
+/// `PMP_STATUS_INTEGRITY_FAILURE` for a truncated file or counts that do not reconcile.
+///
+/// # Safety
+///
+/// `hsm` must be a live handle; `product_path`, `input_path`, `xof_path` NUL-terminated UTF-8;
+/// `options` NULL or a valid `pmp_import_options` (its strings NULL or NUL-terminated, its
+/// callback NULL or a function safe to call with `user` until the call returns);
+/// `out_summary` must point to a writable `pmp_import_summary`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pmp_import_run(
+    hsm: *const pmp_hsm,
+    product_path: *const c_char,
+    input_path: *const c_char,
+    xof_path: *const c_char,
+    options: *const pmp_import_options,
+    out_summary: *mut pmp_import_summary,
+) -> pmp_status {
+    ffi_call(|| {
+        // SAFETY: the caller's contract (# Safety), for each argument.
+        let (hsm, product_path, input, out_path, out) = unsafe {
+            (
+                hsm_arg(hsm)?,
+                input_str(product_path, "product_path")?,
+                input_str(input_path, "input_path")?,
+                input_str(xof_path, "xof_path")?,
+                OutPtr::new(out_summary, "out_summary")?,
+            )
+        };
+        // SAFETY: as above; `pmp_import_options` is plain data.
+        let options = unsafe { options.as_ref() }.copied();
+        let (order_id, rejects, workers, callback) = match options {
+            None => (None, None, 0, None),
+            Some(o) => (
+                // SAFETY: as above, for the option strings.
+                unsafe { input_opt_str(o.order_id, "options.order_id") }?,
+                // SAFETY: as above.
+                unsafe { input_opt_str(o.rejects_path, "options.rejects_path") }?,
+                o.workers,
+                o.progress.map(|f| Callback {
+                    f,
+                    user: o.user,
+                    thread: thread::current().id(),
+                }),
+            ),
+        };
+        let report = |p: Progress| {
+            if let Some(c) = &callback {
+                c.call(p);
+            }
+        };
+        let opts = Options {
+            order_id: order_id.map(str::to_owned),
+            workers: workers as usize,
+            progress: Some(&report),
+            ..Options::default()
+        };
+        let product = Product::load(Path::new(product_path))?;
+        let summary = import::import_file(
+            hsm.hsm(),
+            &product,
+            Path::new(input),
+            Path::new(out_path),
+            rejects.map(Path::new),
+            &opts,
+        )?;
+        out.write(summary_to_c(&summary)?);
+        Ok(())
+    })
+}
