@@ -6,8 +6,10 @@
  *   2. set up keys: ZMK-ISSUER from components, the issuer's transport key imported under
  *      it with its KCV, the bureau's DKeps;
  *   3. translate issuer data TK_issuer -> DKep inside the HSM (one field, then a batch);
- *   4. issue KTK / PTK / MTK under ZMK-PROD and import them on the production side;
- *   5. check the audit log.
+ *   4. import an issuer card file (fields under TK_issuer) into an XOF order under the
+ *      DKeps, with a reject report, and verify the XOF;
+ *   5. issue KTK / PTK / MTK under ZMK-PROD and import them on the production side;
+ *   6. list the bureau's keys and check the audit log.
  *
  * Build and run: make -C examples/c run   (see the Makefile).
  * Usage: bureau_flow [DIR]  (default: a new directory under /tmp)
@@ -76,6 +78,79 @@ static pmp_cipher_spec cbc(const char *key, const uint8_t *iv, size_t iv_len) {
     c.iv_len = iv_len;
     c.padding = PMP_PADDING_ISO9797_M2;
     return c;
+}
+
+static void on_progress(uint64_t records_done, void *user) {
+    (void)user;
+    printf("   ... %llu records processed\n", (unsigned long long)records_done);
+}
+
+/* The issuer's card file: a header row, one line per card (PAN and track 2 encrypted under
+ * TK-ISSUER, CBC with a zero IV, ISO 9797-1 padding 2, in hex), a trailer with the count. */
+static void write_issuer_file(pmp_hsm *issuer, const char *file) {
+    static const char *const cards[5][3] = {
+        {"4111111111111111", "JANE Q CARDHOLDER", "4111111111111111=29121011000012300000"},
+        {"5500000000000004", "JOHN SMITH", "5500000000000004=29121011000045600000"},
+        {"4012888888881881", "ANNA MUELLER", "4012888888881881=29121011000078900000"},
+        {"4111111111111112", "BAD CHECK DIGIT", "4111111111111112=29121011000000000000"},
+        {"378282246310005", "LEE CHAN", "378282246310005=2912101100001230000"},
+    };
+    static const uint8_t zero_iv[8] = {0};
+    pmp_cipher_spec tk = cbc("TK-ISSUER", zero_iv, 8);
+    FILE *f = fopen(file, "wb");
+    size_t i, j, n;
+    if (f == NULL) {
+        perror(file);
+        exit(1);
+    }
+    fputs("card_id,pan,name,track2\n", f);
+    for (i = 0; i < 5; i++) {
+        char enc[2][129];
+        for (j = 0; j < 2; j++) {
+            const char *clear = cards[i][j == 0 ? 0 : 2];
+            uint8_t ct[64];
+            check(pmp_data_encrypt(issuer, &tk, (const uint8_t *)clear, strlen(clear), ct,
+                                   sizeof ct, &n),
+                  "issuer encrypts a field");
+            hex(ct, n, enc[j]);
+        }
+        fprintf(f, "CARD-%04u,%s,%s,%s\n", (unsigned)(i + 1), enc[0], cards[i][1], enc[1]);
+    }
+    fputs("TRL,5\n", f);
+    fclose(f);
+}
+
+/* The product (order profile): the issuer's layout and which DKep protects which field. The
+ * KCV of TK_issuer is the one the issuer sent with the key. */
+static void write_product(const char *file, const char *tk_kcv) {
+    FILE *f = fopen(file, "wb");
+    if (f == NULL) {
+        perror(file);
+        exit(1);
+    }
+    fprintf(f,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+            "<product format=\"pmp-product-1\" name=\"VISA-CLASSIC\" issuer=\"EXAMPLE-BANK\">\n"
+            "  <keys>\n"
+            "    <transport-key label=\"TK-ISSUER\" kcv=\"%s\"/>\n"
+            "    <mac-key label=\"XOF-MAC\"/>\n"
+            "  </keys>\n"
+            "  <layout kind=\"delimited\" separator=\",\" header=\"true\" record-id=\"card_id\">\n"
+            "    <field-encryption mode=\"cbc\" iv=\"zero\" padding=\"2\"/>\n"
+            "    <count trailer=\"TRL\" column=\"2\"/>\n"
+            "  </layout>\n"
+            "  <fields>\n"
+            "    <field name=\"card_id\" required=\"true\"/>\n"
+            "    <field name=\"pan\" required=\"true\" check=\"pan\" encrypted=\"true\" "
+            "attribute=\"PAN\" dkep=\"DKEP-PAN\"/>\n"
+            "    <field name=\"name\" required=\"true\" check=\"name\" max-length=\"26\" "
+            "attribute=\"NAME\" dkep=\"DKEP-NAME\"/>\n"
+            "    <field name=\"track2\" required=\"true\" encrypted=\"true\" attribute=\"TRACK2\" "
+            "dkep=\"DKEP-TRACK2\"/>\n"
+            "  </fields>\n"
+            "</product>\n",
+            tk_kcv);
+    fclose(f);
 }
 
 /* A zone master key formed in `hsm` from `count` components of `len` bytes, each with its
@@ -194,14 +269,45 @@ int main(int argc, char **argv) {
                n, ends[0], ends[1], ends[2]);
     }
 
-    /* 4. Transport keys for the production line, under ZMK-PROD (3 components). */
+    /* 4. The issuer's card file, imported into an XOF order under the DKeps. */
+    {
+        pmp_key_spec s = spec("XOF-MAC", PMP_ALGORITHM_AES, 32, "M6", "C", "N");
+        pmp_import_options opts;
+        pmp_import_summary summary;
+        char cards[1024], product[1024], xof[1024];
+        uint64_t records = 0;
+        snprintf(cards, sizeof cards, "%s", path("cards.csv"));
+        snprintf(product, sizeof product, "%s", path("product.xml"));
+        snprintf(xof, sizeof xof, "%s", path("order.xof"));
+        check(pmp_key_generate(bureau, &s, &info), "XOF MAC key");
+        write_issuer_file(issuer, cards);
+        write_product(product, tk.kcv);
+        printf("4. issuer file %s (PAN and track 2 under TK_issuer), product %s\n", cards,
+               product);
+        memset(&opts, 0, sizeof opts);
+        opts.order_id = "ORDER-0042";
+        opts.progress = on_progress;
+        check(pmp_import_run(bureau, product, cards, xof, &opts, &summary), "import");
+        printf("   imported into %s: order %s, %llu read = %llu written + %llu rejected "
+               "(declared %llu)\n",
+               xof, summary.order_id, (unsigned long long)summary.read,
+               (unsigned long long)summary.written, (unsigned long long)summary.rejected,
+               (unsigned long long)summary.declared);
+        printf("   reject report: %s\n", path("order.rejects.txt"));
+        check(pmp_xof_verify(bureau, xof, &records), "verify XOF");
+        printf("   XOF verified through the HSM (header, record MAC chain, trailer): %llu "
+               "records\n",
+               (unsigned long long)records);
+    }
+
+    /* 5. Transport keys for the production line, under ZMK-PROD (3 components). */
     for (i = 0; i < 32; i++) {
         zmk_prod_parts[0][i] = (uint8_t)(0x11 * i + 3);
         zmk_prod_parts[1][i] = (uint8_t)(0xE7 ^ (29 * i));
         zmk_prod_parts[2][i] = (uint8_t)(0x6A + 53 * i);
     }
     ceremony(bureau, "ZMK-PROD", PMP_ALGORITHM_AES, 32, zmk_prod_parts, 3, &info);
-    printf("4. ZMK-PROD formed from 3 components (each KCV checked) KCV %s\n", info.kcv);
+    printf("5. ZMK-PROD formed from 3 components (each KCV checked) KCV %s\n", info.kcv);
     check(pmp_transport_keys_issue(bureau, "ZMK-PROD", "LINE1", PMP_ALGORITHM_AES, 32, &line),
           "issue transport keys");
     issued[0] = &line.ktk;
@@ -230,11 +336,11 @@ int main(int argc, char **argv) {
         printf("   a record MACed under MTK at data prep verifies in production\n");
     }
 
-    /* 5. The bureau's keys and its audit log. */
+    /* 6. The bureau's keys and its audit log. */
     {
         static pmp_key_info keys[64];
         check(pmp_key_list(bureau, keys, 64, &n), "list keys");
-        printf("5. the bureau HSM holds %zu keys (only labels, attributes and KCVs leave it):\n",
+        printf("6. the bureau HSM holds %zu keys (only labels, attributes and KCVs leave it):\n",
                n);
         for (i = 0; i < n; i++) {
             printf("   %-12s %s %s%s %s  KCV %s\n", keys[i].label,
