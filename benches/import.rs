@@ -1,0 +1,198 @@
+//! Issue 6 benchmark: importing N issuer records into an XOF through `SoftHsm`, next to the
+//! bound set by the raw cipher work of the same records with the `des` / `aes` / `cbc` /
+//! `cmac` crates alone (one thread, no parsing, no HSM, no XML).
+//!
+//! Cases:
+//! - `tdes-file/aes-dkeps`: whole file 2-key TDES-CBC under TK_issuer, 8 data attributes
+//!   re-encrypted under AES-256 DKeps (CBC, random IV, ISO 9797-1 M2), PIN block ISO 0
+//!   (TDES) → ISO 4 (AES), XOF record CMAC.
+//! - `tdes-field/tdes-dkeps`: clear file, PAN and track 2 individually encrypted (hex,
+//!   TDES-CBC) and translated, the PAN also decrypted for its Luhn check and the PIN
+//!   block; other attributes encrypted under 2-key TDES DKeps.
+//!
+//! The bound per record: the file's TDES-CBC decryption (share of the bytes), the CBC
+//! encryption of every attribute at its padded length (and the decryption of the
+//! individually encrypted fields), the PIN block (one TDES block, two AES blocks) and one
+//! AES-CMAC over the record's ciphertexts. `workers` = 1 and 2 give the per-core figure and
+//! the 2-core scaling.
+
+use std::hint::black_box;
+use std::io::Cursor;
+
+use aes::Aes256;
+use cipher::{
+    BlockCipherDecrypt, BlockCipherEncrypt, BlockModeDecrypt, BlockModeEncrypt, InnerIvInit,
+    KeyInit, array::Array,
+};
+use cmac::{Cmac, Mac};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use des::TdesEde2;
+use pmp_core::demo::{self, Cards, IssuerSide, LayoutChoice, Scenario};
+use pmp_core::hsm::SoftHsm;
+use pmp_core::import::{self, Options};
+use pmp_core::product::Product;
+use pmp_core::{Algorithm, Padding};
+
+const N: u64 = 5_000;
+
+fn cbc_dec<D: BlockModeDecrypt>(mut d: D, buf: &mut [u8]) {
+    let (blocks, _) = Array::slice_as_chunks_mut(buf);
+    d.decrypt_blocks(blocks);
+}
+
+fn cbc_enc<E: BlockModeEncrypt>(mut e: E, buf: &mut [u8]) {
+    let (blocks, _) = Array::slice_as_chunks_mut(buf);
+    e.encrypt_blocks(blocks);
+}
+
+/// The plaintext lengths of each valid card's data attributes and of its encrypted fields.
+fn attribute_lengths(seed: u64) -> Vec<[usize; 8]> {
+    Cards::new(seed, N)
+        .filter(|c| c.defect.is_none())
+        .map(|c| {
+            [
+                c.pan.len(),
+                c.expiry.len(),
+                c.service_code.len(),
+                c.name.len(),
+                c.track2.len(),
+                c.address.len(),
+                c.city.len(),
+                c.postcode.len(),
+            ]
+        })
+        .collect()
+}
+
+/// The raw cipher work of one import with the crates alone.
+fn bound(file_bytes: usize, lens: &[[usize; 8]], per_field: bool, dkep_aes: bool) {
+    let tdes = TdesEde2::new_from_slice(&[0x13; 16]).unwrap();
+    let aes = Aes256::new_from_slice(&[0x37; 32]).unwrap();
+    let mac_key = Cmac::<Aes256>::new_from_slice(&[0x55; 32]).unwrap();
+    let iv8 = [0u8; 8];
+    let iv16 = [0u8; 16];
+    let mut buf = vec![0u8; 256];
+    if !per_field {
+        let mut file = vec![0u8; file_bytes / 8 * 8];
+        cbc_dec(
+            cbc::Decryptor::<&TdesEde2>::inner_iv_slice_init(&tdes, &iv8).unwrap(),
+            &mut file,
+        );
+        black_box(&file);
+    }
+    let mut macced = Vec::with_capacity(512);
+    for rec in lens {
+        macced.clear();
+        for (i, &len) in rec.iter().enumerate() {
+            if per_field && (i == 0 || i == 4) {
+                // The issuer's ciphertext: decrypted (translate source).
+                let n = Padding::Iso9797M2.padded_len(len, 8);
+                cbc_dec(
+                    cbc::Decryptor::<&TdesEde2>::inner_iv_slice_init(&tdes, &iv8).unwrap(),
+                    &mut buf[..n],
+                );
+            }
+            if dkep_aes {
+                let n = Padding::Iso9797M2.padded_len(len, 16);
+                cbc_enc(
+                    cbc::Encryptor::<&Aes256>::inner_iv_slice_init(&aes, &iv16).unwrap(),
+                    &mut buf[..n],
+                );
+                macced.extend_from_slice(&buf[..n]);
+            } else {
+                let n = Padding::Iso9797M2.padded_len(len, 8);
+                cbc_enc(
+                    cbc::Encryptor::<&TdesEde2>::inner_iv_slice_init(&tdes, &iv8).unwrap(),
+                    &mut buf[..n],
+                );
+                macced.extend_from_slice(&buf[..n]);
+            }
+        }
+        // PIN block: ISO 0 under TDES → ISO 4 under AES (decipher + two AES blocks).
+        let mut b8 = Array::from([0u8; 8]);
+        tdes.decrypt_block(&mut b8);
+        let mut b16 = Array::from([0u8; 16]);
+        aes.encrypt_block(&mut b16);
+        aes.encrypt_block(&mut b16);
+        macced.extend_from_slice(&b16);
+        let mut m = mac_key.clone();
+        m.update(&macced);
+        black_box(m.finalize());
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = std::env::temp_dir().join(format!("pmp-bench-import-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut g = c.benchmark_group("import");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(N));
+    let cases = [
+        (
+            "tdes-file/aes-dkeps",
+            Scenario {
+                layout: LayoutChoice::Delimited,
+                whole_file: true,
+                per_field: false,
+                tk_algorithm: Algorithm::Tdes,
+                dkep_algorithm: Algorithm::Aes,
+            },
+        ),
+        (
+            "tdes-field/tdes-dkeps",
+            Scenario {
+                layout: LayoutChoice::Delimited,
+                whole_file: false,
+                per_field: true,
+                tk_algorithm: Algorithm::Tdes,
+                dkep_algorithm: Algorithm::Tdes,
+            },
+        ),
+    ];
+    for (i, (name, scenario)) in cases.into_iter().enumerate() {
+        let hsm = SoftHsm::create_with_test_lmk(&dir.join(format!("ks{i}"))).unwrap();
+        let issuer = IssuerSide::new(scenario).unwrap();
+        issuer.send_keys(&hsm).unwrap();
+        demo::bureau_keys(&hsm, scenario.dkep_algorithm).unwrap();
+        let product = Product::parse(&issuer.product_xml()).unwrap();
+        let mut file = Vec::new();
+        issuer.write_file(Cards::new(3, N), &mut file).unwrap();
+        for workers in [1, 2] {
+            g.bench_function(format!("{name}/workers={workers}"), |b| {
+                b.iter(|| {
+                    let opts = Options {
+                        workers,
+                        ..Options::default()
+                    };
+                    let (s, _, _) = import::import(
+                        &hsm,
+                        &product,
+                        Cursor::new(&file[..]),
+                        std::io::sink(),
+                        std::io::sink(),
+                        &opts,
+                    )
+                    .unwrap();
+                    assert_eq!(s.read, N);
+                })
+            });
+        }
+        let lens = attribute_lengths(3);
+        let bytes = file.len();
+        g.bench_function(format!("{name}/raw-cipher-bound"), |b| {
+            b.iter(|| {
+                bound(
+                    bytes,
+                    &lens,
+                    scenario.per_field,
+                    scenario.dkep_algorithm == Algorithm::Aes,
+                )
+            })
+        });
+    }
+    g.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
