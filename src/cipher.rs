@@ -94,7 +94,7 @@ impl Padding {
     /// Returns the padded length.
     pub fn pad(self, buf: &mut [u8], msg_len: usize, block: usize) -> Result<usize> {
         let total = self.padded_len(msg_len, block);
-        if self == Padding::None && msg_len % block != 0 {
+        if self == Padding::None && !msg_len.is_multiple_of(block) {
             return Err(Error::invalid(
                 "data length",
                 format!(
@@ -128,7 +128,7 @@ impl Padding {
     /// The message length of a padded buffer. Method 1 cannot be removed and returns the
     /// whole length. A malformed padding is the opaque [`Error::Crypto`].
     pub fn unpad(self, buf: &[u8], block: usize) -> Result<usize> {
-        if buf.is_empty() || buf.len() % block != 0 {
+        if buf.is_empty() || !buf.len().is_multiple_of(block) {
             return match self {
                 Padding::None if buf.is_empty() => Ok(0),
                 _ => Err(Error::Crypto),
@@ -277,7 +277,7 @@ impl BlockCipher {
 
     fn check_blocks(&self, len: usize) -> Result<()> {
         let b = self.block_size();
-        if len % b == 0 {
+        if len.is_multiple_of(b) {
             Ok(())
         } else {
             Err(Error::invalid(

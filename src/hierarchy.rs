@@ -17,7 +17,7 @@
 //! with mode V — the block's mode is then narrowed on the receiving side by policy, which
 //! this version does not yet automate.
 
-use crate::hsm::{Hsm, KeyHandle, KeyInfo, KeySpec};
+use crate::hsm::{Hsm, ImportCheck, KeyHandle, KeyInfo, KeySpec};
 use crate::keyblock::{KeyUsage, ModeOfUse};
 use crate::{Algorithm, Error, Kcv, Result};
 
@@ -45,21 +45,15 @@ pub fn import_issuer_key(
     block: &str,
     expected_kcv: &Kcv,
 ) -> Result<KeyInfo> {
-    let info = hsm.import_key_block(label, zmk, block)?;
-    let refuse = |e: Error| {
-        let _ = hsm.delete_key(&info.handle);
-        Err(e)
-    };
-    if !matches!(info.spec.usage, KeyUsage::D0 | KeyUsage::P0) {
-        return refuse(Error::Policy(format!(
-            "an issuer transport key must be D0 or P0, the block says {}",
-            info.spec.usage
-        )));
-    }
-    if let Err(e) = expected_kcv.check(&info.kcv, format!("imported key '{label}'")) {
-        return refuse(e);
-    }
-    Ok(info)
+    hsm.import_key_block_checked(
+        label,
+        zmk,
+        block,
+        &ImportCheck {
+            kcv: Some(expected_kcv),
+            usages: &[KeyUsage::D0, KeyUsage::P0],
+        },
+    )
 }
 
 /// Generates one DKep per attribute class: AES-256, D0, mode B, not exportable. Labels are
@@ -125,8 +119,9 @@ pub fn issue_transport_keys(
 }
 
 /// Production side: imports KTK, PTK and MTK under its ZMK-prod, checks each KCV against
-/// the one data prep sent, and refuses a block whose usage is not the expected one. On any
-/// refusal the keys imported so far are deleted.
+/// the one data prep sent, and refuses a block whose usage is not the expected one — each
+/// checked before the key is stored. All or nothing: on a refusal the keys of this call
+/// imported so far are deleted again.
 pub fn import_transport_keys(
     hsm: &dyn Hsm,
     zmk_prod: &KeyHandle,
@@ -141,25 +136,15 @@ pub fn import_transport_keys(
     let mut done: Vec<KeyInfo> = Vec::new();
     for ((block, kcv), (name, usage)) in blocks.iter().zip(expected) {
         let label = format!("{prefix}-{name}");
-        let r = hsm
-            .import_key_block(&label, zmk_prod, block)
-            .and_then(|info| {
-                let checked = if info.spec.usage != usage {
-                    Err(Error::Policy(format!(
-                        "{name} must have usage {usage}, the block says {}",
-                        info.spec.usage
-                    )))
-                } else {
-                    kcv.check(&info.kcv, name)
-                };
-                match checked {
-                    Ok(()) => Ok(info),
-                    Err(e) => {
-                        let _ = hsm.delete_key(&info.handle);
-                        Err(e)
-                    }
-                }
-            });
+        let r = hsm.import_key_block_checked(
+            &label,
+            zmk_prod,
+            block,
+            &ImportCheck {
+                kcv: Some(kcv),
+                usages: &[usage],
+            },
+        );
         match r {
             Ok(info) => done.push(info),
             Err(e) => {

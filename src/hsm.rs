@@ -20,7 +20,7 @@
 //! let iv = [0u8; 16];
 //! let mut ct = [0u8; 32];
 //! let n = hsm.encrypt(&CipherSpec::cbc(&a.handle, &iv, Padding::Iso9797M2), b"4111111111111111", &mut ct).unwrap();
-//! let mut out = [0u8; 32];
+//! let mut out = [0u8; 48];
 //! let m = hsm.translate(&CipherSpec::cbc(&a.handle, &iv, Padding::Iso9797M2),
 //!                       &CipherSpec::ecb(&b.handle, Padding::Iso9797M2), &ct[..n], &mut out).unwrap();
 //! assert_eq!(m, 24);
@@ -133,6 +133,15 @@ pub struct KeyInfo {
     pub kcv: Kcv,
 }
 
+/// What an imported key block must carry, checked before the key is stored.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ImportCheck<'a> {
+    /// The KCV the sender gave separately (a shorter KCV is compared as a prefix).
+    pub kcv: Option<&'a Kcv>,
+    /// The usages accepted; empty accepts any.
+    pub usages: &'a [KeyUsage],
+}
+
 /// One side of a data operation: the key, the mode, the IV and the padding.
 #[derive(Clone, Copy, Debug)]
 pub struct CipherSpec<'a> {
@@ -236,7 +245,20 @@ pub trait Hsm: Send + Sync + fmt::Debug {
 
     /// Imports a TR-31 / X9.143 key block under the key-encryption key `kek` (usage K0
     /// or K1, mode B or D) and stores it under `label`.
-    fn import_key_block(&self, label: &str, kek: &KeyHandle, block: &str) -> Result<KeyInfo>;
+    fn import_key_block(&self, label: &str, kek: &KeyHandle, block: &str) -> Result<KeyInfo> {
+        self.import_key_block_checked(label, kek, block, &ImportCheck::default())
+    }
+
+    /// [`import_key_block`](Hsm::import_key_block) that first checks what the block
+    /// carries against `check` (the KCV the sender gave separately, the usages expected);
+    /// nothing is stored, and nothing is logged as imported, when a check fails.
+    fn import_key_block_checked(
+        &self,
+        label: &str,
+        kek: &KeyHandle,
+        block: &str,
+        check: &ImportCheck<'_>,
+    ) -> Result<KeyInfo>;
 
     /// Exports `key` as a TR-31 key block under `kek` (usage K0 or K1, mode B or E, at least
     /// as strong as `key`). Only exportable (`E`) keys are exported. Version D for an AES

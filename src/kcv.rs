@@ -34,8 +34,8 @@ impl Kcv {
     pub fn from_hex(s: &str) -> Result<Self> {
         let v = hex::decode(s.trim())
             .map_err(|_| Error::invalid("KCV", "not an even-length hex string"))?;
-        if !(2..=5).contains(&v.len()) {
-            return Err(Error::invalid("KCV", "expected 2 to 5 bytes"));
+        if !(3..=5).contains(&v.len()) {
+            return Err(Error::invalid("KCV", "expected 3 to 5 bytes"));
         }
         let mut bytes = [0u8; 5];
         bytes[..v.len()].copy_from_slice(&v);

@@ -98,6 +98,23 @@ pub const fn strength_bits(algorithm: Algorithm, len: usize) -> usize {
     }
 }
 
+/// [`strength_bits`] of an actual key: a 24-byte TDES key whose first and third parts are
+/// the same DES key (parity ignored) is 2-key TDES, 80 bits.
+pub fn key_strength_bits(key: &SecretKey) -> usize {
+    let k = key.expose_secret();
+    let k1_is_k3 = key.algorithm() == Algorithm::Tdes
+        && k.len() == 24
+        && k[..8]
+            .iter()
+            .zip(&k[16..])
+            .all(|(a, b)| a & 0xFE == b & 0xFE);
+    if k1_is_k3 {
+        80
+    } else {
+        strength_bits(key.algorithm(), key.len())
+    }
+}
+
 /// Wraps `key` under `kbpk` into a key block with `header` (its length is computed; any
 /// `PB` padding block in it is replaced by one that aligns the header). With
 /// `masked_len = Some(n)`, the key data is padded as if the key were `max(n, key length)`
@@ -203,7 +220,7 @@ pub fn unwrap(kbpk: &SecretKey, block: &str, policy: &UnwrapPolicy) -> Result<(H
     let rest = &block.as_bytes()[hlen..];
     let bs = v.block_size();
     let mac_hex = 2 * v.mac_len();
-    if rest.len() < mac_hex + 2 * bs || (rest.len() - mac_hex) % (2 * bs) != 0 {
+    if rest.len() < mac_hex + 2 * bs || !(rest.len() - mac_hex).is_multiple_of(2 * bs) {
         return Err(Error::Crypto);
     }
     let (data_hex, tag_hex) = rest.split_at(rest.len() - mac_hex);
@@ -306,8 +323,8 @@ fn check_version_carries(v: Version, key_alg: Algorithm) -> Result<()> {
 }
 
 fn check_strength(kbpk: &SecretKey, key: &SecretKey) -> Result<()> {
-    let p = strength_bits(kbpk.algorithm(), kbpk.len());
-    let k = strength_bits(key.algorithm(), key.len());
+    let p = key_strength_bits(kbpk);
+    let k = key_strength_bits(key);
     if p >= k {
         Ok(())
     } else {

@@ -146,7 +146,7 @@ fn feed_padded<M: Mac>(m: &mut M, padding: Padding, data: &[u8], block: usize) -
     m.update(data);
     match padding {
         Padding::None => {
-            if data.is_empty() || data.len() % block != 0 {
+            if data.is_empty() || !data.len().is_multiple_of(block) {
                 return Err(Error::invalid(
                     "data length",
                     format!(

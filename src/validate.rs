@@ -128,7 +128,7 @@ pub fn luhn_ok(digits: &[u8]) -> bool {
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return false;
     }
-    luhn_sum(digits) % 10 == 0
+    luhn_sum(digits).is_multiple_of(10)
 }
 
 fn luhn_sum(digits: &[u8]) -> u32 {
@@ -172,7 +172,7 @@ pub fn check_pan(v: &[u8]) -> Result<(), Reason> {
     if !(12..=19).contains(&v.len()) {
         return Err(Reason::PanLength);
     }
-    if luhn_sum(v) % 10 != 0 {
+    if !luhn_sum(v).is_multiple_of(10) {
         return Err(Reason::PanLuhn);
     }
     Ok(())

@@ -432,3 +432,171 @@ fn key_hierarchy_flow() {
     )
     .unwrap();
 }
+
+#[test]
+fn one_instance_per_store() {
+    let dir = TempDir::new("lock");
+    let first = SoftHsm::create_with_test_lmk(&dir.0).unwrap();
+    let e = SoftHsm::open(&dir.0, LmkSource::Test).unwrap_err();
+    assert!(matches!(e, Error::Policy(_)), "{e}");
+    assert!(e.to_string().contains("open in another process"), "{e}");
+    drop(first);
+    SoftHsm::open(&dir.0, LmkSource::Test).unwrap();
+}
+
+#[test]
+fn translate_failures_after_decryption_reveal_nothing() {
+    let dir = TempDir::new("oracle");
+    let hsm = SoftHsm::create_with_test_lmk(&dir.0).unwrap();
+    let a = hsm
+        .generate_key(&KeySpec::new(
+            "A",
+            Algorithm::Aes,
+            16,
+            KeyUsage::D0,
+            ModeOfUse::B,
+        ))
+        .unwrap()
+        .handle;
+    let b = hsm
+        .generate_key(&KeySpec::new(
+            "B",
+            Algorithm::Aes,
+            16,
+            KeyUsage::D0,
+            ModeOfUse::B,
+        ))
+        .unwrap()
+        .handle;
+    // 5 bytes of plaintext under PKCS#7, translated to "no padding": the target cannot take
+    // it, and the error must not say how long the plaintext was.
+    let mut ct = [0u8; 16];
+    hsm.encrypt(&CipherSpec::ecb(&a, Padding::Pkcs7), b"12345", &mut ct)
+        .unwrap();
+    let mut out = [0u8; 16];
+    let e = hsm
+        .translate(
+            &CipherSpec::ecb(&a, Padding::Pkcs7),
+            &CipherSpec::ecb(&b, Padding::None),
+            &ct,
+            &mut out,
+        )
+        .unwrap_err();
+    assert!(matches!(e, Error::Crypto), "{e}");
+    // The output capacity is checked before decrypting, from the ciphertext length alone.
+    let mut small = [0u8; 8];
+    let e = hsm
+        .translate(
+            &CipherSpec::ecb(&a, Padding::Pkcs7),
+            &CipherSpec::ecb(&b, Padding::Pkcs7),
+            &ct,
+            &mut small,
+        )
+        .unwrap_err();
+    assert!(matches!(e, Error::BufferTooSmall { needed: 32, .. }), "{e}");
+}
+
+#[test]
+fn a_k1_eq_k3_kek_is_two_key_strength() {
+    let dir = TempDir::new("k1k3");
+    let hsm = SoftHsm::create_with_test_lmk(&dir.0).unwrap();
+    let two = SecretKey::generate(Algorithm::Tdes, 16).unwrap();
+    let mut k = two.expose_secret().to_vec();
+    k.extend_from_slice(&two.expose_secret()[..8]); // K1 K2 K1
+    let c1 = SecretKey::generate(Algorithm::Tdes, 24).unwrap();
+    let c2: Vec<u8> = c1
+        .expose_secret()
+        .iter()
+        .zip(&k)
+        .map(|(a, b)| a ^ b)
+        .collect();
+    let kek = hsm
+        .form_key_from_components(
+            &KeySpec::new("KEK", Algorithm::Tdes, 24, KeyUsage::K0, ModeOfUse::B),
+            &[c1.expose_secret(), &c2],
+            &[],
+            None,
+        )
+        .unwrap()
+        .handle;
+    let three = hsm
+        .generate_key(
+            &KeySpec::new("K3", Algorithm::Tdes, 24, KeyUsage::D0, ModeOfUse::B).exportable(),
+        )
+        .unwrap()
+        .handle;
+    let e = hsm.export_key_block(&three, &kek).unwrap_err();
+    assert!(
+        matches!(e, Error::Policy(_)),
+        "a 3-key TDES key is not exported under an 80-bit KEK: {e}"
+    );
+    // Control: a real 3-key KEK exports it.
+    let kek3 = hsm
+        .generate_key(&KeySpec::new("KEK3", Algorithm::Tdes, 24, KeyUsage::K0, ModeOfUse::B))
+        .unwrap()
+        .handle;
+    hsm.export_key_block(&three, &kek3).unwrap();
+}
+
+#[test]
+fn a_refused_import_stores_nothing_and_is_not_logged_as_imported() {
+    let dir = TempDir::new("impcheck");
+    let hsm = SoftHsm::create_with_test_lmk(&dir.0).unwrap();
+    let zmk = SecretKey::generate(Algorithm::Aes, 32).unwrap();
+    let c1 = SecretKey::generate(Algorithm::Aes, 32).unwrap();
+    let c2: Vec<u8> = c1
+        .expose_secret()
+        .iter()
+        .zip(zmk.expose_secret())
+        .map(|(a, b)| a ^ b)
+        .collect();
+    let z = hierarchy::zmk_ceremony(
+        &hsm,
+        "ZMK",
+        Algorithm::Aes,
+        &[c1.expose_secret(), &c2],
+        &[],
+        None,
+    )
+    .unwrap();
+    let k = SecretKey::generate(Algorithm::Aes, 16).unwrap();
+    let h = keyblock::Header::new(
+        Version::D,
+        KeyUsage::K0,
+        keyblock::KeyAlgorithm::Aes,
+        ModeOfUse::B,
+        keyblock::Exportability::N,
+    );
+    let block = keyblock::wrap(&zmk, &h, &k, None).unwrap();
+    // Usage K0 is not an issuer transport key; and a wrong KCV.
+    assert!(matches!(
+        hierarchy::import_issuer_key(&hsm, "TK", &z.handle, &block, &k.kcv()),
+        Err(Error::Policy(_))
+    ));
+    let wrong = Kcv::from_hex("00000000").unwrap();
+    let e = hsm
+        .import_key_block_checked(
+            "TK",
+            &z.handle,
+            &block,
+            &pmp_core::hsm::ImportCheck {
+                kcv: Some(&wrong),
+                usages: &[],
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(e, Error::KcvMismatch { .. }), "{e}");
+    assert!(hsm.find_key("TK").is_err());
+    assert!(!dir.0.join("keys/TK.kb").exists());
+    drop(hsm);
+    let log = std::fs::read_to_string(dir.0.join("audit.log")).unwrap();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("op=import key=TK") && l.contains("outcome=ok")),
+        "{log}"
+    );
+    assert!(
+        Kcv::from_hex("0000").is_err(),
+        "a 2-byte KCV is too weak a check"
+    );
+}

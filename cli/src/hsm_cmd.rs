@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use pmp_core::hsm::{Hsm, KeySpec, LmkSource, SoftHsm};
 use pmp_core::keyblock::{KeyUsage, ModeOfUse};
 use pmp_core::{Algorithm, Kcv};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::{CliError, CliResult, KeyAlg, hex_arg};
 
@@ -169,18 +169,24 @@ fn mode_arg(mode: Option<&str>, usage: KeyUsage) -> Result<ModeOfUse, CliError> 
     }
 }
 
-fn components_arg(values: &[String]) -> Result<Vec<Zeroizing<Vec<u8>>>, CliError> {
-    if !(2..=3).contains(&values.len()) {
-        return Err(CliError::usage(format!(
+/// Decodes 2 or 3 hex components and wipes the argument strings. (The process's argument
+/// vector itself is visible to the OS while the command runs: that is the contract's
+/// `--component HEX` flag; run ceremonies on a dedicated workstation.)
+fn components_arg(mut values: Vec<String>) -> Result<Vec<Zeroizing<Vec<u8>>>, CliError> {
+    let decoded = if (2..=3).contains(&values.len()) {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| hex_arg(&format!("component {}", i + 1), v))
+            .collect()
+    } else {
+        Err(CliError::usage(format!(
             "give 2 or 3 components, not {}",
             values.len()
-        )));
-    }
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| hex_arg(&format!("component {}", i + 1), v))
-        .collect()
+        )))
+    };
+    values.iter_mut().for_each(Zeroize::zeroize);
+    decoded
 }
 
 /// Runs `pmp keystore ...`.
@@ -199,7 +205,7 @@ pub fn run_keystore(args: KeystoreArgs) -> CliResult {
                 ));
             } else {
                 LmkSource::Components(
-                    components_arg(&lmk_component)?
+                    components_arg(lmk_component)?
                         .into_iter()
                         .map(|c| (c, None))
                         .collect(),
@@ -230,7 +236,7 @@ pub fn run_key(args: KeyArgs) -> CliResult {
         } => {
             let usage = usage_arg(&usage)?;
             let mode = mode_arg(mode.as_deref(), usage)?;
-            let comps = components_arg(&component)?;
+            let comps = components_arg(component)?;
             let expected = kcv
                 .as_deref()
                 .map(Kcv::from_hex)

@@ -9,7 +9,7 @@ use super::boundary::{
 };
 use super::hsm::{hsm_arg, pmp_component, pmp_hsm, read_components};
 use super::{PMP_ALGORITHM_AES, PMP_ALGORITHM_TDES, algorithm_from_c, pmp_algorithm, pmp_status};
-use crate::hsm::{Hsm, KeyHandle, KeyInfo, KeySpec};
+use crate::hsm::{Hsm, ImportCheck, KeyHandle, KeyInfo, KeySpec};
 use crate::keyblock::{Exportability, KeyUsage, ModeOfUse};
 use crate::{Algorithm, Kcv};
 
@@ -274,23 +274,17 @@ pub unsafe extern "C" fn pmp_key_import(
         let hsm = hsm.hsm();
         // SAFETY: as above.
         let kek = unsafe { key_arg(hsm, kek, "kek") }?;
-        let info = hsm.import_key_block(label, &kek, block)?;
-        let checked = expected
-            .map_or(Ok(()), |k| {
-                k.check(&info.kcv, format!("imported key '{label}'"))
-            })
-            .map_err(FfiError::from)
-            .and_then(|()| key_info_to_c(&info));
-        match checked {
-            Ok(c) => {
-                out.write(c);
-                Ok(())
-            }
-            Err(e) => {
-                let _ = hsm.delete_key(&info.handle);
-                Err(e)
-            }
-        }
+        let info = hsm.import_key_block_checked(
+            label,
+            &kek,
+            block,
+            &ImportCheck {
+                kcv: expected.as_ref(),
+                usages: &[],
+            },
+        )?;
+        out.write(key_info_to_c(&info)?);
+        Ok(())
     })
 }
 

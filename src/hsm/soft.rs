@@ -13,7 +13,8 @@
 //!   components again — through the API ([`LmkSource::Components`]) or, for the CLI, the
 //!   environment variable `PMP_LMK_COMPONENTS` (comma-separated hex components, which the
 //!   operator's wrapper sets from the custodians' smart cards or a secrets manager; the
-//!   variable is read once and the copy wiped). A wrong component set is refused by the
+//!   variable is read once and pmp's copy wiped; the process environment itself still holds
+//!   it, so the wrapper should set it for the one process only). A wrong component set is refused by the
 //!   KCV recorded in `store.meta`.
 //! - **TEST**: generated at `init` and kept in clear in `DIR/lmk.test` (mode 0600) for
 //!   development. The store is marked TEST, [`Capabilities::test_lmk`] says so, every
@@ -39,10 +40,12 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::audit::AuditLog;
 use super::policy::{self, Operation};
-use super::{Capabilities, CipherSpec, Hsm, KeyHandle, KeyInfo, KeySpec, PinSpec};
+use super::{Capabilities, CipherSpec, Hsm, ImportCheck, KeyHandle, KeyInfo, KeySpec, PinSpec};
 use crate::keyblock::{self, Exportability, Header, KeyAlgorithm, OptionalBlock, Version};
 use crate::pinblock::{self, Pan, PinBlockFormat};
-use crate::{Algorithm, BlockCipher, Error, Kcv, MacAlgorithm, MacTag, Padding, Result, SecretKey};
+use crate::{
+    Algorithm, BlockCipher, Error, Kcv, MacAlgorithm, MacTag, Mode, Padding, Result, SecretKey,
+};
 
 const META: &str = "store.meta";
 const TEST_LMK: &str = "lmk.test";
@@ -171,10 +174,13 @@ pub(crate) fn load_lmk(dir: &Path, source: LmkSource) -> Result<SecretKey> {
 /// rename, fsync of the directory.
 pub(crate) fn write_atomic(path: &Path, contents: &[u8], private: bool) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
+    // Unique per process and per write, so two writers never share a temporary file.
+    static SEQ: AtomicU64 = AtomicU64::new(0);
     let tmp = dir.join(format!(
-        ".{}.tmp{}",
+        ".{}.tmp{}-{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
     ));
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create_new(true);
@@ -185,7 +191,6 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8], private: bool) -> Resul
     }
     #[cfg(not(unix))]
     let _ = private;
-    let _ = fs::remove_file(&tmp);
     let mut f = opts.open(&tmp).map_err(|e| Error::io(&tmp, e))?;
     f.write_all(contents)
         .and_then(|()| f.sync_all())
@@ -196,6 +201,25 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8], private: bool) -> Resul
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Takes the store's exclusive lock (`DIR/lock`), or says who holds it.
+fn lock_store(dir: &Path) -> Result<fs::File> {
+    let path = dir.join("lock");
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::Policy(format!(
+            "key store {} is open in another process or handle (open it once and share the handle)",
+            dir.display()
+        ))),
+        Err(fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+    }
 }
 
 fn check_label(label: &str) -> Result<()> {
@@ -263,11 +287,16 @@ impl Table {
 
 /// The built-in software HSM. See the [module documentation](self).
 pub struct SoftHsm {
+    /// Held (exclusive advisory lock on `DIR/lock`) for the life of the instance: one
+    /// instance per store, across threads and processes.
+    _lock: fs::File,
     dir: PathBuf,
     lmk: SecretKey,
     test: bool,
     table: RwLock<Table>,
     audit: AuditLog,
+    /// Serialises [`SoftHsm::flush_audit`], so no usage is counted twice.
+    flush: std::sync::Mutex<()>,
 }
 
 impl core::fmt::Debug for SoftHsm {
@@ -334,15 +363,18 @@ impl SoftHsm {
     }
 
     fn open_with_lmk(dir: &Path, lmk: SecretKey) -> Result<Self> {
+        let lock = lock_store(dir)?;
         let meta = read_meta(dir)?;
         meta.kcv.check(&lmk.kcv(), "LMK (against store.meta)")?;
         let audit = AuditLog::open(dir.join(AUDIT), &lmk)?;
         let hsm = Self {
+            _lock: lock,
             dir: dir.to_path_buf(),
             lmk,
             test: meta.test,
             table: RwLock::new(Table::default()),
             audit,
+            flush: std::sync::Mutex::new(()),
         };
         hsm.load_keys()?;
         Ok(hsm)
@@ -440,6 +472,7 @@ impl SoftHsm {
 
     /// Writes the pending usage counters as summary entries.
     pub fn flush_audit(&self) -> Result<()> {
+        let _one_at_a_time = self.flush.lock().unwrap_or_else(|p| p.into_inner());
         let table = self.table.read().unwrap_or_else(|p| p.into_inner());
         let mut entries: Vec<&Arc<Entry>> = table.live().collect();
         entries.sort_by(|a, b| a.spec.label.cmp(&b.spec.label));
@@ -543,7 +576,7 @@ fn parallel_cbc_decrypt(cipher: &BlockCipher, iv: &[u8], buf: &mut [u8]) -> Resu
     const MIN_SPLIT: usize = 16 * 1024;
     let bs = cipher.block_size();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if buf.len() < MIN_SPLIT || cores < 2 || buf.len() % bs != 0 {
+    if buf.len() < MIN_SPLIT || cores < 2 || !buf.len().is_multiple_of(bs) {
         return cipher.decrypt_cbc(iv, buf);
     }
     let half = buf.len() / bs / 2 * bs;
@@ -706,7 +739,13 @@ impl Hsm for SoftHsm {
         )
     }
 
-    fn import_key_block(&self, label: &str, kek: &KeyHandle, block: &str) -> Result<KeyInfo> {
+    fn import_key_block_checked(
+        &self,
+        label: &str,
+        kek: &KeyHandle,
+        block: &str,
+        check: &ImportCheck<'_>,
+    ) -> Result<KeyInfo> {
         let r = (|| {
             check_label(label)?;
             let k = self.entry(kek)?;
@@ -725,13 +764,26 @@ impl Hsm for SoftHsm {
             )?;
             let spec = spec_from_header(label, &header, key.len())?;
             crate::check_key_hygiene(spec.algorithm, key.expose_secret())?;
-            if keyblock::strength_bits(spec.algorithm, spec.len)
-                > keyblock::strength_bits(k.spec.algorithm, k.spec.len)
-            {
+            if keyblock::key_strength_bits(&key) > keyblock::key_strength_bits(&k.key) {
                 return Err(Error::Policy(format!(
                     "KEK '{}' is weaker than the key it protects",
                     k.spec.label
                 )));
+            }
+            if !check.usages.is_empty() && !check.usages.contains(&spec.usage) {
+                return Err(Error::Policy(format!(
+                    "the key block carries usage {}, expected one of {}",
+                    spec.usage,
+                    check
+                        .usages
+                        .iter()
+                        .map(|u| u.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            if let Some(expected) = check.kcv {
+                expected.check(&key.kcv(), format!("imported key '{label}'"))?;
             }
             self.store(spec, key)
         })();
@@ -768,9 +820,7 @@ impl Hsm for SoftHsm {
                     "a key cannot be exported under itself".into(),
                 ));
             }
-            if keyblock::strength_bits(e.spec.algorithm, e.spec.len)
-                > keyblock::strength_bits(k.spec.algorithm, k.spec.len)
-            {
+            if keyblock::key_strength_bits(&e.key) > keyblock::key_strength_bits(&k.key) {
                 return Err(Error::Policy(format!(
                     "KEK '{}' is weaker than key '{}'",
                     k.spec.label, e.spec.label
@@ -931,6 +981,42 @@ impl Hsm for SoftHsm {
                 b.spec.usage,
                 b.spec.mode_of_use,
             )?;
+            // What can be checked without the plaintext is checked before decrypting: the
+            // output capacity for the longest possible result, the target IV, and a length
+            // that cannot fit the target block when neither side pads.
+            let bs_to = b.cipher.block_size();
+            let needed = to.padding.padded_len(data.len(), bs_to);
+            if out.len() < needed {
+                return Err(Error::BufferTooSmall {
+                    needed,
+                    got: out.len(),
+                });
+            }
+            match (to.mode, to.iv) {
+                (Mode::Cbc, Some(iv)) if iv.len() == bs_to => {}
+                (Mode::Ecb, None) => {}
+                _ => {
+                    return Err(Error::invalid(
+                        "IV",
+                        format!(
+                            "the target ({}) needs a {bs_to}-byte IV for CBC and none for ECB",
+                            to.mode
+                        ),
+                    ));
+                }
+            }
+            if from.padding == Padding::None
+                && to.padding == Padding::None
+                && !data.len().is_multiple_of(bs_to)
+            {
+                return Err(Error::invalid(
+                    "data length",
+                    format!(
+                        "{} bytes do not fill whole {bs_to}-byte target blocks and no padding was asked for",
+                        data.len()
+                    ),
+                ));
+            }
             // Small fields (the common case: PAN, expiry, track data) stay in a small stack
             // buffer (a large one costs more to initialise than the cipher work); larger
             // fields use a zeroizing heap buffer. Only the bytes used are
@@ -947,8 +1033,12 @@ impl Hsm for SoftHsm {
                 .cipher
                 .decrypt(from.mode, from.iv, from.padding, data, clear)
                 .and_then(|n| {
+                    // Past the decryption, every failure is the opaque one: a specific error
+                    // here (length, buffer size) would reveal the plaintext length, i.e.
+                    // where the padding was.
                     b.cipher
                         .encrypt(to.mode, to.iv, to.padding, &clear[..n], out)
+                        .map_err(|_| Error::Crypto)
                 });
             clear.zeroize();
             r
