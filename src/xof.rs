@@ -3,10 +3,11 @@
 //! One XOF file holds one issuer order: a header (order, issuer, product, creation time
 //! and the list of keys the file refers to, by label, usage, algorithm and KCV — never key
 //! material), one `record` per card whose attributes are each encrypted under a bureau
-//! data key (DKep), and a trailer. Integrity: an AES-CMAC key (TR-31 usage M6) held in the
-//! HSM MACs the header, each record (chained to the previous record's MAC) and the trailer
-//! (record count and the last chain value), so that a removed, duplicated, reordered,
-//! altered or appended record, a dropped last record and a truncated file are detected.
+//! data key (DKep), and a trailer. Integrity: an AES-CMAC key (TR-31 usage M6, not
+//! exportable: a bureau-internal key, never a transport key) held in the HSM MACs the
+//! header, each record (chained to the previous record's MAC) and the trailer (record count
+//! and the last chain value), so that a removed, duplicated, reordered, altered or appended
+//! record, a dropped last record and a truncated file are detected.
 //!
 //! [`Writer`] and [`Reader`] stream one record at a time on `quick-xml` with buffers that
 //! are reused: memory does not depend on the size of the file. The reader is a strict pull
@@ -49,8 +50,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::hsm::Hsm;
-use crate::keyblock::KeyUsage;
+use crate::hsm::{Hsm, KeyInfo};
+use crate::keyblock::{Exportability, KeyUsage};
 use crate::{Algorithm, Error, Kcv, Mode, Padding, Result};
 
 mod canon;
@@ -111,7 +112,7 @@ pub struct Header {
     pub created: String,
     /// Every key the file refers to, the MAC key included.
     pub keys: Vec<KeyRef>,
-    /// The label of the MAC key (AES, usage M6); it is also in `keys`.
+    /// The label of the MAC key (AES, usage M6, not exportable); it is also in `keys`.
     pub mac_key: String,
 }
 
@@ -170,14 +171,48 @@ pub struct Inspection {
     pub attributes_by_key: BTreeMap<String, u64>,
 }
 
-/// Reads and verifies a whole XOF file through `hsm`: header MAC and MAC key KCV, every
-/// record MAC and the chain, the trailer. Returns the record count.
+/// Reads and verifies a whole XOF file through `hsm`: the MAC key's policy (AES, M6, not
+/// exportable) and KCV, the header MAC, every record MAC and the chain, the trailer. Returns
+/// the record count. A caller that knows which key must MAC the file uses
+/// [`verify_file_with_key`].
 pub fn verify_file(path: &Path, hsm: &dyn Hsm) -> Result<u64> {
+    verify(path, hsm, None)
+}
+
+/// As [`verify_file`], and the file must be MACed under the key labelled `mac_key`: a file
+/// whose header names another key is refused with [`Error::Policy`].
+pub fn verify_file_with_key(path: &Path, hsm: &dyn Hsm, mac_key: &str) -> Result<u64> {
+    verify(path, hsm, Some(mac_key))
+}
+
+fn verify(path: &Path, hsm: &dyn Hsm, mac_key: Option<&str>) -> Result<u64> {
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let input = std::io::BufReader::with_capacity(64 * 1024, f);
-    let mut r = Reader::named(input, hsm, &path.display().to_string())?;
+    let mut r = Reader::open(input, hsm, &path.display().to_string(), mac_key)?;
     while r.next_record()?.is_some() {}
     Ok(r.records())
+}
+
+/// The XOF MAC key policy (`docs/xof.md` §3): the key must be AES with usage M6 and **not
+/// exportable** (`N`). An exportable key (such as the MAC transport key MTK, which leaves
+/// the bureau under ZMK-prod) is known outside the bureau, and whoever holds it could forge
+/// a file; only a key that never leaves the bureau's HSM may MAC an XOF.
+pub(crate) fn check_mac_key_policy(info: &KeyInfo) -> Result<()> {
+    let s = &info.spec;
+    let why = if s.algorithm != Algorithm::Aes || s.usage != KeyUsage::M6 {
+        format!("it is {} {}, not AES M6 (CMAC)", s.algorithm, s.usage)
+    } else if s.exportability != Exportability::N {
+        format!(
+            "it is exportable ({}): only a key that never leaves the bureau's HSM (exportability N) may MAC an XOF",
+            s.exportability.as_char()
+        )
+    } else {
+        return Ok(());
+    };
+    Err(Error::Policy(format!(
+        "XOF MAC key '{}' refused: {why}",
+        s.label
+    )))
 }
 
 /// Reads a whole XOF file for its header, key list and counts, checking its structure and
@@ -329,7 +364,7 @@ pub(crate) fn check_attribute(h: &Header, a: &Attribute) -> std::result::Result<
         ));
     }
     let n = a.ciphertext.len();
-    if n == 0 || n % block != 0 || n > limits::MAX_CIPHERTEXT {
+    if n == 0 || !n.is_multiple_of(block) || n > limits::MAX_CIPHERTEXT {
         return Err(format!(
             "attribute {}: ciphertext must be 1 to {} whole {block}-byte blocks",
             a.name,

@@ -682,6 +682,141 @@ fn generate_only_and_verify_only_mac_keys() {
     ));
 }
 
+/// A store holding `label` as an AES-256 M6 / C key formed from fixed components (so that
+/// two stores hold the same key value), exportable or not, and a data key.
+fn store_with_mac_key(name: &str, label: &str, exportable: bool) -> (TempDir, SoftHsm, KeyInfo) {
+    let dir = TempDir::new(name);
+    let hsm = SoftHsm::create_with_test_lmk(&dir.0).unwrap();
+    let mut spec = KeySpec::new(label, Algorithm::Aes, 32, KeyUsage::M6, ModeOfUse::C);
+    if exportable {
+        spec = spec.exportable();
+    }
+    let mac = hsm
+        .form_key_from_components(&spec, &[&[0x3Cu8; 32], &[0xA5u8; 32]], &[], None)
+        .unwrap();
+    hsm.generate_key(&KeySpec::new(
+        "DK-AES",
+        Algorithm::Aes,
+        32,
+        KeyUsage::D0,
+        ModeOfUse::B,
+    ))
+    .unwrap();
+    (dir, hsm, mac)
+}
+
+fn header_for(hsm: &SoftHsm, mac: &KeyInfo) -> Header {
+    let dk = hsm.key_info(&hsm.find_key("DK-AES").unwrap()).unwrap();
+    Header {
+        order_id: "ORD-9".into(),
+        issuer: "I".into(),
+        product: "P".into(),
+        created: "2025-02-01T00:00:00Z".into(),
+        keys: vec![key_ref(&dk), key_ref(mac)],
+        mac_key: mac.spec.label.clone(),
+    }
+}
+
+fn one_record_file(hsm: &SoftHsm, mac: &KeyInfo) -> Vec<u8> {
+    let mut w = Writer::new(Vec::new(), &header_for(hsm, mac), hsm, &mac.handle).unwrap();
+    w.write_record(&Record {
+        seq: 1,
+        issuer_id: "X".into(),
+        attributes: vec![attr(
+            "PAN",
+            "DK-AES",
+            Mode::Ecb,
+            16,
+            Padding::Iso9797M2,
+            vec![7; 16],
+        )],
+    })
+    .unwrap();
+    w.finish().unwrap().0
+}
+
+#[test]
+fn exportable_mac_keys_are_refused() {
+    // The bureau's store holds the MAC transport key MTK: AES, M6, mode C, exportable (it
+    // went to the production site under ZMK-prod). Whoever holds its value elsewhere writes
+    // an XOF naming it, with the right KCV and valid MACs.
+    let (_d1, forger, forger_mtk) = store_with_mac_key("forger", "MTK", false);
+    let forged = one_record_file(&forger, &forger_mtk);
+    assert_eq!(read_all(&forger, &forged).unwrap().len(), 1);
+    let (_d2, bureau, mtk) = store_with_mac_key("bureau", "MTK", true);
+    assert_eq!(mtk.kcv, forger_mtk.kcv);
+    // The bureau's reader refuses it: the key is exportable.
+    match read_all(&bureau, &forged) {
+        Err(Error::Policy(m)) => {
+            assert!(m.contains("'MTK'") && m.contains("exportable"), "{m}")
+        }
+        other => panic!("accepted or wrong error: {other:?}"),
+    }
+    let dir = TempDir::new("forged-file");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let p = dir.0.join("forged.xof");
+    std::fs::write(&p, &forged).unwrap();
+    assert!(matches!(
+        xof::verify_file(&p, &bureau),
+        Err(Error::Policy(_))
+    ));
+    // And the writer will not MAC a file under it either.
+    match Writer::new(Vec::new(), &header_for(&bureau, &mtk), &bureau, &mtk.handle) {
+        Err(Error::Policy(m)) => assert!(m.contains("'MTK'") && m.contains("exportable"), "{m}"),
+        other => panic!("wrote or wrong error: {other:?}"),
+    }
+}
+
+#[test]
+fn expected_mac_key_label_is_enforced() {
+    let e = env("expect");
+    // A second key that may MAC an XOF (AES, M6, not exportable) in the same store.
+    let other = e
+        .hsm
+        .generate_key(&KeySpec::new(
+            "XOF-MAC-2",
+            Algorithm::Aes,
+            32,
+            KeyUsage::M6,
+            ModeOfUse::C,
+        ))
+        .unwrap();
+    let mut h = e.header.clone();
+    h.keys.push(key_ref(&other));
+    h.mac_key = "XOF-MAC-2".into();
+    let mut w = Writer::new(Vec::new(), &h, &e.hsm, &other.handle).unwrap();
+    w.write_record(&record(1)).unwrap();
+    let (file, _) = w.finish().unwrap();
+    // Without an expected label the file verifies (the key is a valid XOF MAC key) ...
+    assert_eq!(read_all(&e.hsm, &file).unwrap().len(), 1);
+    // ... with the label it was MACed under too ...
+    let mut r = Reader::with_mac_key(&file[..], &e.hsm, "XOF-MAC-2").unwrap();
+    assert!(r.next_record().unwrap().is_some());
+    assert!(r.next_record().unwrap().is_none());
+    // ... but a caller expecting XOF-MAC refuses it.
+    match Reader::with_mac_key(&file[..], &e.hsm, "XOF-MAC") {
+        Err(Error::Policy(m)) => {
+            assert!(m.contains("'XOF-MAC-2'") && m.contains("'XOF-MAC'"), "{m}")
+        }
+        other => panic!("accepted or wrong error: {other:?}"),
+    }
+    let dir = TempDir::new("expect-file");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let p = dir.0.join("order.xof");
+    std::fs::write(&p, &file).unwrap();
+    assert!(matches!(
+        xof::verify_file_with_key(&p, &e.hsm, "XOF-MAC"),
+        Err(Error::Policy(m)) if m.contains("order.xof")
+    ));
+    assert_eq!(
+        xof::verify_file_with_key(&p, &e.hsm, "XOF-MAC-2").unwrap(),
+        1
+    );
+    // A file under the expected key passes.
+    std::fs::write(&p, write(&e, 2)).unwrap();
+    assert_eq!(xof::verify_file_with_key(&p, &e.hsm, "XOF-MAC").unwrap(), 2);
+}
+
 #[test]
 fn reader_stays_failed_after_an_error() {
     let e = env("failed");

@@ -22,6 +22,11 @@ enum XofCommand {
         /// The key store directory holding the file's MAC key.
         #[arg(long)]
         dir: PathBuf,
+        /// The label of the key that must MAC the file: a file naming another MAC key is
+        /// refused. Without it, any key of the store that may MAC an XOF (AES, M6, not
+        /// exportable) is accepted.
+        #[arg(long, value_name = "LABEL")]
+        mac_key: Option<String>,
         /// The XOF file.
         file: PathBuf,
     },
@@ -36,9 +41,12 @@ enum XofCommand {
 /// Runs `pmp xof ...`.
 pub fn run(args: XofArgs) -> CliResult {
     match args.command {
-        XofCommand::Verify { dir, file } => {
+        XofCommand::Verify { dir, mac_key, file } => {
             let hsm = hsm_cmd::open(&dir)?;
-            let n = xof::verify_file(&file, &hsm)?;
+            let n = match &mac_key {
+                Some(label) => xof::verify_file_with_key(&file, &hsm, label)?,
+                None => xof::verify_file(&file, &hsm)?,
+            };
             println!("{n}");
             Ok(())
         }

@@ -18,7 +18,7 @@ use super::limits::{
 };
 use super::{
     Attribute, Header, Inspection, KeyRef, Record, VERSION, check_attribute, check_header,
-    check_text, parse_mode, parse_padding,
+    check_mac_key_policy, check_text, parse_mode, parse_padding,
 };
 
 /// Distinct attribute names [`inspect`] counts before it gives up.
@@ -223,7 +223,7 @@ fn parse_mac(s: &str) -> Option<Mac16> {
 }
 
 fn decode_hex_into(s: &[u8], out: &mut Vec<u8>) -> bool {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return false;
     }
     out.clear();
@@ -695,8 +695,11 @@ enum State {
 /// Reads and verifies an XOF file, one record at a time.
 ///
 /// [`new`](Reader::new) reads the header, finds the MAC key by label through
-/// [`Hsm::find_key`], checks its usage (M6), algorithm (AES) and KCV against the key list
-/// and verifies the header MAC. [`next_record`](Reader::next_record) verifies each record's
+/// [`Hsm::find_key`], checks that it may MAC an XOF (AES, usage M6, not exportable: an
+/// exportable key such as the transport key MTK is known outside the bureau, so its holder
+/// could forge a file), checks its KCV against the key list and verifies the header MAC.
+/// The label comes from the file: a caller that knows which key must MAC it passes it to
+/// [`with_mac_key`](Reader::with_mac_key), and a file naming another key is refused. [`next_record`](Reader::next_record) verifies each record's
 /// MAC (chained to the previous one) through [`Hsm::verify_mac`] (key mode C or V), and at
 /// the trailer the record count and the trailer MAC; it returns `None` only after a
 /// verified trailer and the end of the document. After an error the reader stays failed.
@@ -741,9 +744,29 @@ impl<'h, R: BufRead> Reader<'h, R> {
 
     /// As [`new`](Reader::new), with errors naming `name` (a file name, say).
     pub fn named(input: R, hsm: &'h dyn Hsm, name: &str) -> Result<Self> {
+        Self::open(input, hsm, name, None)
+    }
+
+    /// As [`new`](Reader::new), and the file must be MACed under the key labelled
+    /// `mac_key`: a header naming any other key is refused with [`Error::Policy`].
+    pub fn with_mac_key(input: R, hsm: &'h dyn Hsm, mac_key: &str) -> Result<Self> {
+        Self::open(input, hsm, "XOF input", Some(mac_key))
+    }
+
+    /// Reads and verifies the header: errors name the source `name`; with `mac_key`, the
+    /// header must name that MAC key.
+    pub fn open(input: R, hsm: &'h dyn Hsm, name: &str, mac_key: Option<&str>) -> Result<Self> {
         let mut p = Parser::new(input, name);
         p.read_header()?;
         let h = &p.header;
+        if let Some(want) = mac_key
+            && h.mac_key != want
+        {
+            return Err(Error::Policy(format!(
+                "{name} names '{}' as its MAC key, but its XOF MAC key must be '{want}'",
+                h.mac_key
+            )));
+        }
         let key = hsm.find_key(&h.mac_key).map_err(|e| match e {
             Error::NotFound(_) => Error::NotFound(format!(
                 "XOF MAC key '{}' named by {} is not in the HSM",
@@ -753,12 +776,7 @@ impl<'h, R: BufRead> Reader<'h, R> {
         })?;
         let info = hsm.key_info(&key)?;
         let listed = h.key(&h.mac_key).expect("checked by check_header");
-        if info.spec.usage != KeyUsage::M6 || info.spec.algorithm != Algorithm::Aes {
-            return Err(Error::Policy(format!(
-                "XOF MAC key '{}' is {} {} in the HSM, not AES M6",
-                h.mac_key, info.spec.algorithm, info.spec.usage
-            )));
-        }
+        check_mac_key_policy(&info)?;
         listed.kcv.check(
             &info.kcv,
             format!("XOF MAC key '{}' of {}", h.mac_key, name),

@@ -6,7 +6,10 @@ use crate::hsm::{Hsm, KeyHandle};
 use crate::{Error, MacAlgorithm, Padding, Result};
 
 use super::canon::{self, Mac16};
-use super::{Header, Record, VERSION, check_attribute, check_header, check_text, padding_name};
+use super::{
+    Header, Record, VERSION, check_attribute, check_header, check_mac_key_policy, check_text,
+    padding_name,
+};
 
 /// Writes an XOF file. Each record is formatted into a reused buffer, MACed through
 /// [`Hsm::generate_mac`] (AES-CMAC, key mode C or G) and written with one `write_all`;
@@ -71,8 +74,9 @@ pub(crate) fn mac16(hsm: &dyn Hsm, key: &KeyHandle, data: &[u8]) -> Result<Mac16
 }
 
 impl<'h, W: Write> Writer<'h, W> {
-    /// Checks `header`, checks that `mac_key` is the key the header names (label, usage
-    /// M6, AES, KCV), MACs the header and writes the prolog and the header.
+    /// Checks `header`, checks that `mac_key` may MAC an XOF (AES, usage M6, not
+    /// exportable; [`Error::Policy`] otherwise) and is the key the header names (label,
+    /// usage, algorithm, KCV), MACs the header and writes the prolog and the header.
     pub fn new(out: W, header: &Header, hsm: &'h dyn Hsm, mac_key: &KeyHandle) -> Result<Self> {
         check_header(header).map_err(|r| Error::Invalid {
             field: "XOF header",
@@ -88,6 +92,7 @@ impl<'h, W: Write> Writer<'h, W> {
                 ),
             ));
         }
+        check_mac_key_policy(&info)?;
         let listed = header
             .key(&header.mac_key)
             .expect("checked by check_header");
