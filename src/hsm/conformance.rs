@@ -8,7 +8,7 @@
 //! to feed the HSM), the key is formed from clear components chosen here — the way a key
 //! ceremony gives both sides the same key.
 
-use super::policy::{self, Operation};
+use super::policy::Operation;
 use super::{CipherSpec, Hsm, KeyHandle, KeySpec, PinSpec, TranslateItem};
 use crate::keyblock::{self, Exportability, Header, KeyAlgorithm, KeyUsage, ModeOfUse, Version};
 use crate::pinblock::{self, Pan, Pin, PinBlockFormat};
@@ -550,32 +550,76 @@ fn macs(hsm: &dyn Hsm, p: &str) {
     }
 }
 
-/// Walks operation × usage × mode of use: only the cells the policy allows succeed; every
+/// The cells of operation × usage × mode of use that must succeed, written by hand from
+/// the rules (DESIGN.md §2 and the table in the doc comment of `policy.rs`) and independent
+/// of [`policy::permits`](super::policy::permits), which is the code under test: a wrong row
+/// there must fail this suite, not be copied into it. Each row: an operation, the usages
+/// and the modes of use allowed for it (every usage with every mode of the row).
+const ALLOWED: &[(Operation, &[KeyUsage], &[ModeOfUse])] = {
+    use KeyUsage::{D0, K0, K1, M0, M1, M3, M5, M6, P0};
+    use MacAlgorithm::{CbcAes, CbcTdes, CmacAes, CmacTdes, Retail};
+    use ModeOfUse::{B, C, D, E, G, V};
+    use Operation::{
+        Decrypt, Encrypt, MacGenerate, MacVerify, PinDecrypt, PinEncrypt, Unwrap, Wrap,
+    };
+    &[
+        (Encrypt, &[D0], &[B, E]),
+        (Decrypt, &[D0], &[B, D]),
+        (PinDecrypt, &[P0], &[B, D]),
+        (PinEncrypt, &[P0], &[B, E]),
+        (MacGenerate(Retail), &[M3], &[C, G]),
+        (MacGenerate(CbcTdes), &[M0, M1], &[C, G]),
+        (MacGenerate(CbcAes), &[M1], &[C, G]),
+        (MacGenerate(CmacTdes), &[M5, M6], &[C, G]),
+        (MacGenerate(CmacAes), &[M5, M6], &[C, G]),
+        (MacVerify(Retail), &[M3], &[C, V]),
+        (MacVerify(CbcTdes), &[M0, M1], &[C, V]),
+        (MacVerify(CbcAes), &[M1], &[C, V]),
+        (MacVerify(CmacTdes), &[M5, M6], &[C, V]),
+        (MacVerify(CmacAes), &[M5, M6], &[C, V]),
+        (Wrap, &[K0, K1], &[B, E]),
+        (Unwrap, &[K0, K1], &[B, D]),
+    ]
+};
+
+/// Whether [`ALLOWED`] allows the cell.
+fn expected_allowed(op: Operation, usage: KeyUsage, mode: ModeOfUse) -> bool {
+    ALLOWED
+        .iter()
+        .any(|(o, u, m)| *o == op && u.contains(&usage) && m.contains(&mode))
+}
+
+/// Walks operation × usage × mode of use: exactly the cells of [`ALLOWED`] succeed; every
 /// other cell is refused with [`Error::Policy`] (or the key cannot even be created with
-/// that usage and mode).
+/// that usage and mode). Then checks the rules of DESIGN.md §2 one by one.
 fn usage_matrix(hsm: &dyn Hsm, p: &str) {
+    use KeyUsage as U;
+    use ModeOfUse as M;
     let usages = [
-        KeyUsage::D0,
-        KeyUsage::P0,
-        KeyUsage::K0,
-        KeyUsage::K1,
-        KeyUsage::M0,
-        KeyUsage::M1,
-        KeyUsage::M3,
-        KeyUsage::M6,
-        KeyUsage::B0,
+        U::D0,
+        U::P0,
+        U::K0,
+        U::K1,
+        U::M0,
+        U::M1,
+        U::M3,
+        U::M5,
+        U::M6,
+        U::B0,
     ];
-    let modes = [
-        ModeOfUse::B,
-        ModeOfUse::C,
-        ModeOfUse::D,
-        ModeOfUse::E,
-        ModeOfUse::G,
-        ModeOfUse::N,
-        ModeOfUse::S,
-        ModeOfUse::V,
-        ModeOfUse::X,
-    ];
+    let modes = [M::B, M::C, M::D, M::E, M::G, M::N, M::S, M::V, M::X];
+    // The table names each operation once, and only the usages and modes walked here.
+    for op in Operation::ALL {
+        assert_eq!(
+            ALLOWED.iter().filter(|(o, _, _)| *o == op).count(),
+            1,
+            "{op:?} in ALLOWED"
+        );
+    }
+    assert!(ALLOWED.iter().all(|(_, us, ms)| {
+        us.iter().all(|u| usages.contains(u)) && ms.iter().all(|m| modes.contains(m))
+    }));
+
     let pan = Pan::new("4111111111111111").expect("pan");
     let pin = Pin::new("987654").expect("pin");
     // Partners the operations need: a TDES PIN key and an exportable AES key.
@@ -604,61 +648,111 @@ fn usage_matrix(hsm: &dyn Hsm, p: &str) {
             .exportable(),
         )
         .expect("exportable");
-    let mut cells = 0;
+    let mut n = 0u32;
+    // One cell: `None` when the key cannot be created, else the operation's result.
+    let mut cell = |usage: KeyUsage, mode: ModeOfUse, op: Operation| {
+        let (alg, len) = match op {
+            Operation::MacGenerate(a) | Operation::MacVerify(a) => (a.key_algorithm(), 16),
+            Operation::PinDecrypt | Operation::PinEncrypt => (Algorithm::Tdes, 16),
+            Operation::Wrap | Operation::Unwrap => (Algorithm::Aes, 32),
+            _ => (Algorithm::Aes, 16),
+        };
+        n += 1;
+        let clear = clear_key(alg, len);
+        let label = format!("{p}-mx-{n}");
+        let spec = KeySpec::new(&label, alg, len, usage, mode);
+        let h = match form(hsm, &spec, &clear) {
+            Ok(h) => h,
+            Err(e) => return (None, Some(e)),
+        };
+        let r = attempt(
+            hsm,
+            op,
+            &h,
+            &clear,
+            &pin_partner,
+            &pin_partner_key,
+            &exportable.handle,
+            &pan,
+            &pin,
+            &label,
+        );
+        hsm.delete_key(&h).expect("delete");
+        (Some(r), None)
+    };
+    let refused = |r: &Option<crate::Result<()>>| matches!(r, None | Some(Err(Error::Policy(_))));
+
     let mut allowed = 0;
-    for (ui, usage) in usages.iter().enumerate() {
-        for (mi, mode) in modes.iter().enumerate() {
-            for (oi, op) in Operation::ALL.iter().enumerate() {
-                let (alg, len) = match op {
-                    Operation::MacGenerate(a) | Operation::MacVerify(a) => (a.key_algorithm(), 16),
-                    Operation::PinDecrypt | Operation::PinEncrypt => (Algorithm::Tdes, 16),
-                    Operation::Wrap | Operation::Unwrap => (Algorithm::Aes, 32),
-                    _ => (Algorithm::Aes, 16),
-                };
-                let clear = clear_key(alg, len);
-                let label = format!("{p}-mx-{ui}-{mi}-{oi}");
-                let spec = KeySpec::new(&label, alg, len, *usage, *mode);
-                let permitted = policy::permits(*op, *usage, *mode);
-                cells += 1;
-                let h = match form(hsm, &spec, &clear) {
-                    Ok(h) => h,
-                    Err(e) => {
-                        assert!(
-                            !permitted,
-                            "{op:?} with {usage} / {mode:?} is allowed by policy but the key cannot be created: {e}"
-                        );
-                        continue;
-                    }
-                };
-                let r = attempt(
-                    hsm,
-                    *op,
-                    &h,
-                    &clear,
-                    &pin_partner,
-                    &pin_partner_key,
-                    &exportable.handle,
-                    &pan,
-                    &pin,
-                    &label,
-                );
-                if permitted {
+    for usage in usages {
+        for mode in modes {
+            for op in Operation::ALL {
+                let want = expected_allowed(op, usage, mode);
+                let (r, create_err) = cell(usage, mode, op);
+                if want {
                     allowed += 1;
                     assert!(
-                        r.is_ok(),
-                        "{op:?} with {usage} / {mode:?} should succeed: {r:?}"
+                        matches!(r, Some(Ok(()))),
+                        "{op:?} with {usage} / {mode:?} should succeed: {r:?} {create_err:?}"
                     );
                 } else {
                     assert!(
-                        matches!(r, Err(Error::Policy(_))),
+                        refused(&r),
                         "{op:?} with {usage} / {mode:?} should be refused by policy: {r:?}"
                     );
                 }
-                hsm.delete_key(&h).expect("delete");
             }
         }
     }
-    assert!(allowed > 0 && allowed < cells);
+    // Encrypt, decrypt, PIN decipher, PIN encipher: 1 usage x 2 modes each; wrap, unwrap:
+    // 2 usages x 2 modes each; MAC generate and verify: (1 + 2 + 1 + 2 + 2) usages over the
+    // five algorithms x 2 modes each.
+    assert_eq!(allowed, 4 * 2 + 2 * 4 + 2 * 8 * 2);
+
+    // The rules of DESIGN.md §2, each on its own.
+    for mode in modes {
+        // A PIN key never decrypts data (nor encrypts it).
+        assert!(
+            refused(&cell(U::P0, mode, Operation::Decrypt).0),
+            "a P0 / {mode:?} key decrypted data"
+        );
+        assert!(
+            refused(&cell(U::P0, mode, Operation::Encrypt).0),
+            "a P0 / {mode:?} key encrypted data"
+        );
+        // A data key never wraps (nor unwraps) keys.
+        assert!(
+            refused(&cell(U::D0, mode, Operation::Wrap).0),
+            "a D0 / {mode:?} key wrapped a key"
+        );
+        assert!(
+            refused(&cell(U::D0, mode, Operation::Unwrap).0),
+            "a D0 / {mode:?} key unwrapped a key"
+        );
+    }
+    // A MAC-verify (mode V) key never generates, whatever its usage and algorithm, and it
+    // does verify (so the refusals above are not a key that cannot work at all).
+    for usage in [U::M0, U::M1, U::M3, U::M5, U::M6] {
+        for alg in [
+            MacAlgorithm::Retail,
+            MacAlgorithm::CbcTdes,
+            MacAlgorithm::CbcAes,
+            MacAlgorithm::CmacTdes,
+            MacAlgorithm::CmacAes,
+        ] {
+            assert!(
+                refused(&cell(usage, M::V, Operation::MacGenerate(alg)).0),
+                "a {usage} / V key generated a {alg:?} MAC"
+            );
+        }
+    }
+    assert!(matches!(
+        cell(U::M6, M::V, Operation::MacVerify(MacAlgorithm::CmacAes)).0,
+        Some(Ok(()))
+    ));
+    assert!(matches!(
+        cell(U::M3, M::V, Operation::MacVerify(MacAlgorithm::Retail)).0,
+        Some(Ok(()))
+    ));
 }
 
 #[allow(clippy::too_many_arguments)]
