@@ -274,7 +274,11 @@ fn pack(nib: &[u8; 16]) -> [u8; 8] {
 
 fn nibble(block: &[u8], i: usize) -> u8 {
     let b = block[i / 2];
-    if i.is_multiple_of(2) { b >> 4 } else { b & 0x0F }
+    if i.is_multiple_of(2) {
+        b >> 4
+    } else {
+        b & 0x0F
+    }
 }
 
 /// Random nibbles in `lo..=15`, unbiased (rejection sampling).

@@ -532,7 +532,13 @@ fn a_k1_eq_k3_kek_is_two_key_strength() {
     );
     // Control: a real 3-key KEK exports it.
     let kek3 = hsm
-        .generate_key(&KeySpec::new("KEK3", Algorithm::Tdes, 24, KeyUsage::K0, ModeOfUse::B))
+        .generate_key(&KeySpec::new(
+            "KEK3",
+            Algorithm::Tdes,
+            24,
+            KeyUsage::K0,
+            ModeOfUse::B,
+        ))
         .unwrap()
         .handle;
     hsm.export_key_block(&three, &kek3).unwrap();

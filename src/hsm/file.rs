@@ -98,7 +98,9 @@ impl<'a> CbcDecryptReader<'a> {
         let bs = self.block;
         let n = if self.eof {
             self.done = true;
-            if !self.ct.len().is_multiple_of(bs) || (self.ct.is_empty() && self.padding != Padding::None) {
+            if !self.ct.len().is_multiple_of(bs)
+                || (self.ct.is_empty() && self.padding != Padding::None)
+            {
                 return Err(Error::invalid(
                     "encrypted file",
                     format!(
