@@ -1037,6 +1037,9 @@ pmp_status pmp_transport_keys_import(const struct pmp_hsm *hsm,
  * MAC key's KCV, every record MAC and their chain, the trailer's count and MAC. Memory does
  * not depend on the file size. On success writes the number of records to `*out_records`.
  *
+ * Only a non-exportable AES M6 key may MAC an XOF (`PMP_STATUS_POLICY` otherwise); to pin
+ * the expected MAC key as well, use [`pmp_xof_verify_with_key`].
+ *
  * Returns `PMP_STATUS_IO` when the file cannot be read, `PMP_STATUS_NOT_FOUND` when the HSM
  * lacks the file's MAC key, and `PMP_STATUS_INTEGRITY_FAILURE` when the file does not verify:
  * a MAC mismatch (a record altered, removed, duplicated, reordered or appended; another key
@@ -1049,6 +1052,20 @@ pmp_status pmp_transport_keys_import(const struct pmp_hsm *hsm,
  * writable `uint64_t`.
  */
 pmp_status pmp_xof_verify(const struct pmp_hsm *hsm, const char *path, uint64_t *out_records);
+
+/**
+ * [`pmp_xof_verify`], and the file must be MACed under the key labelled `mac_key` (the
+ * one the caller's configuration names): a file naming any other key is refused with
+ * `PMP_STATUS_POLICY`. `mac_key` NULL behaves as `pmp_xof_verify`.
+ *
+ * # Safety
+ *
+ * As for `pmp_xof_verify`; `mac_key` is NULL or NUL-terminated UTF-8.
+ */
+pmp_status pmp_xof_verify_with_key(const struct pmp_hsm *hsm,
+                                   const char *path,
+                                   const char *mac_key,
+                                   uint64_t *out_records);
 
 #ifdef __cplusplus
 }  // extern "C"

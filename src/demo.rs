@@ -823,7 +823,7 @@ pub struct DemoSummary {
     pub keys: Vec<KeyInfo>,
     /// The import's summary.
     pub import: Summary,
-    /// Records verified by XOF MACs (`xof::verify_file`).
+    /// Records verified by XOF MACs (`xof::verify_file_with_key`, the product's MAC key).
     pub xof_verified: u64,
     /// Records whose every attribute was decrypted and compared with the issuer's data.
     pub round_trip: u64,
@@ -909,7 +909,7 @@ pub fn run(dir: &Path, cards: u64, opts: &import::Options<'_>) -> Result<DemoSum
     let xof_path = dir.join("order.xof");
     let rej_path = dir.join("rejects.txt");
     let summary = import::import_file(&hsm, &product, &in_path, &xof_path, Some(&rej_path), opts)?;
-    let xof_verified = crate::xof::verify_file(&xof_path, &hsm)?;
+    let xof_verified = crate::xof::verify_file_with_key(&xof_path, &hsm, labels::XOF_MAC)?;
     let round_trip = verify_against(&hsm, &xof_path, Cards::new(seed, cards))?;
     // Data prep: transport keys for production, exported under ZMK-prod.
     let c1 = SecretKey::generate(Algorithm::Aes, 32)?;

@@ -3,13 +3,16 @@
 use std::ffi::c_char;
 use std::path::Path;
 
-use super::boundary::{OutPtr, ffi_call, input_str};
+use super::boundary::{OutPtr, ffi_call, input_opt_str, input_str};
 use super::hsm::{hsm_arg, pmp_hsm};
 use super::pmp_status;
 
 /// Reads and verifies the whole XOF file at `path` through the HSM: the header MAC and the
 /// MAC key's KCV, every record MAC and their chain, the trailer's count and MAC. Memory does
 /// not depend on the file size. On success writes the number of records to `*out_records`.
+///
+/// Only a non-exportable AES M6 key may MAC an XOF (`PMP_STATUS_POLICY` otherwise); to pin
+/// the expected MAC key as well, use [`pmp_xof_verify_with_key`].
 ///
 /// Returns `PMP_STATUS_IO` when the file cannot be read, `PMP_STATUS_NOT_FOUND` when the HSM
 /// lacks the file's MAC key, and `PMP_STATUS_INTEGRITY_FAILURE` when the file does not verify:
@@ -37,6 +40,39 @@ pub unsafe extern "C" fn pmp_xof_verify(
             )
         };
         let records = crate::xof::verify_file(Path::new(path), hsm.hsm())?;
+        out.write(records);
+        Ok(())
+    })
+}
+
+/// [`pmp_xof_verify`], and the file must be MACed under the key labelled `mac_key` (the
+/// one the caller's configuration names): a file naming any other key is refused with
+/// `PMP_STATUS_POLICY`. `mac_key` NULL behaves as `pmp_xof_verify`.
+///
+/// # Safety
+///
+/// As for `pmp_xof_verify`; `mac_key` is NULL or NUL-terminated UTF-8.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pmp_xof_verify_with_key(
+    hsm: *const pmp_hsm,
+    path: *const c_char,
+    mac_key: *const c_char,
+    out_records: *mut u64,
+) -> pmp_status {
+    ffi_call(|| {
+        // SAFETY: the caller's contract (# Safety), for each argument.
+        let (hsm, path, mac_key, out) = unsafe {
+            (
+                hsm_arg(hsm)?,
+                input_str(path, "path")?,
+                input_opt_str(mac_key, "mac_key")?,
+                OutPtr::new(out_records, "out_records")?,
+            )
+        };
+        let records = match mac_key {
+            Some(label) => crate::xof::verify_file_with_key(Path::new(path), hsm.hsm(), label)?,
+            None => crate::xof::verify_file(Path::new(path), hsm.hsm())?,
+        };
         out.write(records);
         Ok(())
     })

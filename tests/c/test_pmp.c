@@ -1498,6 +1498,15 @@ static void test_xof(void) {
 
     CHECK_STATUS(pmp_xof_verify(hsm, example, &records), PMP_STATUS_OK);
     CHECK(records == 2);
+    records = 0;
+    CHECK_STATUS(pmp_xof_verify_with_key(hsm, example, "XOF-MAC", &records), PMP_STATUS_OK);
+    CHECK(records == 2);
+    CHECK_STATUS(pmp_xof_verify_with_key(hsm, example, NULL, &records), PMP_STATUS_OK);
+    /* The caller expects another MAC key: refused, whatever the file says. */
+    records = 99;
+    CHECK_STATUS(pmp_xof_verify_with_key(hsm, example, "DK-PAN", &records), PMP_STATUS_POLICY);
+    CHECK(records == 99);
+    CHECK_STATUS(pmp_xof_verify_with_key(hsm, NULL, "XOF-MAC", &records), PMP_STATUS_NULL_ARGUMENT);
 
     /* Bad input files; nothing written to out_records. */
     records = 99;
