@@ -16,7 +16,9 @@ use crate::product::Product;
 pub const PMP_ORDER_ID_CAP: usize = 257;
 
 /// A progress callback: `records_done` records of the issuer file have been processed
-/// (written to the XOF or rejected); `user` is `pmp_import_options.user`.
+/// (written to the XOF or rejected); `user` is `pmp_import_options.user`. It runs only on the
+/// thread that called `pmp_import_run`, and must return normally: a C++ exception thrown
+/// through it, or a `longjmp` out of it, crosses Rust frames and is undefined behaviour.
 pub type pmp_import_progress = Option<unsafe extern "C" fn(records_done: u64, user: *mut c_void)>;
 
 /// Options of `pmp_import_run`. Zero-initialized (or a NULL pointer) means all defaults.
