@@ -550,6 +550,29 @@ impl SoftHsm {
         Ok(info(&e))
     }
 
+    /// One data operation on one key: look the key up, check `op` against its usage and
+    /// mode of use, run `f`, then count the success (usage slot `slot`) or log the failure
+    /// (`what`).
+    fn data_op<T>(
+        &self,
+        key: &KeyHandle,
+        op: Operation,
+        slot: usize,
+        what: &str,
+        f: impl FnOnce(&Arc<Entry>) -> Result<T>,
+    ) -> Result<T> {
+        let e = self.entry(key)?;
+        let r =
+            policy::check(op, &e.spec.label, e.spec.usage, e.spec.mode_of_use).and_then(|()| f(&e));
+        match r {
+            Ok(v) => {
+                e.usage.counts[slot].fetch_add(1, Ordering::Relaxed);
+                Ok(v)
+            }
+            Err(err) => self.data_failure(what, &[&e], err),
+        }
+    }
+
     fn check_alg(e: &Entry, alg: Algorithm, what: &str) -> Result<()> {
         if e.spec.algorithm == alg {
             Ok(())
@@ -882,24 +905,10 @@ impl Hsm for SoftHsm {
     }
 
     fn encrypt(&self, spec: &CipherSpec<'_>, data: &[u8], out: &mut [u8]) -> Result<usize> {
-        let e = self.entry(spec.key)?;
-        let r = policy::check(
-            Operation::Encrypt,
-            &e.spec.label,
-            e.spec.usage,
-            e.spec.mode_of_use,
-        )
-        .and_then(|()| {
+        self.data_op(spec.key, Operation::Encrypt, 0, "encrypt", |e| {
             e.cipher
                 .encrypt(spec.mode, spec.iv, spec.padding, data, out)
-        });
-        match r {
-            Ok(n) => {
-                e.usage.counts[0].fetch_add(1, Ordering::Relaxed);
-                Ok(n)
-            }
-            Err(err) => self.data_failure("encrypt", &[&e], err),
-        }
+        })
     }
 
     /// In the boundary: the policy is checked once, then blocks are decrypted with the
@@ -909,53 +918,25 @@ impl Hsm for SoftHsm {
         spec: &CipherSpec<'_>,
         input: Box<dyn std::io::Read + Send + 'a>,
     ) -> Result<Box<dyn std::io::Read + Send + 'a>> {
-        let e = self.entry(spec.key)?;
-        let r = policy::check(
-            Operation::Decrypt,
-            &e.spec.label,
-            e.spec.usage,
-            e.spec.mode_of_use,
-        )
-        .and_then(|()| {
-            let bs = e.cipher.block_size();
+        self.data_op(spec.key, Operation::Decrypt, 1, "decrypt-file", |e| {
             let entry = e.clone();
-            super::CbcDecryptReader::new(
+            let reader = super::CbcDecryptReader::new(
                 input,
                 Box::new(move |iv: &[u8], buf: &mut [u8]| {
                     parallel_cbc_decrypt(&entry.cipher, iv, buf)
                 }),
-                bs,
+                e.cipher.block_size(),
                 spec,
-            )
-        });
-        match r {
-            Ok(reader) => {
-                e.usage.counts[1].fetch_add(1, Ordering::Relaxed);
-                Ok(Box::new(reader))
-            }
-            Err(err) => self.data_failure("decrypt-file", &[&e], err),
-        }
+            )?;
+            Ok(Box::new(reader) as Box<dyn std::io::Read + Send + 'a>)
+        })
     }
 
     fn decrypt(&self, spec: &CipherSpec<'_>, data: &[u8], out: &mut [u8]) -> Result<usize> {
-        let e = self.entry(spec.key)?;
-        let r = policy::check(
-            Operation::Decrypt,
-            &e.spec.label,
-            e.spec.usage,
-            e.spec.mode_of_use,
-        )
-        .and_then(|()| {
+        self.data_op(spec.key, Operation::Decrypt, 1, "decrypt", |e| {
             e.cipher
                 .decrypt(spec.mode, spec.iv, spec.padding, data, out)
-        });
-        match r {
-            Ok(n) => {
-                e.usage.counts[1].fetch_add(1, Ordering::Relaxed);
-                Ok(n)
-            }
-            Err(err) => self.data_failure("decrypt", &[&e], err),
-        }
+        })
     }
 
     fn translate(
@@ -1124,22 +1105,10 @@ impl Hsm for SoftHsm {
         padding: Padding,
         data: &[u8],
     ) -> Result<MacTag> {
-        let e = self.entry(key)?;
-        let r = policy::check(
-            Operation::MacGenerate(alg),
-            &e.spec.label,
-            e.spec.usage,
-            e.spec.mode_of_use,
-        )
-        .and_then(|()| Self::check_alg(&e, alg.key_algorithm(), alg.name()))
-        .and_then(|()| crate::mac(alg, &e.key, padding, data));
-        match r {
-            Ok(t) => {
-                e.usage.counts[5].fetch_add(1, Ordering::Relaxed);
-                Ok(t)
-            }
-            Err(err) => self.data_failure("mac-generate", &[&e], err),
-        }
+        self.data_op(key, Operation::MacGenerate(alg), 5, "mac-generate", |e| {
+            Self::check_alg(e, alg.key_algorithm(), alg.name())?;
+            crate::mac(alg, &e.key, padding, data)
+        })
     }
 
     fn verify_mac(
@@ -1150,21 +1119,9 @@ impl Hsm for SoftHsm {
         data: &[u8],
         mac: &[u8],
     ) -> Result<()> {
-        let e = self.entry(key)?;
-        let r = policy::check(
-            Operation::MacVerify(alg),
-            &e.spec.label,
-            e.spec.usage,
-            e.spec.mode_of_use,
-        )
-        .and_then(|()| Self::check_alg(&e, alg.key_algorithm(), alg.name()))
-        .and_then(|()| crate::verify_mac(alg, &e.key, padding, data, mac));
-        match r {
-            Ok(()) => {
-                e.usage.counts[5].fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(err) => self.data_failure("mac-verify", &[&e], err),
-        }
+        self.data_op(key, Operation::MacVerify(alg), 5, "mac-verify", |e| {
+            Self::check_alg(e, alg.key_algorithm(), alg.name())?;
+            crate::verify_mac(alg, &e.key, padding, data, mac)
+        })
     }
 }
