@@ -205,9 +205,10 @@ impl PartialEq for Pin {
 impl Eq for Pin {}
 
 /// A primary account number: 12 to 19 decimal digits (the Luhn check is the issuer-input
-/// layer's business, not the PIN block's). `Debug` masks all but the last 4 digits.
+/// layer's business, not the PIN block's). Zeroized on drop; `Debug` masks all but the last
+/// 4 digits.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Pan(String);
+pub struct Pan(Zeroizing<String>);
 
 impl Pan {
     /// Validates and copies a PAN. The error never repeats the value.
@@ -215,7 +216,7 @@ impl Pan {
         if !(12..=19).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Error::invalid("PAN", "must be 12 to 19 decimal digits"));
         }
-        Ok(Self(digits.to_owned()))
+        Ok(Self(Zeroizing::new(digits.to_owned())))
     }
 
     /// The PAN digits.

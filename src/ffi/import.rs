@@ -114,8 +114,8 @@ impl Callback {
 /// Returns `PMP_STATUS_IO` for a file that cannot be read or written, `PMP_STATUS_NOT_FOUND`
 /// for a key the product names that the HSM lacks, `PMP_STATUS_KCV_MISMATCH` when the HSM's
 /// key differs from the product's KCV, `PMP_STATUS_INVALID_ARGUMENT` for a malformed product,
-/// `PMP_STATUS_CRYPTO_FAILURE` for a file encrypted under another key, and
-/// `PMP_STATUS_INTEGRITY_FAILURE` for a truncated file or counts that do not reconcile.
+/// and `PMP_STATUS_INTEGRITY_FAILURE` for a file that does not decrypt (another key, bad
+/// padding), a truncated file or counts that do not reconcile.
 ///
 /// # Safety
 ///
