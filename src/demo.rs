@@ -739,8 +739,10 @@ pub fn bureau_keys(hsm: &dyn Hsm, dkep_algorithm: Algorithm) -> Result<Vec<KeyIn
 
 /// Reads the XOF back through the HSM and compares every attribute with the cards the
 /// issuer sent: each data attribute is decrypted under its DKep and compared; defective
-/// cards must be absent; PIN blocks stay under the bureau PIN key (no HSM call returns a
-/// clear PIN), so their key and length are checked. Returns the number of records compared.
+/// cards must be absent. No HSM call returns a clear PIN, so each PIN block is translated
+/// (bureau PIN key, ISO 4) to a temporary check key formed here from components the
+/// verifier knows, decoded with that key and compared with the card's PIN; the check key is
+/// deleted afterwards. Returns the number of records compared.
 pub fn verify_against(
     hsm: &dyn Hsm,
     xof_path: &Path,
@@ -752,6 +754,52 @@ pub fn verify_against(
         what: xof_path.display().to_string(),
         reason: what,
     };
+    // A PIN check key whose clear value only this function knows (the XOR of two random
+    // components), so the PIN blocks can be checked end to end.
+    let check_key = SecretKey::generate(Algorithm::Aes, 16)?;
+    let c1 = SecretKey::generate(Algorithm::Aes, 16)?;
+    let c2: Zeroizing<Vec<u8>> = Zeroizing::new(
+        c1.expose_secret()
+            .iter()
+            .zip(check_key.expose_secret())
+            .map(|(a, b)| a ^ b)
+            .collect(),
+    );
+    let mut tag = [0u8; 6];
+    crate::fill_random(&mut tag)?;
+    let check_label = format!("VERIFY-PIN-{}", hex::encode_upper(tag));
+    let check = hsm
+        .form_key_from_components(
+            &crate::hsm::KeySpec::new(
+                &check_label,
+                Algorithm::Aes,
+                16,
+                crate::keyblock::KeyUsage::P0,
+                crate::keyblock::ModeOfUse::E,
+            ),
+            &[c1.expose_secret(), &c2],
+            &[],
+            Some(&check_key.kcv()),
+        )?
+        .handle;
+    let result = compare_records(hsm, &mut r, cards, &check, &check_key, &mismatch);
+    let deleted = hsm.delete_key(&check);
+    let n = result?;
+    deleted?;
+    if r.next_record()?.is_some() {
+        return Err(mismatch("more records than expected".into()));
+    }
+    Ok(n)
+}
+
+fn compare_records(
+    hsm: &dyn Hsm,
+    r: &mut crate::xof::Reader<'_, std::io::BufReader<std::fs::File>>,
+    cards: impl Iterator<Item = Card>,
+    check: &crate::hsm::KeyHandle,
+    check_key: &SecretKey,
+    mismatch: &dyn Fn(String) -> Error,
+) -> Result<u64> {
     let mut n = 0;
     for c in cards.filter(|c| c.defect.is_none()) {
         let rec = r
@@ -788,6 +836,24 @@ pub fn verify_against(
                 if a.ciphertext.len() != 16 || a.key != labels::BUREAU_PIN {
                     return Err(mismatch(format!("record {}: PIN block", c.id)));
                 }
+                let pan = crate::pinblock::Pan::new(&c.pan)?;
+                let bureau = hsm.find_key(&a.key)?;
+                let moved = hsm.translate_pin(
+                    &crate::hsm::PinSpec {
+                        key: &bureau,
+                        format: crate::pinblock::PinBlockFormat::Iso4,
+                    },
+                    &crate::hsm::PinSpec {
+                        key: check,
+                        format: crate::pinblock::PinBlockFormat::Iso4,
+                    },
+                    &pan,
+                    &a.ciphertext,
+                )?;
+                let pin = crate::pinblock::decode_iso4(check_key, &moved, &pan)?;
+                if pin.expose_secret() != c.pin {
+                    return Err(mismatch(format!("record {}: PIN differs", c.id)));
+                }
                 continue;
             }
             let key = hsm.find_key(&a.key)?;
@@ -807,9 +873,6 @@ pub fn verify_against(
             }
         }
         n += 1;
-    }
-    if r.next_record()?.is_some() {
-        return Err(mismatch("more records than expected".into()));
     }
     Ok(n)
 }
