@@ -43,7 +43,7 @@ mod soft;
 pub use audit::{AuditVerdict, verify_audit_log};
 pub use file::CbcDecryptReader;
 pub use policy::Operation;
-pub use soft::{LmkComponents, LmkSource, SoftHsm};
+pub use soft::{LmkComponent, LmkComponents, LmkSource, SoftHsm};
 
 /// An opaque reference to a key inside an HSM. Cheap to clone; meaningful only to the HSM
 /// that issued it.

@@ -5,10 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use pmp_core::hierarchy;
-use pmp_core::hsm::{CipherSpec, Hsm, KeySpec, LmkSource, SoftHsm, conformance};
+use pmp_core::hsm::{CipherSpec, Hsm, KeySpec, LmkComponent, LmkSource, SoftHsm, conformance};
 use pmp_core::keyblock::{self, KeyUsage, ModeOfUse, UnwrapPolicy, Version};
 use pmp_core::{Algorithm, Error, Kcv, Padding, SecretKey};
-use zeroize::Zeroizing;
 
 /// A fresh directory under the target dir, removed on drop.
 struct TempDir(PathBuf);
@@ -28,14 +27,17 @@ impl Drop for TempDir {
     }
 }
 
-fn components() -> Vec<(Zeroizing<Vec<u8>>, Option<Kcv>)> {
+fn components() -> Vec<LmkComponent> {
     // Two AES-256 LMK components (test values, not secret).
     let c1 =
         hex::decode("00112233445566778899AABBCCDDEEFF00112233445566778899AABBCCDDEEFF").unwrap();
     let c2 =
         hex::decode("0F1E2D3C4B5A69788796A5B4C3D2E1F00F1E2D3C4B5A69788796A5B4C3D2E1F1").unwrap();
     let k1 = SecretKey::new(Algorithm::Aes, &c1).unwrap().kcv();
-    vec![(Zeroizing::new(c1), Some(k1)), (Zeroizing::new(c2), None)]
+    vec![
+        LmkComponent::new(&c1, Some(k1)),
+        LmkComponent::new(&c2, None),
+    ]
 }
 
 #[test]
@@ -66,13 +68,21 @@ fn keys_persist_and_reopen_with_the_same_kcvs() {
     };
     // Production store: the LMK is not on disk.
     assert!(!dir.0.join("lmk.test").exists());
+    let shown = format!("{:?}", components());
+    assert!(
+        !shown.contains("00112233") && !shown.contains("0F1E2D3C"),
+        "{shown}"
+    );
     let hsm = SoftHsm::open(&dir.0, LmkSource::Components(components())).unwrap();
     let h = hsm.find_key("DK").unwrap();
     assert_eq!(hsm.key_info(&h).unwrap().kcv, kcv);
     drop(hsm);
     // Wrong components: refused by the recorded LMK KCV.
+    let mut c2 =
+        hex::decode("0F1E2D3C4B5A69788796A5B4C3D2E1F00F1E2D3C4B5A69788796A5B4C3D2E1F1").unwrap();
+    c2[0] ^= 0x02;
     let mut wrong = components();
-    wrong[1].0[0] ^= 0x02;
+    wrong[1] = LmkComponent::new(&c2, None);
     assert!(matches!(
         SoftHsm::open(&dir.0, LmkSource::Components(wrong)),
         Err(Error::KcvMismatch { .. })

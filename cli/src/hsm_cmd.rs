@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use pmp_core::hsm::{Hsm, KeySpec, LmkSource, SoftHsm};
+use pmp_core::hsm::{Hsm, KeySpec, LmkComponent, LmkSource, SoftHsm};
 use pmp_core::keyblock::{KeyUsage, ModeOfUse};
 use pmp_core::{Algorithm, Kcv};
 use zeroize::{Zeroize, Zeroizing};
@@ -207,7 +207,7 @@ pub fn run_keystore(args: KeystoreArgs) -> CliResult {
                 LmkSource::Components(
                     components_arg(lmk_component)?
                         .into_iter()
-                        .map(|c| (c, None))
+                        .map(|c| LmkComponent::new(&c, None))
                         .collect(),
                 )
             };

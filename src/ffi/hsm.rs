@@ -4,15 +4,13 @@
 use std::ffi::c_char;
 use std::path::Path;
 
-use zeroize::Zeroizing;
-
 use super::boundary::{
     FfiError, FfiResult, OutPtr, ffi_call, ffi_guard, input_bytes, input_opt_str, input_ref,
     input_slice, input_str,
 };
 use super::pmp_status;
 use crate::Kcv;
-use crate::hsm::{Hsm, LmkComponents, LmkSource, SoftHsm};
+use crate::hsm::{Hsm, LmkComponent, LmkComponents, LmkSource, SoftHsm};
 
 /// An HSM session: today the built-in software HSM over a key-store directory.
 ///
@@ -87,7 +85,7 @@ pub(super) unsafe fn read_components(
         let kcv = unsafe { input_opt_str(c.kcv, "component kcv") }?
             .map(Kcv::from_hex)
             .transpose()?;
-        out.push((Zeroizing::new(key.to_vec()), kcv));
+        out.push(LmkComponent::new(key, kcv));
     }
     Ok(out)
 }

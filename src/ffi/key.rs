@@ -228,8 +228,8 @@ pub unsafe extern "C" fn pmp_key_form(
                 OutPtr::new(out_info, "out_info")?,
             )
         };
-        let parts: Vec<&[u8]> = components.iter().map(|(k, _)| k.as_slice()).collect();
-        let kcvs: Vec<Option<Kcv>> = components.iter().map(|(_, k)| *k).collect();
+        let parts: Vec<&[u8]> = components.iter().map(|c| c.bytes()).collect();
+        let kcvs: Vec<Option<Kcv>> = components.iter().map(|c| c.kcv().copied()).collect();
         let info = hsm
             .hsm()
             .form_key_from_components(&spec, &parts, &kcvs, expected.as_ref())?;

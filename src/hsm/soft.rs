@@ -56,7 +56,42 @@ const LABEL_BLOCK: [u8; 2] = *b"0L";
 pub const LMK_ENV: &str = "PMP_LMK_COMPONENTS";
 
 /// LMK components: clear AES-256 components, each with an optional KCV.
-pub type LmkComponents = Vec<(Zeroizing<Vec<u8>>, Option<Kcv>)>;
+pub type LmkComponents = Vec<LmkComponent>;
+
+/// One clear LMK component with its optional KCV. Zeroized on drop; `Debug` shows only the
+/// KCV.
+#[derive(Clone)]
+pub struct LmkComponent {
+    bytes: Zeroizing<Vec<u8>>,
+    kcv: Option<Kcv>,
+}
+
+impl LmkComponent {
+    /// A component (its bytes are copied) and the KCV its custodian read out, if any.
+    pub fn new(bytes: &[u8], kcv: Option<Kcv>) -> Self {
+        Self {
+            bytes: Zeroizing::new(bytes.to_vec()),
+            kcv,
+        }
+    }
+
+    /// The KCV given with the component.
+    pub fn kcv(&self) -> Option<&Kcv> {
+        self.kcv.as_ref()
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl core::fmt::Debug for LmkComponent {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("LmkComponent")
+            .field("kcv", &self.kcv)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Where the LMK comes from.
 #[derive(Clone)]
@@ -80,10 +115,10 @@ impl core::fmt::Debug for LmkSource {
     }
 }
 
-fn lmk_from_components(components: &[(Zeroizing<Vec<u8>>, Option<Kcv>)]) -> Result<SecretKey> {
+fn lmk_from_components(components: &[LmkComponent]) -> Result<SecretKey> {
     let parts: Vec<(&[u8], Option<&Kcv>)> = components
         .iter()
-        .map(|(c, k)| (c.as_slice(), k.as_ref()))
+        .map(|c| (c.bytes.as_slice(), c.kcv.as_ref()))
         .collect();
     let lmk = crate::combine_components(Algorithm::Aes, &parts)?;
     if lmk.len() != 32 {
@@ -108,7 +143,7 @@ fn components_from_env() -> Result<LmkComponents> {
         .enumerate()
         .map(|(i, c)| {
             hex::decode(c.trim())
-                .map(|v| (Zeroizing::new(v), None))
+                .map(|v| LmkComponent::new(&Zeroizing::new(v), None))
                 .map_err(|_| {
                     Error::invalid(
                         "LMK component",
