@@ -616,3 +616,44 @@ fn a_refused_import_stores_nothing_and_is_not_logged_as_imported() {
         "a 2-byte KCV is too weak a check"
     );
 }
+
+#[test]
+fn an_imported_tdes_key_with_even_parity_is_adjusted_not_refused() {
+    let dir = TempDir::new("parity");
+    let hsm = SoftHsm::create_with_test_lmk(&dir.0).unwrap();
+    let zmk = SecretKey::generate(Algorithm::Tdes, 16).unwrap();
+    let c1 = SecretKey::generate(Algorithm::Tdes, 16).unwrap();
+    let c2: Vec<u8> = c1
+        .expose_secret()
+        .iter()
+        .zip(zmk.expose_secret())
+        .map(|(a, b)| a ^ b)
+        .collect();
+    let z = hierarchy::zmk_ceremony(
+        &hsm,
+        "ZMK",
+        Algorithm::Tdes,
+        &[c1.expose_secret(), &c2],
+        &[],
+        None,
+    )
+    .unwrap();
+    // A key as a counterpart may send it: every byte with even parity.
+    let mut k = SecretKey::generate(Algorithm::Tdes, 16)
+        .unwrap()
+        .expose_secret()
+        .to_vec();
+    k.iter_mut().for_each(|b| *b ^= 1);
+    assert!(!pmp_core::has_odd_parity(&k));
+    let key = SecretKey::new(Algorithm::Tdes, &k).unwrap();
+    let h = keyblock::Header::new(
+        Version::B,
+        KeyUsage::D0,
+        keyblock::KeyAlgorithm::Tdes,
+        ModeOfUse::B,
+        keyblock::Exportability::N,
+    );
+    let block = keyblock::wrap(&zmk, &h, &key, None).unwrap();
+    let info = hsm.import_key_block("TK", &z.handle, &block).unwrap();
+    assert_eq!(info.kcv, key.kcv(), "parity bits do not change the KCV");
+}

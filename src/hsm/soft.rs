@@ -821,6 +821,18 @@ impl Hsm for SoftHsm {
                 },
             )?;
             let spec = spec_from_header(label, &header, key.len())?;
+            // Parity bits carry no key material (DES ignores them, the KCV does not change):
+            // an imported TDES key is parity-adjusted, then must pass the weak-key and
+            // degenerate-key checks like any key made here.
+            let key = if spec.algorithm == Algorithm::Tdes
+                && !crate::has_odd_parity(key.expose_secret())
+            {
+                let mut b = Zeroizing::new(key.expose_secret().to_vec());
+                crate::set_odd_parity(&mut b);
+                SecretKey::new(Algorithm::Tdes, &b)?
+            } else {
+                key
+            };
             crate::check_key_hygiene(spec.algorithm, key.expose_secret())?;
             if keyblock::key_strength_bits(&key) > keyblock::key_strength_bits(&k.key) {
                 return Err(Error::Policy(format!(
