@@ -14,7 +14,8 @@
 //! Structural problems of one record (wrong number of fields, an over-long record, a
 //! malformed quote) do not stop the file: the record carries a [`Reason`] and is rejected.
 //! Problems that make the rest of the file unreadable (XML that is not well-formed, a
-//! header row that lacks a required column, data after the trailer) stop it with an error.
+//! header row that lacks a required column, data after the trailer, a quoted field still
+//! open at the end of the file) stop it with an error.
 //!
 //! ```
 //! use pmp_core::issuer::{self, RecordSource};
@@ -316,6 +317,15 @@ impl<'a> LineSource<'a> {
                 .fill_buf()
                 .map_err(|e| io_error(e, "reading the issuer file"))?;
             if buf.is_empty() {
+                if st == St::Quoted {
+                    // A quoted field never closed: the rest of the file was swallowed into
+                    // one field. The file's structure is lost, not just one record's.
+                    self.line.zeroize();
+                    self.line.clear();
+                    return Err(structure(
+                        "the file ends inside a quoted field (an unbalanced quote)",
+                    ));
+                }
                 if !any {
                     return Ok(None);
                 }
@@ -906,6 +916,16 @@ mod tests {
         assert!(e.contains("trailer"), "{e}");
         // Data after the trailer.
         assert!(all(&p, "Name;id;other\nA;1;z\nTRL;1\nB;2;z\n").is_err());
+        // An unbalanced quote swallows the rest of the file: a file-level error, even
+        // without a trailer to miss.
+        let p3 = product(
+            r#"<layout kind="delimited" separator=";" record-id="id"/>"#,
+            r#"<field name="id"/><field name="name" column="Name"/>"#,
+        );
+        let e = all(&p3, "Name;id\nA;1\n\"B;2\nC;3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("quoted field"), "{e}");
         // A required column missing from the header.
         let p2 = product(
             r#"<layout kind="delimited" record-id="id"/>"#,

@@ -317,3 +317,28 @@ fn demo_runs_end_to_end() {
     assert!(demo::run(&out, 10, &Options::default()).is_err());
     assert!(out.join("mine.txt").exists());
 }
+
+#[test]
+fn an_unbalanced_quote_stops_the_file() {
+    let s = setup(
+        "quote",
+        sc(LayoutChoice::Delimited, false, false, Algorithm::Tdes),
+    );
+    // Without a declared count there is no trailer to miss: only the open quote itself can
+    // tell that the rest of the file was swallowed into one field.
+    let mut p = s.product.clone();
+    p.layout.count = None;
+    let input = write_issuer_file(&s, Cards::new(1, 30));
+    let text = std::fs::read_to_string(&input).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines.pop(); // the trailer
+    // From record 5 on, the rest of the file is one open quoted field (the quotes that the
+    // later lines had are dropped: they would close and reopen it).
+    for l in &mut lines[5..] {
+        l.retain(|c| c != '"');
+    }
+    lines[5].insert(0, '"');
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let e = expect_clean_failure(&s, &input, &p).to_string();
+    assert!(e.contains("quoted field"), "{e}");
+}
