@@ -175,7 +175,10 @@ pub fn default_rejects_path(out: &Path) -> PathBuf {
 /// Imports the issuer file `input` into the XOF `out` and the reject report `rejects`
 /// (default: `<out stem>.rejects.txt` beside `out`). Both are written to temporary files in
 /// their directories and renamed at the end only on success; on any error neither exists
-/// afterwards (an existing file of the same name is left as it was).
+/// afterwards (an existing file of the same name is left as it was; if the XOF's rename
+/// fails after the report's, the report's is taken back). Outputs are compared by canonical
+/// parent directory and file name: the XOF and the report must be different files, and
+/// neither may be the input.
 pub fn import_file(
     hsm: &dyn Hsm,
     product: &Product,
@@ -185,13 +188,8 @@ pub fn import_file(
     opts: &Options<'_>,
 ) -> Result<Summary> {
     let rejects = rejects.map_or_else(|| default_rejects_path(out), Path::to_path_buf);
-    if rejects == out {
-        return Err(Error::invalid(
-            "output",
-            "the XOF and the reject report must be different files",
-        ));
-    }
     let f = fs::File::open(input).map_err(|e| Error::io(input, e))?;
+    check_output_paths(input, out, &rejects)?;
     let xof_tmp = TempFile::create(out)?;
     let rej_tmp = TempFile::create(&rejects)?;
     let (summary, xof_w, rej_w) = import(
@@ -212,9 +210,95 @@ pub fn import_file(
             .map_err(|e| Error::io(&t.tmp, e.into_error()))?;
         file.sync_all().map_err(|e| Error::io(&t.tmp, e))?;
     }
-    rej_tmp.commit()?;
-    xof_tmp.commit()?;
+    // Two renames cannot be one atomic step: if the second fails, the first is undone (the
+    // report's previous file, if any, is put back) so that no partial output is left.
+    let previous = rej_tmp.keep_previous()?;
+    if let Err(e) = rej_tmp.commit() {
+        if let Some(bak) = &previous {
+            let _ = fs::remove_file(bak);
+        }
+        return Err(e);
+    }
+    if let Err(e) = xof_tmp.commit() {
+        let undo = match &previous {
+            Some(bak) => fs::rename(bak, &rej_tmp.target),
+            None => fs::remove_file(&rej_tmp.target),
+        };
+        if let Err(u) = undo {
+            return Err(Error::invalid(
+                "output",
+                format!(
+                    "writing {} failed ({e}) and the reject report {} could not be taken back ({u})",
+                    out.display(),
+                    rej_tmp.target.display()
+                ),
+            ));
+        }
+        return Err(e);
+    }
+    if let Some(bak) = previous {
+        let _ = fs::remove_file(bak);
+    }
     Ok(summary)
+}
+
+/// A path as the file system resolves it for writing: the canonical parent directory and
+/// the file name (the name itself is not resolved: a rename replaces the directory entry).
+fn output_identity(p: &Path) -> Result<PathBuf> {
+    let name = p
+        .file_name()
+        .ok_or_else(|| Error::invalid("output", format!("{} is not a file name", p.display())))?;
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let dir = fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+    Ok(dir.join(name))
+}
+
+/// Refuses outputs that are the same file as each other or as the input (`a.xof` and
+/// `./a.xof`, `dir/../in.dat`, a symlinked directory): renaming onto the input would
+/// destroy the issuer's file, and one output would silently replace the other.
+fn check_output_paths(input: &Path, out: &Path, rejects: &Path) -> Result<()> {
+    let o = output_identity(out)?;
+    let r = output_identity(rejects)?;
+    if o == r {
+        return Err(Error::invalid(
+            "output",
+            "the XOF and the reject report must be different files",
+        ));
+    }
+    let mut inputs = vec![output_identity(input)?];
+    if let Ok(c) = fs::canonicalize(input) {
+        inputs.push(c);
+    }
+    for (what, p) in [("the XOF", &o), ("the reject report", &r)] {
+        let same_entry = inputs.contains(p);
+        // A hard link or a symlink to the input under another name.
+        let same_file =
+            fs::canonicalize(p).is_ok_and(|c| inputs.contains(&c)) || same_inode(input, p);
+        if same_entry || same_file {
+            return Err(Error::invalid(
+                "output",
+                format!("{what} would replace the input file"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn same_inode(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_inode(_: &Path, _: &Path) -> bool {
+    false
 }
 
 /// A temporary file beside its target, removed on drop unless committed.
@@ -254,6 +338,19 @@ impl TempFile {
             .write(true)
             .open(&self.tmp)
             .map_err(|e| Error::io(&self.tmp, e))
+    }
+
+    /// When the target exists, a second name for it (a hard link, else a copy) beside it,
+    /// so that a commit can be taken back.
+    fn keep_previous(&self) -> Result<Option<PathBuf>> {
+        if fs::symlink_metadata(&self.target).is_err() {
+            return Ok(None);
+        }
+        let bak = self.tmp.with_extension("bak");
+        if fs::hard_link(&self.target, &bak).is_err() {
+            fs::copy(&self.target, &bak).map_err(|e| Error::io(&self.target, e))?;
+        }
+        Ok(Some(bak))
     }
 
     fn commit(&self) -> Result<()> {

@@ -342,3 +342,85 @@ fn an_unbalanced_quote_stops_the_file() {
     let e = expect_clean_failure(&s, &input, &p).to_string();
     assert!(e.contains("quoted field"), "{e}");
 }
+
+#[test]
+fn outputs_that_are_one_file_or_the_input_are_refused() {
+    let s = setup(
+        "paths",
+        sc(LayoutChoice::Delimited, false, false, Algorithm::Tdes),
+    );
+    let input = write_issuer_file(&s, Cards::new(1, 20));
+    let original = std::fs::read(&input).unwrap();
+    let d = &s.dir.0;
+    let run = |out: PathBuf, rejects: Option<PathBuf>| {
+        let e = import::import_file(
+            &s.hsm,
+            &s.product,
+            &input,
+            &out,
+            rejects.as_deref(),
+            &Options::default(),
+        )
+        .expect_err("must be refused")
+        .to_string();
+        assert_eq!(std::fs::read(&input).unwrap(), original, "{e}");
+        assert!(outputs(d).is_empty(), "{e}: left {:?}", outputs(d));
+        e
+    };
+    // The same file under two spellings.
+    let e = run(d.join("a.xof"), Some(d.join(".").join("a.xof")));
+    assert!(e.contains("different files"), "{e}");
+    let e = run(d.join("a.xof"), Some(d.join("ks").join("..").join("a.xof")));
+    assert!(e.contains("different files"), "{e}");
+    // Either output onto the input.
+    let e = run(d.join(".").join("in.dat"), None);
+    assert!(e.contains("replace the input"), "{e}");
+    let e = run(
+        d.join("a.xof"),
+        Some(d.join("ks").join("..").join("in.dat")),
+    );
+    assert!(e.contains("replace the input"), "{e}");
+    #[cfg(unix)]
+    {
+        // Through a symlinked directory.
+        let link = d.join("ks-link");
+        std::os::unix::fs::symlink(d, &link).unwrap();
+        let out = link.join("in.dat");
+        let e = import::import_file(&s.hsm, &s.product, &input, &out, None, &Options::default())
+            .expect_err("must be refused")
+            .to_string();
+        assert!(e.contains("replace the input"), "{e}");
+        assert_eq!(std::fs::read(&input).unwrap(), original);
+        std::fs::remove_file(&link).unwrap();
+    }
+}
+
+#[test]
+fn a_failed_second_rename_takes_the_first_back() {
+    let s = setup(
+        "rename",
+        sc(LayoutChoice::Delimited, false, false, Algorithm::Tdes),
+    );
+    let input = write_issuer_file(&s, Cards::new(1, 20));
+    let d = &s.dir.0;
+    // The XOF's name is taken by a non-empty directory: its rename fails after the reject
+    // report's succeeded.
+    let out = d.join("order.xof");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("x"), "x").unwrap();
+    let opts = Options::default();
+    assert!(import::import_file(&s.hsm, &s.product, &input, &out, None, &opts).is_err());
+    let rejects = import::default_rejects_path(&out);
+    assert!(!rejects.exists(), "left: {:?}", outputs(d));
+    assert_eq!(outputs(d), vec!["order.xof".to_string()]);
+    // An existing report is put back as it was.
+    std::fs::write(&rejects, "previous report").unwrap();
+    assert!(import::import_file(&s.hsm, &s.product, &input, &out, None, &opts).is_err());
+    assert_eq!(
+        std::fs::read_to_string(&rejects).unwrap(),
+        "previous report"
+    );
+    let mut left = outputs(d);
+    left.sort();
+    assert_eq!(left, vec!["order.rejects.txt", "order.xof"]);
+}
