@@ -11,11 +11,13 @@
 //! separator and quote, a doubled quote inside a quoted field, quoted fields may span
 //! lines, CRLF or LF) over buffers we own and wipe.
 //!
-//! Structural problems of one record (wrong number of fields, an over-long record, a
-//! malformed quote) do not stop the file: the record carries a [`Reason`] and is rejected.
-//! Problems that make the rest of the file unreadable (XML that is not well-formed, a
-//! header row that lacks a required column, data after the trailer, a quoted field still
-//! open at the end of the file) stop it with an error.
+//! Structural problems of one record (wrong number of fields, a malformed quote within a
+//! line) do not stop the file: the record carries a [`Reason`] and is rejected. Problems
+//! that make the rest of the file unreadable (XML that is not well-formed, a header row
+//! that lacks a required column, data after the trailer, a quoted field still open at the
+//! end of the file) stop it with an error, and so does anything longer than
+//! `max-record-bytes` (a line, an XML record, or any one XML event: text, tag, comment,
+//! whitespace), as soon as the limit is passed and before it is buffered.
 //!
 //! ```
 //! use pmp_core::issuer::{self, RecordSource};
@@ -172,6 +174,15 @@ impl RawRecord {
     }
 }
 
+/// Wipes the used part of `v` and empties it, keeping its capacity. (`Vec::zeroize` wipes
+/// the whole capacity: on a buffer sized for the longest record, that is the longest
+/// record's worth of writes for every event or line, however short.)
+fn wipe(v: &mut Vec<u8>) {
+    let n = v.len();
+    v[..n].zeroize();
+    v.clear();
+}
+
 /// Grows a zeroizing vector without leaving a clear copy behind: when the capacity must
 /// grow, the old contents are moved into a fresh allocation and the old one wiped.
 fn reserve_wiping(v: &mut Zeroizing<Vec<u8>>, extra: usize) {
@@ -268,8 +279,11 @@ impl<'a> LineSource<'a> {
             count: p.layout.count.clone(),
             declared: None,
             max: p.layout.max_record_bytes,
-            line: Zeroizing::new(Vec::with_capacity(p.layout.max_record_bytes.min(4096))),
-            cells: Zeroizing::new(Vec::with_capacity(p.layout.max_record_bytes.min(4096))),
+            // At their maximum from the start: a line never exceeds max-record-bytes and its
+            // cells never exceed the line, so neither buffer is ever reallocated (a
+            // reallocation would free an unwiped clear copy).
+            line: Zeroizing::new(Vec::with_capacity(p.layout.max_record_bytes)),
+            cells: Zeroizing::new(Vec::with_capacity(p.layout.max_record_bytes)),
             spans: Vec::new(),
             number: 0,
             done: false,
@@ -290,15 +304,16 @@ impl<'a> LineSource<'a> {
     }
 
     /// Reads one logical line (a quoted newline does not end it) into `self.line`, without
-    /// its line ending. Returns `None` at the end of the input, `Some(overflow)` otherwise.
-    fn read_line(&mut self) -> Result<Option<bool>> {
+    /// its line ending. Returns `false` at the end of the input. A line longer than
+    /// max-record-bytes is an error as soon as the limit is passed (nothing more of it is
+    /// read or buffered).
+    fn read_line(&mut self) -> Result<bool> {
         let quote = self.quote();
         let sep = match self.kind {
             LayoutKind::Delimited { separator, .. } => Some(separator),
             _ => None,
         };
-        self.line.zeroize();
-        self.line.clear();
+        wipe(&mut self.line);
         // RFC 4180 states: a quote opens a quoted field only at the start of a field; in a
         // quoted field a newline is data and a doubled quote is one quote.
         #[derive(Clone, Copy, PartialEq)]
@@ -309,7 +324,6 @@ impl<'a> LineSource<'a> {
             QuoteInQuoted,
         }
         let mut st = St::FieldStart;
-        let mut overflow = false;
         let mut any = false;
         loop {
             let buf = self
@@ -320,14 +334,13 @@ impl<'a> LineSource<'a> {
                 if st == St::Quoted {
                     // A quoted field never closed: the rest of the file was swallowed into
                     // one field. The file's structure is lost, not just one record's.
-                    self.line.zeroize();
-                    self.line.clear();
+                    wipe(&mut self.line);
                     return Err(structure(
                         "the file ends inside a quoted field (an unbalanced quote)",
                     ));
                 }
                 if !any {
-                    return Ok(None);
+                    return Ok(false);
                 }
                 break;
             }
@@ -350,15 +363,14 @@ impl<'a> LineSource<'a> {
                 };
             }
             let take = end.unwrap_or(buf.len());
-            if !overflow {
-                if self.line.len() + take > self.max {
-                    overflow = true;
-                    self.line.zeroize();
-                    self.line.clear();
-                } else {
-                    self.line.extend_from_slice(&buf[..take]);
-                }
+            if self.line.len() + take > self.max {
+                wipe(&mut self.line);
+                return Err(structure(format!(
+                    "a line near byte {} is longer than max-record-bytes ({})",
+                    self.r.offset, self.max
+                )));
             }
+            self.line.extend_from_slice(&buf[..take]);
             match end {
                 Some(e) => {
                     self.r.consume(e + 1);
@@ -373,7 +385,7 @@ impl<'a> LineSource<'a> {
         if self.line.last() == Some(&b'\r') {
             self.line.pop();
         }
-        Ok(Some(overflow))
+        Ok(true)
     }
 
     /// Splits `self.line` into cells (unquoted) in `self.cells` / `self.spans`. `false` when
@@ -385,8 +397,7 @@ impl<'a> LineSource<'a> {
             } => (separator, quote),
             _ => return true,
         };
-        self.cells.zeroize();
-        self.cells.clear();
+        wipe(&mut self.cells);
         self.spans.clear();
         let line = &self.line[..];
         let mut i = 0;
@@ -442,10 +453,8 @@ impl<'a> LineSource<'a> {
 
     fn read_header(&mut self) -> Result<()> {
         self.header_pending = false;
-        match self.read_line()? {
-            None => return Err(structure("the file is empty (no header row)")),
-            Some(true) => return Err(structure("the header row is too long")),
-            Some(false) => {}
+        if !self.read_line()? {
+            return Err(structure("the file is empty (no header row)"));
         }
         if !self.split() {
             return Err(structure("the header row has a malformed quote"));
@@ -503,32 +512,25 @@ impl RecordSource for LineSource<'_> {
             self.read_header()?;
         }
         loop {
-            let overflow = match self.read_line()? {
-                None => {
-                    self.done = true;
-                    if matches!(self.count, Some(CountSpec::Trailer { .. })) {
-                        return Err(structure("the file ends without its trailer (truncated?)"));
-                    }
-                    return Ok(None);
+            if !self.read_line()? {
+                self.done = true;
+                if matches!(self.count, Some(CountSpec::Trailer { .. })) {
+                    return Err(structure("the file ends without its trailer (truncated?)"));
                 }
-                Some(o) => o,
-            };
-            if !overflow && trim(&self.line).is_empty() {
+                return Ok(None);
+            }
+            if trim(&self.line).is_empty() {
                 continue; // blank line
             }
             self.number += 1;
             let mut rec = RawRecord::new(self.number, self.fields);
-            if overflow {
-                rec.problem = Some(Reason::FieldFormat);
-                return Ok(Some(rec));
-            }
             let split_ok = self.split();
             if split_ok && self.is_trailer() {
                 self.number -= 1;
                 self.declared = Some(self.trailer_count()?);
                 // Only blank lines may follow.
-                while let Some(o) = self.read_line()? {
-                    if o || !trim(&self.line).is_empty() {
+                while self.read_line()? {
+                    if !trim(&self.line).is_empty() {
                         return Err(structure("data after the trailer line"));
                     }
                 }
@@ -587,8 +589,50 @@ fn io_error(e: std::io::Error, what: &str) -> Error {
 
 // ---------------------------------------------------------------- XML
 
+/// Slack over max-record-bytes for one event's markup (`<`, `>`, the look-ahead byte).
+const EVENT_SLACK: usize = 64;
+
+/// A `BufRead` under quick-xml that lets one event consume at most `left` bytes: quick-xml
+/// buffers a whole event (a text node, a tag, a comment) before returning it, so without
+/// this a single hostile event could make it buffer the rest of the file. The reader fails
+/// as soon as the event passes the limit, before the bytes are buffered.
+struct Budget<'a> {
+    inner: WipingReader<'a>,
+    left: usize,
+    max: usize,
+}
+
+impl Read for Budget<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let avail = self.fill_buf()?;
+        let n = avail.len().min(out.len());
+        out[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Budget<'_> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.left == 0 {
+            return Err(std::io::Error::other(structure(format!(
+                "XML near byte {}: one XML event (text, tag, comment or whitespace) is larger than max-record-bytes ({})",
+                self.inner.offset, self.max
+            ))));
+        }
+        let left = self.left;
+        let b = self.inner.fill_buf()?;
+        Ok(&b[..b.len().min(left)])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.left = self.left.saturating_sub(amt);
+        self.inner.consume(amt);
+    }
+}
+
 struct XmlSource<'a> {
-    r: quick_xml::Reader<WipingReader<'a>>,
+    r: quick_xml::Reader<Budget<'a>>,
     buf: Zeroizing<Vec<u8>>,
     /// The text of the last text event.
     text: Zeroizing<Vec<u8>>,
@@ -613,12 +657,19 @@ enum XmlState {
 
 impl<'a> XmlSource<'a> {
     fn new(p: &Product, r: WipingReader<'a>, root: &str, record: &str) -> Self {
-        let mut r = quick_xml::Reader::from_reader(r);
+        let max = p.layout.max_record_bytes;
+        let mut r = quick_xml::Reader::from_reader(Budget {
+            inner: r,
+            left: 0,
+            max,
+        });
         r.config_mut().trim_text(false);
         Self {
             r,
-            buf: Zeroizing::new(Vec::with_capacity(4096)),
-            text: Zeroizing::new(Vec::new()),
+            // At their maximum from the start (an event never exceeds max + slack): never
+            // reallocated, so no unwiped copy is freed.
+            buf: Zeroizing::new(Vec::with_capacity(max + EVENT_SLACK)),
+            text: Zeroizing::new(Vec::with_capacity(max + EVENT_SLACK)),
             root: root.as_bytes().to_vec(),
             record: record.as_bytes().to_vec(),
             names: p
@@ -647,8 +698,8 @@ impl<'a> XmlSource<'a> {
     /// so that the borrow of `buf` ends here.
     fn next(&mut self) -> Result<Ev> {
         let mut buf = core::mem::take(&mut self.buf);
-        buf.zeroize();
-        buf.clear();
+        wipe(&mut buf);
+        self.r.get_mut().left = self.max + EVENT_SLACK;
         let r = self.classify(&mut buf);
         self.buf = buf;
         r
@@ -684,8 +735,7 @@ impl<'a> XmlSource<'a> {
             Event::End(e) => Ev::End(e.name().as_ref().as_bytes().to_vec()),
             Event::Text(t) => {
                 let t: &str = &t;
-                self.text.zeroize();
-                self.text.clear();
+                wipe(&mut self.text);
                 reserve_wiping(&mut self.text, t.len());
                 self.text.extend_from_slice(t.as_bytes());
                 if t.bytes().all(|b| b.is_ascii_whitespace()) {
@@ -718,8 +768,7 @@ impl<'a> XmlSource<'a> {
             Event::Eof => Ev::Eof,
             Event::DocType(_) => return Err(self.err("a DOCTYPE is not allowed")),
             Event::Decl(_) | Event::Comment(_) | Event::PI(_) => {
-                self.text.zeroize();
-                self.text.clear();
+                wipe(&mut self.text);
                 Ev::Space
             }
         })
@@ -790,7 +839,7 @@ impl RecordSource for XmlSource<'_> {
         self.number += 1;
         let mut rec = RawRecord::new(self.number, self.fields);
         let start = self.r.buffer_position();
-        let mut value: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::new());
+        let mut value: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::with_capacity(self.max));
         // Inside a record: child elements, one per field.
         loop {
             if self.r.buffer_position() - start > self.max as u64 {
@@ -799,9 +848,11 @@ impl RecordSource for XmlSource<'_> {
             match self.next()? {
                 Ev::Start(n, _) => {
                     let field = self.names.iter().find(|(k, _)| *k == n).map(|(_, i)| *i);
-                    value.zeroize();
-                    value.clear();
+                    wipe(&mut value);
                     loop {
+                        if self.r.buffer_position() - start > self.max as u64 {
+                            return Err(self.err("a record is larger than max-record-bytes"));
+                        }
                         match self.next()? {
                             Ev::Text | Ev::Space => {
                                 if value.len() + self.text.len() > self.max {
@@ -813,6 +864,9 @@ impl RecordSource for XmlSource<'_> {
                             Ev::Ref(c) => {
                                 let mut tmp = [0u8; 4];
                                 let s = c.encode_utf8(&mut tmp);
+                                if value.len() + s.len() > self.max {
+                                    return Err(self.err("a field is larger than max-record-bytes"));
+                                }
                                 reserve_wiping(&mut value, s.len());
                                 value.extend_from_slice(s.as_bytes());
                             }
@@ -945,13 +999,18 @@ mod tests {
             r#"<layout kind="delimited" header="false" quote="none" separator="|" record-id="id" max-record-bytes="20"/>"#,
             r#"<field name="id"/><field name="v"/>"#,
         );
-        let long = "x".repeat(50);
-        let (v, probs, declared) = all(&p, &format!("1|a\"b\n2|{long}\n3|c")).unwrap();
+        let (v, probs, declared) = all(&p, "1|a\"b\n2|yy\n3|c").unwrap();
         assert_eq!(v.len(), 3);
         assert_eq!(v[0][1].as_deref(), Some("a\"b"));
-        assert_eq!(probs[1], Some(Reason::FieldFormat));
+        assert_eq!(probs, vec![None, None, None]);
         assert_eq!(v[2][1].as_deref(), Some("c"));
         assert_eq!(declared, None);
+        // A line over the limit stops the file (it is not read to its end).
+        let long = "x".repeat(50);
+        let e = all(&p, &format!("1|a\n2|{long}\n3|c"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("longer than max-record-bytes (20)"), "{e}");
     }
 
     #[test]
@@ -995,5 +1054,26 @@ mod tests {
         ] {
             assert!(all(&p, bad).is_err(), "{bad}");
         }
+        // One event over max-record-bytes: a comment, a text node, whitespace between
+        // records, character references — each an error, not buffered.
+        let p = product(
+            r#"<layout kind="xml" root="cards" record="card" record-id="id" max-record-bytes="100"/>"#,
+            r#"<field name="id"/><field name="name"/>"#,
+        );
+        let big = "x".repeat(200);
+        let sp = " ".repeat(200);
+        let refs = "&#65;".repeat(150);
+        for bad in [
+            format!("<cards><!--{big}--><card><id>1</id></card></cards>"),
+            format!("<cards><card><id>1</id><name>{big}</name></card></cards>"),
+            format!("<cards><card><id>1</id></card>{sp}<card><id>2</id></card></cards>"),
+            format!("<cards><card><id>1</id><name>{refs}</name></card></cards>"),
+            format!("<cards><card {big}=\"1\"><id>1</id></card></cards>"),
+        ] {
+            let e = all(&p, &bad).unwrap_err().to_string();
+            assert!(e.contains("max-record-bytes"), "{bad}: {e}");
+        }
+        let ok = "<cards><!-- short --><card><id>1</id><name>AB &#65;</name></card></cards>";
+        assert_eq!(all(&p, ok).unwrap().0[0][1].as_deref(), Some("AB A"));
     }
 }

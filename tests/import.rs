@@ -424,3 +424,51 @@ fn a_failed_second_rename_takes_the_first_back() {
     left.sort();
     assert_eq!(left, vec!["order.rejects.txt", "order.xof"]);
 }
+
+#[test]
+fn hostile_xml_events_fail_fast_without_buffering() {
+    let s = setup(
+        "xml-big",
+        sc(LayoutChoice::Xml, false, false, Algorithm::Tdes),
+    );
+    let input = write_issuer_file(&s, Cards::new(1, 10));
+    let text = std::fs::read_to_string(&input).unwrap();
+    let at = text.find("<card>").unwrap();
+    let big = "x".repeat(20 << 20);
+    for (what, insert) in [
+        ("comment", format!("<!--{big}-->")),
+        ("text", big.clone()),
+        ("whitespace", " ".repeat(20 << 20)),
+        (
+            "field",
+            format!("<card><card_id>X1</card_id><name>{big}</name></card>"),
+        ),
+    ] {
+        let mut bad = text.clone();
+        bad.insert_str(at, &insert);
+        std::fs::write(&input, bad).unwrap();
+        let t = std::time::Instant::now();
+        let e = expect_clean_failure(&s, &input, &s.product).to_string();
+        assert!(e.contains("max-record-bytes"), "{what}: {e}");
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(3),
+            "{what}: {:?}",
+            t.elapsed()
+        );
+    }
+}
+
+#[test]
+fn a_delimited_line_over_the_limit_stops_the_file() {
+    let s = setup(
+        "line-big",
+        sc(LayoutChoice::Delimited, false, false, Algorithm::Tdes),
+    );
+    let input = write_issuer_file(&s, Cards::new(1, 10));
+    let text = std::fs::read_to_string(&input).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines[3].push_str(&"x".repeat(70_000));
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let e = expect_clean_failure(&s, &input, &s.product).to_string();
+    assert!(e.contains("longer than max-record-bytes (65536)"), "{e}");
+}
