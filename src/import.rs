@@ -645,6 +645,14 @@ impl<'h> Plan<'h> {
                     None => v,
                 };
                 if let Err(reason) = check.run(clear) {
+                    // After decryption under TK_issuer, every failure is one reason: a
+                    // report that told bad padding from a bad format (not digits, length,
+                    // Luhn) would be a padding oracle on the issuer's ciphertext.
+                    let reason = if f.encrypted {
+                        Reason::FieldDecrypt
+                    } else {
+                        reason
+                    };
                     return reject(Some(id), &f.name, reason);
                 }
             }

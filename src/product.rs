@@ -419,6 +419,12 @@ impl Product {
                         if padding == Padding::Iso9797M1 {
                             return Err(bad(&e.name, "padding 1 cannot be removed from a file"));
                         }
+                        if padding == Padding::None {
+                            return Err(bad(
+                                &e.name,
+                                "padding none is refused: the padding is the only integrity check of a CBC file",
+                            ));
+                        }
                         file_enc = Some(FileEncryption {
                             algorithm: alg,
                             iv,
@@ -435,11 +441,14 @@ impl Product {
                         if (mode == Mode::Cbc) != iv.is_some() {
                             return Err(bad(&e.name, "CBC needs an iv, ECB takes none"));
                         }
-                        field_enc = Some(FieldEncryption {
-                            mode,
-                            iv,
-                            padding: padding(&mut e)?,
-                        });
+                        let padding = padding(&mut e)?;
+                        if padding == Padding::None {
+                            return Err(bad(
+                                &e.name,
+                                "padding none is refused: the padding is the only integrity check of an encrypted field",
+                            ));
+                        }
+                        field_enc = Some(FieldEncryption { mode, iv, padding });
                     }
                     ("layout", "count") => {
                         count = Some(if let Some(a) = e.get("root-attribute") {
@@ -859,6 +868,17 @@ mod tests {
             (
                 FULL.replace("attribute=\"NAME\"", "attribute=\"PAN\""),
                 "twice",
+            ),
+            (
+                FULL.replace(
+                    "iv=\"prefix\" padding=\"pkcs7\"",
+                    "iv=\"prefix\" padding=\"none\"",
+                ),
+                "padding none is refused",
+            ),
+            (
+                FULL.replace("iv=\"zero\" padding=\"2\"", "iv=\"zero\" padding=\"none\""),
+                "padding none is refused",
             ),
         ];
         for (xml, want) in cases {

@@ -40,7 +40,9 @@ pub enum Reason {
     FieldFormat,
     /// An individually encrypted field is not even-length hex of whole cipher blocks.
     CiphertextFormat,
-    /// An individually encrypted field did not decrypt (bad padding under the issuer key).
+    /// An individually encrypted field did not decrypt (bad padding under the issuer key),
+    /// or its clear value failed its check: after decryption every failure is this one
+    /// reason, so that the report is no padding oracle.
     FieldDecrypt,
     /// The PIN block did not translate (malformed hex, wrong length, or a PIN block that
     /// does not decode under the issuer PIN key and PAN).
