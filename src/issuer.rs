@@ -488,11 +488,12 @@ impl<'a> LineSource<'a> {
     fn trailer_count(&self) -> Result<u64> {
         match (&self.count, &self.kind) {
             (Some(CountSpec::Trailer { start, length, .. }), LayoutKind::Fixed) => {
-                let s = start - 1;
-                if self.line.len() < s + length {
+                let s = start.saturating_sub(1);
+                let e = s.saturating_add(*length);
+                if self.line.len() < e {
                     return Err(structure("the trailer line is too short for its count"));
                 }
-                parse_count(&self.line[s..s + length])
+                parse_count(&self.line[s..e])
             }
             (Some(CountSpec::Trailer { column, .. }), _) => parse_count(
                 self.cell(column - 1)
@@ -541,7 +542,8 @@ impl RecordSource for LineSource<'_> {
                 LayoutKind::Fixed => {
                     for (k, &(s, l)) in self.positions.iter().enumerate() {
                         if s < self.line.len() {
-                            let e = (s + l).min(self.line.len());
+                            // The product bounds s + l by max-record-bytes; saturate anyway.
+                            let e = s.saturating_add(l).min(self.line.len());
                             let v = &self.line[s..e];
                             rec.set(k, v);
                         }

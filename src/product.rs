@@ -373,6 +373,9 @@ impl Product {
         let mut field_enc = None;
         let mut count = None;
         let mut fields: Vec<FieldSpec> = Vec::new();
+        // Elements that may occur at most once: a second one would silently replace the
+        // first (a second <layout> or <keys> after review, say).
+        let mut seen: Vec<String> = Vec::new();
         loop {
             let ev = r
                 .read_event()
@@ -385,6 +388,13 @@ impl Product {
             if let Some(s) = start {
                 let mut e = Elem::new(s)?;
                 let parent = path.last().map(String::as_str).unwrap_or("");
+                if !(parent == "fields" && e.name == "field") {
+                    let key = format!("{parent}/{}", e.name);
+                    if seen.contains(&key) {
+                        return Err(bad(&e.name, "given more than once"));
+                    }
+                    seen.push(key);
+                }
                 match (parent, e.name.as_str()) {
                     ("", "product") => {
                         let f = e.req("format")?;
@@ -624,6 +634,40 @@ impl Product {
                     ),
                 );
             }
+            // Two fields reading the same bytes: one value would go out twice (possibly a
+            // checked field copied to an unchecked attribute).
+            match fs.position {
+                Some((s, l)) => {
+                    if s.checked_add(l)
+                        .is_none_or(|end| end - 1 > self.layout.max_record_bytes)
+                    {
+                        return f(
+                            "field",
+                            &format!("{}: start + length - 1 exceeds max-record-bytes", fs.name),
+                        );
+                    }
+                    if let Some(o) = self.fields[..i]
+                        .iter()
+                        .find(|o| o.position.is_some_and(|(os, ol)| os < s + l && s < os + ol))
+                    {
+                        return f(
+                            "field",
+                            &format!("{} overlaps {} (start/length)", fs.name, o.name),
+                        );
+                    }
+                }
+                None => {
+                    if let Some(o) = self.fields[..i].iter().find(|o| o.column == fs.column) {
+                        return f(
+                            "field",
+                            &format!(
+                                "{} and {} read the same column/element {}",
+                                o.name, fs.name, fs.column
+                            ),
+                        );
+                    }
+                }
+            }
         }
         let id = self
             .fields
@@ -650,9 +694,15 @@ impl Product {
                 return f("count", "line layouts give the count in a trailer line");
             }
             (LayoutKind::Fixed, Some(CountSpec::Trailer { start, length, .. }))
-                if *start == 0 || *length == 0 || *length > 19 =>
+                if *start == 0
+                    || *length == 0
+                    || *length > 19
+                    || start.saturating_add(*length) - 1 > self.layout.max_record_bytes =>
             {
-                return f("count", "fixed layouts need start and length (1..19)");
+                return f(
+                    "count",
+                    "fixed layouts need start and length (1..19) within max-record-bytes",
+                );
             }
             (LayoutKind::Delimited { .. }, Some(CountSpec::Trailer { column: 0, .. })) => {
                 return f("count", "column is 1-based");
@@ -880,10 +930,84 @@ mod tests {
                 FULL.replace("iv=\"zero\" padding=\"2\"", "iv=\"zero\" padding=\"none\""),
                 "padding none is refused",
             ),
+            (
+                FULL.replace("<keys>", "<keys><mac-key label=\"OTHER\"/>"),
+                "more than once",
+            ),
+            (
+                FULL.replace("<fields>", "<keys><mac-key label=\"OTHER\"/></keys><fields>"),
+                "more than once",
+            ),
+            (
+                FULL.replace(
+                    "<count trailer=\"TRL\" column=\"3\"/>",
+                    "<count trailer=\"TRL\" column=\"3\"/><count trailer=\"X\"/>",
+                ),
+                "more than once",
+            ),
+            (
+                FULL.replace(
+                    "<count trailer=\"TRL\" column=\"3\"/>",
+                    "<count trailer=\"TRL\" column=\"3\"/><file-encryption cipher=\"aes-cbc\" iv=\"zero\"/>",
+                ),
+                "more than once",
+            ),
+            (
+                FULL.replace(
+                    "</product>",
+                    "<layout kind=\"xml\" root=\"a\" record=\"b\" record-id=\"id\"/></product>",
+                ),
+                "more than once",
+            ),
+            (
+                FULL.replace("<field name=\"name\"", "<field name=\"name\" column=\"pan\""),
+                "same column",
+            ),
         ];
         for (xml, want) in cases {
             let e = Product::parse(&xml).unwrap_err().to_string();
             assert!(e.contains(want), "{want}: {e}");
+        }
+        // Fixed layouts: positions may not overlap, nor pass max-record-bytes (so that
+        // start + length cannot overflow).
+        let fixed = |fields: &str, count: &str| {
+            Product::parse(&format!(
+                r#"<product format="pmp-product-1" name="P" issuer="B"><keys><mac-key label="M"/></keys>
+                <layout kind="fixed" record-id="id" max-record-bytes="100">{count}</layout>
+                <fields>{fields}</fields></product>"#
+            ))
+        };
+        let id = r#"<field name="id" start="1" length="4"/>"#;
+        assert!(
+            fixed(
+                &format!(r#"{id}<field name="a" start="5" length="96"/>"#),
+                ""
+            )
+            .is_ok()
+        );
+        for (fields, count, want) in [
+            (r#"<field name="a" start="4" length="2"/>"#, "", "overlaps"),
+            (r#"<field name="a" start="1" length="4"/>"#, "", "overlaps"),
+            (
+                r#"<field name="a" start="5" length="97"/>"#,
+                "",
+                "max-record-bytes",
+            ),
+            (
+                r#"<field name="a" start="18446744073709551615" length="18446744073709551615"/>"#,
+                "",
+                "max-record-bytes",
+            ),
+            (
+                "",
+                r#"<count trailer="T" start="18446744073709551615" length="5"/>"#,
+                "max-record-bytes",
+            ),
+        ] {
+            let e = fixed(&format!("{id}{fields}"), count)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{fields}{count}: {e}");
         }
     }
 }

@@ -151,7 +151,20 @@ fn luhn_sum(digits: &[u8]) -> u32 {
 }
 
 /// The Luhn check digit to append to `partial` (ASCII digits).
+///
+/// # Panics
+///
+/// If `partial` holds a byte that is not an ASCII digit (use [`checked_luhn_digit`] for
+/// input that is not known to be digits).
 pub fn luhn_digit(partial: &[u8]) -> u8 {
+    checked_luhn_digit(partial).expect("luhn_digit: the input must be ASCII digits")
+}
+
+/// The Luhn check digit to append to `partial`, or `None` when it holds a non-digit.
+pub fn checked_luhn_digit(partial: &[u8]) -> Option<u8> {
+    if !partial.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
     // Append a zero, and pick the digit that makes the sum a multiple of 10.
     let mut sum = 0u32;
     for (i, &d) in partial.iter().rev().enumerate() {
@@ -163,7 +176,7 @@ pub fn luhn_digit(partial: &[u8]) -> u8 {
             d
         };
     }
-    b'0' + ((10 - sum % 10) % 10) as u8
+    Some(b'0' + ((10 - sum % 10) % 10) as u8)
 }
 
 /// PAN: digits, 12–19, Luhn.
@@ -242,6 +255,16 @@ mod tests {
         assert!(!luhn_ok(b"4111111111111112"));
         assert!(!luhn_ok(b""));
         assert!(!luhn_ok(b"41x1"));
+        // A non-digit (below or above '0'..'9') is refused, never an underflow.
+        assert_eq!(checked_luhn_digit(b"411111111111111"), Some(b'1'));
+        assert_eq!(checked_luhn_digit(b"4111 1111"), None);
+        assert_eq!(checked_luhn_digit(b"41x1"), None);
+        assert!(
+            std::panic::catch_unwind(|| luhn_digit(b"4/11"))
+                .unwrap_err()
+                .downcast_ref::<String>()
+                .is_some_and(|m| m.contains("ASCII digits"))
+        );
     }
 
     #[test]
