@@ -895,9 +895,16 @@ where
     };
 
     let result: Result<Option<u64>> = std::thread::scope(|s| {
-        let (job_tx, job_rx) = sync_channel::<Batch>(workers * 2);
-        let (done_tx, done_rx) = sync_channel::<Done>(workers * 2);
-        let reader = s.spawn(|| read_batches(hsm, product, counting, batch, job_tx));
+        let in_flight = workers * 2;
+        let (job_tx, job_rx) = sync_channel::<Batch>(in_flight);
+        let (done_tx, done_rx) = sync_channel::<Done>(in_flight);
+        // Permits bound the batches read but not yet written: a slow batch cannot make the
+        // writer's `pending` grow while the reader runs ahead.
+        let (permit_tx, permit_rx) = sync_channel::<()>(in_flight);
+        for _ in 0..in_flight {
+            let _ = permit_tx.send(());
+        }
+        let reader = s.spawn(|| read_batches(hsm, product, counting, batch, job_tx, permit_rx));
         let job_rx = Arc::new(Mutex::new(job_rx));
         for _ in 0..workers {
             let rx = job_rx.clone();
@@ -909,6 +916,7 @@ where
         drop(done_tx);
         let w = write_in_order(
             &done_rx,
+            permit_tx,
             &mut xof,
             &mut rejects_out,
             &mut summary,
@@ -970,6 +978,7 @@ fn read_batches<R: Read + Send>(
     mut input: CountingReader<R>,
     batch: usize,
     tx: SyncSender<Batch>,
+    permits: Receiver<()>,
 ) -> Result<Option<u64>> {
     let clear: Box<dyn Read + Send + '_> = match &product.layout.file_encryption {
         None => Box::new(input),
@@ -1000,14 +1009,14 @@ fn read_batches<R: Read + Send>(
         while let Some(rec) = src.next_record().map_err(explain_file_error)? {
             cur.push(rec);
             if cur.len() == batch {
-                if tx.send((idx, core::mem::take(&mut cur))).is_err() {
+                if permits.recv().is_err() || tx.send((idx, core::mem::take(&mut cur))).is_err() {
                     return Ok(None); // the writer stopped; its error is reported
                 }
                 idx += 1;
                 cur.reserve(batch);
             }
         }
-        if !cur.is_empty() {
+        if !cur.is_empty() && permits.recv().is_ok() {
             let _ = tx.send((idx, core::mem::take(&mut cur)));
         }
         Ok(src.declared_count())
@@ -1033,10 +1042,21 @@ fn work(plan: &Plan<'_>, rx: &Mutex<Receiver<Batch>>, tx: &SyncSender<Done>) {
             guard.recv()
         };
         let Ok((idx, records)) = job else { return };
-        let out: Result<Vec<Outcome>> = records
-            .iter()
-            .map(|r| plan.process(r, &mut scratch))
-            .collect();
+        // A panic (a bug, or a backend's) becomes an error for the whole import, which then
+        // leaves no output; it must not re-panic out of the thread scope.
+        let out: Result<Vec<Outcome>> =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                records
+                    .iter()
+                    .map(|r| plan.process(r, &mut scratch))
+                    .collect()
+            }))
+            .unwrap_or_else(|_| {
+                Err(Error::Integrity {
+                    what: "import".into(),
+                    reason: "a worker thread panicked while translating a batch of records".into(),
+                })
+            });
         drop(records);
         let failed = out.is_err();
         if tx.send((idx, out)).is_err() || failed {
@@ -1047,6 +1067,7 @@ fn work(plan: &Plan<'_>, rx: &Mutex<Receiver<Batch>>, tx: &SyncSender<Done>) {
 
 fn write_in_order<W: Write, J: Write>(
     rx: &Receiver<Done>,
+    permits: SyncSender<()>,
     xof: &mut xof::Writer<'_, W>,
     rejects: &mut J,
     summary: &mut Summary,
@@ -1075,6 +1096,8 @@ fn write_in_order<W: Write, J: Write>(
                     }
                 }
             }
+            // The batch is written: the reader may read one more.
+            let _ = permits.try_send(());
             if let Some(f) = progress {
                 f(Progress {
                     bytes: bytes.load(Ordering::Relaxed),

@@ -534,3 +534,188 @@ fn per_field_failures_after_decryption_share_one_reason() {
         assert!(!rej.contains(code), "{rej}");
     }
 }
+
+/// Delegates to a `SoftHsm`; `encrypt` panics on its `panic_at`-th call and sleeps on its
+/// first for `stall` (counting the calls made meanwhile).
+#[derive(Debug)]
+struct Faulty {
+    inner: SoftHsm,
+    calls: std::sync::atomic::AtomicU64,
+    panic_at: u64,
+    stall: std::time::Duration,
+    during_stall: std::sync::atomic::AtomicU64,
+}
+
+impl Hsm for Faulty {
+    fn capabilities(&self) -> pmp_core::hsm::Capabilities {
+        self.inner.capabilities()
+    }
+    fn generate_key(&self, spec: &KeySpec) -> pmp_core::Result<pmp_core::hsm::KeyInfo> {
+        self.inner.generate_key(spec)
+    }
+    fn form_key_from_components(
+        &self,
+        spec: &KeySpec,
+        components: &[&[u8]],
+        component_kcvs: &[Option<pmp_core::Kcv>],
+        expected_kcv: Option<&pmp_core::Kcv>,
+    ) -> pmp_core::Result<pmp_core::hsm::KeyInfo> {
+        self.inner
+            .form_key_from_components(spec, components, component_kcvs, expected_kcv)
+    }
+    fn import_key_block_checked(
+        &self,
+        label: &str,
+        kek: &pmp_core::hsm::KeyHandle,
+        block: &str,
+        check: &pmp_core::hsm::ImportCheck<'_>,
+    ) -> pmp_core::Result<pmp_core::hsm::KeyInfo> {
+        self.inner
+            .import_key_block_checked(label, kek, block, check)
+    }
+    fn export_key_block(
+        &self,
+        key: &pmp_core::hsm::KeyHandle,
+        kek: &pmp_core::hsm::KeyHandle,
+    ) -> pmp_core::Result<String> {
+        self.inner.export_key_block(key, kek)
+    }
+    fn key_info(&self, key: &pmp_core::hsm::KeyHandle) -> pmp_core::Result<pmp_core::hsm::KeyInfo> {
+        self.inner.key_info(key)
+    }
+    fn find_key(&self, label: &str) -> pmp_core::Result<pmp_core::hsm::KeyHandle> {
+        self.inner.find_key(label)
+    }
+    fn list_keys(&self) -> pmp_core::Result<Vec<pmp_core::hsm::KeyInfo>> {
+        self.inner.list_keys()
+    }
+    fn delete_key(&self, key: &pmp_core::hsm::KeyHandle) -> pmp_core::Result<()> {
+        self.inner.delete_key(key)
+    }
+    fn encrypt(
+        &self,
+        spec: &CipherSpec<'_>,
+        data: &[u8],
+        out: &mut [u8],
+    ) -> pmp_core::Result<usize> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let n = self.calls.fetch_add(1, SeqCst) + 1;
+        if n == self.panic_at {
+            panic!("injected fault in a worker");
+        }
+        if n == 1 && !self.stall.is_zero() {
+            let before = self.calls.load(SeqCst);
+            std::thread::sleep(self.stall);
+            self.during_stall
+                .store(self.calls.load(SeqCst) - before, SeqCst);
+        }
+        self.inner.encrypt(spec, data, out)
+    }
+    fn decrypt(
+        &self,
+        spec: &CipherSpec<'_>,
+        data: &[u8],
+        out: &mut [u8],
+    ) -> pmp_core::Result<usize> {
+        self.inner.decrypt(spec, data, out)
+    }
+    fn translate(
+        &self,
+        from: &CipherSpec<'_>,
+        to: &CipherSpec<'_>,
+        data: &[u8],
+        out: &mut [u8],
+    ) -> pmp_core::Result<usize> {
+        self.inner.translate(from, to, data, out)
+    }
+    fn translate_pin(
+        &self,
+        from: &pmp_core::hsm::PinSpec<'_>,
+        to: &pmp_core::hsm::PinSpec<'_>,
+        pan: &pmp_core::pinblock::Pan,
+        block: &[u8],
+    ) -> pmp_core::Result<Vec<u8>> {
+        self.inner.translate_pin(from, to, pan, block)
+    }
+    fn generate_mac(
+        &self,
+        key: &pmp_core::hsm::KeyHandle,
+        alg: pmp_core::MacAlgorithm,
+        padding: Padding,
+        data: &[u8],
+    ) -> pmp_core::Result<pmp_core::MacTag> {
+        self.inner.generate_mac(key, alg, padding, data)
+    }
+    fn verify_mac(
+        &self,
+        key: &pmp_core::hsm::KeyHandle,
+        alg: pmp_core::MacAlgorithm,
+        padding: Padding,
+        data: &[u8],
+        mac: &[u8],
+    ) -> pmp_core::Result<()> {
+        self.inner.verify_mac(key, alg, padding, data, mac)
+    }
+}
+
+fn faulty(s: Setup, panic_at: u64, stall_ms: u64) -> (TempDir, Faulty, Product, IssuerSide) {
+    (
+        s.dir,
+        Faulty {
+            inner: s.hsm,
+            calls: Default::default(),
+            panic_at,
+            stall: std::time::Duration::from_millis(stall_ms),
+            during_stall: Default::default(),
+        },
+        s.product,
+        s.issuer,
+    )
+}
+
+#[test]
+fn a_worker_panic_is_an_error_with_no_output() {
+    let s = setup(
+        "panic",
+        sc(LayoutChoice::Delimited, false, false, Algorithm::Tdes),
+    );
+    let input = write_issuer_file(&s, Cards::new(1, 60));
+    let (dir, hsm, product, _) = faulty(s, 40, 0);
+    let out = dir.0.join("order.xof");
+    let opts = Options {
+        workers: 2,
+        batch: 3,
+        ..Options::default()
+    };
+    let e = import::import_file(&hsm, &product, &input, &out, None, &opts)
+        .expect_err("must fail")
+        .to_string();
+    assert!(e.contains("panicked"), "{e}");
+    assert!(outputs(&dir.0).is_empty(), "left: {:?}", outputs(&dir.0));
+}
+
+#[test]
+fn the_reader_runs_at_most_a_few_batches_ahead_of_the_writer() {
+    let s = setup(
+        "ahead",
+        sc(LayoutChoice::Delimited, false, false, Algorithm::Tdes),
+    );
+    let input = write_issuer_file(&s, Cards::new(1, 300));
+    let (dir, hsm, product, _) = faulty(s, u64::MAX, 500);
+    let out = dir.0.join("order.xof");
+    let workers = 2;
+    let opts = Options {
+        workers,
+        batch: 1,
+        ..Options::default()
+    };
+    let sum = import::import_file(&hsm, &product, &input, &out, None, &opts).unwrap();
+    use std::sync::atomic::Ordering::SeqCst;
+    let per_record = hsm.calls.load(SeqCst) / sum.written;
+    let during = hsm.during_stall.load(SeqCst);
+    // While batch 0 stalls, at most 2 × workers batches are in flight.
+    assert!(
+        during <= (2 * workers as u64 + 1) * per_record,
+        "{during} calls during the stall ({per_record} per record)"
+    );
+}
