@@ -4,9 +4,14 @@
 //! Steps, for a [`Product`]:
 //! 1. **Keys.** Every key the product names is looked up in the HSM and its KCV checked
 //!    against the product (a wrong TK_issuer stops the import before anything is read).
-//! 2. **Read.** One reader thread streams the file: whole-file decryption through
-//!    [`Hsm::decrypting_reader`] (inside the software HSM's boundary), then the layout's
-//!    parser ([`issuer`]) — both with wiped buffers — in batches of records.
+//! 2. **Read.** One reader thread streams the file: whole-file decryption by the HSM
+//!    through [`Hsm::decrypting_reader`] (SoftHsm: with its cached key schedule; the
+//!    trait's default: chunks through [`Hsm::decrypt`]) into wiped buffers, then the
+//!    layout's parser ([`issuer`]), in batches of records. The clear file is parsed by host
+//!    code in this process: a whole-file-encrypted file is in clear in the importing
+//!    process's memory (in wiped buffers), not only inside the HSM. Only per-field-encrypted
+//!    fields that need no check (and are not the PAN of a PIN block) are translated
+//!    TK_issuer → DKep without ever leaving the HSM in clear.
 //! 3. **Translate.** Worker threads (all cores by default) turn each record into an XOF
 //!    record or a reject: checks ([`validate`](crate::validate)), per-field ciphertext
 //!    translated TK_issuer → DKep with [`Hsm::translate`], clear fields encrypted under
