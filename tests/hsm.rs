@@ -554,27 +554,27 @@ fn a_k1_eq_k3_kek_is_two_key_strength() {
     hsm.export_key_block(&three, &kek3).unwrap();
 }
 
-#[test]
-fn a_refused_import_stores_nothing_and_is_not_logged_as_imported() {
-    let dir = TempDir::new("impcheck");
-    let hsm = SoftHsm::create_with_test_lmk(&dir.0).unwrap();
-    let zmk = SecretKey::generate(Algorithm::Aes, 32).unwrap();
-    let c1 = SecretKey::generate(Algorithm::Aes, 32).unwrap();
+/// A ZMK formed in `hsm` from two random components, and its clear value (the XOR), as
+/// both sides of a key ceremony know it.
+fn known_zmk(hsm: &SoftHsm, alg: Algorithm, len: usize) -> (SecretKey, pmp_core::hsm::KeyInfo) {
+    let zmk = SecretKey::generate(alg, len).unwrap();
+    let c1 = SecretKey::generate(alg, len).unwrap();
     let c2: Vec<u8> = c1
         .expose_secret()
         .iter()
         .zip(zmk.expose_secret())
         .map(|(a, b)| a ^ b)
         .collect();
-    let z = hierarchy::zmk_ceremony(
-        &hsm,
-        "ZMK",
-        Algorithm::Aes,
-        &[c1.expose_secret(), &c2],
-        &[],
-        None,
-    )
-    .unwrap();
+    let z =
+        hierarchy::zmk_ceremony(hsm, "ZMK", alg, &[c1.expose_secret(), &c2], &[], None).unwrap();
+    (zmk, z)
+}
+
+#[test]
+fn a_refused_import_stores_nothing_and_is_not_logged_as_imported() {
+    let dir = TempDir::new("impcheck");
+    let hsm = SoftHsm::create_with_test_lmk(&dir.0).unwrap();
+    let (zmk, z) = known_zmk(&hsm, Algorithm::Aes, 32);
     let k = SecretKey::generate(Algorithm::Aes, 16).unwrap();
     let h = keyblock::Header::new(
         Version::D,
@@ -621,23 +621,7 @@ fn a_refused_import_stores_nothing_and_is_not_logged_as_imported() {
 fn an_imported_tdes_key_with_even_parity_is_adjusted_not_refused() {
     let dir = TempDir::new("parity");
     let hsm = SoftHsm::create_with_test_lmk(&dir.0).unwrap();
-    let zmk = SecretKey::generate(Algorithm::Tdes, 16).unwrap();
-    let c1 = SecretKey::generate(Algorithm::Tdes, 16).unwrap();
-    let c2: Vec<u8> = c1
-        .expose_secret()
-        .iter()
-        .zip(zmk.expose_secret())
-        .map(|(a, b)| a ^ b)
-        .collect();
-    let z = hierarchy::zmk_ceremony(
-        &hsm,
-        "ZMK",
-        Algorithm::Tdes,
-        &[c1.expose_secret(), &c2],
-        &[],
-        None,
-    )
-    .unwrap();
+    let (zmk, z) = known_zmk(&hsm, Algorithm::Tdes, 16);
     // A key as a counterpart may send it: every byte with even parity.
     let mut k = SecretKey::generate(Algorithm::Tdes, 16)
         .unwrap()
