@@ -76,13 +76,19 @@ impl core::fmt::Debug for WipingReader<'_> {
     }
 }
 
+/// `Read::read` for a reader whose `BufRead` side does the work (both readers here wipe or
+/// budget inside `fill_buf`).
+fn read_through_buffer(r: &mut impl BufRead, out: &mut [u8]) -> std::io::Result<usize> {
+    let avail = r.fill_buf()?;
+    let n = avail.len().min(out.len());
+    out[..n].copy_from_slice(&avail[..n]);
+    r.consume(n);
+    Ok(n)
+}
+
 impl Read for WipingReader<'_> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let avail = self.fill_buf()?;
-        let n = avail.len().min(out.len());
-        out[..n].copy_from_slice(&avail[..n]);
-        self.consume(n);
-        Ok(n)
+        read_through_buffer(self, out)
     }
 }
 
@@ -606,11 +612,7 @@ struct Budget<'a> {
 
 impl Read for Budget<'_> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let avail = self.fill_buf()?;
-        let n = avail.len().min(out.len());
-        out[..n].copy_from_slice(&avail[..n]);
-        self.consume(n);
-        Ok(n)
+        read_through_buffer(self, out)
     }
 }
 

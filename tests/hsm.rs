@@ -231,26 +231,8 @@ fn audit_log_has_no_secrets() {
 fn many_threads_translate_on_one_hsm() {
     let dir = TempDir::new("threads");
     let hsm = Arc::new(SoftHsm::create_with_test_lmk(&dir.0).unwrap());
-    let a = hsm
-        .generate_key(&KeySpec::new(
-            "A",
-            Algorithm::Tdes,
-            16,
-            KeyUsage::D0,
-            ModeOfUse::B,
-        ))
-        .unwrap()
-        .handle;
-    let b = hsm
-        .generate_key(&KeySpec::new(
-            "B",
-            Algorithm::Aes,
-            32,
-            KeyUsage::D0,
-            ModeOfUse::B,
-        ))
-        .unwrap()
-        .handle;
+    let a = key(&*hsm, "A", Algorithm::Tdes, 16, KeyUsage::D0, ModeOfUse::B);
+    let b = key(&*hsm, "B", Algorithm::Aes, 32, KeyUsage::D0, ModeOfUse::B);
     let threads: Vec<_> = (0..8u8)
         .map(|t| {
             let (hsm, a, b) = (hsm.clone(), a.clone(), b.clone());
@@ -458,26 +440,8 @@ fn one_instance_per_store() {
 fn translate_failures_after_decryption_reveal_nothing() {
     let dir = TempDir::new("oracle");
     let hsm = SoftHsm::create_with_test_lmk(&dir.0).unwrap();
-    let a = hsm
-        .generate_key(&KeySpec::new(
-            "A",
-            Algorithm::Aes,
-            16,
-            KeyUsage::D0,
-            ModeOfUse::B,
-        ))
-        .unwrap()
-        .handle;
-    let b = hsm
-        .generate_key(&KeySpec::new(
-            "B",
-            Algorithm::Aes,
-            16,
-            KeyUsage::D0,
-            ModeOfUse::B,
-        ))
-        .unwrap()
-        .handle;
+    let a = key(&hsm, "A", Algorithm::Aes, 16, KeyUsage::D0, ModeOfUse::B);
+    let b = key(&hsm, "B", Algorithm::Aes, 16, KeyUsage::D0, ModeOfUse::B);
     // 5 bytes of plaintext under PKCS#7, translated to "no padding": the target cannot take
     // it, and the error must not say how long the plaintext was.
     let mut ct = [0u8; 16];
@@ -541,17 +505,29 @@ fn a_k1_eq_k3_kek_is_two_key_strength() {
         "a 3-key TDES key is not exported under an 80-bit KEK: {e}"
     );
     // Control: a real 3-key KEK exports it.
-    let kek3 = hsm
-        .generate_key(&KeySpec::new(
-            "KEK3",
-            Algorithm::Tdes,
-            24,
-            KeyUsage::K0,
-            ModeOfUse::B,
-        ))
-        .unwrap()
-        .handle;
+    let kek3 = key(
+        &hsm,
+        "KEK3",
+        Algorithm::Tdes,
+        24,
+        KeyUsage::K0,
+        ModeOfUse::B,
+    );
     hsm.export_key_block(&three, &kek3).unwrap();
+}
+
+/// Generates a non-exportable key and returns its handle.
+fn key(
+    hsm: &dyn Hsm,
+    label: &str,
+    alg: Algorithm,
+    len: usize,
+    usage: KeyUsage,
+    mode: ModeOfUse,
+) -> pmp_core::hsm::KeyHandle {
+    hsm.generate_key(&KeySpec::new(label, alg, len, usage, mode))
+        .unwrap()
+        .handle
 }
 
 /// A ZMK formed in `hsm` from two random components, and its clear value (the XOR), as
