@@ -30,7 +30,7 @@ use des::TdesEde2;
 use pmp_core::demo::{self, Cards, IssuerSide, LayoutChoice, Scenario};
 use pmp_core::hsm::SoftHsm;
 use pmp_core::import::{self, Options};
-use pmp_core::product::Product;
+use pmp_core::order::product::Product;
 use pmp_core::{Algorithm, Padding};
 
 const N: u64 = 5_000;

@@ -20,7 +20,7 @@
 //! use pmp_core::demo::Cards;
 //! let cards: Vec<_> = Cards::new(1, 100).collect();
 //! assert_eq!(cards.len(), 100);
-//! assert!(cards.iter().filter(|c| c.defect.is_none()).all(|c| pmp_core::validate::luhn_ok(c.pan.as_bytes())));
+//! assert!(cards.iter().filter(|c| c.defect.is_none()).all(|c| pmp_core::order::validate::luhn_ok(c.pan.as_bytes())));
 //! ```
 
 use std::io::Write;
@@ -169,7 +169,7 @@ impl Iterator for Cards {
         let k = self.next;
         let bin = BINS[(self.rand() % 4) as usize];
         let body = format!("{bin}{}", self.digits(9));
-        let check = crate::validate::luhn_digit(body.as_bytes());
+        let check = crate::order::validate::luhn_digit(body.as_bytes());
         let mut pan = format!("{body}{}", char::from(check));
         let mut expiry = format!("{:02}{:02}", 27 + self.rand() % 5, 1 + self.rand() % 12);
         let service_code = ["201", "101", "221", "206"][(self.rand() % 4) as usize].to_string();
@@ -959,7 +959,7 @@ pub fn run(dir: &Path, cards: u64, opts: &import::Options<'_>) -> Result<DemoSum
     bureau_keys(&hsm, scenario.dkep_algorithm)?;
     let product_path = dir.join("product.xml");
     std::fs::write(&product_path, issuer.product_xml()).map_err(|e| Error::io(&product_path, e))?;
-    let product = crate::product::Product::load(&product_path)?;
+    let product = crate::order::product::Product::load(&product_path)?;
     let seed = 20_250_101;
     let in_path = dir.join("issuer-cards.csv.enc");
     {

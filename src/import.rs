@@ -13,7 +13,7 @@
 //!    fields that need no check (and are not the PAN of a PIN block) are translated
 //!    TK_issuer → DKep without ever leaving the HSM in clear.
 //! 3. **Translate.** Worker threads (all cores by default) turn each record into an XOF
-//!    record or a reject: checks ([`validate`](crate::validate)), per-field ciphertext
+//!    record or a reject: checks ([`validate`](crate::order::validate)), per-field ciphertext
 //!    translated TK_issuer → DKep with [`Hsm::translate`], clear fields encrypted under
 //!    their DKep with [`Hsm::encrypt`] (AES-CBC, a fresh random IV per attribute, ISO
 //!    9797-1 padding method 2 so the length is recoverable), PIN blocks translated from
@@ -57,11 +57,11 @@ use std::time::{Duration, Instant};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::hsm::{CipherSpec, Hsm, KeyHandle, KeyInfo, PinSpec};
-use crate::issuer::{self, RawRecord};
 use crate::keyblock::KeyUsage;
+use crate::order::issuer::{self, RawRecord};
+use crate::order::product::{IvSource, Product, Role};
+use crate::order::validate::{Check, Reason};
 use crate::pinblock::{Pan, PinBlockFormat};
-use crate::product::{IvSource, Product, Role};
-use crate::validate::{Check, Reason};
 use crate::xof::{self, Attribute, Header, KeyRef, Record};
 use crate::{Error, Mode, Padding, Result};
 
@@ -414,7 +414,11 @@ struct Plan<'h> {
     bureau_pin: Option<(KeyHandle, PinBlockFormat, String)>,
 }
 
-fn find_checked(hsm: &dyn Hsm, name: &crate::product::KeyName, role: &str) -> Result<KeyInfo> {
+fn find_checked(
+    hsm: &dyn Hsm,
+    name: &crate::order::product::KeyName,
+    role: &str,
+) -> Result<KeyInfo> {
     let h = hsm
         .find_key(&name.label)
         .map_err(|_| Error::NotFound(format!("{role} '{}' is not in the key store", name.label)))?;
@@ -465,7 +469,7 @@ impl<'h> Plan<'h> {
             ));
         }
         let mac = find_checked(hsm, &p.keys.mac, "XOF MAC key")?;
-        let pin = |k: &Option<crate::product::PinKey>, role| {
+        let pin = |k: &Option<crate::order::product::PinKey>, role| {
             k.as_ref()
                 .map(|k| find_checked(hsm, &k.key, role).map(|i| (i, k.format)))
                 .transpose()

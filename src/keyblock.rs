@@ -64,9 +64,9 @@ pub use self::header::{
     Version,
 };
 
-use crate::cipher::Padding;
-use crate::key::{Algorithm, SecretKey};
-use crate::mac::{MacAlgorithm, cmac, mac};
+use crate::primitives::cipher::Padding;
+use crate::primitives::key::{Algorithm, SecretKey};
+use crate::primitives::mac::{MacAlgorithm, cmac, mac};
 use crate::{Error, Result};
 
 /// What [`unwrap`] accepts beyond the rules of X9.143 it always enforces.
@@ -172,7 +172,7 @@ pub fn wrap(
     let mut data = Zeroizing::new(vec![0u8; data_len]);
     data[..2].copy_from_slice(&bits.to_be_bytes());
     data[2..2 + key.len()].copy_from_slice(key.expose_secret());
-    crate::rng::fill_random(&mut data[2 + key.len()..])?;
+    crate::primitives::rng::fill_random(&mut data[2 + key.len()..])?;
 
     let tag: Vec<u8> = match v {
         Version::A | Version::C => {
@@ -342,8 +342,8 @@ fn check_des_hygiene(what: &str, key: &SecretKey) -> Result<()> {
         return Ok(());
     }
     let mut b = Zeroizing::new(key.expose_secret().to_vec());
-    crate::keys::set_odd_parity(&mut b);
-    crate::keys::check_key_hygiene(Algorithm::Tdes, &b).map_err(|e| match e {
+    crate::primitives::keys::set_odd_parity(&mut b);
+    crate::primitives::keys::check_key_hygiene(Algorithm::Tdes, &b).map_err(|e| match e {
         Error::WeakKey(m) => Error::Policy(format!("{what} refused: {m}")),
         other => other,
     })

@@ -17,33 +17,28 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-mod cipher;
 mod error;
-mod kcv;
-mod key;
-mod keys;
-mod mac;
-mod rng;
+mod primitives;
 
 pub mod demo;
 pub mod ffi;
 pub mod hierarchy;
 pub mod hsm;
 pub mod import;
-pub mod issuer;
 pub mod keyblock;
+pub mod order;
 pub mod pinblock;
-pub mod product;
-pub mod validate;
 pub mod xof;
 
-pub use crate::cipher::{BlockCipher, Mode, Padding};
 pub use crate::error::{Error, Result};
-pub use crate::kcv::{Kcv, kcv};
-pub use crate::key::{Algorithm, SecretKey, wipe};
-pub use crate::keys::{check_key_hygiene, combine_components, has_odd_parity, set_odd_parity};
-pub use crate::mac::{MacAlgorithm, MacTag, cmac, mac, verify_mac};
-pub use crate::rng::fill_random;
+pub use crate::primitives::cipher::{BlockCipher, Mode, Padding};
+pub use crate::primitives::kcv::{Kcv, kcv};
+pub use crate::primitives::key::{Algorithm, SecretKey, wipe};
+pub use crate::primitives::keys::{
+    check_key_hygiene, combine_components, has_odd_parity, set_odd_parity,
+};
+pub use crate::primitives::mac::{MacAlgorithm, MacTag, cmac, mac, verify_mac};
+pub use crate::primitives::rng::fill_random;
 
 /// The version of pmp-core (the crate version).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

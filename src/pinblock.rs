@@ -40,9 +40,9 @@ use core::fmt;
 
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::cipher::BlockCipher;
-use crate::key::{Algorithm, SecretKey};
-use crate::rng::fill_random;
+use crate::primitives::cipher::BlockCipher;
+use crate::primitives::key::{Algorithm, SecretKey};
+use crate::primitives::rng::fill_random;
 use crate::{Error, Result};
 
 /// An ISO 9564-1 PIN block format.

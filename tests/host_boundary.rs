@@ -13,7 +13,7 @@ use pmp_core::hsm::{
 };
 use pmp_core::import::{self, Options};
 use pmp_core::pinblock::Pan;
-use pmp_core::product::Product;
+use pmp_core::order::product::Product;
 use pmp_core::{Algorithm, Kcv, MacAlgorithm, MacTag, Padding, Result};
 
 #[derive(Debug)]

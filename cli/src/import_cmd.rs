@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use pmp_core::import::{self, Options, Progress, Summary};
-use pmp_core::product::Product;
+use pmp_core::order::product::Product;
 
 use crate::{CliResult, hsm_cmd};
 

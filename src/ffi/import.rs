@@ -9,7 +9,7 @@ use super::hsm::{hsm_arg, pmp_hsm};
 use super::key::fill;
 use super::pmp_status;
 use crate::import::{self, Options, Progress, Summary};
-use crate::product::Product;
+use crate::order::product::Product;
 
 /// The capacity of `pmp_import_summary.order_id`: an XOF order id (up to 256 bytes) and its
 /// NUL.

@@ -1154,7 +1154,7 @@ impl Hsm for SoftHsm {
     ) -> Result<MacTag> {
         self.data_op(key, Operation::MacGenerate(alg), 5, "mac-generate", |e| {
             Self::check_alg(e, alg.key_algorithm(), alg.name())?;
-            crate::mac(alg, &e.key, padding, data)
+            crate::primitives::mac::mac(alg, &e.key, padding, data)
         })
     }
 

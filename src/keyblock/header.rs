@@ -4,7 +4,7 @@
 use core::fmt;
 use core::str::FromStr;
 
-use crate::key::Algorithm;
+use crate::primitives::key::Algorithm;
 use crate::{Error, Result};
 
 const FIELD: &str = "key block header";

@@ -14,7 +14,7 @@ use core::fmt;
 
 use subtle::ConstantTimeEq;
 
-use crate::key::{Algorithm, SecretKey};
+use crate::primitives::key::{Algorithm, SecretKey};
 use crate::{Error, Result};
 
 /// A key check value (3 bytes for TDES, 5 for AES). Not secret; displays as uppercase hex.
@@ -94,10 +94,17 @@ pub fn kcv(key: &SecretKey) -> Kcv {
             3
         }
         Algorithm::Aes => {
-            let tag = crate::mac::cmac(key, &[0u8; 16]).expect("valid AES key");
+            let tag = crate::primitives::mac::cmac(key, &[0u8; 16]).expect("valid AES key");
             bytes.copy_from_slice(&tag.as_bytes()[..5]);
             5
         }
     };
     Kcv { bytes, len }
+}
+
+impl SecretKey {
+    /// The key check value (see [`kcv`]).
+    pub fn kcv(&self) -> Kcv {
+        kcv(self)
+    }
 }

@@ -24,7 +24,7 @@
 //!     <field name="pan" required="true" check="pan" attribute="PAN" dkep="DKEP-PAN"/>
 //!   </fields>
 //! </product>"#;
-//! let p = pmp_core::product::Product::parse(xml).unwrap();
+//! let p = pmp_core::order::product::Product::parse(xml).unwrap();
 //! assert_eq!(p.fields.len(), 2);
 //! assert_eq!(p.dkep_labels(), vec!["DKEP-PAN"]);
 //! ```
@@ -33,8 +33,8 @@ use std::path::Path;
 
 use quick_xml::events::{BytesStart, Event};
 
+use crate::order::validate::Check;
 use crate::pinblock::PinBlockFormat;
-use crate::validate::Check;
 use crate::{Algorithm, Error, Kcv, Mode, Padding, Result};
 
 /// The format identifier a product file declares.

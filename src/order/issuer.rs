@@ -20,8 +20,8 @@
 //! whitespace), as soon as the limit is passed and before it is buffered.
 //!
 //! ```
-//! use pmp_core::issuer::{self, RecordSource};
-//! use pmp_core::product::Product;
+//! use pmp_core::order::issuer::{self, RecordSource};
+//! use pmp_core::order::product::Product;
 //! let p = Product::parse(r#"<product format="pmp-product-1" name="P" issuer="B">
 //!   <keys><mac-key label="M"/></keys>
 //!   <layout kind="delimited" record-id="id"><count trailer="T" column="2"/></layout>
@@ -40,8 +40,8 @@ use std::io::{BufRead, Read};
 use quick_xml::events::Event;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::product::{CountSpec, LayoutKind, Product};
-use crate::validate::Reason;
+use crate::order::product::{CountSpec, LayoutKind, Product};
+use crate::order::validate::Reason;
 use crate::{Error, Result};
 
 /// Size of the wiping read buffer.

@@ -6,7 +6,7 @@
 //! there.
 //!
 //! ```
-//! use pmp_core::validate::{self, Check, Reason};
+//! use pmp_core::order::validate::{self, Check, Reason};
 //! assert!(validate::luhn_ok(b"4111111111111111"));
 //! assert_eq!(Check::Pan.run(b"4111111111111112"), Err(Reason::PanLuhn));
 //! assert_eq!(Check::Expiry.run(b"2713"), Err(Reason::ExpiryFormat));

@@ -15,7 +15,6 @@ use core::fmt;
 
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::cipher::BlockCipher;
 use crate::{Error, Result};
 
 /// A block cipher family.
@@ -116,22 +115,6 @@ impl SecretKey {
         Self::new(algorithm, &bytes)
     }
 
-    /// A fresh random key of `len` bytes; TDES keys get odd parity and are re-drawn until
-    /// they pass [`check_key_hygiene`](crate::check_key_hygiene).
-    pub fn generate(algorithm: Algorithm, len: usize) -> Result<Self> {
-        algorithm.check_key_len(len)?;
-        let mut bytes = Zeroizing::new(vec![0u8; len]);
-        loop {
-            crate::rng::fill_random(&mut bytes)?;
-            if algorithm == Algorithm::Tdes {
-                crate::keys::set_odd_parity(&mut bytes);
-            }
-            if crate::keys::check_key_hygiene(algorithm, &bytes).is_ok() {
-                return Ok(Self { algorithm, bytes });
-            }
-        }
-    }
-
     /// The algorithm of this key.
     pub fn algorithm(&self) -> Algorithm {
         self.algorithm
@@ -156,16 +139,6 @@ impl SecretKey {
     /// takes responsibility for not letting the bytes escape.
     pub fn expose_secret(&self) -> &[u8] {
         &self.bytes
-    }
-
-    /// A prepared cipher (key schedule) for this key.
-    pub fn cipher(&self) -> BlockCipher {
-        BlockCipher::new(self)
-    }
-
-    /// The key check value (see [`kcv`](crate::kcv)).
-    pub fn kcv(&self) -> crate::Kcv {
-        crate::kcv::kcv(self)
     }
 }
 

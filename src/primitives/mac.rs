@@ -24,8 +24,8 @@ use des::{Des, TdesEde2, TdesEde3};
 use retail_mac::RetailMac;
 use subtle::ConstantTimeEq;
 
-use crate::cipher::Padding;
-use crate::key::{Algorithm, SecretKey};
+use crate::primitives::cipher::Padding;
+use crate::primitives::key::{Algorithm, SecretKey};
 use crate::{Error, Result};
 
 /// A MAC algorithm.

@@ -19,8 +19,8 @@
 
 use zeroize::Zeroizing;
 
-use crate::kcv::Kcv;
-use crate::key::{Algorithm, SecretKey};
+use crate::primitives::kcv::Kcv;
+use crate::primitives::key::{Algorithm, SecretKey};
 use crate::{Error, Result};
 
 /// Whether every byte has odd parity.
@@ -111,4 +111,22 @@ pub fn combine_components(
     }
     check_key_hygiene(algorithm, &acc)?;
     SecretKey::new(algorithm, &acc)
+}
+
+impl SecretKey {
+    /// A fresh random key of `len` bytes; TDES keys get odd parity and are re-drawn until
+    /// they pass [`check_key_hygiene`].
+    pub fn generate(algorithm: Algorithm, len: usize) -> Result<Self> {
+        algorithm.check_key_len(len)?;
+        let mut bytes = zeroize::Zeroizing::new(vec![0u8; len]);
+        loop {
+            crate::primitives::rng::fill_random(&mut bytes)?;
+            if algorithm == Algorithm::Tdes {
+                set_odd_parity(&mut bytes);
+            }
+            if check_key_hygiene(algorithm, &bytes).is_ok() {
+                return SecretKey::new(algorithm, &bytes);
+            }
+        }
+    }
 }

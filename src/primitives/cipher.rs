@@ -28,7 +28,7 @@ use cipher::{
 };
 use des::{TdesEde2, TdesEde3};
 
-use crate::key::{Algorithm, SecretKey};
+use crate::primitives::key::{Algorithm, SecretKey};
 use crate::{Error, Result};
 
 /// A block cipher mode of operation.
@@ -379,7 +379,7 @@ impl BlockCipher {
         match padding.unpad(out, self.block_size()) {
             Ok(n) => Ok(n),
             Err(e) => {
-                crate::key::wipe(out);
+                crate::primitives::key::wipe(out);
                 Err(e)
             }
         }
@@ -405,5 +405,12 @@ impl BlockCipher {
             ));
         }
         self.decrypt_ecb(block)
+    }
+}
+
+impl SecretKey {
+    /// A prepared cipher (key schedule) for this key.
+    pub fn cipher(&self) -> BlockCipher {
+        BlockCipher::new(self)
     }
 }
