@@ -35,12 +35,14 @@ use crate::pinblock::{Pan, PinBlockFormat};
 use crate::{Algorithm, Kcv, MacAlgorithm, MacTag, Mode, Padding, Result};
 
 mod audit;
+mod capabilities;
 pub mod conformance;
 mod file;
 pub mod policy;
 mod soft;
 
 pub use audit::{AuditVerdict, verify_audit_log};
+pub use capabilities::{Capabilities, Capability, KcvMethod};
 pub use file::CbcDecryptReader;
 pub use policy::Operation;
 pub use soft::{LmkComponent, LmkComponents, LmkSource, SoftHsm};
@@ -197,25 +199,6 @@ pub struct PinSpec<'a> {
     pub format: PinBlockFormat,
 }
 
-/// What a backend can do, so callers can adapt (or refuse) before they start.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Capabilities {
-    /// A short name of the backend.
-    pub backend: &'static str,
-    /// Key algorithms the backend stores.
-    pub algorithms: Vec<Algorithm>,
-    /// MAC algorithms.
-    pub macs: Vec<MacAlgorithm>,
-    /// PIN block formats accepted by PIN translation.
-    pub pin_formats: Vec<PinBlockFormat>,
-    /// Whether whole-file decryption and re-encryption of attributes runs inside the HSM
-    /// boundary (true for the software HSM; false for plain PKCS#11, where the host
-    /// decrypts into zeroizing buffers — a weaker boundary).
-    pub in_boundary_file_import: bool,
-    /// Whether the LMK is a TEST LMK (development only).
-    pub test_lmk: bool,
-}
-
 /// The HSM interface. Object safe, `Send + Sync`. No method returns a clear key.
 ///
 /// Errors: usage and mode-of-use refusals are [`Error::Policy`](crate::Error::Policy); an
@@ -335,10 +318,10 @@ pub trait Hsm: Send + Sync + fmt::Debug {
     /// Boundary: in the software HSM this runs in the HSM's own code with its cached key
     /// schedule and its clear output buffer is wiped on every refill and on drop; the
     /// import pipeline feeds it straight into parsers whose buffers are wiped, and only
-    /// re-encrypted attributes leave ([`Capabilities::in_boundary_file_import`]). The
+    /// re-encrypted attributes leave ([`Capability::InBoundaryFileImport`]). The
     /// default implementation here — what a plain PKCS#11 backend gets — decrypts chunk by
     /// chunk with [`decrypt`](Hsm::decrypt) into host memory (zeroizing buffers, but a
-    /// weaker boundary: `in_boundary_file_import = false`).
+    /// weaker boundary: no `InBoundaryFileImport`).
     fn decrypting_reader<'a>(
         &'a self,
         spec: &CipherSpec<'_>,

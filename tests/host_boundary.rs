@@ -12,8 +12,8 @@ use pmp_core::hsm::{
     conformance,
 };
 use pmp_core::import::{self, Options};
-use pmp_core::pinblock::Pan;
 use pmp_core::order::product::Product;
+use pmp_core::pinblock::Pan;
 use pmp_core::{Algorithm, Kcv, MacAlgorithm, MacTag, Padding, Result};
 
 #[derive(Debug)]
@@ -21,11 +21,10 @@ struct HostBoundary(SoftHsm);
 
 impl Hsm for HostBoundary {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            backend: "host-boundary (test)",
-            in_boundary_file_import: false,
-            ..self.0.capabilities()
-        }
+        let inner = self.0.capabilities();
+        Capabilities::new("host-boundary (test)")
+            .with_all(inner.iter())
+            .with_test_keys(inner.is_test())
     }
     fn generate_key(&self, spec: &KeySpec) -> Result<KeyInfo> {
         self.0.generate_key(spec)
@@ -130,7 +129,10 @@ fn a_second_backend_passes_the_conformance_suite() {
     let dir = TempDir::new("conf");
     let hsm = HostBoundary(SoftHsm::create_with_test_lmk(&dir.0.join("ks")).unwrap());
     conformance::run_all(&hsm);
-    assert!(!hsm.capabilities().in_boundary_file_import);
+    assert!(
+        !hsm.capabilities()
+            .supports(pmp_core::hsm::Capability::InBoundaryFileImport)
+    );
 }
 
 #[test]

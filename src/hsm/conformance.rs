@@ -63,8 +63,11 @@ fn form(hsm: &dyn Hsm, spec: &KeySpec, key: &SecretKey) -> crate::Result<KeyHand
 
 fn capabilities(hsm: &dyn Hsm) {
     let c = hsm.capabilities();
-    assert!(!c.backend.is_empty());
-    assert!(c.algorithms.contains(&Algorithm::Aes), "AES is required");
+    assert!(!c.backend().is_empty());
+    assert!(
+        c.supports(super::Capability::KeyAlgorithm(Algorithm::Aes)),
+        "AES is required"
+    );
 }
 
 fn key_management(hsm: &dyn Hsm, p: &str) {

@@ -17,7 +17,7 @@
 //!   it, so the wrapper should set it for the one process only). A wrong component set is refused by the
 //!   KCV recorded in `store.meta`.
 //! - **TEST**: generated at `init` and kept in clear in `DIR/lmk.test` (mode 0600) for
-//!   development. The store is marked TEST, [`Capabilities::test_lmk`] says so, every
+//!   development. The store is marked TEST, [`Capabilities::is_test`] says so, every
 //!   audit entry carries `lmk=TEST`, and [`SoftHsm::require_production`] refuses it.
 //!
 //! Concurrency: the key table is behind an `RwLock` (data operations take the read lock
@@ -705,25 +705,34 @@ fn spec_from_header(label: &str, h: &Header, len: usize) -> Result<KeySpec> {
 
 impl Hsm for SoftHsm {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            backend: "softhsm",
-            algorithms: vec![Algorithm::Tdes, Algorithm::Aes],
-            macs: vec![
-                MacAlgorithm::Retail,
-                MacAlgorithm::CbcTdes,
-                MacAlgorithm::CbcAes,
-                MacAlgorithm::CmacTdes,
-                MacAlgorithm::CmacAes,
-            ],
-            pin_formats: vec![
-                PinBlockFormat::Iso0,
-                PinBlockFormat::Iso1,
-                PinBlockFormat::Iso3,
-                PinBlockFormat::Iso4,
-            ],
-            in_boundary_file_import: true,
-            test_lmk: self.test,
-        }
+        use super::{Capability as C, KcvMethod};
+        use crate::keyblock::Version;
+        Capabilities::new("softhsm")
+            .with_all([
+                C::KeyAlgorithm(Algorithm::Tdes),
+                C::KeyAlgorithm(Algorithm::Aes),
+                C::ImportKeyBlock(Version::B),
+                C::ImportKeyBlock(Version::D),
+                C::ExportKeyBlock(Version::B),
+                C::ExportKeyBlock(Version::D),
+                C::FormFromComponents,
+                C::TranslateInDevice,
+                C::Mac(MacAlgorithm::Retail),
+                C::Mac(MacAlgorithm::CbcTdes),
+                C::Mac(MacAlgorithm::CbcAes),
+                C::Mac(MacAlgorithm::CmacTdes),
+                C::Mac(MacAlgorithm::CmacAes),
+                C::PinFormat(PinBlockFormat::Iso0),
+                C::PinFormat(PinBlockFormat::Iso1),
+                C::PinFormat(PinBlockFormat::Iso3),
+                C::PinFormat(PinBlockFormat::Iso4),
+                C::Kcv(KcvMethod::TdesEncryptZeros),
+                C::Kcv(KcvMethod::AesCmac),
+                // The software HSM is a library in the caller's process: its "device" is
+                // host code, so neither the policy nor a whole-file import is inside a
+                // separate boundary (InBoundaryFileImport and PolicyInDevice are absent).
+            ])
+            .with_test_keys(self.test)
     }
 
     fn generate_key(&self, spec: &KeySpec) -> Result<KeyInfo> {
