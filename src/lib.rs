@@ -26,6 +26,7 @@ pub mod hierarchy;
 pub mod hsm;
 pub mod import;
 pub mod keyblock;
+pub mod label;
 pub mod order;
 pub mod pinblock;
 pub mod xof;

@@ -83,7 +83,7 @@ pub mod limits {
     /// Bytes of a free-text field (order id, issuer, product, issuer record id).
     pub const MAX_TEXT: usize = 256;
     /// Bytes of a key label or an attribute name.
-    pub const MAX_NAME: usize = 64;
+    pub const MAX_NAME: usize = crate::label::MAX_LEN;
 }
 
 /// One entry of the header's key list: a key the file refers to. Never key material.
@@ -226,16 +226,11 @@ pub fn inspect_file(path: &Path) -> Result<Inspection> {
 // ---- shared validation (writer and reader) ----
 
 pub(crate) fn check_name(s: &str) -> std::result::Result<(), &'static str> {
-    if s.is_empty() || s.len() > limits::MAX_NAME {
-        return Err("must be 1 to 64 characters");
+    if crate::label::is_valid(s) {
+        Ok(())
+    } else {
+        Err(crate::label::RULE)
     }
-    if !s
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    {
-        return Err("may hold only A-Z a-z 0-9 . _ -");
-    }
-    Ok(())
 }
 
 pub(crate) fn check_text(s: &str) -> std::result::Result<(), &'static str> {

@@ -258,19 +258,7 @@ fn lock_store(dir: &Path) -> Result<fs::File> {
 }
 
 fn check_label(label: &str) -> Result<()> {
-    let ok = !label.is_empty()
-        && label.len() <= 64
-        && label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            "label",
-            "1 to 64 characters of A-Z a-z 0-9 . _ -",
-        ))
-    }
+    crate::label::check(label, "label")
 }
 
 /// Per-key counters of successful data operations, for the audit summaries.

@@ -338,13 +338,6 @@ fn padding(e: &mut Elem) -> Result<Padding> {
     }
 }
 
-fn xof_name_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
 impl Product {
     /// Reads and parses a product file.
     pub fn load(path: &Path) -> Result<Self> {
@@ -547,7 +540,7 @@ impl Product {
                 return f("field", &format!("field {} is defined twice", fs.name));
             }
             if let Some(a) = &fs.attribute {
-                if !xof_name_ok(a) {
+                if !crate::label::is_valid(a) {
                     return f(
                         "field",
                         &format!(
