@@ -27,11 +27,11 @@ use cipher::{
 use cmac::{Cmac, Mac};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use des::TdesEde2;
-use pmp_core::demo::{self, Cards, IssuerSide, LayoutChoice, Scenario};
 use pmp_core::hsm::SoftHsm;
 use pmp_core::import::{self, Options};
 use pmp_core::order::product::Product;
 use pmp_core::{Algorithm, Padding};
+use pmp_demo::{self as demo, Cards, IssuerSide, LayoutChoice, Scenario};
 
 const N: u64 = 5_000;
 

@@ -20,7 +20,6 @@
 mod error;
 mod primitives;
 
-pub mod demo;
 pub mod ffi;
 pub mod hierarchy;
 pub mod hsm;

@@ -6,7 +6,6 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use pmp_core::demo::{self, Cards, IssuerSide, LayoutChoice, Scenario};
 use pmp_core::hsm::{
     Capabilities, CipherSpec, Hsm, ImportCheck, KeyHandle, KeyInfo, KeySpec, PinSpec, SoftHsm,
     conformance,
@@ -15,6 +14,7 @@ use pmp_core::import::{self, Options};
 use pmp_core::order::product::Product;
 use pmp_core::pinblock::Pan;
 use pmp_core::{Algorithm, Kcv, MacAlgorithm, MacTag, Padding, Result};
+use pmp_demo::{self as demo, Cards, IssuerSide, LayoutChoice, Scenario};
 
 #[derive(Debug)]
 struct HostBoundary(SoftHsm);

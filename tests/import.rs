@@ -4,12 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use pmp_core::demo::{self, Cards, IssuerSide, LayoutChoice, Scenario};
 use pmp_core::hsm::{CipherSpec, Hsm, KeySpec, SoftHsm};
 use pmp_core::import::{self, Options};
 use pmp_core::keyblock::{KeyUsage, ModeOfUse};
 use pmp_core::order::product::Product;
 use pmp_core::{Algorithm, Error, Padding};
+use pmp_demo::{self as demo, Cards, IssuerSide, LayoutChoice, Scenario};
 
 struct TempDir(PathBuf);
 

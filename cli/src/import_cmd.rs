@@ -140,7 +140,7 @@ pub fn run_demo(args: DemoArgs) -> CliResult {
         progress: Some(&progress),
         ..Options::default()
     };
-    let r = pmp_core::demo::run(&args.out, args.cards, &opts);
+    let r = pmp_demo::run(&args.out, args.cards, &opts);
     pb.finish_and_clear();
     let d = r?;
     println!();
