@@ -214,7 +214,7 @@ mod tests {
                 }
             })
             .sum();
-        !pan.is_empty() && sum % 10 == 0
+        !pan.is_empty() && sum.is_multiple_of(10)
     }
 
     #[test]
