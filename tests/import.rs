@@ -3,8 +3,9 @@
 //! with no output, output order is preserved under parallelism, and the demo runs.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicUsize;
 
-use pmp_core::hsm::{CipherSpec, Hsm, KeySpec, SoftHsm};
+use pmp_core::hsm::{Capabilities, CipherSpec, Hsm, KeyHandle, KeyInfo, KeySpec, SoftHsm};
 use pmp_core::import::{self, Options};
 use pmp_core::keyblock::{KeyUsage, ModeOfUse};
 use pmp_core::order::product::Product;
@@ -759,5 +760,513 @@ fn the_reader_runs_at_most_a_few_batches_ahead_of_the_writer() {
     assert!(
         during <= (2 * workers as u64 + 1) * per_record,
         "{during} calls during the stall ({per_record} per record)"
+    );
+}
+
+// ---------------------------------------------------------------- capabilities and limits
+
+/// Delegates to a `SoftHsm` but answers `capabilities` with `caps` (the software HSM's set
+/// with something taken away or a batch limit), and records the batch calls it gets.
+#[derive(Debug)]
+struct Restricted {
+    inner: SoftHsm,
+    caps: pmp_core::hsm::Capabilities,
+    batch_calls: std::sync::atomic::AtomicU64,
+    largest_batch: std::sync::atomic::AtomicUsize,
+}
+
+impl Restricted {
+    fn new(inner: SoftHsm, f: impl FnOnce(Capabilities) -> Capabilities) -> Self {
+        let caps = f(Capabilities::new("restricted (test)").with_all(inner.capabilities().iter()));
+        Restricted {
+            inner,
+            caps,
+            batch_calls: Default::default(),
+            largest_batch: Default::default(),
+        }
+    }
+}
+
+impl Hsm for Restricted {
+    fn capabilities(&self) -> Capabilities {
+        self.caps.clone()
+    }
+    fn generate_key(&self, spec: &KeySpec) -> pmp_core::Result<KeyInfo> {
+        self.inner.generate_key(spec)
+    }
+    fn form_key_from_components(
+        &self,
+        spec: &KeySpec,
+        components: &[&[u8]],
+        component_kcvs: &[Option<pmp_core::Kcv>],
+        expected_kcv: Option<&pmp_core::Kcv>,
+    ) -> pmp_core::Result<KeyInfo> {
+        self.inner
+            .form_key_from_components(spec, components, component_kcvs, expected_kcv)
+    }
+    fn import_key_block_checked(
+        &self,
+        label: &str,
+        kek: &KeyHandle,
+        block: &str,
+        check: &pmp_core::hsm::ImportCheck<'_>,
+    ) -> pmp_core::Result<KeyInfo> {
+        self.inner
+            .import_key_block_checked(label, kek, block, check)
+    }
+    fn export_key_block(&self, key: &KeyHandle, kek: &KeyHandle) -> pmp_core::Result<String> {
+        self.inner.export_key_block(key, kek)
+    }
+    fn key_info(&self, key: &KeyHandle) -> pmp_core::Result<KeyInfo> {
+        self.inner.key_info(key)
+    }
+    fn find_key(&self, label: &str) -> pmp_core::Result<KeyHandle> {
+        self.inner.find_key(label)
+    }
+    fn list_keys(&self) -> pmp_core::Result<Vec<KeyInfo>> {
+        self.inner.list_keys()
+    }
+    fn delete_key(&self, key: &KeyHandle) -> pmp_core::Result<()> {
+        self.inner.delete_key(key)
+    }
+    fn encrypt(
+        &self,
+        spec: &CipherSpec<'_>,
+        data: &[u8],
+        out: &mut [u8],
+    ) -> pmp_core::Result<usize> {
+        self.inner.encrypt(spec, data, out)
+    }
+    fn decrypt(
+        &self,
+        spec: &CipherSpec<'_>,
+        data: &[u8],
+        out: &mut [u8],
+    ) -> pmp_core::Result<usize> {
+        self.inner.decrypt(spec, data, out)
+    }
+    fn translate(
+        &self,
+        from: &CipherSpec<'_>,
+        to: &CipherSpec<'_>,
+        data: &[u8],
+        out: &mut [u8],
+    ) -> pmp_core::Result<usize> {
+        self.inner.translate(from, to, data, out)
+    }
+    fn translate_batch(
+        &self,
+        items: &[pmp_core::hsm::TranslateItem<'_>],
+        out: &mut Vec<u8>,
+    ) -> pmp_core::Result<Vec<usize>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.batch_calls.fetch_add(1, SeqCst);
+        self.largest_batch.fetch_max(items.len(), SeqCst);
+        self.inner.translate_batch(items, out)
+    }
+    fn translate_pin(
+        &self,
+        from: &pmp_core::hsm::PinSpec<'_>,
+        to: &pmp_core::hsm::PinSpec<'_>,
+        pan: &pmp_core::pinblock::Pan,
+        block: &[u8],
+    ) -> pmp_core::Result<Vec<u8>> {
+        self.inner.translate_pin(from, to, pan, block)
+    }
+    fn generate_mac(
+        &self,
+        key: &KeyHandle,
+        alg: pmp_core::MacAlgorithm,
+        padding: Padding,
+        data: &[u8],
+    ) -> pmp_core::Result<pmp_core::MacTag> {
+        self.inner.generate_mac(key, alg, padding, data)
+    }
+    fn verify_mac(
+        &self,
+        key: &KeyHandle,
+        alg: pmp_core::MacAlgorithm,
+        padding: Padding,
+        data: &[u8],
+        mac: &[u8],
+    ) -> pmp_core::Result<()> {
+        self.inner.verify_mac(key, alg, padding, data, mac)
+    }
+}
+
+/// A reader of `data` that counts the bytes it hands out and, when `fail_at` is set, fails
+/// with `TimedOut` once it has handed out that many.
+struct Feed<'a> {
+    data: Vec<u8>,
+    at: usize,
+    fail_at: Option<usize>,
+    read: &'a AtomicUsize,
+}
+
+impl std::io::Read for Feed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let end = self.fail_at.unwrap_or(self.data.len()).min(self.data.len());
+        if self.at == end && self.fail_at.is_some() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "injected input failure",
+            ));
+        }
+        let n = buf.len().min(end - self.at);
+        buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+        self.at += n;
+        self.read.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+        Ok(n)
+    }
+}
+
+/// A writer that only counts the bytes written to it.
+struct Watch<'a>(&'a AtomicUsize);
+
+impl std::io::Write for Watch<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .fetch_add(buf.len(), std::sync::atomic::Ordering::SeqCst);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn what_the_backend_lacks_is_refused_by_name_before_any_input_or_output() {
+    use pmp_core::hsm::Capability as C;
+    use pmp_core::pinblock::PinBlockFormat;
+    let per_field = sc(LayoutChoice::Delimited, false, true, Algorithm::Tdes);
+    let clear = sc(LayoutChoice::Delimited, false, false, Algorithm::Tdes);
+    // (scenario, what is taken away, words the refusal must hold besides the capability)
+    let cases = [
+        (per_field, C::TranslateInDevice, "field 'pan'"),
+        (
+            Scenario::default(),
+            C::KeyAlgorithm(Algorithm::Tdes),
+            "whole-file",
+        ),
+        (clear, C::KeyAlgorithm(Algorithm::Tdes), "transport key"),
+        (clear, C::PinFormat(PinBlockFormat::Iso4), "bureau PIN key"),
+        (clear, C::Mac(pmp_core::MacAlgorithm::CmacAes), "MAC"),
+        (
+            clear,
+            C::Kcv(pmp_core::hsm::KcvMethod::TdesEncryptZeros),
+            "KCV",
+        ),
+    ];
+    for (k, (scenario, lacking, words)) in cases.into_iter().enumerate() {
+        let s = setup(&format!("caps-{k}"), scenario);
+        let input = write_issuer_file(&s, Cards::new(3, 20));
+        let data = std::fs::read(&input).unwrap();
+        let hsm = Restricted::new(s.hsm, |c| c.without(lacking));
+        let check = |e: Error| {
+            let Error::Unsupported(m) = e else {
+                panic!("{lacking}: expected Unsupported, got {e:?}")
+            };
+            assert!(m.contains(&lacking.to_string()), "{m}");
+            assert!(m.contains("restricted (test)"), "{m}");
+            assert!(m.contains(words), "{lacking}: {m}");
+        };
+        // The streaming API: not one byte read, not one byte written.
+        let (read, xof_bytes, rej_bytes) = Default::default();
+        let feed = Feed {
+            data: data.clone(),
+            at: 0,
+            fail_at: None,
+            read: &read,
+        };
+        let e = import::import(
+            &hsm,
+            &s.product,
+            feed,
+            Watch(&xof_bytes),
+            Watch(&rej_bytes),
+            &Options::default(),
+        )
+        .map(|_| ())
+        .expect_err("must be refused");
+        check(e);
+        for (what, n) in [
+            ("read", &read),
+            ("xof", &xof_bytes),
+            ("rejects", &rej_bytes),
+        ] {
+            assert_eq!(n.load(std::sync::atomic::Ordering::SeqCst), 0, "{what}");
+        }
+        // The file API: no output left, the input as it was.
+        let out = s.dir.0.join("order.xof");
+        let e = import::import_file(&hsm, &s.product, &input, &out, None, &Options::default())
+            .expect_err("must be refused");
+        check(e);
+        assert!(
+            outputs(&s.dir.0).is_empty(),
+            "left: {:?}",
+            outputs(&s.dir.0)
+        );
+        assert_eq!(std::fs::read(&input).unwrap(), data);
+    }
+    // Only what the product needs is asked for: without translation inside the device, a
+    // product with no individually encrypted field imports.
+    let s = setup("caps-ok", clear);
+    let input = write_issuer_file(&s, Cards::new(3, 20));
+    let hsm = Restricted::new(s.hsm, |c| c.without(C::TranslateInDevice));
+    let out = s.dir.0.join("order.xof");
+    let sum =
+        import::import_file(&hsm, &s.product, &input, &out, None, &Options::default()).unwrap();
+    assert_eq!(sum.written + sum.rejected, 20);
+    assert_eq!(pmp_core::xof::verify_file(&out, &hsm).unwrap(), sum.written);
+}
+
+#[test]
+fn hsm_batch_calls_respect_max_batch_items() {
+    // Per-field encryption: the PAN and track 2 of each record are translated in the HSM.
+    let scenario = sc(LayoutChoice::Delimited, false, true, Algorithm::Tdes);
+    let n = 40;
+    for (limit, largest) in [(None, 2), (Some(1), 1)] {
+        let s = setup("batch", scenario);
+        let input = write_issuer_file(&s, Cards::new(5, n));
+        let hsm = Restricted::new(s.hsm, |c| match limit {
+            Some(l) => c.with_max_batch_items(l),
+            None => c,
+        });
+        let out = s.dir.0.join("order.xof");
+        let sum =
+            import::import_file(&hsm, &s.product, &input, &out, None, &Options::default()).unwrap();
+        assert_eq!(sum.written, n - defects(5, n));
+        use std::sync::atomic::Ordering::SeqCst;
+        assert_eq!(hsm.largest_batch.load(SeqCst), largest, "{limit:?}");
+        // Two fields per written record, `largest` per call.
+        assert!(hsm.batch_calls.load(SeqCst) >= sum.written * 2 / largest as u64);
+        assert_eq!(
+            demo::verify_against(&hsm, &out, Cards::new(5, n)).unwrap(),
+            sum.written
+        );
+    }
+}
+
+#[test]
+fn a_translated_field_that_does_not_decrypt_is_rejected_by_name() {
+    let s = setup(
+        "track2",
+        sc(LayoutChoice::Delimited, false, true, Algorithm::Tdes),
+    );
+    let n = 30;
+    let input = write_issuer_file(&s, Cards::new(7, n));
+    let text = std::fs::read_to_string(&input).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let col = lines[0].split(',').position(|c| c == "track2").unwrap();
+    let mut altered = None;
+    for (c, k) in Cards::new(7, n).zip(1usize..) {
+        let l = &mut lines[k];
+        let mut cells: Vec<String> = l.splitn(col + 2, ',').map(str::to_string).collect();
+        if c.defect.is_some() || cells[..=col].iter().any(|c| c.contains('"')) {
+            continue;
+        }
+        // Track 2 has no check: it is only translated, never decrypted on the host. The
+        // last byte of its second-to-last block flipped by 0x5A: CBC flips the same bits of
+        // the last clear byte, which under ISO 9797-1 method 2 is 0x80 or 0x00 — neither
+        // stays valid padding, so the translation fails deterministically.
+        let mut ct = hex::decode(&cells[col]).unwrap();
+        let at = ct.len() - 8 - 1;
+        ct[at] ^= 0x5A;
+        cells[col] = hex::encode_upper(&ct);
+        *l = cells.join(",");
+        altered = Some(k);
+        break;
+    }
+    let altered = altered.unwrap();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let out = s.dir.0.join("order.xof");
+    let sum =
+        import::import_file(&s.hsm, &s.product, &input, &out, None, &Options::default()).unwrap();
+    assert_eq!(sum.rejected, defects(7, n) + 1);
+    let rej = std::fs::read_to_string(import::default_rejects_path(&out)).unwrap();
+    let line = rej
+        .lines()
+        .find(|l| l.starts_with(&format!("record={altered} ")))
+        .unwrap_or_else(|| panic!("{rej}"));
+    assert!(
+        line.ends_with("field=track2 reason=field-decrypt"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_failure_to_read_the_input_is_reported_as_the_inputs() {
+    for (name, scenario) in [
+        (
+            "clear",
+            sc(LayoutChoice::Delimited, false, false, Algorithm::Tdes),
+        ),
+        ("xml", sc(LayoutChoice::Xml, false, false, Algorithm::Tdes)),
+        ("whole-file", Scenario::default()),
+    ] {
+        let s = setup(&format!("input-{name}"), scenario);
+        let input = write_issuer_file(&s, Cards::new(3, 50));
+        let data = std::fs::read(&input).unwrap();
+        // At the start (for an encrypted file: inside the IV) and in the middle.
+        for fail_at in [0, 3, data.len() / 2] {
+            let read = AtomicUsize::new(0);
+            let feed = Feed {
+                data: data.clone(),
+                at: 0,
+                fail_at: Some(fail_at),
+                read: &read,
+            };
+            let e = import::import(
+                &s.hsm,
+                &s.product,
+                feed,
+                Vec::new(),
+                Vec::new(),
+                &Options::default(),
+            )
+            .map(|_| ())
+            .expect_err("must fail");
+            match e {
+                Error::Io { path, source } => {
+                    assert_eq!(path, "reading the issuer file", "{name} {fail_at}");
+                    assert_eq!(source.kind(), std::io::ErrorKind::TimedOut);
+                    assert_eq!(source.to_string(), "injected input failure");
+                }
+                e => panic!("{name} {fail_at}: expected the input's I/O error, got {e:?}"),
+            }
+        }
+        // A file that cannot be read (a directory opens, but does not read, on Linux): the
+        // error names the input, and nothing is left.
+        #[cfg(target_os = "linux")]
+        {
+            let dir_input = s.dir.0.join("in.dat");
+            std::fs::remove_file(&dir_input).unwrap();
+            std::fs::create_dir(&dir_input).unwrap();
+            let out = s.dir.0.join("order.xof");
+            match import::import_file(
+                &s.hsm,
+                &s.product,
+                &dir_input,
+                &out,
+                None,
+                &Options::default(),
+            ) {
+                Err(Error::Io { path, .. }) => assert_eq!(path, dir_input.display().to_string()),
+                r => panic!("{name}: expected an I/O error naming the input, got {r:?}"),
+            }
+            assert!(
+                outputs(&s.dir.0).is_empty(),
+                "left: {:?}",
+                outputs(&s.dir.0)
+            );
+        }
+    }
+}
+
+/// A clear delimited product with `n` data attributes (`A1`..`An`) under one AES DKep.
+fn wide_product(n: usize) -> String {
+    let mut x = String::from(
+        r#"<product format="pmp-product-1" name="WIDE" issuer="TEST">
+  <keys><mac-key label="WIDE-MAC"/></keys>
+  <layout kind="delimited" header="true" record-id="id"/>
+  <fields>
+    <field name="id" required="true"/>
+"#,
+    );
+    for i in 1..=n {
+        x.push_str(&format!(
+            "    <field name=\"f{i}\" attribute=\"A{i}\" dkep=\"WIDE-DK\"/>\n"
+        ));
+    }
+    x.push_str("  </fields>\n</product>\n");
+    x
+}
+
+#[test]
+fn a_record_holds_as_many_attributes_as_xof_allows() {
+    let dir = TempDir::new("wide");
+    let hsm = SoftHsm::create_with_test_lmk(&dir.0.join("ks")).unwrap();
+    let dk = hsm
+        .generate_key(&KeySpec::new(
+            "WIDE-DK",
+            Algorithm::Aes,
+            32,
+            KeyUsage::D0,
+            ModeOfUse::B,
+        ))
+        .unwrap();
+    hsm.generate_key(&KeySpec::new(
+        "WIDE-MAC",
+        Algorithm::Aes,
+        32,
+        KeyUsage::M6,
+        ModeOfUse::C,
+    ))
+    .unwrap();
+    // More than the 32 the import once held, and exactly XOF v1's 256 (docs/xof.md §7).
+    for n in [40, 256] {
+        let product = Product::parse(&wide_product(n)).unwrap();
+        let header: Vec<String> = (1..=n).map(|i| format!("f{i}")).collect();
+        let mut file = format!("id,{}\n", header.join(","));
+        for r in 1..=3 {
+            let values: Vec<String> = (1..=n).map(|i| format!("v{r}-{i}")).collect();
+            file.push_str(&format!("R{r},{}\n", values.join(",")));
+        }
+        let input = dir.0.join("in.dat");
+        std::fs::write(&input, &file).unwrap();
+        let out = dir.0.join("order.xof");
+        let sum = import::import_file(&hsm, &product, &input, &out, None, &Options::default())
+            .unwrap_or_else(|e| panic!("{n}: {e}"));
+        assert_eq!((sum.written, sum.rejected), (3, 0), "{n}");
+        let f = std::io::BufReader::new(std::fs::File::open(&out).unwrap());
+        let mut r = pmp_core::xof::Reader::new(f, &hsm).unwrap();
+        let mut seen = 0;
+        while let Some(rec) = r.next_record().unwrap() {
+            seen += 1;
+            assert_eq!(rec.attributes.len(), n);
+            // The last attribute decrypts under the DKep to the value in the file.
+            let a = rec.attributes.last().unwrap();
+            let mut clear = vec![0u8; a.ciphertext.len()];
+            let m = hsm
+                .decrypt(
+                    &CipherSpec::cbc(&dk.handle, a.iv.as_deref().unwrap(), a.padding),
+                    &a.ciphertext,
+                    &mut clear,
+                )
+                .unwrap();
+            assert_eq!(&clear[..m], format!("v{seen}-{n}").as_bytes());
+        }
+        assert_eq!(seen, 3);
+    }
+    // One more than a record holds: the product is refused when it is read.
+    let e = Product::parse(&wide_product(257)).unwrap_err().to_string();
+    assert!(e.contains("257") && e.contains("at most 256"), "{e}");
+}
+
+#[test]
+fn a_record_id_that_occurs_twice_is_imported_as_it_comes() {
+    // Documented limit: telling a repeated id needs memory that grows with the file.
+    let s = setup(
+        "dup",
+        sc(LayoutChoice::Delimited, false, false, Algorithm::Tdes),
+    );
+    let n = 10;
+    let input = write_issuer_file(&s, Cards::new(1, n));
+    let text = std::fs::read_to_string(&input).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let good = Cards::new(1, n).position(|c| c.defect.is_none()).unwrap() + 1;
+    lines.insert(good + 1, lines[good]);
+    let text = lines
+        .join("\n")
+        .replace(&format!("TRL,{n}"), &format!("TRL,{}", n + 1));
+    std::fs::write(&input, text + "\n").unwrap();
+    let out = s.dir.0.join("order.xof");
+    let sum =
+        import::import_file(&s.hsm, &s.product, &input, &out, None, &Options::default()).unwrap();
+    assert_eq!(sum.read, n + 1);
+    assert_eq!(sum.written, n + 1 - defects(1, n));
+    assert_eq!(
+        pmp_core::xof::verify_file(&out, &s.hsm).unwrap(),
+        sum.written
     );
 }

@@ -535,6 +535,17 @@ impl Product {
         if self.fields.is_empty() {
             return f("fields", "no field");
         }
+        // Every attribute of a record goes into one XOF record: no more than XOF v1 allows.
+        let attributes = self.fields.iter().filter(|f| f.attribute.is_some()).count();
+        if attributes > crate::xof::limits::MAX_ATTRIBUTES {
+            return f(
+                "fields",
+                &format!(
+                    "{attributes} fields produce an attribute, but an XOF v1 record holds at most {}",
+                    crate::xof::limits::MAX_ATTRIBUTES
+                ),
+            );
+        }
         for (i, fs) in self.fields.iter().enumerate() {
             if self.fields[..i].iter().any(|o| o.name == fs.name) {
                 return f("field", &format!("field {} is defined twice", fs.name));

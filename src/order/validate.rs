@@ -51,8 +51,9 @@ pub enum Reason {
     FieldCount,
     /// The record id is missing, too long or holds characters that XOF does not allow.
     RecordId,
-    /// The same record id occurs twice in the file.
-    DuplicateId,
+    // No reason for a record id that occurs twice in the file: telling needs memory that
+    // grows with the file, and the import streams in bounded memory. Such records are
+    // imported as they come.
 }
 
 impl Reason {
@@ -73,7 +74,6 @@ impl Reason {
             Reason::PinBlock => "pin-block",
             Reason::FieldCount => "field-count",
             Reason::RecordId => "record-id",
-            Reason::DuplicateId => "duplicate-id",
         }
     }
 }

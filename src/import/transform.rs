@@ -1,0 +1,327 @@
+//! The per-record transform: one issuer record in, one XOF record or one reject out.
+//!
+//! Checks run on the clear value ([`validate`](crate::order::validate)); individually
+//! encrypted fields are translated TK_issuer → DKep inside the HSM, all of a record's in
+//! one [`Hsm::translate_batch`](crate::hsm::Hsm::translate_batch) call (split to the backend's
+//! [`max_batch_items`](crate::hsm::Capabilities::max_batch_items)); clear fields are
+//! encrypted under their DKep (AES-CBC or TDES-CBC, a fresh random IV each, ISO 9797-1
+//! padding method 2); PIN blocks are translated from the issuer PIN key to the bureau PIN
+//! key. Clear values live only in zeroizing buffers, wiped after each record.
+
+use zeroize::{Zeroize, Zeroizing};
+
+use super::Reject;
+use super::plan::{Out, Plan};
+use crate::hsm::{CipherSpec, PinSpec, TranslateItem};
+use crate::order::issuer::RawRecord;
+use crate::order::validate::Reason;
+use crate::pinblock::Pan;
+use crate::xof::{Attribute, Record};
+use crate::{Error, Mode, Padding, Result};
+
+/// Bytes of random IV per data attribute (the largest block; a TDES DKep uses the first 8).
+const IV_SLOT: usize = 16;
+
+/// What became of one record.
+pub(super) enum Outcome {
+    Written(Record),
+    Rejected(Reject),
+}
+
+/// Per-worker buffers, reused across records; the clear part is wiped after each record.
+#[derive(Default)]
+pub(super) struct Scratch {
+    /// Decoded ciphertexts under TK_issuer.
+    ct: Vec<u8>,
+    ct_span: Vec<Option<(usize, usize)>>,
+    /// Clear values decrypted for a check or as the PAN of a PIN block.
+    clear: Zeroizing<Vec<u8>>,
+    clear_span: Vec<Option<(usize, usize)>>,
+    /// The record's random IVs, one slot per data attribute (not secret: they go to the XOF).
+    ivs: Vec<u8>,
+    /// Ciphertexts under the DKeps, from the batch translation.
+    translated: Vec<u8>,
+    /// Per field: where its translation is in `translated`, or why it failed.
+    translation: Vec<Option<Result<(usize, usize)>>>,
+}
+
+impl Scratch {
+    fn reset(&mut self, n: usize) {
+        self.ct.clear();
+        self.clear.zeroize();
+        self.clear.clear();
+        self.ct_span.clear();
+        self.ct_span.resize(n, None);
+        self.clear_span.clear();
+        self.clear_span.resize(n, None);
+        self.translated.clear();
+        self.translation.clear();
+        self.translation.resize_with(n, || None);
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        self.clear.zeroize();
+    }
+}
+
+impl Plan<'_> {
+    /// One record → an XOF record (seq 0, set by the writer) or a reject. `Err` only for
+    /// failures that are not the record's fault (HSM refusals by policy, RNG).
+    pub(super) fn process(&self, rec: &RawRecord, scratch: &mut Scratch) -> Result<Outcome> {
+        let reject = |id: Option<String>, field: &str, reason| {
+            Ok(Outcome::Rejected(Reject {
+                number: rec.number,
+                id,
+                field: field.to_string(),
+                reason,
+            }))
+        };
+        let id = rec.field(self.id).and_then(|v| {
+            (v.len() <= 64
+                && v.iter().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'/')
+                }))
+            .then(|| String::from_utf8_lossy(v).into_owned())
+        });
+        if let Some(reason) = rec.problem {
+            return reject(id, "-", reason);
+        }
+        let Some(id) = id else {
+            return reject(None, &self.fields[self.id].name, Reason::RecordId);
+        };
+        // Pass 1: presence, ciphertext shape, clear values where needed, checks.
+        scratch.reset(self.fields.len());
+        for (i, f) in self.fields.iter().enumerate() {
+            let Some(v) = rec.field(i) else {
+                if f.required {
+                    return reject(Some(id), &f.name, Reason::Missing);
+                }
+                continue;
+            };
+            if f.encrypted {
+                let at = scratch.ct.len();
+                let n = v.len() / 2;
+                if v.len() % 2 != 0 || n % self.tk_block != 0 {
+                    return reject(Some(id), &f.name, Reason::CiphertextFormat);
+                }
+                scratch.ct.resize(at + n, 0);
+                if hex::decode_to_slice(v, &mut scratch.ct[at..]).is_err() {
+                    return reject(Some(id), &f.name, Reason::CiphertextFormat);
+                }
+                scratch.ct_span[i] = Some((at, scratch.ct.len()));
+                if f.need_clear {
+                    let ct = &scratch.ct[at..];
+                    let start = scratch.clear.len();
+                    scratch.clear.resize(start + ct.len(), 0);
+                    let spec = self.tk_spec().expect("checked by the product");
+                    match self.hsm.decrypt(&spec, ct, &mut scratch.clear[start..]) {
+                        Ok(n) => {
+                            scratch.clear.truncate(start + n);
+                            scratch.clear_span[i] = Some((start, start + n));
+                        }
+                        Err(Error::Crypto) => {
+                            return reject(Some(id), &f.name, Reason::FieldDecrypt);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            if let Some(check) = f.check {
+                let clear = match scratch.clear_span[i] {
+                    Some((a, b)) => &scratch.clear[a..b],
+                    None => v,
+                };
+                if let Err(reason) = check.run(clear) {
+                    // After decryption under TK_issuer, every failure is one reason: a
+                    // report that told bad padding from a bad format (not digits, length,
+                    // Luhn) would be a padding oracle on the issuer's ciphertext.
+                    let reason = if f.encrypted {
+                        Reason::FieldDecrypt
+                    } else {
+                        reason
+                    };
+                    return reject(Some(id), &f.name, reason);
+                }
+            }
+        }
+        // Pass 2: attributes, in field order.
+        scratch.ivs.clear();
+        scratch.ivs.resize(self.data_attributes * IV_SLOT, 0);
+        crate::fill_random(&mut scratch.ivs)?;
+        self.translate_fields(scratch)?;
+        let mut attributes = Vec::with_capacity(self.fields.len());
+        for (i, f) in self.fields.iter().enumerate() {
+            let Some(v) = rec.field(i) else { continue };
+            match &f.out {
+                Out::None => {}
+                Out::Data {
+                    attribute,
+                    key,
+                    label,
+                    block,
+                    iv_slot,
+                } => {
+                    let iv = &scratch.ivs[iv_slot * IV_SLOT..][..*block];
+                    let ciphertext = match scratch.translation[i].take() {
+                        Some(Ok((a, b))) => scratch.translated[a..b].to_vec(),
+                        Some(Err(Error::Crypto)) => {
+                            return reject(Some(id), &f.name, Reason::FieldDecrypt);
+                        }
+                        Some(Err(e)) => return Err(e),
+                        None => {
+                            let to = CipherSpec::cbc(key, iv, Padding::Iso9797M2);
+                            let mut out = vec![0u8; Padding::Iso9797M2.padded_len(v.len(), *block)];
+                            let n = self.hsm.encrypt(&to, v, &mut out)?;
+                            out.truncate(n);
+                            out
+                        }
+                    };
+                    attributes.push(Attribute {
+                        name: attribute.clone(),
+                        key: label.clone(),
+                        mode: Mode::Cbc,
+                        iv: Some(iv.to_vec()),
+                        padding: Padding::Iso9797M2,
+                        ciphertext,
+                    });
+                }
+                Out::Pin { attribute, pan } => {
+                    let (Some((ik, ifmt)), Some((bk, bfmt, blabel))) =
+                        (&self.issuer_pin, &self.bureau_pin)
+                    else {
+                        return Err(Error::invalid("product", "PIN keys missing"));
+                    };
+                    let pan_clear = match scratch.clear_span[*pan] {
+                        Some((a, b)) => Some(&scratch.clear[a..b]),
+                        None => rec.field(*pan),
+                    };
+                    let pan = match pan_clear
+                        .and_then(|p| core::str::from_utf8(p).ok())
+                        .and_then(|p| Pan::new(p).ok())
+                    {
+                        Some(p) => p,
+                        None => return reject(Some(id), &f.name, Reason::PinBlock),
+                    };
+                    let mut block = [0u8; 16];
+                    let n = v.len() / 2;
+                    if v.len() != ifmt.block_len() * 2
+                        || hex::decode_to_slice(v, &mut block[..n]).is_err()
+                    {
+                        return reject(Some(id), &f.name, Reason::PinBlock);
+                    }
+                    let r = self.hsm.translate_pin(
+                        &PinSpec {
+                            key: ik,
+                            format: *ifmt,
+                        },
+                        &PinSpec {
+                            key: bk,
+                            format: *bfmt,
+                        },
+                        &pan,
+                        &block[..n],
+                    );
+                    block.zeroize();
+                    match r {
+                        Ok(b) => attributes.push(Attribute {
+                            name: attribute.clone(),
+                            key: blabel.clone(),
+                            mode: Mode::Ecb,
+                            iv: None,
+                            padding: Padding::None,
+                            ciphertext: b,
+                        }),
+                        Err(Error::Crypto) => {
+                            return reject(Some(id), &f.name, Reason::PinBlock);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(Outcome::Written(Record {
+            seq: 0,
+            issuer_id: id,
+            attributes,
+        }))
+    }
+
+    /// Translates every individually encrypted data field of the record TK_issuer → DKep
+    /// inside the HSM, in batches of at most `max_batch_items` (one call per record when the
+    /// backend allows it), and notes per field where its output is or why it failed. A batch
+    /// is all or nothing: when one fails cryptographically, its fields are translated one by
+    /// one to tell which field is at fault (the reason reported is the same either way).
+    fn translate_fields(&self, scratch: &mut Scratch) -> Result<()> {
+        let Some(from) = self.tk_spec() else {
+            return Ok(());
+        };
+        let mut fields = Vec::new();
+        let mut items = Vec::new();
+        for (i, f) in self.fields.iter().enumerate() {
+            if let (
+                Out::Data {
+                    key,
+                    block,
+                    iv_slot,
+                    ..
+                },
+                Some((a, b)),
+            ) = (&f.out, scratch.ct_span[i])
+            {
+                fields.push((i, *block));
+                items.push(TranslateItem {
+                    from,
+                    to: CipherSpec::cbc(
+                        key,
+                        &scratch.ivs[iv_slot * IV_SLOT..][..*block],
+                        Padding::Iso9797M2,
+                    ),
+                    data: &scratch.ct[a..b],
+                });
+            }
+        }
+        let out = &mut scratch.translated;
+        for (items, fields) in items
+            .chunks(self.max_batch_items)
+            .zip(fields.chunks(self.max_batch_items))
+        {
+            let start = out.len();
+            match self.hsm.translate_batch(items, out) {
+                Ok(ends) => {
+                    if ends.len() != items.len() {
+                        return Err(Error::Integrity {
+                            what: "HSM".into(),
+                            reason: format!(
+                                "a batch translation of {} fields returned {} outputs",
+                                items.len(),
+                                ends.len()
+                            ),
+                        });
+                    }
+                    let mut at = start;
+                    for (&(i, _), end) in fields.iter().zip(ends) {
+                        scratch.translation[i] = Some(Ok((at, end)));
+                        at = end;
+                    }
+                }
+                Err(Error::Crypto) => {
+                    out.truncate(start);
+                    for (item, &(i, block)) in items.iter().zip(fields) {
+                        let at = out.len();
+                        out.resize(at + item.data.len() + 2 * block, 0);
+                        let r = self
+                            .hsm
+                            .translate(&item.from, &item.to, item.data, &mut out[at..])
+                            .map(|n| (at, at + n));
+                        out.truncate(r.as_ref().map_or(at, |&(_, end)| end));
+                        scratch.translation[i] = Some(r);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
