@@ -19,6 +19,7 @@
 
 mod error;
 mod primitives;
+mod xml;
 
 pub mod demo;
 pub mod ffi;
