@@ -10,7 +10,7 @@
 //! ```
 //! use pmp_core::{Algorithm, SecretKey};
 //! let key = SecretKey::from_hex(Algorithm::Aes, "1E89AC67E4B0D6EA892F94CC50FCFF90").unwrap();
-//! // Source: shared/vectors/kcv.txt (psec 1.3.0 / pyca cryptography).
+//! // Source: tests/data/kcv.txt (psec 1.3.0 / pyca cryptography).
 //! assert_eq!(key.kcv().to_string(), "91E9C43E5F");
 //! ```
 
