@@ -52,11 +52,6 @@
 #define MAX_TEXT 256
 
 /**
- * Bytes of a key label or an attribute name.
- */
-#define MAX_NAME 64
-
-/**
  * The capacity of `pmp_import_summary.order_id`: an XOF order id (up to 256 bytes) and its
  * NUL.
  */
