@@ -35,7 +35,7 @@
 //! grows with the file); the XOF's record MAC chain detects duplication after import.
 //!
 //! ```no_run
-//! use pmp_core::{hsm::{LmkSource, SoftHsm}, import, product::Product};
+//! use pmp_core::{hsm::{LmkSource, SoftHsm}, import, order::product::Product};
 //! # fn main() -> pmp_core::Result<()> {
 //! let hsm = SoftHsm::open("keystore".as_ref(), LmkSource::Auto)?;
 //! let product = Product::load("product.xml".as_ref())?;
