@@ -1,4 +1,4 @@
-//! The bureau's key hierarchy (DESIGN.md §2) as library functions over any [`Hsm`].
+//! The bureau's key hierarchy (`docs/key-hierarchy.md`) as library functions over any [`Hsm`].
 //!
 //! | step | function | keys |
 //! |---|---|---|
@@ -8,7 +8,7 @@
 //! | data prep issues transport keys | [`issue_transport_keys`] | KTK (K0), PTK (P0), MTK (M6 CMAC, mode C), exported under ZMK-prod with KCVs |
 //! | production imports them | [`import_transport_keys`] | the same three, KCVs checked |
 //!
-//! Keys the bureau creates for itself default to AES (DESIGN.md §2). Where a counterpart
+//! Keys the bureau creates for itself default to AES (`docs/key-hierarchy.md`). Where a counterpart
 //! still needs 2-key TDES (issuer TKs, legacy production lines) the caller picks it; NIST
 //! SP 800-131A allows 2-key TDES only to process legacy data.
 //!

@@ -555,7 +555,7 @@ fn macs(hsm: &dyn Hsm, p: &str) {
 }
 
 /// The cells of operation × usage × mode of use that must succeed, written by hand from
-/// the rules (DESIGN.md §2 and the table in the doc comment of `policy.rs`) and independent
+/// the rules (`docs/key-hierarchy.md` and the table in the doc comment of `policy.rs`) and independent
 /// of [`policy::permits`](super::policy::permits), which is the code under test: a wrong row
 /// there must fail this suite, not be copied into it. Each row: an operation, the usages
 /// and the modes of use allowed for it (every usage with every mode of the row).
@@ -595,7 +595,7 @@ fn expected_allowed(op: Operation, usage: KeyUsage, mode: ModeOfUse) -> bool {
 
 /// Walks operation × usage × mode of use: exactly the cells of [`ALLOWED`] succeed; every
 /// other cell is refused with [`Error::Policy`] (or the key cannot even be created with
-/// that usage and mode). Then checks the rules of DESIGN.md §2 one by one.
+/// that usage and mode). Then checks the rules of `docs/key-hierarchy.md` one by one.
 fn usage_matrix(hsm: &dyn Hsm, p: &str) {
     use KeyUsage as U;
     use ModeOfUse as M;
@@ -712,7 +712,7 @@ fn usage_matrix(hsm: &dyn Hsm, p: &str) {
     // five algorithms x 2 modes each.
     assert_eq!(allowed, 4 * 2 + 2 * 4 + 2 * 8 * 2);
 
-    // The rules of DESIGN.md §2, each on its own.
+    // The rules of `docs/key-hierarchy.md`, each on its own.
     for mode in modes {
         // A PIN key never decrypts data (nor encrypts it).
         assert!(

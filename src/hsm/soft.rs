@@ -308,7 +308,7 @@ impl Table {
     }
 }
 
-/// The built-in software HSM. See the [module documentation](self).
+/// The built-in software HSM: key store, LMK and audit as described in `src/hsm/soft.rs`.
 pub struct SoftHsm {
     /// Held (exclusive advisory lock on `DIR/lock`) for the life of the instance: one
     /// instance per store, across threads and processes.

@@ -37,11 +37,11 @@
 
 use std::io::{BufRead, Read};
 
-use quick_xml::events::Event;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::order::product::{CountSpec, LayoutKind, Product};
 use crate::order::validate::Reason;
+use crate::xml::{self, Content, XmlError};
 use crate::{Error, Result};
 
 /// Size of the wiping read buffer.
@@ -76,8 +76,8 @@ impl core::fmt::Debug for WipingReader<'_> {
     }
 }
 
-/// `Read::read` for a reader whose `BufRead` side does the work (both readers here wipe or
-/// budget inside `fill_buf`).
+/// `Read::read` for a reader whose `BufRead` side does the work (it wipes inside
+/// `fill_buf`).
 fn read_through_buffer(r: &mut impl BufRead, out: &mut [u8]) -> std::io::Result<usize> {
     let avail = r.fill_buf()?;
     let n = avail.len().min(out.len());
@@ -600,43 +600,25 @@ fn io_error(e: std::io::Error, what: &str) -> Error {
 /// Slack over max-record-bytes for one event's markup (`<`, `>`, the look-ahead byte).
 const EVENT_SLACK: usize = 64;
 
-/// A `BufRead` under quick-xml that lets one event consume at most `left` bytes: quick-xml
-/// buffers a whole event (a text node, a tag, a comment) before returning it, so without
-/// this a single hostile event could make it buffer the rest of the file. The reader fails
-/// as soon as the event passes the limit, before the bytes are buffered.
-struct Budget<'a> {
-    inner: WipingReader<'a>,
-    left: usize,
-    max: usize,
-}
+/// Element depth of the XML layout: the root, a record, a field.
+const XML_DEPTH: usize = 3;
 
-impl Read for Budget<'_> {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        read_through_buffer(self, out)
-    }
-}
-
-impl BufRead for Budget<'_> {
-    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        if self.left == 0 {
-            return Err(std::io::Error::other(structure(format!(
-                "XML near byte {}: one XML event (text, tag, comment or whitespace) is larger than max-record-bytes ({})",
-                self.inner.offset, self.max
-            ))));
-        }
-        let left = self.left;
-        let b = self.inner.fill_buf()?;
-        Ok(&b[..b.len().min(left)])
-    }
-
-    fn consume(&mut self, amt: usize) {
-        self.left = self.left.saturating_sub(amt);
-        self.inner.consume(amt);
+/// The XML layout's rules for the strict reader: no event longer than max-record-bytes
+/// (plus slack for its markup), so that no hostile event is buffered whole; comments and
+/// processing instructions skipped; references in text resolved (predefined entities and
+/// character references only); no DOCTYPE, no CDATA.
+fn xml_rules(max_record_bytes: usize) -> xml::Rules {
+    xml::Rules {
+        event_bytes: max_record_bytes + EVENT_SLACK,
+        max_depth: XML_DEPTH,
+        comments: true,
+        processing_instructions: true,
+        text_references: true,
     }
 }
 
 struct XmlSource<'a> {
-    r: quick_xml::Reader<Budget<'a>>,
+    r: xml::StrictReader<WipingReader<'a>>,
     buf: Zeroizing<Vec<u8>>,
     /// The text of the last text event.
     text: Zeroizing<Vec<u8>>,
@@ -662,12 +644,7 @@ enum XmlState {
 impl<'a> XmlSource<'a> {
     fn new(p: &Product, r: WipingReader<'a>, root: &str, record: &str) -> Self {
         let max = p.layout.max_record_bytes;
-        let mut r = quick_xml::Reader::from_reader(Budget {
-            inner: r,
-            left: 0,
-            max,
-        });
-        r.config_mut().trim_text(false);
+        let r = xml::StrictReader::new(r, xml_rules(max));
         Self {
             r,
             // At their maximum from the start (an event never exceeds max + slack): never
@@ -695,7 +672,7 @@ impl<'a> XmlSource<'a> {
     }
 
     fn err(&self, what: &str) -> Error {
-        structure(format!("XML at byte {}: {what}", self.r.buffer_position()))
+        structure(format!("XML at byte {}: {what}", self.r.position()))
     }
 
     /// The next event into `self.buf` (wiped first). Returns an owned-free classification
@@ -703,24 +680,28 @@ impl<'a> XmlSource<'a> {
     fn next(&mut self) -> Result<Ev> {
         let mut buf = core::mem::take(&mut self.buf);
         wipe(&mut buf);
-        self.r.get_mut().left = self.max + EVENT_SLACK;
         let r = self.classify(&mut buf);
         self.buf = buf;
         r
     }
 
     fn classify(&mut self, buf: &mut Zeroizing<Vec<u8>>) -> Result<Ev> {
-        let ev = match self.r.read_event_into(buf) {
+        let ev = match self.r.next(buf) {
             Ok(ev) => ev,
-            Err(quick_xml::Error::Io(e)) => {
-                let e = std::sync::Arc::try_unwrap(e)
-                    .unwrap_or_else(|a| std::io::Error::new(a.kind(), "read error"));
-                return Err(io_error(e, "reading the issuer file"));
+            Err(XmlError::TooLarge { at }) => {
+                return Err(structure(format!(
+                    "XML near byte {at}: one XML event (text, tag, comment or whitespace) is larger than max-record-bytes ({})",
+                    self.max
+                )));
             }
-            Err(e) => return Err(self.err(&format!("not well-formed ({e})"))),
+            Err(XmlError::Refused(r)) => return Err(self.err(&r.to_string())),
+            Err(XmlError::Io(e)) => return Err(io_error(e, "reading the issuer file")),
+            Err(XmlError::Malformed { error, .. }) => {
+                return Err(self.err(&format!("not well-formed ({error})")));
+            }
         };
         Ok(match ev {
-            Event::Start(s) => {
+            Content::Start(s) => {
                 let name = s.name().as_ref().as_bytes().to_vec();
                 let mut count = None;
                 if let Some(attr) = &self.count_attr
@@ -735,9 +716,9 @@ impl<'a> XmlSource<'a> {
                 }
                 Ev::Start(name, count)
             }
-            Event::Empty(s) => Ev::Empty(s.name().as_ref().as_bytes().to_vec()),
-            Event::End(e) => Ev::End(e.name().as_ref().as_bytes().to_vec()),
-            Event::Text(t) => {
+            Content::Empty(s) => Ev::Empty(s.name().as_ref().as_bytes().to_vec()),
+            Content::End(e) => Ev::End(e.name().as_ref().as_bytes().to_vec()),
+            Content::Text(t) => {
                 let t: &str = &t;
                 wipe(&mut self.text);
                 reserve_wiping(&mut self.text, t.len());
@@ -748,30 +729,9 @@ impl<'a> XmlSource<'a> {
                     Ev::Text
                 }
             }
-            Event::CData(_) => return Err(self.err("CDATA sections are not allowed")),
-            Event::GeneralRef(g) => {
-                let c = if g.is_char_ref() {
-                    g.resolve_char_ref()
-                        .ok()
-                        .flatten()
-                        .ok_or_else(|| self.err("bad character reference"))?
-                } else {
-                    match &*g {
-                        "amp" => '&',
-                        "lt" => '<',
-                        "gt" => '>',
-                        "quot" => '"',
-                        "apos" => '\'',
-                        _ => {
-                            return Err(self.err("only the predefined XML entities are allowed"));
-                        }
-                    }
-                };
-                Ev::Ref(c)
-            }
-            Event::Eof => Ev::Eof,
-            Event::DocType(_) => return Err(self.err("a DOCTYPE is not allowed")),
-            Event::Decl(_) | Event::Comment(_) | Event::PI(_) => {
+            Content::Char(c) => Ev::Ref(c),
+            Content::Eof => Ev::Eof,
+            Content::Decl(_) | Content::Skipped => {
                 wipe(&mut self.text);
                 Ev::Space
             }
@@ -842,11 +802,11 @@ impl RecordSource for XmlSource<'_> {
         }
         self.number += 1;
         let mut rec = RawRecord::new(self.number, self.fields);
-        let start = self.r.buffer_position();
+        let start = self.r.position();
         let mut value: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::with_capacity(self.max));
         // Inside a record: child elements, one per field.
         loop {
-            if self.r.buffer_position() - start > self.max as u64 {
+            if self.r.position() - start > self.max as u64 {
                 return Err(self.err("a record is larger than max-record-bytes"));
             }
             match self.next()? {
@@ -854,7 +814,7 @@ impl RecordSource for XmlSource<'_> {
                     let field = self.names.iter().find(|(k, _)| *k == n).map(|(_, i)| *i);
                     wipe(&mut value);
                     loop {
-                        if self.r.buffer_position() - start > self.max as u64 {
+                        if self.r.position() - start > self.max as u64 {
                             return Err(self.err("a record is larger than max-record-bytes"));
                         }
                         match self.next()? {

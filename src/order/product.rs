@@ -31,10 +31,11 @@
 
 use std::path::Path;
 
-use quick_xml::events::{BytesStart, Event};
+use quick_xml::events::BytesStart;
 
 use crate::order::validate::Check;
 use crate::pinblock::PinBlockFormat;
+use crate::xml::{self, Content, XmlError};
 use crate::{Algorithm, Error, Kcv, Mode, Padding, Result};
 
 /// The format identifier a product file declares.
@@ -219,6 +220,21 @@ pub struct Product {
     pub fields: Vec<FieldSpec>,
 }
 
+/// Bytes of a product file.
+const MAX_PRODUCT_BYTES: usize = 1024 * 1024;
+
+/// The product file's rules for the strict reader: the whole file is in memory already
+/// (at most [`MAX_PRODUCT_BYTES`]), so one event may take all of it; comments skipped; no
+/// DOCTYPE, processing instruction, CDATA or reference in text; elements no deeper than
+/// the format's `product/layout/count` and `product/fields/field`.
+const XML_RULES: xml::Rules = xml::Rules {
+    event_bytes: MAX_PRODUCT_BYTES,
+    max_depth: 3,
+    comments: true,
+    processing_instructions: false,
+    text_references: false,
+};
+
 /// A parsed element: name and attributes.
 struct Elem {
     name: String,
@@ -233,8 +249,7 @@ impl Elem {
         for a in e.attributes() {
             let a = a.map_err(|err| bad(&name, &format!("malformed attribute ({err})")))?;
             let key = a.key.as_ref().to_string();
-            let value = a
-                .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+            let value = xml::attribute_value(&a)
                 .map_err(|err| bad(&name, &format!("attribute {key}: {err}")))?
                 .into_owned();
             if attrs.iter().any(|(k, _)| *k == key) {
@@ -353,11 +368,11 @@ impl Product {
 
     /// Parses a product file's text.
     pub fn parse(xml: &str) -> Result<Self> {
-        if xml.len() > 1024 * 1024 {
+        if xml.len() > MAX_PRODUCT_BYTES {
             return Err(bad("product", "file larger than 1 MiB"));
         }
-        let mut r = quick_xml::Reader::from_str(xml);
-        r.config_mut().trim_text(true);
+        let mut r = xml::StrictReader::new(xml.as_bytes(), XML_RULES);
+        let mut buf = Vec::new();
         let mut path: Vec<String> = Vec::new();
         let mut product: Option<(String, String)> = None;
         let mut keys = (None, None, None, None);
@@ -370,12 +385,21 @@ impl Product {
         // first (a second <layout> or <keys> after review, say).
         let mut seen: Vec<String> = Vec::new();
         loop {
-            let ev = r
-                .read_event()
-                .map_err(|e| bad("product", &format!("not well-formed XML: {e}")))?;
+            let ev = r.next(&mut buf).map_err(|e| {
+                let at = path.last().map_or("product", String::as_str);
+                match e {
+                    XmlError::Refused(r) => bad(at, &r.to_string()),
+                    XmlError::Malformed { error, .. } => {
+                        bad("product", &format!("not well-formed XML: {error}"))
+                    }
+                    XmlError::TooLarge { .. } | XmlError::Io(_) => {
+                        bad("product", "file larger than 1 MiB")
+                    }
+                }
+            })?;
             let (start, empty) = match &ev {
-                Event::Start(s) => (Some(s), false),
-                Event::Empty(s) => (Some(s), true),
+                Content::Start(s) => (Some(s), false),
+                Content::Empty(s) => (Some(s), true),
                 _ => (None, false),
             };
             if let Some(s) = start {
@@ -487,13 +511,12 @@ impl Product {
                 continue;
             }
             match ev {
-                Event::End(_) => {
+                Content::End(_) => {
                     path.pop();
                 }
-                Event::Eof => break,
-                Event::Decl(_) | Event::Comment(_) => {}
-                Event::Text(t) if t.trim().is_empty() => {}
-                Event::DocType(_) => return Err(bad("product", "a DOCTYPE is not allowed")),
+                Content::Eof => break,
+                Content::Decl(_) | Content::Skipped => {}
+                Content::Text(t) if t.trim().is_empty() => {}
                 _ => {
                     return Err(bad(
                         path.last().map_or("product", String::as_str),
@@ -890,6 +913,10 @@ mod tests {
         let cases = [
             (FULL.replace("pmp-product-1", "v2"), "format"),
             (FULL.replace("<keys>", "<!DOCTYPE x><keys>"), "DOCTYPE"),
+            (FULL.replace("<keys>", "<?pi x?><keys>"), "processing instructions"),
+            (FULL.replace("<keys>", "<keys>&amp;"), "references"),
+            (FULL.replace("<keys>", "<keys><![CDATA[x]]>"), "CDATA"),
+            (FULL.replace("<field name=\"id\"/>", "<field name=\"id\"><x/></field>"), "nests deeper than 3"),
             (FULL.replace("check=\"pan\"", "check=\"foo\""), "check"),
             (FULL.replace("dkep=\"DK2\"", ""), "needs a dkep"),
             (

@@ -5,7 +5,7 @@
 //!
 //! ```
 //! use pmp_core::{Algorithm, SecretKey};
-//! // Source: shared/vectors/kcv.txt (psec 1.3.0).
+//! // Source: tests/data/kcv.txt (psec 1.3.0).
 //! let k = SecretKey::from_hex(Algorithm::Tdes, "D9EA0251738F3EF10885642FAB7AC2F8").unwrap();
 //! assert_eq!(k.kcv().to_string(), "B53005");
 //! ```

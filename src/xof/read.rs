@@ -3,13 +3,13 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, Read};
+use std::io::BufRead;
 
-use quick_xml::XmlVersion;
-use quick_xml::events::{BytesStart, Event};
+use quick_xml::events::BytesStart;
 
 use crate::hsm::{Hsm, KeyHandle};
 use crate::keyblock::KeyUsage;
+use crate::xml::{self, Content, XmlError, short_name as show};
 use crate::{Algorithm, Error, Kcv, MacAlgorithm, Padding, Result};
 
 use super::canon::{self, Mac16};
@@ -24,58 +24,18 @@ use super::{
 /// Distinct attribute names [`inspect`] counts before it gives up.
 const MAX_INSPECT_NAMES: usize = 4096;
 
-// ---- the input: a byte budget per XML event, line and byte counters ----
+/// The strict XML reader under the XOF rules: one event at most [`MAX_EVENT_BYTES`], depth
+/// at most [`MAX_DEPTH`], no DOCTYPE, comment, processing instruction, CDATA or reference
+/// in text.
+type Xml<R> = xml::StrictReader<R>;
 
-/// Wraps the input so that one XML event can never take more than its budget (quick-xml
-/// would otherwise grow its buffer to the size of the largest tag or text node), and
-/// counts lines and bytes for error messages and the record-size cap.
-struct Limited<R> {
-    inner: R,
-    budget: usize,
-    exceeded: bool,
-    lines: u64,
-    pos: u64,
-}
-
-impl<R: BufRead> Read for Limited<R> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let n = {
-            let b = self.fill_buf()?;
-            let n = b.len().min(out.len());
-            out[..n].copy_from_slice(&b[..n]);
-            n
-        };
-        self.consume(n);
-        Ok(n)
-    }
-}
-
-impl<R: BufRead> BufRead for Limited<R> {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        if self.budget == 0 {
-            if self.inner.fill_buf()?.is_empty() {
-                return Ok(&[]);
-            }
-            self.exceeded = true;
-            return Err(io::Error::other("XOF element size limit"));
-        }
-        let budget = self.budget;
-        let b = self.inner.fill_buf()?;
-        Ok(&b[..b.len().min(budget)])
-    }
-
-    fn consume(&mut self, amt: usize) {
-        if let Ok(b) = self.inner.fill_buf() {
-            let n = amt.min(b.len());
-            self.lines += b[..n].iter().filter(|&&c| c == b'\n').count() as u64;
-        }
-        self.inner.consume(amt);
-        self.budget = self.budget.saturating_sub(amt);
-        self.pos += amt as u64;
-    }
-}
-
-type Xml<R> = quick_xml::Reader<Limited<R>>;
+const RULES: xml::Rules = xml::Rules {
+    event_bytes: MAX_EVENT_BYTES,
+    max_depth: MAX_DEPTH,
+    comments: false,
+    processing_instructions: false,
+    text_references: false,
+};
 
 /// Where the parser is, for error messages.
 struct Ctx {
@@ -105,75 +65,49 @@ fn read_event<'b, R: BufRead>(
     xml: &mut Xml<R>,
     buf: &'b mut Vec<u8>,
     ctx: &mut Ctx,
-) -> Result<Event<'b>> {
-    buf.clear();
-    let lim = xml.get_mut();
-    lim.budget = MAX_EVENT_BYTES;
-    ctx.line = lim.lines + 1;
-    match xml.read_event_into(buf) {
-        Ok(ev) => Ok(ev),
-        Err(e) => {
-            let lim = xml.get_mut();
-            if lim.exceeded {
-                return Err(ctx.err(format!(
-                    "an element or text node is larger than {MAX_EVENT_BYTES} bytes"
-                )));
-            }
-            let at_eof = matches!(lim.inner.fill_buf(), Ok(b) if b.is_empty());
-            Err(match e {
-                quick_xml::Error::Io(io) => Error::Io {
-                    path: ctx.name.clone(),
-                    source: io::Error::new(io.kind(), io.to_string()),
-                },
-                quick_xml::Error::Encoding(_) => ctx.err("not valid UTF-8"),
-                quick_xml::Error::Syntax(_) if at_eof => {
-                    ctx.err("the file ends inside an element (truncated)")
-                }
-                other => ctx.err(format!("malformed XML: {other}")),
-            })
-        }
-    }
+) -> Result<Content<'b>> {
+    ctx.line = xml.line();
+    xml.next(buf).map_err(|e| match e {
+        XmlError::TooLarge { .. } => ctx.err(format!(
+            "an element or text node is larger than {MAX_EVENT_BYTES} bytes"
+        )),
+        XmlError::Refused(r) => ctx.err(r.to_string()),
+        XmlError::Io(source) => Error::Io {
+            path: ctx.name.clone(),
+            source,
+        },
+        XmlError::Malformed {
+            error: quick_xml::Error::Encoding(_),
+            ..
+        } => ctx.err("not valid UTF-8"),
+        XmlError::Malformed {
+            truncated: true, ..
+        } => ctx.err("the file ends inside an element (truncated)"),
+        XmlError::Malformed { error, .. } => ctx.err(format!("malformed XML: {error}")),
+    })
 }
 
 fn is_ws(s: &str) -> bool {
     s.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
-fn show(name: &str) -> String {
-    let s = name;
-    if s.chars().count() > 32 {
-        format!("{}...", s.chars().take(32).collect::<String>())
-    } else {
-        s.to_string()
-    }
-}
-
-/// The error for an event that has no place here. `depth` is the depth of the element
-/// being read (0 outside the root).
-fn unexpected(ev: &Event<'_>, ctx: &Ctx, depth: usize, expected: &str) -> Error {
+/// The error for an event that has no place here (what [`RULES`] refuse never gets here).
+fn unexpected(ev: &Content<'_>, ctx: &Ctx, expected: &str) -> Error {
     match &ev {
-        Event::DocType(_) => ctx.err("DOCTYPE is not allowed"),
-        Event::GeneralRef(_) => {
-            ctx.err("entity and character references are allowed only in attribute values")
+        Content::Decl(_) => ctx.err("an XML declaration is allowed only at the start"),
+        Content::Text(_) => ctx.err(format!("unexpected text (expected {expected})")),
+        Content::Char(_) | Content::Skipped => {
+            ctx.err(format!("unexpected content (expected {expected})"))
         }
-        Event::Comment(_) => ctx.err("comments are not allowed"),
-        Event::PI(_) => ctx.err("processing instructions are not allowed"),
-        Event::CData(_) => ctx.err("CDATA sections are not allowed"),
-        Event::Decl(_) => ctx.err("an XML declaration is allowed only at the start"),
-        Event::Text(_) => ctx.err(format!("unexpected text (expected {expected})")),
-        Event::Start(e) | Event::Empty(e) if depth >= MAX_DEPTH => ctx.err(format!(
-            "element <{}> nests deeper than {MAX_DEPTH} levels",
-            show(e.name().as_ref())
-        )),
-        Event::Start(e) | Event::Empty(e) => ctx.err(format!(
+        Content::Start(e) | Content::Empty(e) => ctx.err(format!(
             "unexpected element <{}> (expected {expected})",
             show(e.name().as_ref())
         )),
-        Event::End(e) => ctx.err(format!(
+        Content::End(e) => ctx.err(format!(
             "unexpected end tag </{}> (expected {expected})",
             show(e.name().as_ref())
         )),
-        Event::Eof => ctx.err(format!(
+        Content::Eof => ctx.err(format!(
             "the file ends before the trailer (truncated; expected {expected})"
         )),
     }
@@ -195,8 +129,7 @@ fn each_attr<'a>(
     for a in e.attributes() {
         let a = a.map_err(|x| ctx.err(format!("malformed attribute on <{elem}>: {x}")))?;
         let key = a.key.as_ref();
-        let v = a
-            .normalized_value(XmlVersion::Implicit1_0)
+        let v = xml::attribute_value(&a)
             .map_err(|x| ctx.err(format!("attribute {} on <{elem}>: {x}", show(key))))?;
         if !f(key, v)? {
             return Err(ctx.err(format!("unknown attribute '{}' on <{elem}>", show(key))));
@@ -260,19 +193,7 @@ pub(crate) struct Parser<R> {
 
 impl<R: BufRead> Parser<R> {
     fn new(input: R, name: &str) -> Self {
-        let mut xml = quick_xml::Reader::from_reader(Limited {
-            inner: input,
-            budget: MAX_EVENT_BYTES,
-            exceeded: false,
-            lines: 0,
-            pos: 0,
-        });
-        let c = xml.config_mut();
-        c.trim_text(false);
-        c.expand_empty_elements = false;
-        c.check_end_names = true;
-        c.allow_unmatched_ends = false;
-        c.allow_dangling_amp = false;
+        let xml = Xml::new(input, RULES);
         Self {
             xml,
             buf: Vec::with_capacity(4096),
@@ -306,7 +227,7 @@ impl<R: BufRead> Parser<R> {
         loop {
             let ev = read_event(&mut self.xml, &mut self.buf, &mut self.ctx)?;
             match &ev {
-                Event::Decl(d) if first => {
+                Content::Decl(d) if first => {
                     let v = d
                         .version()
                         .map_err(|e| self.ctx.err(format!("XML declaration: {e}")))?;
@@ -320,8 +241,8 @@ impl<R: BufRead> Parser<R> {
                         }
                     }
                 }
-                Event::Text(t) if is_ws(t) => {}
-                Event::Start(e) if name_is(e, "xof") => {
+                Content::Text(t) if is_ws(t) => {}
+                Content::Start(e) if name_is(e, "xof") => {
                     let mut version = None;
                     each_attr(e, &self.ctx, |k, v| {
                         Ok(k == "version" && {
@@ -341,7 +262,7 @@ impl<R: BufRead> Parser<R> {
                         }
                     }
                 }
-                ev => return Err(unexpected(ev, &self.ctx, 0, "<xof version=\"1\">")),
+                ev => return Err(unexpected(ev, &self.ctx, "<xof version=\"1\">")),
             }
             first = false;
         }
@@ -351,8 +272,8 @@ impl<R: BufRead> Parser<R> {
         loop {
             let ev = read_event(&mut self.xml, &mut self.buf, &mut self.ctx)?;
             match &ev {
-                Event::Text(t) if is_ws(t) => {}
-                Event::Start(e) if name_is(e, "header") => {
+                Content::Text(t) if is_ws(t) => {}
+                Content::Start(e) if name_is(e, "header") => {
                     self.header_line = self.ctx.line;
                     let h = &mut self.header;
                     let mut seen = 0u8;
@@ -383,7 +304,7 @@ impl<R: BufRead> Parser<R> {
                     }
                     break;
                 }
-                ev => return Err(unexpected(ev, &self.ctx, 1, "<header>")),
+                ev => return Err(unexpected(ev, &self.ctx, "<header>")),
             }
         }
         self.header_mac = mac.unwrap_or_default();
@@ -393,10 +314,10 @@ impl<R: BufRead> Parser<R> {
         loop {
             let ev = read_event(&mut self.xml, &mut self.buf, &mut self.ctx)?;
             match &ev {
-                Event::Text(t) if is_ws(t) => {}
-                Event::End(e) if in_key && e.name().as_ref() == "key" => in_key = false,
-                Event::Start(e) | Event::Empty(e) if !in_key && name_is(e, "key") => {
-                    in_key = matches!(ev, Event::Start(_));
+                Content::Text(t) if is_ws(t) => {}
+                Content::End(e) if in_key && e.name().as_ref() == "key" => in_key = false,
+                Content::Start(e) | Content::Empty(e) if !in_key && name_is(e, "key") => {
+                    in_key = matches!(ev, Content::Start(_));
                     if self.header.keys.len() >= MAX_KEYS {
                         return Err(self
                             .ctx
@@ -444,11 +365,8 @@ impl<R: BufRead> Parser<R> {
                         }
                     }
                 }
-                Event::End(e) if !in_key && e.name().as_ref() == "header" => break,
-                ev => {
-                    let depth = if in_key { 3 } else { 2 };
-                    return Err(unexpected(ev, &self.ctx, depth, "<key/> or </header>"));
-                }
+                Content::End(e) if !in_key && e.name().as_ref() == "header" => break,
+                ev => return Err(unexpected(ev, &self.ctx, "<key/> or </header>")),
             }
         }
         check_header(&self.header).map_err(|r| Error::Integrity {
@@ -463,12 +381,12 @@ impl<R: BufRead> Parser<R> {
         let record_start;
         let empty;
         loop {
-            let before = self.xml.get_ref().pos;
+            let before = self.xml.position();
             let ev = read_event(&mut self.xml, &mut self.buf, &mut self.ctx)?;
             match &ev {
-                Event::Text(t) if is_ws(t) => {}
-                Event::Start(e) | Event::Empty(e) if name_is(e, "trailer") => {
-                    let is_start = matches!(ev, Event::Start(_));
+                Content::Text(t) if is_ws(t) => {}
+                Content::Start(e) | Content::Empty(e) if name_is(e, "trailer") => {
+                    let is_start = matches!(ev, Content::Start(_));
                     let (mut count, mut mac) = (None, None);
                     let ctx = &self.ctx;
                     each_attr(e, ctx, |k, v| {
@@ -492,12 +410,12 @@ impl<R: BufRead> Parser<R> {
                         return Err(self.ctx.err("<trailer> needs records and mac"));
                     };
                     if is_start {
-                        self.expect_end("trailer", 2)?;
+                        self.expect_end("trailer")?;
                     }
                     return Ok(Item::Trailer { count, mac });
                 }
-                Event::Start(e) | Event::Empty(e) if name_is(e, "record") => {
-                    empty = matches!(ev, Event::Empty(_));
+                Content::Start(e) | Content::Empty(e) if name_is(e, "record") => {
+                    empty = matches!(ev, Content::Empty(_));
                     record_start = before;
                     self.record_line = self.ctx.line;
                     let r = &mut self.record;
@@ -534,7 +452,7 @@ impl<R: BufRead> Parser<R> {
                         .map_err(|e| self.ctx.err(format!("issuer-id {e}")))?;
                     break;
                 }
-                ev => return Err(unexpected(ev, &self.ctx, 1, "<record> or <trailer>")),
+                ev => return Err(unexpected(ev, &self.ctx, "<record> or <trailer>")),
             }
         }
 
@@ -545,17 +463,17 @@ impl<R: BufRead> Parser<R> {
         }
         loop {
             let ev = read_event(&mut self.xml, &mut self.buf, &mut self.ctx)?;
-            if self.xml.get_ref().pos - record_start > MAX_RECORD_BYTES {
+            if self.xml.position() - record_start > MAX_RECORD_BYTES {
                 return Err(Error::Integrity {
                     what: self.ctx.what_at(self.record_line),
                     reason: format!("record larger than {MAX_RECORD_BYTES} bytes"),
                 });
             }
             match &ev {
-                Event::Text(t) if is_ws(t) => {}
-                Event::End(e) if e.name().as_ref() == "record" => break,
-                Event::Start(e) | Event::Empty(e) if name_is(e, "attr") => {
-                    let is_start = matches!(ev, Event::Start(_));
+                Content::Text(t) if is_ws(t) => {}
+                Content::End(e) if e.name().as_ref() == "record" => break,
+                Content::Start(e) | Content::Empty(e) if name_is(e, "attr") => {
+                    let is_start = matches!(ev, Content::Start(_));
                     if self.record.attributes.len() >= MAX_ATTRIBUTES {
                         return Err(self
                             .ctx
@@ -624,7 +542,7 @@ impl<R: BufRead> Parser<R> {
                     }
                     self.record.attributes.push(a);
                 }
-                ev => return Err(unexpected(ev, &self.ctx, 2, "<attr> or </record>")),
+                ev => return Err(unexpected(ev, &self.ctx, "<attr> or </record>")),
             }
         }
         Ok(Item::Record)
@@ -636,26 +554,26 @@ impl<R: BufRead> Parser<R> {
         loop {
             let ev = read_event(&mut self.xml, &mut self.buf, &mut self.ctx)?;
             match &ev {
-                Event::Text(t) => {
+                Content::Text(t) => {
                     if self.hex.len() + t.len() > MAX_EVENT_BYTES {
                         return Err(self.ctx.err("attr ciphertext too long"));
                     }
                     self.hex.extend_from_slice(t.as_bytes());
                 }
-                Event::End(e) if e.name().as_ref() == "attr" => return Ok(()),
-                ev => return Err(unexpected(ev, &self.ctx, 3, "hex text or </attr>")),
+                Content::End(e) if e.name().as_ref() == "attr" => return Ok(()),
+                ev => return Err(unexpected(ev, &self.ctx, "hex text or </attr>")),
             }
         }
     }
 
     /// Expects only whitespace, then `</name>`.
-    fn expect_end(&mut self, name: &str, depth: usize) -> Result<()> {
+    fn expect_end(&mut self, name: &str) -> Result<()> {
         loop {
             let ev = read_event(&mut self.xml, &mut self.buf, &mut self.ctx)?;
             match &ev {
-                Event::Text(t) if is_ws(t) => {}
-                Event::End(e) if e.name().as_ref() == name => return Ok(()),
-                ev => return Err(unexpected(ev, &self.ctx, depth, &format!("</{name}>"))),
+                Content::Text(t) if is_ws(t) => {}
+                Content::End(e) if e.name().as_ref() == name => return Ok(()),
+                ev => return Err(unexpected(ev, &self.ctx, &format!("</{name}>"))),
             }
         }
     }
@@ -666,9 +584,9 @@ impl<R: BufRead> Parser<R> {
         loop {
             let ev = read_event(&mut self.xml, &mut self.buf, &mut self.ctx)?;
             match &ev {
-                Event::Text(t) if is_ws(t) => {}
-                Event::End(e) if e.name().as_ref() == "xof" => break,
-                Event::Eof => {
+                Content::Text(t) if is_ws(t) => {}
+                Content::End(e) if e.name().as_ref() == "xof" => break,
+                Content::Eof => {
                     return Err(self.ctx.err("the file ends before </xof> (truncated)"));
                 }
                 _ => return Err(self.ctx.err("content after the trailer")),
@@ -677,8 +595,8 @@ impl<R: BufRead> Parser<R> {
         loop {
             let ev = read_event(&mut self.xml, &mut self.buf, &mut self.ctx)?;
             match &ev {
-                Event::Text(t) if is_ws(t) => {}
-                Event::Eof => return Ok(()),
+                Content::Text(t) if is_ws(t) => {}
+                Content::Eof => return Ok(()),
                 _ => return Err(self.ctx.err("content after the end of the document")),
             }
         }
