@@ -34,18 +34,16 @@ use crate::keyblock::{Exportability, KeyUsage, ModeOfUse};
 use crate::pinblock::{Pan, PinBlockFormat};
 use crate::{Algorithm, Kcv, MacAlgorithm, MacTag, Mode, Padding, Result};
 
-mod audit;
 mod capabilities;
 pub mod conformance;
 mod file;
 pub mod policy;
 mod soft;
 
-pub use audit::{AuditVerdict, verify_audit_log};
 pub use capabilities::{Capabilities, Capability, KcvMethod};
 pub use file::CbcDecryptReader;
 pub use policy::Operation;
-pub use soft::{LmkComponent, LmkComponents, LmkSource, SoftHsm};
+pub use soft::{AuditVerdict, LmkComponent, LmkComponents, LmkSource, SoftHsm, verify_audit_log};
 
 /// An opaque reference to a key inside an HSM. Cheap to clone; meaningful only to the HSM
 /// that issued it.
