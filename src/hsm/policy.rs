@@ -13,7 +13,7 @@
 //! | wrap a key for export | K0, K1 | B, E |
 //! | unwrap an imported key | K0, K1 | B, D |
 //!
-//! Everything else is refused with [`Error::Policy`](crate::Error::Policy).
+//! Everything else is refused with [`Error::Policy`].
 
 use crate::keyblock::{KeyUsage, ModeOfUse};
 use crate::{Error, MacAlgorithm, Result};

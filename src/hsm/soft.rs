@@ -1,34 +1,8 @@
-//! `SoftHsm`: the built-in software HSM, a library in the caller's process.
-//!
-//! Its parts, one file each under `soft/`:
-//! - the key store (`store.rs`): one file per key, `DIR/keys/<label>.kb`, a TR-31 version D
-//!   key block under the store's AES-256 LMK that binds the key's usage, mode of use,
-//!   exportability and label, so a key file that is edited, swapped or renamed fails to
-//!   load; files are written atomically (temporary file, fsync, rename);
-//! - the LMK (`lmk.rs`): formed from 2 or 3 components at a key ceremony and never written
-//!   to disk ([`LmkSource::Components`], or for the CLI the environment variable
-//!   `PMP_LMK_COMPONENTS`), or for development a TEST LMK generated at `init` and kept in
-//!   `DIR/lmk.test`; `DIR/store.meta` records the LMK's kind and KCV, never the LMK. A TEST
-//!   store says so in [`Capabilities::is_test`], in every audit entry (`lmk=TEST`), and
-//!   [`SoftHsm::require_production`] refuses it;
-//! - the lock (`lock.rs`): one instance per store, across threads and processes;
-//! - the audit log (`audit.rs`): `DIR/audit.log`, MAC-chained under a key derived from the
-//!   LMK; key-management operations and every failure are logged one entry per call;
-//! - the usage counters (`usage.rs`): successful data operations (encrypt, decrypt,
-//!   translate, PIN translate, MAC) are counted per key and operation and logged as `usage`
-//!   summary entries when [`SoftHsm::flush_audit`] is called, on any key-management
-//!   operation and on drop — one line per call would cost more than the operation itself on
-//!   the import path;
-//! - the data cryptography on loaded keys (`data.rs`).
-//!
-//! Boundary: the software HSM runs in the caller's process, so its "device" is host code.
-//! It enforces the usage policy and decrypts whole files in that same process, and so does
-//! **not** claim [`Capability::PolicyInDevice`](super::Capability::PolicyInDevice) nor
-//! [`Capability::InBoundaryFileImport`](super::Capability::InBoundaryFileImport): a caller
-//! that needs either needs a hardware backend.
-//!
-//! Concurrency: the key table is behind an `RwLock` (data operations take the read lock
-//! only and use per-key cached key schedules); the audit log has its own mutex.
+//! `SoftHsm`: the built-in software HSM, a library in the caller's process. The type's own
+//! documentation describes it (this module is private); its parts, one file each under
+//! `soft/`: the key store (`store.rs`), the LMK and `store.meta` (`lmk.rs`), the store lock
+//! (`lock.rs`), the audit log (`audit.rs`), the per-key usage counters (`usage.rs`) and the
+//! data cryptography on loaded keys (`data.rs`).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -57,7 +31,35 @@ use lock::StoreLock;
 use store::{Entry, KeyStore, header_for, spec_from_header};
 use usage::Counted;
 
-/// The built-in software HSM. See the [module documentation](self).
+/// The built-in software HSM: keys in a directory, under a local master key (LMK).
+///
+/// - **Key store**: one file per key, `DIR/keys/<label>.kb`, a TR-31 version D key block
+///   under the store's AES-256 LMK that binds the key's usage, mode of use, exportability
+///   and label, so a key file that is edited, swapped or renamed fails to load. Files are
+///   written atomically (temporary file, fsync, rename).
+/// - **LMK**: formed from 2 or 3 components at a key ceremony and never written to disk
+///   ([`LmkSource::Components`], or for the CLI the environment variable
+///   `PMP_LMK_COMPONENTS`); or, for development, a TEST LMK generated at
+///   [`init`](SoftHsm::init) and kept in `DIR/lmk.test`. `DIR/store.meta` records the LMK's
+///   kind and KCV, never the LMK. A TEST store says so in
+///   [`Capabilities::is_test`], in every audit entry (`lmk=TEST`), and
+///   [`require_production`](SoftHsm::require_production) refuses it.
+/// - **Lock**: one instance per store, across threads and processes (`DIR/lock`); share the
+///   instance.
+/// - **Audit**: `DIR/audit.log`, MAC-chained under a key derived from the LMK
+///   ([`verify_audit_log`](super::verify_audit_log)). Key-management operations and every
+///   failure are logged one entry per call. Successful data operations (encrypt, decrypt,
+///   translate, PIN translate, MAC) are counted per key and operation and logged as `usage`
+///   summary entries when [`flush_audit`](SoftHsm::flush_audit) is called, on any
+///   key-management operation and on drop — one line per call would cost more than the
+///   operation itself on the import path.
+/// - **Boundary**: the "device" is host code in the caller's process. The usage policy is
+///   enforced there and whole files are decrypted there, so `SoftHsm` does **not** claim
+///   [`Capability::PolicyInDevice`](super::Capability::PolicyInDevice) nor
+///   [`Capability::InBoundaryFileImport`](super::Capability::InBoundaryFileImport); a caller
+///   that needs either needs a hardware backend.
+/// - **Concurrency**: the key table is behind an `RwLock` (data operations take the read
+///   lock only and use per-key cached key schedules); the audit log has its own mutex.
 pub struct SoftHsm {
     /// Held for the life of the instance: one instance per store.
     _lock: StoreLock,
