@@ -264,3 +264,136 @@ pub unsafe extern "C" fn pmp_hsm_verify_audit(
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hsm::{Capabilities, CipherSpec, ImportCheck, KeyHandle, KeyInfo, KeySpec, PinSpec};
+    use crate::pinblock::Pan;
+    use crate::{Error, MacAlgorithm, MacTag, Padding, Result};
+
+    /// A backend that is not the software HSM: it runs on TEST keys, holds no key and
+    /// offers nothing else.
+    #[derive(Debug)]
+    struct Other;
+
+    fn none<T>() -> Result<T> {
+        Err(Error::Unsupported(
+            "the other backend (test) does nothing".into(),
+        ))
+    }
+
+    impl Hsm for Other {
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::new("other (test)").with_test_keys(true)
+        }
+        fn generate_key(&self, _: &KeySpec) -> Result<KeyInfo> {
+            none()
+        }
+        fn form_key_from_components(
+            &self,
+            _: &KeySpec,
+            _: &[&[u8]],
+            _: &[Option<Kcv>],
+            _: Option<&Kcv>,
+        ) -> Result<KeyInfo> {
+            none()
+        }
+        fn import_key_block_checked(
+            &self,
+            _: &str,
+            _: &KeyHandle,
+            _: &str,
+            _: &ImportCheck<'_>,
+        ) -> Result<KeyInfo> {
+            none()
+        }
+        fn export_key_block(&self, _: &KeyHandle, _: &KeyHandle) -> Result<String> {
+            none()
+        }
+        fn key_info(&self, _: &KeyHandle) -> Result<KeyInfo> {
+            none()
+        }
+        fn find_key(&self, label: &str) -> Result<KeyHandle> {
+            Err(Error::NotFound(format!("key '{label}'")))
+        }
+        fn list_keys(&self) -> Result<Vec<KeyInfo>> {
+            Ok(Vec::new())
+        }
+        fn delete_key(&self, _: &KeyHandle) -> Result<()> {
+            none()
+        }
+        fn encrypt(&self, _: &CipherSpec<'_>, _: &[u8], _: &mut [u8]) -> Result<usize> {
+            none()
+        }
+        fn decrypt(&self, _: &CipherSpec<'_>, _: &[u8], _: &mut [u8]) -> Result<usize> {
+            none()
+        }
+        fn translate(
+            &self,
+            _: &CipherSpec<'_>,
+            _: &CipherSpec<'_>,
+            _: &[u8],
+            _: &mut [u8],
+        ) -> Result<usize> {
+            none()
+        }
+        fn translate_pin(
+            &self,
+            _: &PinSpec<'_>,
+            _: &PinSpec<'_>,
+            _: &Pan,
+            _: &[u8],
+        ) -> Result<Vec<u8>> {
+            none()
+        }
+        fn generate_mac(
+            &self,
+            _: &KeyHandle,
+            _: MacAlgorithm,
+            _: Padding,
+            _: &[u8],
+        ) -> Result<MacTag> {
+            none()
+        }
+        fn verify_mac(
+            &self,
+            _: &KeyHandle,
+            _: MacAlgorithm,
+            _: Padding,
+            _: &[u8],
+            _: &[u8],
+        ) -> Result<()> {
+            none()
+        }
+    }
+
+    /// The existing C functions work on a handle over another backend: `pmp_hsm_is_test`
+    /// reads its capabilities, key functions reach it, and the software HSM's audit check
+    /// says it is not available.
+    #[test]
+    fn a_handle_over_another_backend_works_through_the_same_functions() {
+        let h = Box::into_raw(Box::new(pmp_hsm {
+            hsm: Arc::new(Other),
+            soft: None,
+        }));
+        let mut is_test = 7u32;
+        let mut entries = 7u64;
+        // SAFETY: `h` is a live handle from Box::into_raw, the out-pointers are live locals,
+        // the label is a NUL-terminated literal; `h` is freed once, last.
+        unsafe {
+            assert_eq!(pmp_hsm_is_test(h, &mut is_test), pmp_status::Ok);
+            assert_eq!(is_test, 1);
+            assert_eq!(
+                pmp_hsm_verify_audit(h, &mut entries),
+                pmp_status::Unsupported
+            );
+            assert_eq!(entries, 7, "nothing written on failure");
+            assert_eq!(
+                crate::ffi::pmp_key_delete(h, c"DK".as_ptr()),
+                pmp_status::NotFound
+            );
+            pmp_hsm_free(h);
+        }
+    }
+}
