@@ -37,6 +37,9 @@
 //! | `policy-matrix`, `policy-matrix/<operation>` | per operation: its MAC algorithm, PIN format 0, key-block export and import |
 //! | `policy-matrix.success-with-valid-input` | known keys (see below) |
 //!
+//! Variants are named as `TDES-16`, `AES`, `D`, `CmacAes`, `MacVerify(CmacAes)` (the
+//! `Debug` form of the MAC algorithm and the operation).
+//!
 //! The policy matrix walks operation × usage × mode of use. Without known keys, the allowed
 //! cells whose success needs input made under the cell's key (PIN translation, MAC verify
 //! with a verify-only key, unwrap with an unwrap-only key) are checked only for not being
@@ -57,6 +60,7 @@ pub use report::{Report, Skipped};
 
 /// Runs every check `hsm` has the capabilities for; returns what ran and what was left out.
 /// Panics at the first behaviour that differs from the contract of [`Hsm`].
+#[must_use = "the report says what was left out: assert on it"]
 pub fn run_all(hsm: &dyn Hsm) -> Report {
     let mut s = Suite::new(hsm);
     basics::capabilities(&mut s);
