@@ -296,7 +296,7 @@ fn many_threads_translate_on_one_hsm() {
     );
 }
 
-/// The flow of DESIGN.md §2: issuer ZMK from components, TK_issuer imported, DKeps,
+/// The key hierarchy flow: issuer ZMK from components, TK_issuer imported, DKeps,
 /// KTK/PTK/MTK issued under a production ZMK from known components — checked by unwrapping
 /// the exported blocks with the known ZMK — and imported on the production side.
 #[test]

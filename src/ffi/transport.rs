@@ -1,4 +1,4 @@
-//! Transport keys for production (DESIGN.md §2): KTK, PTK and MTK issued at data prep and
+//! Transport keys for production (the key hierarchy): KTK, PTK and MTK issued at data prep and
 //! exported under ZMK-prod, and imported on the production side.
 
 use std::ffi::c_char;
