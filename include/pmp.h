@@ -52,6 +52,11 @@
 #define MAX_TEXT 256
 
 /**
+ * Bytes of a key label or an attribute name.
+ */
+#define MAX_NAME 64
+
+/**
  * The capacity of `pmp_import_summary.order_id`: an XOF order id (up to 256 bytes) and its
  * NUL.
  */
@@ -156,12 +161,12 @@ typedef uint32_t pmp_status;
 #endif // __cplusplus
 
 /**
- * An HSM session: today the built-in software HSM over a key-store directory.
+ * An HSM session over one backend: today the built-in software HSM over a key-store
+ * directory (`pmp_hsm_init`, `pmp_hsm_open`).
  *
- * Made by `pmp_hsm_init` or `pmp_hsm_open`, released by `pmp_hsm_free`. One handle may be
- * used from several threads at once (every function taking a `const pmp_hsm *` is
- * thread-safe), except that `pmp_hsm_free` must not run concurrently with any other call
- * on the same handle.
+ * Released by `pmp_hsm_free`. One handle may be used from several threads at once (every
+ * function taking a `const pmp_hsm *` is thread-safe), except that `pmp_hsm_free` must not
+ * run concurrently with any other call on the same handle.
  */
 typedef struct pmp_hsm pmp_hsm;
 
@@ -818,7 +823,8 @@ pmp_status pmp_hsm_open(const char *dir, const struct pmp_lmk *lmk, struct pmp_h
 void pmp_hsm_free(struct pmp_hsm *hsm);
 
 /**
- * Whether the store's LMK is a TEST LMK: writes 1 (TEST) or 0 (production) to `*out_is_test`.
+ * Whether the backend runs on TEST keys (for the software HSM: whether the store's LMK is a
+ * TEST LMK): writes 1 (TEST) or 0 (production) to `*out_is_test`.
  *
  * # Safety
  *
@@ -829,7 +835,8 @@ pmp_status pmp_hsm_is_test(const struct pmp_hsm *hsm, uint32_t *out_is_test);
 /**
  * Writes pending audit entries, verifies the store's audit log chain, and writes the number
  * of entries that verified to `*out_entries`. Returns `PMP_STATUS_INTEGRITY_FAILURE` when a
- * line was removed, changed or reordered.
+ * line was removed, changed or reordered, and `PMP_STATUS_UNSUPPORTED` for a backend
+ * other than the software HSM (which keeps no audit log of its own).
  *
  * # Safety
  *

@@ -6,8 +6,15 @@
 //! keys and a MAC-verify key never generates.
 //!
 //! Backends: [`SoftHsm`] (always built; key store of version-D key blocks under an AES-256
-//! LMK, audit log) and, later, a PKCS#11 backend. [`conformance::run_all`] is the test
-//! suite every backend passes.
+//! LMK, audit log) and, later, a PKCS#11 backend. What a backend can do is a set of
+//! [`Capability`] values ([`Hsm::capabilities`]); callers refuse up front, by name, what it
+//! lacks. `SoftHsm` is a library in the caller's process, so it does not claim
+//! [`Capability::PolicyInDevice`] or [`Capability::InBoundaryFileImport`]: its policy checks
+//! and its whole-file decryption run in that same process.
+//!
+//! `conformance::run_all` (cargo feature `conformance`) is the test suite every backend
+//! passes; it reads the capabilities, leaves out — and reports — what a backend lacks, and
+//! sets up its keys without clear components where the backend cannot form them.
 //!
 //! ```
 //! use pmp_core::hsm::{Hsm, KeySpec, SoftHsm, CipherSpec};
@@ -34,18 +41,17 @@ use crate::keyblock::{Exportability, KeyUsage, ModeOfUse};
 use crate::pinblock::{Pan, PinBlockFormat};
 use crate::{Algorithm, Kcv, MacAlgorithm, MacTag, Mode, Padding, Result};
 
-mod audit;
 mod capabilities;
+#[cfg(feature = "conformance")]
 pub mod conformance;
 mod file;
 pub mod policy;
 mod soft;
 
-pub use audit::{AuditVerdict, verify_audit_log};
 pub use capabilities::{Capabilities, Capability, KcvMethod};
 pub use file::CbcDecryptReader;
 pub use policy::Operation;
-pub use soft::{LmkComponent, LmkComponents, LmkSource, SoftHsm};
+pub use soft::{AuditVerdict, LmkComponent, LmkComponents, LmkSource, SoftHsm, verify_audit_log};
 
 /// An opaque reference to a key inside an HSM. Cheap to clone; meaningful only to the HSM
 /// that issued it.
@@ -317,11 +323,12 @@ pub trait Hsm: Send + Sync + fmt::Debug {
     ///
     /// Boundary: in the software HSM this runs in the HSM's own code with its cached key
     /// schedule and its clear output buffer is wiped on every refill and on drop; the
-    /// import pipeline feeds it straight into parsers whose buffers are wiped, and only
-    /// re-encrypted attributes leave ([`Capability::InBoundaryFileImport`]). The
+    /// import pipeline feeds it straight into parsers whose buffers are wiped. That code is
+    /// in the caller's process, so the clear file does pass through that process's memory
+    /// and `SoftHsm` does not claim [`Capability::InBoundaryFileImport`], which is kept for
+    /// a device that decrypts and re-encrypts the attributes inside its own boundary. The
     /// default implementation here — what a plain PKCS#11 backend gets — decrypts chunk by
-    /// chunk with [`decrypt`](Hsm::decrypt) into host memory (zeroizing buffers, but a
-    /// weaker boundary: no `InBoundaryFileImport`).
+    /// chunk with [`decrypt`](Hsm::decrypt) into host memory (zeroizing buffers).
     fn decrypting_reader<'a>(
         &'a self,
         spec: &CipherSpec<'_>,

@@ -83,7 +83,9 @@ pub mod limits {
     /// Bytes of a free-text field (order id, issuer, product, issuer record id).
     pub const MAX_TEXT: usize = 256;
     /// Bytes of a key label or an attribute name.
-    pub const MAX_NAME: usize = crate::label::MAX_LEN;
+    // A literal (checked below against the label rule) so that cbindgen writes it to pmp.h.
+    pub const MAX_NAME: usize = 64;
+    const _: () = assert!(MAX_NAME == crate::label::MAX_LEN);
 }
 
 /// One entry of the header's key list: a key the file refers to. Never key material.

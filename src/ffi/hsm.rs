@@ -1,8 +1,16 @@
 //! The HSM handle: `pmp_hsm_init`, `pmp_hsm_open`, `pmp_hsm_free` and what a caller may ask
-//! of the store itself (TEST or production LMK, audit log).
+//! of the backend itself (TEST keys or not, the software HSM's audit log).
+//!
+//! `pmp_hsm` holds any [`Hsm`] backend behind an `Arc<dyn Hsm>`; what only the software HSM
+//! offers (its audit log) is reached through an `Option` beside it. A new backend arrives
+//! as a new `pmp_hsm_open_*` function that builds a `pmp_hsm` over it; no existing C
+//! signature changes, and every function that takes a `const pmp_hsm *` works with it
+//! (`pmp_hsm_verify_audit` answers `PMP_STATUS_UNSUPPORTED` for a backend without that
+//! audit log).
 
 use std::ffi::c_char;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::boundary::{
     FfiError, FfiResult, OutPtr, ffi_call, ffi_guard, input_bytes, input_opt_str, input_ref,
@@ -12,19 +20,34 @@ use super::pmp_status;
 use crate::Kcv;
 use crate::hsm::{Hsm, LmkComponent, LmkComponents, LmkSource, SoftHsm};
 
-/// An HSM session: today the built-in software HSM over a key-store directory.
+/// An HSM session over one backend: today the built-in software HSM over a key-store
+/// directory (`pmp_hsm_init`, `pmp_hsm_open`).
 ///
-/// Made by `pmp_hsm_init` or `pmp_hsm_open`, released by `pmp_hsm_free`. One handle may be
-/// used from several threads at once (every function taking a `const pmp_hsm *` is
-/// thread-safe), except that `pmp_hsm_free` must not run concurrently with any other call
-/// on the same handle.
+/// Released by `pmp_hsm_free`. One handle may be used from several threads at once (every
+/// function taking a `const pmp_hsm *` is thread-safe), except that `pmp_hsm_free` must not
+/// run concurrently with any other call on the same handle.
 pub struct pmp_hsm {
-    soft: SoftHsm,
+    /// The backend, for every operation of the trait.
+    hsm: Arc<dyn Hsm>,
+    /// The same backend when it is the software HSM, for what only it offers (its audit
+    /// log); `None` for any other backend.
+    soft: Option<Arc<SoftHsm>>,
 }
 
 impl pmp_hsm {
+    /// A handle over the software HSM. (A handle over another backend is
+    /// `pmp_hsm { hsm: Arc::new(backend), soft: None }`.)
+    fn soft(soft: SoftHsm) -> Self {
+        let soft = Arc::new(soft);
+        Self {
+            hsm: soft.clone(),
+            soft: Some(soft),
+        }
+    }
+
+    /// The backend, for every operation of the trait.
     pub(super) fn hsm(&self) -> &dyn Hsm {
-        &self.soft
+        &*self.hsm
     }
 }
 
@@ -120,7 +143,7 @@ unsafe fn open_or_init(
         } else {
             SoftHsm::open(Path::new(dir), source)?
         };
-        out.write(Box::into_raw(Box::new(pmp_hsm { soft })));
+        out.write(Box::into_raw(Box::new(pmp_hsm::soft(soft))));
         Ok(())
     })
 }
@@ -191,7 +214,8 @@ pub unsafe extern "C" fn pmp_hsm_free(hsm: *mut pmp_hsm) {
     });
 }
 
-/// Whether the store's LMK is a TEST LMK: writes 1 (TEST) or 0 (production) to `*out_is_test`.
+/// Whether the backend runs on TEST keys (for the software HSM: whether the store's LMK is a
+/// TEST LMK): writes 1 (TEST) or 0 (production) to `*out_is_test`.
 ///
 /// # Safety
 ///
@@ -203,14 +227,15 @@ pub unsafe extern "C" fn pmp_hsm_is_test(hsm: *const pmp_hsm, out_is_test: *mut 
         let hsm = unsafe { hsm_arg(hsm) }?;
         // SAFETY: as above.
         let out = unsafe { OutPtr::new(out_is_test, "out_is_test") }?;
-        out.write(u32::from(hsm.soft.is_test()));
+        out.write(u32::from(hsm.hsm().capabilities().is_test()));
         Ok(())
     })
 }
 
 /// Writes pending audit entries, verifies the store's audit log chain, and writes the number
 /// of entries that verified to `*out_entries`. Returns `PMP_STATUS_INTEGRITY_FAILURE` when a
-/// line was removed, changed or reordered.
+/// line was removed, changed or reordered, and `PMP_STATUS_UNSUPPORTED` for a backend
+/// other than the software HSM (which keeps no audit log of its own).
 ///
 /// # Safety
 ///
@@ -225,8 +250,150 @@ pub unsafe extern "C" fn pmp_hsm_verify_audit(
         let hsm = unsafe { hsm_arg(hsm) }?;
         // SAFETY: as above.
         let out = unsafe { OutPtr::new(out_entries, "out_entries") }?;
-        let verdict = hsm.soft.verify_audit()?;
+        let verdict = match &hsm.soft {
+            Some(soft) => soft.verify_audit()?,
+            None => {
+                return Err(crate::Error::Unsupported(format!(
+                    "the {} backend keeps no audit log that pmp-core verifies",
+                    hsm.hsm().capabilities().backend()
+                ))
+                .into());
+            }
+        };
         out.write(verdict.entries);
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hsm::{Capabilities, CipherSpec, ImportCheck, KeyHandle, KeyInfo, KeySpec, PinSpec};
+    use crate::pinblock::Pan;
+    use crate::{Error, MacAlgorithm, MacTag, Padding, Result};
+
+    /// A backend that is not the software HSM: it runs on TEST keys, holds no key and
+    /// offers nothing else.
+    #[derive(Debug)]
+    struct Other;
+
+    fn none<T>() -> Result<T> {
+        Err(Error::Unsupported(
+            "the other backend (test) does nothing".into(),
+        ))
+    }
+
+    impl Hsm for Other {
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::new("other (test)").with_test_keys(true)
+        }
+        fn generate_key(&self, _: &KeySpec) -> Result<KeyInfo> {
+            none()
+        }
+        fn form_key_from_components(
+            &self,
+            _: &KeySpec,
+            _: &[&[u8]],
+            _: &[Option<Kcv>],
+            _: Option<&Kcv>,
+        ) -> Result<KeyInfo> {
+            none()
+        }
+        fn import_key_block_checked(
+            &self,
+            _: &str,
+            _: &KeyHandle,
+            _: &str,
+            _: &ImportCheck<'_>,
+        ) -> Result<KeyInfo> {
+            none()
+        }
+        fn export_key_block(&self, _: &KeyHandle, _: &KeyHandle) -> Result<String> {
+            none()
+        }
+        fn key_info(&self, _: &KeyHandle) -> Result<KeyInfo> {
+            none()
+        }
+        fn find_key(&self, label: &str) -> Result<KeyHandle> {
+            Err(Error::NotFound(format!("key '{label}'")))
+        }
+        fn list_keys(&self) -> Result<Vec<KeyInfo>> {
+            Ok(Vec::new())
+        }
+        fn delete_key(&self, _: &KeyHandle) -> Result<()> {
+            none()
+        }
+        fn encrypt(&self, _: &CipherSpec<'_>, _: &[u8], _: &mut [u8]) -> Result<usize> {
+            none()
+        }
+        fn decrypt(&self, _: &CipherSpec<'_>, _: &[u8], _: &mut [u8]) -> Result<usize> {
+            none()
+        }
+        fn translate(
+            &self,
+            _: &CipherSpec<'_>,
+            _: &CipherSpec<'_>,
+            _: &[u8],
+            _: &mut [u8],
+        ) -> Result<usize> {
+            none()
+        }
+        fn translate_pin(
+            &self,
+            _: &PinSpec<'_>,
+            _: &PinSpec<'_>,
+            _: &Pan,
+            _: &[u8],
+        ) -> Result<Vec<u8>> {
+            none()
+        }
+        fn generate_mac(
+            &self,
+            _: &KeyHandle,
+            _: MacAlgorithm,
+            _: Padding,
+            _: &[u8],
+        ) -> Result<MacTag> {
+            none()
+        }
+        fn verify_mac(
+            &self,
+            _: &KeyHandle,
+            _: MacAlgorithm,
+            _: Padding,
+            _: &[u8],
+            _: &[u8],
+        ) -> Result<()> {
+            none()
+        }
+    }
+
+    /// The existing C functions work on a handle over another backend: `pmp_hsm_is_test`
+    /// reads its capabilities, key functions reach it, and the software HSM's audit check
+    /// says it is not available.
+    #[test]
+    fn a_handle_over_another_backend_works_through_the_same_functions() {
+        let h = Box::into_raw(Box::new(pmp_hsm {
+            hsm: Arc::new(Other),
+            soft: None,
+        }));
+        let mut is_test = 7u32;
+        let mut entries = 7u64;
+        // SAFETY: `h` is a live handle from Box::into_raw, the out-pointers are live locals,
+        // the label is a NUL-terminated literal; `h` is freed once, last.
+        unsafe {
+            assert_eq!(pmp_hsm_is_test(h, &mut is_test), pmp_status::Ok);
+            assert_eq!(is_test, 1);
+            assert_eq!(
+                pmp_hsm_verify_audit(h, &mut entries),
+                pmp_status::Unsupported
+            );
+            assert_eq!(entries, 7, "nothing written on failure");
+            assert_eq!(
+                crate::ffi::pmp_key_delete(h, c"DK".as_ptr()),
+                pmp_status::NotFound
+            );
+            pmp_hsm_free(h);
+        }
+    }
 }

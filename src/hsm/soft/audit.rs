@@ -23,12 +23,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::lmk::{self, LmkKind, LmkSource};
+use super::store::Entry;
+use super::usage::Counted;
 use crate::{Error, Result, SecretKey};
 
-/// The audit log writer.
-pub(crate) struct AuditLog {
+/// The audit log's file name in the store directory.
+pub(super) const AUDIT: &str = "audit.log";
+
+/// The audit log writer. Entries other than `keystore-init` end with the store's LMK kind
+/// (`lmk=TEST` or `lmk=PRODUCTION`).
+pub(super) struct AuditLog {
     path: PathBuf,
     key: SecretKey,
+    kind: LmkKind,
     state: Mutex<State>,
 }
 
@@ -47,7 +55,7 @@ impl core::fmt::Debug for AuditLog {
 }
 
 /// Derives the audit key from the LMK (SP 800-108 counter mode, AES-CMAC PRF, 256 bits).
-pub(crate) fn derive_key(lmk: &SecretKey, label: &[u8]) -> Result<SecretKey> {
+fn derive_key(lmk: &SecretKey, label: &[u8]) -> Result<SecretKey> {
     let mut out = zeroize::Zeroizing::new([0u8; 32]);
     for (i, chunk) in out.chunks_mut(16).enumerate() {
         let mut input = Vec::with_capacity(label.len() + 4);
@@ -141,7 +149,7 @@ fn walk(path: &Path, key: &SecretKey) -> Result<(u64, [u8; 16])> {
 }
 
 /// Verifies the audit log at `path` under the audit key derived from `lmk`.
-pub(crate) fn verify(path: &Path, lmk: &SecretKey) -> Result<AuditVerdict> {
+pub(super) fn verify(path: &Path, lmk: &SecretKey) -> Result<AuditVerdict> {
     let key = derive_key(lmk, b"pmp-core audit")?;
     let (entries, _) = walk(path, &key)?;
     Ok(AuditVerdict { entries })
@@ -150,14 +158,21 @@ pub(crate) fn verify(path: &Path, lmk: &SecretKey) -> Result<AuditVerdict> {
 /// Verifies the audit log of the software HSM key store in `dir` (opening the store's LMK
 /// the way [`SoftHsm::open`](super::SoftHsm::open) does). Returns the number of entries, or
 /// an [`Error::Integrity`] naming the first bad line.
-pub fn verify_audit_log(dir: &Path, lmk: super::LmkSource) -> Result<AuditVerdict> {
-    let lmk = super::soft::load_lmk(dir, lmk)?;
-    verify(&dir.join("audit.log"), &lmk)
+pub fn verify_audit_log(dir: &Path, lmk: LmkSource) -> Result<AuditVerdict> {
+    let lmk = lmk::load(dir, lmk)?;
+    verify(&dir.join(AUDIT), &lmk)
+}
+
+/// An error's reason for the audit log: the error text, which never carries a secret.
+fn reason(e: &Error) -> String {
+    e.to_string().replace(['\n', '\r'], " ")
 }
 
 impl AuditLog {
-    /// Opens (verifying the existing chain) or creates the log.
-    pub(crate) fn open(path: PathBuf, lmk: &SecretKey) -> Result<Self> {
+    /// Opens (verifying the existing chain) or creates the log of the store in `dir`, whose
+    /// LMK `lmk` is of kind `kind`.
+    pub(super) fn open(dir: &Path, lmk: &SecretKey, kind: LmkKind) -> Result<Self> {
+        let path = dir.join(AUDIT);
         let key = derive_key(lmk, b"pmp-core audit")?;
         let (seq, chain) = walk(&path, &key)?;
         let file = OpenOptions::new()
@@ -168,12 +183,52 @@ impl AuditLog {
         Ok(Self {
             path,
             key,
+            kind,
             state: Mutex::new(State { file, seq, chain }),
         })
     }
 
+    /// Records the outcome of a key-management call: `<what> outcome=ok` or
+    /// `outcome=refused (<reason>)`.
+    pub(super) fn outcome<T>(&self, what: &str, r: &Result<T>) -> Result<()> {
+        let outcome = match r {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("refused ({})", reason(e)),
+        };
+        self.record(&format!(
+            "{what} outcome={outcome} lmk={}",
+            self.kind.as_str()
+        ))
+    }
+
+    /// Records a failed data operation on `keys` (one entry per failure), naming each key by
+    /// label and KCV.
+    pub(super) fn failure(&self, what: &str, keys: &[&Entry], e: &Error) -> Result<()> {
+        let names: Vec<String> = keys
+            .iter()
+            .map(|k| format!("{}/{}", k.spec.label, k.kcv))
+            .collect();
+        self.record(&format!(
+            "op={what} keys={} outcome=refused ({}) lmk={}",
+            names.join(","),
+            reason(e),
+            self.kind.as_str()
+        ))
+    }
+
+    /// Records a usage summary: `count` successful `op`s under key `e`.
+    pub(super) fn usage(&self, e: &Entry, op: Counted, count: u64) -> Result<()> {
+        self.record(&format!(
+            "op=usage what={} key={} kcv={} count={count} outcome=ok lmk={}",
+            op.name(),
+            e.spec.label,
+            e.kcv,
+            self.kind.as_str()
+        ))
+    }
+
     /// Appends one entry. `text` must not contain a secret or a newline.
-    pub(crate) fn record(&self, text: &str) -> Result<()> {
+    pub(super) fn record(&self, text: &str) -> Result<()> {
         let text = text.replace(['\n', '\r'], " ");
         let time = SystemTime::now()
             .duration_since(UNIX_EPOCH)
