@@ -11,7 +11,7 @@ use pmp_core::keyblock::{KeyUsage, ModeOfUse};
 use pmp_core::{Algorithm, Kcv};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::{CliError, CliResult, KeyAlg, hex_arg};
+use crate::{CliError, CliResult, KeyAlg, hex_arg, label_arg};
 
 /// `pmp keystore ...`
 #[derive(Args)]
@@ -234,6 +234,7 @@ pub fn run_key(args: KeyArgs) -> CliResult {
             kcv,
             mode,
         } => {
+            label_arg("--label", &label)?;
             let usage = usage_arg(&usage)?;
             let mode = mode_arg(mode.as_deref(), usage)?;
             let comps = components_arg(component)?;
@@ -259,6 +260,7 @@ pub fn run_key(args: KeyArgs) -> CliResult {
             mode,
             exportable,
         } => {
+            label_arg("--label", &label)?;
             let usage = usage_arg(&usage)?;
             let mode = mode_arg(mode.as_deref(), usage)?;
             let alg: Algorithm = algorithm.into();
@@ -283,6 +285,7 @@ pub fn run_key(args: KeyArgs) -> CliResult {
             kek,
             block,
         } => {
+            label_arg("--label", &label)?;
             let hsm = open(&dir)?;
             let kek = hsm.find_key(&kek)?;
             let info = hsm.import_key_block(&label, &kek, &block)?;

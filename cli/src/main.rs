@@ -152,11 +152,59 @@ impl From<pmp_core::Error> for CliError {
 /// Result of a command.
 pub type CliResult = Result<(), CliError>;
 
-/// Decodes a hex argument; the error names the flag, never the value.
+/// Decodes a hex argument; the error names the flag and the first character that is not
+/// a hex digit with its position, never the value.
 pub fn hex_arg(flag: &str, value: &str) -> Result<Zeroizing<Vec<u8>>, CliError> {
-    hex::decode(value.trim())
+    let value = value.trim();
+    if let Some((i, c)) = value
+        .chars()
+        .enumerate()
+        .find(|(_, c)| !c.is_ascii_hexdigit())
+    {
+        let shown = if c.is_ascii_graphic() {
+            format!("'{c}'")
+        } else {
+            format!("U+{:04X}", u32::from(c))
+        };
+        return Err(CliError::rejected(format!(
+            "{flag}: character {} ({shown}) is not a hex digit (0-9, A-F)",
+            i + 1
+        )));
+    }
+    if value.len() % 2 != 0 {
+        return Err(CliError::rejected(format!(
+            "{flag}: {} hex digits; bytes take two digits each, so the count must be even",
+            value.len()
+        )));
+    }
+    hex::decode(value)
         .map(Zeroizing::new)
-        .map_err(|_| CliError::rejected(format!("{flag}: not an even-length hex string")))
+        .map_err(|_| CliError::rejected(format!("{flag}: not a hex string")))
+}
+
+/// Checks a new key label against the one label rule (`pmp_core::label`), naming the
+/// first character that breaks it. Labels are not secret: the message repeats it.
+pub fn label_arg(flag: &str, value: &str) -> Result<(), CliError> {
+    use pmp_core::label;
+    if label::is_valid(value) {
+        return Ok(());
+    }
+    let why = if value.is_empty() {
+        "it is empty".to_string()
+    } else if value.len() > label::MAX_LEN {
+        format!("it has {} characters", value.len())
+    } else {
+        let (i, c) = value
+            .chars()
+            .enumerate()
+            .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+            .unwrap_or((0, '?'));
+        format!("character {} ({c:?}) is not allowed", i + 1)
+    };
+    Err(CliError::rejected(format!(
+        "{flag} {value:?}: {why}; a label is {} (for example ZMK-PROD or DKEP_PAN.v2)",
+        label::RULE
+    )))
 }
 
 /// A clear key from a hex argument.

@@ -1,0 +1,181 @@
+//! The operator's contract (issue 17): input refused up front with a message that says what
+//! is valid, errors that say what is wrong and what to do, the TEST LMK visible, outputs
+//! not overwritten, machine-readable output. Each test pins the key words of a message.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn pmp(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pmp"))
+        .args(args)
+        .env_remove("PMP_LMK_COMPONENTS")
+        .output()
+        .expect("run pmp")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// Asserts exit status 1 and that stderr holds every word of `words`.
+#[track_caller]
+fn refused(o: &Output, words: &[&str]) {
+    let e = stderr(o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "stdout: {} stderr: {e}",
+        stdout(o)
+    );
+    for w in words {
+        assert!(e.contains(w), "{w:?} missing from: {e}");
+    }
+    assert!(e.starts_with("pmp: error: "), "one error prefix: {e}");
+}
+
+struct TempDir(PathBuf);
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let mut r = [0u8; 6];
+        pmp_core::fill_random(&mut r).unwrap();
+        let p = std::env::temp_dir().join(format!("pmp-op-{name}-{}", hex::encode(r)));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+    fn s(&self, p: &str) -> String {
+        self.join(p).to_str().unwrap().to_string()
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn test_store(t: &TempDir) -> String {
+    let dir = t.s("keystore");
+    let o = pmp(&["keystore", "init", "--dir", &dir, "--test-lmk"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    dir
+}
+
+fn generate(dir: &str, label: &str, usage: &str, alg: &str, bits: &str) -> Output {
+    pmp(&[
+        "key",
+        "generate",
+        "--dir",
+        dir,
+        "--label",
+        label,
+        "--usage",
+        usage,
+        "--algorithm",
+        alg,
+        "--bits",
+        bits,
+    ])
+}
+
+fn exists(p: &Path) -> bool {
+    p.exists()
+}
+
+#[test]
+fn unknown_or_lowercase_tr31_codes_are_refused_listing_the_valid_ones() {
+    let t = TempDir::new("codes");
+    let dir = test_store(&t);
+    for bad in ["k0", "KZ", "99"] {
+        let o = generate(&dir, "X", bad, "tdes", "128");
+        refused(&o, &["--usage", bad, "known:", "K0", "P0", "M6"]);
+    }
+    let o = generate(&dir, "X", "k0", "tdes", "128");
+    refused(&o, &["upper-case: K0"]);
+    let o = pmp(&[
+        "key",
+        "generate",
+        "--dir",
+        &dir,
+        "--label",
+        "X",
+        "--usage",
+        "D0",
+        "--algorithm",
+        "aes",
+        "--bits",
+        "128",
+        "--mode",
+        "b",
+    ]);
+    refused(&o, &["--mode", "B C D E G N"]);
+    let o = pmp(&["key", "list", "--dir", &dir]);
+    assert_eq!(stdout(&o), "", "nothing stored by a refused command");
+
+    // keyblock wrap: a lower-case usage in the header, and an unknown one.
+    let kbpk = "000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F";
+    let key = "00112233445566778899AABBCCDDEEFF";
+    for (header, words) in [
+        (
+            "D0000k0AB00E0000",
+            &["--header", "position 5", "upper-case"][..],
+        ),
+        (
+            "D0000K0aB00E0000",
+            &["--header", "position 7", "upper-case"][..],
+        ),
+        ("D0000Q7AB00E0000", &["Q7", "known:", "K0"][..]),
+    ] {
+        let o = pmp(&[
+            "keyblock", "wrap", "--kbpk", kbpk, "--header", header, "--key", key,
+        ]);
+        refused(&o, words);
+        assert_eq!(stdout(&o), "", "no block emitted for {header}");
+    }
+}
+
+#[test]
+fn hex_errors_name_the_character_and_its_position() {
+    // An even-length string with a bad digit (issue 17: it said "not an even-length hex
+    // string").
+    let o = pmp(&[
+        "kcv",
+        "--algorithm",
+        "tdes",
+        "--key",
+        "0123456789ABCDEFFEDCBA987654321G",
+    ]);
+    refused(&o, &["--key", "character 32", "'G'", "not a hex digit"]);
+    assert!(!stderr(&o).contains("0123456789"), "no key digits echoed");
+    let o = pmp(&["kcv", "--algorithm", "tdes", "--key", "0123456789ABCDEF0"]);
+    refused(&o, &["--key", "17 hex digits", "even"]);
+    let o = pmp(&[
+        "mac",
+        "--algorithm",
+        "cmac-aes",
+        "--key",
+        "00112233445566778899AABBCCDDEEFF",
+        "--data",
+        "00 11",
+    ]);
+    refused(&o, &["--data", "character 3"]);
+}
+
+#[test]
+fn a_refused_label_is_explained() {
+    let t = TempDir::new("label");
+    let dir = test_store(&t);
+    let o = generate(&dir, "MY KEY", "D0", "aes", "128");
+    refused(
+        &o,
+        &["--label", "\"MY KEY\"", "character 3", "A-Z a-z 0-9 . _ -"],
+    );
+    let o = generate(&dir, "", "D0", "aes", "128");
+    refused(&o, &["--label", "empty"]);
+    assert!(!exists(&t.join("keystore/none")));
+}
