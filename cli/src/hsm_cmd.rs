@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use pmp_core::hsm::{Hsm, KeySpec, LmkComponent, LmkSource, SoftHsm};
-use pmp_core::keyblock::{KeyUsage, ModeOfUse};
+use pmp_core::keyblock::{Exportability, KeyUsage, ModeOfUse};
 use pmp_core::{Algorithm, Kcv};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -146,9 +146,15 @@ enum AuditCommand {
     },
 }
 
-/// Opens the store in `dir` (TEST LMK, or production components from the environment).
+/// Opens the store in `dir` (TEST LMK, or production components from the environment),
+/// with the operator's errors and the TEST note of [`crate::store::open`].
 pub fn open(dir: &Path) -> Result<SoftHsm, CliError> {
-    SoftHsm::open(dir, LmkSource::Auto).map_err(CliError::from)
+    crate::store::open(dir)
+}
+
+/// Whether a key may wrap others (K0, K1).
+fn is_kek(k: &pmp_core::hsm::KeyInfo) -> bool {
+    matches!(k.spec.usage, KeyUsage::K0 | KeyUsage::K1)
 }
 
 fn usage_arg(s: &str) -> Result<KeyUsage, CliError> {
@@ -287,15 +293,31 @@ pub fn run_key(args: KeyArgs) -> CliResult {
         } => {
             label_arg("--label", &label)?;
             let hsm = open(&dir)?;
-            let kek = hsm.find_key(&kek)?;
-            let info = hsm.import_key_block(&label, &kek, &block)?;
+            let kek_label = kek;
+            let kek = crate::store::find_key(&hsm, &dir, "--kek", &kek_label, is_kek)?;
+            let block = block.trim();
+            let info = match hsm.import_key_block(&label, &kek, block) {
+                Err(pmp_core::Error::Crypto) => {
+                    // Opaque on purpose in the library (no oracle); the operator still
+                    // learns which block and which KEK, neither of them secret.
+                    let kcv = hsm.key_info(&kek).map(|i| i.kcv.to_string());
+                    return Err(CliError::rejected(format!(
+                        "--block {}...: the key block does not verify under the KEK {kek_label} (KCV {}): it was changed on the way, or made under another key-encryption key; ask the sender to check the KEK's KCV and send the block again",
+                        block.get(..16).unwrap_or(block),
+                        kcv.as_deref().unwrap_or("unknown")
+                    )));
+                }
+                r => r?,
+            };
             println!("{}", info.kcv);
             Ok(())
         }
         KeyCommand::Export { dir, label, kek } => {
             let hsm = open(&dir)?;
-            let key = hsm.find_key(&label)?;
-            let kek = hsm.find_key(&kek)?;
+            let key = crate::store::find_key(&hsm, &dir, "--label", &label, |k| {
+                k.spec.exportability != Exportability::N
+            })?;
+            let kek = crate::store::find_key(&hsm, &dir, "--kek", &kek, is_kek)?;
             println!("{}", hsm.export_key_block(&key, &kek)?);
             Ok(())
         }
@@ -322,6 +344,10 @@ pub fn run_key(args: KeyArgs) -> CliResult {
 pub fn run_audit(args: AuditArgs) -> CliResult {
     match args.command {
         AuditCommand::Verify { dir } => {
+            crate::store::check_is_store(&dir)?;
+            if crate::store::looks_test(&dir) {
+                crate::store::note_test(&dir);
+            }
             let v = pmp_core::hsm::verify_audit_log(&dir, LmkSource::Auto)?;
             println!("audit log intact: {} entries", v.entries);
             Ok(())

@@ -8,6 +8,7 @@ mod hsm_cmd;
 mod import_cmd;
 mod keyblock_cmd;
 mod pinblock_cmd;
+mod store;
 mod xof_cmd;
 
 use std::process::ExitCode;

@@ -1,11 +1,15 @@
 //! `pmp xof verify` and `pmp xof inspect`: XOF order files (`docs/xof.md`) from the shell.
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use pmp_core::xof;
 
-use crate::{CliResult, hsm_cmd};
+use pmp_core::Algorithm;
+use pmp_core::keyblock::{Exportability, KeyUsage};
+
+use crate::{CliError, CliResult, hsm_cmd};
 
 /// `pmp xof ...`
 #[derive(Args)]
@@ -42,15 +46,24 @@ enum XofCommand {
 pub fn run(args: XofArgs) -> CliResult {
     match args.command {
         XofCommand::Verify { dir, mac_key, file } => {
+            check_is_xof(&file)?;
             let hsm = hsm_cmd::open(&dir)?;
             let n = match &mac_key {
-                Some(label) => xof::verify_file_with_key(&file, &hsm, label)?,
+                Some(label) => {
+                    crate::store::find_key(&hsm, &dir, "--mac-key", label, |k| {
+                        k.spec.usage == KeyUsage::M6
+                            && k.spec.algorithm == Algorithm::Aes
+                            && k.spec.exportability == Exportability::N
+                    })?;
+                    xof::verify_file_with_key(&file, &hsm, label)?
+                }
                 None => xof::verify_file(&file, &hsm)?,
             };
             println!("{n}");
             Ok(())
         }
         XofCommand::Inspect { file } => {
+            check_is_xof(&file)?;
             let i = xof::inspect_file(&file)?;
             let h = &i.header;
             println!("version: {}", i.version);
@@ -82,6 +95,54 @@ pub fn run(args: XofArgs) -> CliResult {
             }
             println!("macs: not verified (use pmp xof verify)");
             Ok(())
+        }
+    }
+}
+
+/// Refuses, before any parsing, a file whose root element is not `xof` (a product file, an
+/// issuer file, a file that is not XML): "this is not an XOF file" says more than the
+/// strict reader's first complaint about it.
+fn check_is_xof(file: &Path) -> Result<(), CliError> {
+    let mut head = Vec::with_capacity(8192);
+    let f = std::fs::File::open(file)
+        .map_err(|e| CliError::rejected(format!("{}: {e}", file.display())))?;
+    f.take(8192)
+        .read_to_end(&mut head)
+        .map_err(|e| CliError::rejected(format!("{}: {e}", file.display())))?;
+    match root_element(&head) {
+        Some(root) if root == "xof" => Ok(()),
+        found => Err(CliError::rejected(format!(
+            "{}: this is not an XOF file ({}); an XOF order file starts with <xof version=\"1\"> (made by `pmp import`)",
+            file.display(),
+            match found {
+                Some(root) => format!("its root element is <{root}>"),
+                None => "it does not start as an XML document".to_string(),
+            }
+        ))),
+    }
+}
+
+/// The name of the first element of an XML document, skipping a byte order mark, the
+/// declaration, comments, processing instructions, a DOCTYPE and whitespace.
+fn root_element(b: &[u8]) -> Option<String> {
+    let mut s = std::str::from_utf8(b)
+        .unwrap_or_else(|e| std::str::from_utf8(&b[..e.valid_up_to()]).unwrap_or(""));
+    s = s.strip_prefix('\u{feff}').unwrap_or(s);
+    loop {
+        s = s.trim_start();
+        if let Some(r) = s.strip_prefix("<?") {
+            s = &r[r.find("?>")? + 2..];
+        } else if let Some(r) = s.strip_prefix("<!--") {
+            s = &r[r.find("-->")? + 3..];
+        } else if let Some(r) = s.strip_prefix("<!") {
+            s = &r[r.find('>')? + 1..];
+        } else if let Some(r) = s.strip_prefix('<') {
+            let end = r
+                .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
+                .unwrap_or(r.len());
+            return (end > 0).then(|| r[..end].to_string());
+        } else {
+            return None;
         }
     }
 }

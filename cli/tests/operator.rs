@@ -34,7 +34,19 @@ fn refused(o: &Output, words: &[&str]) {
     for w in words {
         assert!(e.contains(w), "{w:?} missing from: {e}");
     }
-    assert!(e.starts_with("pmp: error: "), "one error prefix: {e}");
+    // One error line, with the one prefix; anything else on stderr is a note or warning.
+    assert_eq!(
+        e.lines().filter(|l| l.starts_with("pmp: error: ")).count(),
+        1,
+        "one error line: {e}"
+    );
+    assert!(
+        e.lines()
+            .all(|l| ["pmp: error: ", "pmp: note: ", "pmp: warning: "]
+                .iter()
+                .any(|p| l.starts_with(p))),
+        "one prefix per line: {e}"
+    );
 }
 
 struct TempDir(PathBuf);
@@ -178,4 +190,102 @@ fn a_refused_label_is_explained() {
     let o = generate(&dir, "", "D0", "aes", "128");
     refused(&o, &["--label", "empty"]);
     assert!(!exists(&t.join("keystore/none")));
+}
+
+/// A demo directory (TEST store with the bureau's keys, product, issuer file, XOF).
+fn demo(t: &TempDir, cards: &str) -> String {
+    let out = t.s("pmp-demo");
+    let o = pmp(&["demo", "--cards", cards, "--out", &out]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    out
+}
+
+#[test]
+fn errors_guide_the_operator() {
+    let t = TempDir::new("guide");
+    let d = demo(&t, "5");
+    let ks = format!("{d}/keystore");
+    let xof = format!("{d}/order.xof");
+
+    // --dir at the parent of the store: the store is named.
+    let o = pmp(&["key", "list", "--dir", &d]);
+    refused(
+        &o,
+        &["not a key store", "the key store is", "keystore", "--dir"],
+    );
+    assert!(
+        !t.join("pmp-demo/lock").exists(),
+        "nothing created in a non-store"
+    );
+    let o = pmp(&["key", "list", "--dir", &t.s("nowhere")]);
+    refused(&o, &["no such directory", "pmp keystore init"]);
+
+    // A store in use by another process: that process is named.
+    {
+        let _held = pmp_core::hsm::SoftHsm::open(
+            &t.join("pmp-demo/keystore"),
+            pmp_core::hsm::LmkSource::Auto,
+        )
+        .unwrap();
+        let o = pmp(&["key", "list", "--dir", &ks]);
+        let pid = format!("pid {}", std::process::id());
+        refused(&o, &["another pmp process is using", &ks, &pid]);
+    }
+
+    // xof inspect / verify on something that is not an XOF.
+    let product = format!("{d}/product.xml");
+    for args in [
+        vec!["xof", "inspect", &product],
+        vec!["xof", "verify", "--dir", &ks, &product],
+    ] {
+        let o = pmp(&args);
+        refused(&o, &["this is not an XOF file", "root element"]);
+    }
+    let o = pmp(&["xof", "inspect", &format!("{d}/issuer-cards.csv.enc")]);
+    refused(&o, &["this is not an XOF file"]);
+
+    // --mac-key naming a key the store does not have: a typo reads as a typo.
+    let o = pmp(&["xof", "verify", "--dir", &ks, "--mac-key", "XOF-MAK", &xof]);
+    refused(
+        &o,
+        &["--mac-key XOF-MAK", "no key with this label", "XOF-MAC"],
+    );
+    assert!(
+        !stderr(&o).contains("PROD1-MTK"),
+        "an exportable key does not fit"
+    );
+
+    // A tampered key block in key import names the KEK and the block.
+    let o = pmp(&[
+        "key",
+        "export",
+        "--dir",
+        &ks,
+        "--label",
+        "PROD1-PTK",
+        "--kek",
+        "ZMK-PROD",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let block = stdout(&o).trim().to_string();
+    let mut bytes = block.clone().into_bytes();
+    let i = bytes.len() - 3;
+    bytes[i] = if bytes[i] == b'0' { b'1' } else { b'0' };
+    let tampered = String::from_utf8(bytes).unwrap();
+    let o = pmp(&[
+        "key", "import", "--dir", &ks, "--label", "PTK-BACK", "--kek", "ZMK-PROD", "--block",
+        &tampered,
+    ]);
+    refused(
+        &o,
+        &["does not verify", "KEK ZMK-PROD", &block[..16], "KCV"],
+    );
+    let o = pmp(&[
+        "key", "import", "--dir", &ks, "--label", "PTK-BACK", "--kek", "ZMK-PORD", "--block",
+        &block,
+    ]);
+    refused(
+        &o,
+        &["--kek ZMK-PORD", "no key with this label", "ZMK-PROD"],
+    );
 }
