@@ -7,6 +7,7 @@
 mod hsm_cmd;
 mod import_cmd;
 mod keyblock_cmd;
+mod output;
 mod pinblock_cmd;
 mod store;
 mod xof_cmd;
@@ -27,6 +28,14 @@ use zeroize::Zeroizing;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Print the result as one JSON document on stdout instead of the human text (schema:
+    /// docs/cli-json.md). Errors stay one line on stderr.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Report the progress of long commands (import, xof verify) as plain lines on stderr
+    /// (percent, records, rate), for logs; without it a bar is drawn on a terminal only.
+    #[arg(long, global = true)]
+    progress: bool,
 }
 
 #[derive(Subcommand)]
@@ -215,6 +224,10 @@ pub fn key_arg(flag: &str, algorithm: Algorithm, value: &str) -> Result<SecretKe
 }
 
 fn run(cli: Cli) -> CliResult {
+    output::set(output::Mode {
+        json: cli.json,
+        progress: cli.progress,
+    });
     match cli.command {
         Command::Kcv { algorithm, key } => {
             let key = key_arg("--key", algorithm.into(), &key)?;

@@ -289,3 +289,45 @@ fn errors_guide_the_operator() {
         &["--kek ZMK-PORD", "no key with this label", "ZMK-PROD"],
     );
 }
+
+#[test]
+fn a_test_store_says_so_everywhere_and_its_orders_are_marked() {
+    let t = TempDir::new("testlmk");
+    let d = demo(&t, "5");
+    let ks = format!("{d}/keystore");
+    let xof = format!("{d}/order.xof");
+    let says_test = |o: &Output, what: &str| {
+        assert_eq!(o.status.code(), Some(0), "{what}: {}", stderr(o));
+        assert!(
+            stderr(o).contains("pmp: note: TEST key store") && stderr(o).contains(&ks),
+            "{what}: {}",
+            stderr(o)
+        );
+    };
+    says_test(&pmp(&["key", "list", "--dir", &ks]), "key list");
+    says_test(&generate(&ks, "NEW-DK", "D0", "aes", "256"), "key generate");
+    says_test(&pmp(&["audit", "verify", "--dir", &ks]), "audit verify");
+    let o = pmp(&["xof", "verify", "--dir", &ks, &xof]);
+    says_test(&o, "xof verify");
+    assert!(stderr(&o).contains("is a TEST order"), "{}", stderr(&o));
+    let out = t.s("again.xof");
+    let o = pmp(&[
+        "import",
+        "--dir",
+        &ks,
+        "--product",
+        &format!("{d}/product.xml"),
+        "--in",
+        &format!("{d}/issuer-cards.csv.enc"),
+        "--out",
+        &out,
+    ]);
+    says_test(&o, "import");
+    // The XOF of a TEST store carries the marker, and inspect reports it.
+    for f in [&xof, &out] {
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(text.contains(r#" test="true""#), "{f}");
+    }
+    let o = pmp(&["xof", "inspect", &xof]);
+    assert!(stdout(&o).contains("\ntest: true\n"), "{}", stdout(&o));
+}

@@ -82,6 +82,7 @@ where
         created: now.extended,
         keys: plan.keys.iter().map(key_ref).collect(),
         mac_key: plan.mac.spec.label.clone(),
+        test: plan.hsm.capabilities().is_test(),
     };
     let workers = if opts.workers == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
