@@ -11,6 +11,9 @@ use pmp_core::keyblock::{Exportability, KeyUsage, ModeOfUse};
 use pmp_core::{Algorithm, Kcv};
 use zeroize::{Zeroize, Zeroizing};
 
+use serde_json::json;
+
+use crate::output;
 use crate::{CliError, CliResult, KeyAlg, hex_arg, label_arg};
 
 /// `pmp keystore ...`
@@ -152,6 +155,11 @@ pub fn open(dir: &Path) -> Result<SoftHsm, CliError> {
     crate::store::open(dir)
 }
 
+/// A key's KCV on stdout (its JSON description with `--json`).
+fn print_key(info: &pmp_core::hsm::KeyInfo) {
+    output::result(|| println!("{}", info.kcv), || output::key_json(info));
+}
+
 /// Whether a key may wrap others (K0, K1).
 fn is_kek(k: &pmp_core::hsm::KeyInfo) -> bool {
     matches!(k.spec.usage, KeyUsage::K0 | KeyUsage::K1)
@@ -218,10 +226,10 @@ pub fn run_keystore(args: KeystoreArgs) -> CliResult {
                 )
             };
             let hsm = SoftHsm::init(&dir, source)?;
-            println!(
-                "key store created in {} (LMK {})",
-                dir.display(),
-                if hsm.is_test() { "TEST" } else { "PRODUCTION" }
+            let lmk = if hsm.is_test() { "TEST" } else { "PRODUCTION" };
+            output::result(
+                || println!("key store created in {} (LMK {lmk})", dir.display()),
+                || json!({"dir": dir.display().to_string(), "lmk": lmk, "test": hsm.is_test()}),
             );
             Ok(())
         }
@@ -254,7 +262,7 @@ pub fn run_key(args: KeyArgs) -> CliResult {
             let spec = KeySpec::new(&label, alg, comps[0].len(), usage, mode);
             let parts: Vec<&[u8]> = comps.iter().map(|c| c.as_slice()).collect();
             let info = hsm.form_key_from_components(&spec, &parts, &[], expected.as_ref())?;
-            println!("{}", info.kcv);
+            print_key(&info);
             Ok(())
         }
         KeyCommand::Generate {
@@ -282,7 +290,7 @@ pub fn run_key(args: KeyArgs) -> CliResult {
                 spec = spec.exportable();
             }
             let info = hsm.generate_key(&spec)?;
-            println!("{}", info.kcv);
+            print_key(&info);
             Ok(())
         }
         KeyCommand::Import {
@@ -309,7 +317,7 @@ pub fn run_key(args: KeyArgs) -> CliResult {
                 }
                 r => r?,
             };
-            println!("{}", info.kcv);
+            print_key(&info);
             Ok(())
         }
         KeyCommand::Export { dir, label, kek } => {
@@ -317,13 +325,30 @@ pub fn run_key(args: KeyArgs) -> CliResult {
             let key = crate::store::find_key(&hsm, &dir, "--label", &label, |k| {
                 k.spec.exportability != Exportability::N
             })?;
-            let kek = crate::store::find_key(&hsm, &dir, "--kek", &kek, is_kek)?;
-            println!("{}", hsm.export_key_block(&key, &kek)?);
+            let kek_label = kek;
+            let kek = crate::store::find_key(&hsm, &dir, "--kek", &kek_label, is_kek)?;
+            let block = hsm.export_key_block(&key, &kek)?;
+            output::result(
+                || println!("{block}"),
+                || {
+                    let kcv = hsm.key_info(&key).map(|i| i.kcv.to_string()).ok();
+                    json!({"label": label, "kek": kek_label, "block": block, "kcv": kcv})
+                },
+            );
             Ok(())
         }
         KeyCommand::List { dir } => {
             let hsm = open(&dir)?;
-            for k in hsm.list_keys()? {
+            let keys = hsm.list_keys()?;
+            if output::json() {
+                output::print_json(&json!({
+                    "dir": dir.display().to_string(),
+                    "test": hsm.is_test(),
+                    "keys": keys.iter().map(output::key_json).collect::<Vec<_>>(),
+                }));
+                return Ok(());
+            }
+            for k in keys {
                 println!(
                     "{} usage={} algorithm={} bits={} mode={:?} exportability={:?} kcv={}",
                     k.spec.label,
@@ -349,7 +374,10 @@ pub fn run_audit(args: AuditArgs) -> CliResult {
                 crate::store::note_test(&dir);
             }
             let v = pmp_core::hsm::verify_audit_log(&dir, LmkSource::Auto)?;
-            println!("audit log intact: {} entries", v.entries);
+            output::result(
+                || println!("audit log intact: {} entries", v.entries),
+                || json!({"dir": dir.display().to_string(), "intact": true, "entries": v.entries}),
+            );
             Ok(())
         }
     }

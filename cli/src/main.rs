@@ -159,6 +159,13 @@ impl From<pmp_core::Error> for CliError {
     }
 }
 
+/// The usage error of `--json` on a command that has no JSON output.
+fn no_json(command: &str) -> CliError {
+    CliError::usage(format!(
+        "--json: `pmp {command}` has no JSON output (see docs/cli-json.md for the commands that do)"
+    ))
+}
+
 /// Result of a command.
 pub type CliResult = Result<(), CliError>;
 
@@ -231,7 +238,8 @@ fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Kcv { algorithm, key } => {
             let key = key_arg("--key", algorithm.into(), &key)?;
-            println!("{}", key.kcv());
+            let kcv = key.kcv().to_string();
+            output::result(|| println!("{kcv}"), || serde_json::json!({"kcv": kcv}));
             Ok(())
         }
         Command::Mac {
@@ -252,9 +260,11 @@ fn run(cli: Cli) -> CliResult {
             let key = key_arg("--key", alg.key_algorithm(), &key)?;
             let data = hex_arg("--data", &data)?;
             let tag = pmp_core::mac(alg, &key, padding, &data)?;
-            println!("{}", hex::encode_upper(tag.as_bytes()));
+            let tag = hex::encode_upper(tag.as_bytes());
+            output::result(|| println!("{tag}"), || serde_json::json!({"mac": tag}));
             Ok(())
         }
+        Command::Pinblock(_) if cli.json => Err(no_json("pinblock")),
         Command::Pinblock(args) => pinblock_cmd::run(args),
         Command::Keyblock(args) => keyblock_cmd::run(args),
         Command::Keystore(args) => hsm_cmd::run_keystore(args),

@@ -163,3 +163,16 @@ impl<R: std::io::Read> std::io::Read for Counting<R> {
         Ok(n)
     }
 }
+
+/// A key as JSON (docs/cli-json.md, `key`).
+pub fn key_json(k: &pmp_core::hsm::KeyInfo) -> serde_json::Value {
+    serde_json::json!({
+        "label": k.spec.label,
+        "usage": k.spec.usage.as_str(),
+        "algorithm": k.spec.algorithm.to_string(),
+        "bits": k.spec.len * 8,
+        "mode": k.spec.mode_of_use.to_string(),
+        "exportability": k.spec.exportability.to_string(),
+        "kcv": k.kcv.to_string(),
+    })
+}

@@ -331,3 +331,325 @@ fn a_test_store_says_so_everywhere_and_its_orders_are_marked() {
     let o = pmp(&["xof", "inspect", &xof]);
     assert!(stdout(&o).contains("\ntest: true\n"), "{}", stdout(&o));
 }
+
+fn json_of(o: &Output) -> serde_json::Value {
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(o));
+    let text = stdout(o);
+    assert_eq!(
+        text.lines().count(),
+        1,
+        "one JSON document on one line: {text}"
+    );
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn import_args<'a>(
+    d: &'a str,
+    ks: &'a str,
+    product: &'a str,
+    input: &'a str,
+    out: &'a str,
+) -> Vec<&'a str> {
+    let _ = d;
+    vec![
+        "import",
+        "--dir",
+        ks,
+        "--product",
+        product,
+        "--in",
+        input,
+        "--out",
+        out,
+    ]
+}
+
+#[test]
+fn outputs_are_not_overwritten_and_order_ids_are_unique() {
+    let t = TempDir::new("force");
+    let d = demo(&t, "5");
+    let ks = format!("{d}/keystore");
+    let product = format!("{d}/product.xml");
+    let input = format!("{d}/issuer-cards.csv.enc");
+    let out = t.s("order.xof");
+    let mut args = import_args(&d, &ks, &product, &input, &out);
+    args.push("--json");
+    let first = json_of(&pmp(&args));
+    let before = std::fs::read(&out).unwrap();
+    // Again: refused, nothing touched.
+    let o = pmp(&args);
+    refused(&o, &["--out", "exists", "--force"]);
+    assert_eq!(std::fs::read(&out).unwrap(), before, "the XOF is untouched");
+    // A reject report in the way is refused too.
+    let out2 = t.s("second.xof");
+    std::fs::write(t.join("second.rejects.txt"), "keep me").unwrap();
+    let o = pmp(&import_args(&d, &ks, &product, &input, &out2));
+    refused(&o, &["--rejects", "second.rejects.txt", "exists"]);
+    assert!(!t.join("second.xof").exists());
+    // With --force: replaced, and a new order id (the two runs are within seconds; the
+    // ids differ by their random suffix even within one second).
+    args.push("--force");
+    let second = json_of(&pmp(&args));
+    assert_ne!(first["order_id"], second["order_id"]);
+    assert_ne!(std::fs::read(&out).unwrap(), before);
+    let id = first["order_id"].as_str().unwrap();
+    assert!(id.starts_with("DEMO-VISA-CLASSIC-"), "{id}");
+    let suffix = id.rsplit('-').next().unwrap();
+    assert!(
+        suffix.len() == 6 && suffix.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+}
+
+#[test]
+fn progress_lines_for_logs() {
+    let t = TempDir::new("progress");
+    let d = demo(&t, "5");
+    let ks = format!("{d}/keystore");
+    let product = format!("{d}/product.xml");
+    let input = format!("{d}/issuer-cards.csv.enc");
+    let out = t.s("order.xof");
+    let mut args = import_args(&d, &ks, &product, &input, &out);
+    args.push("--progress");
+    let o = pmp(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let e = stderr(&o);
+    let last = e
+        .lines()
+        .filter(|l| l.starts_with("pmp: progress: import "))
+        .last();
+    let last = last.unwrap_or_else(|| panic!("no progress line: {e}"));
+    assert!(
+        last.contains("100%") && last.contains("5 records") && last.contains("records/s"),
+        "{last}"
+    );
+    let summary = stdout(&o);
+    assert!(
+        summary.starts_with("read=5 written="),
+        "human summary unchanged"
+    );
+    let written = summary
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("written="))
+        .unwrap()
+        .to_string();
+    let o = pmp(&["xof", "verify", "--dir", &ks, "--progress", &out]);
+    let e = stderr(&o);
+    assert!(
+        e.lines()
+            .any(|l| l.starts_with("pmp: progress: xof verify 100%")),
+        "{e}"
+    );
+    assert_eq!(stdout(&o), format!("{written}\n"), "human output unchanged");
+}
+
+#[test]
+fn json_output_parses_for_every_command_that_has_it() {
+    let t = TempDir::new("json");
+    // kcv and mac: known answers (tests/data/kcv.txt, psec 1.3.0 / pyca; ISO/IEC 9797-1
+    // annex B, MAC algorithm 3).
+    let v = json_of(&pmp(&[
+        "kcv",
+        "--algorithm",
+        "tdes",
+        "--key",
+        "D9EA0251738F3EF10885642FAB7AC2F8",
+        "--json",
+    ]));
+    assert_eq!(v["kcv"], "B53005");
+    let v = json_of(&pmp(&[
+        "mac",
+        "--json",
+        "--algorithm",
+        "retail",
+        "--key",
+        "0123456789ABCDEFFEDCBA9876543210",
+        "--data",
+        "4E6F77206973207468652074696D6520666F7220616C6C20",
+    ]));
+    assert_eq!(v["mac"], "A1C72E74EA3FA9B6");
+
+    let ks = t.s("ks");
+    let v = json_of(&pmp(&[
+        "--json",
+        "keystore",
+        "init",
+        "--dir",
+        &ks,
+        "--test-lmk",
+    ]));
+    assert_eq!(
+        (v["lmk"].as_str(), v["test"].as_bool()),
+        (Some("TEST"), Some(true))
+    );
+    // ZMK from two components: the KCV from the XOR computed here.
+    let c1 = "0123456789ABCDEFFEDCBA9876543210";
+    let c2 = "3B6F9C2A5D8E1F47A2C4E6F8091B3D5F";
+    let mut x: Vec<u8> = hex::decode(c1)
+        .unwrap()
+        .iter()
+        .zip(hex::decode(c2).unwrap())
+        .map(|(a, b)| a ^ b)
+        .collect();
+    pmp_core::set_odd_parity(&mut x);
+    let zmk_kcv = pmp_core::SecretKey::new(pmp_core::Algorithm::Tdes, &x)
+        .unwrap()
+        .kcv()
+        .to_string();
+    let v = json_of(&pmp(&[
+        "key",
+        "components",
+        "--json",
+        "--dir",
+        &ks,
+        "--label",
+        "ZMK",
+        "--usage",
+        "K0",
+        "--algorithm",
+        "tdes",
+        "--component",
+        c1,
+        "--component",
+        c2,
+    ]));
+    assert_eq!(v["kcv"], zmk_kcv.as_str());
+    assert_eq!(
+        (v["label"].as_str(), v["usage"].as_str(), v["bits"].as_u64()),
+        (Some("ZMK"), Some("K0"), Some(128))
+    );
+    let g = [
+        "key",
+        "generate",
+        "--json",
+        "--dir",
+        &ks,
+        "--label",
+        "PTK",
+        "--usage",
+        "P0",
+        "--algorithm",
+        "tdes",
+        "--bits",
+        "128",
+        "--exportable",
+    ];
+    let v = json_of(&pmp(&g));
+    assert_eq!(
+        (v["mode"].as_str(), v["exportability"].as_str()),
+        (Some("B"), Some("E"))
+    );
+    let ptk_kcv = v["kcv"].as_str().unwrap().to_string();
+    let v = json_of(&pmp(&[
+        "key", "export", "--json", "--dir", &ks, "--label", "PTK", "--kek", "ZMK",
+    ]));
+    let block = v["block"].as_str().unwrap().to_string();
+    assert_eq!(v["kcv"], ptk_kcv.as_str());
+    // The exported block unwraps under the ZMK computed here, to the KCV generate gave.
+    let zmk = pmp_core::SecretKey::new(pmp_core::Algorithm::Tdes, &x).unwrap();
+    let (_, k) = pmp_core::keyblock::unwrap(&zmk, &block, &Default::default()).unwrap();
+    assert_eq!(k.kcv().to_string(), ptk_kcv);
+    let v = json_of(&pmp(&[
+        "key", "import", "--json", "--dir", &ks, "--label", "PTK2", "--kek", "ZMK", "--block",
+        &block,
+    ]));
+    assert_eq!(v["kcv"], ptk_kcv.as_str());
+    let v = json_of(&pmp(&["key", "list", "--json", "--dir", &ks]));
+    let labels: Vec<&str> = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["PTK", "PTK2", "ZMK"]);
+    assert_eq!(v["test"], true);
+    let v = json_of(&pmp(&["audit", "verify", "--json", "--dir", &ks]));
+    assert_eq!(v["intact"], true);
+    assert!(v["entries"].as_u64().unwrap() >= 4, "{v}");
+    let v = json_of(&pmp(&["keyblock", "inspect", "--json", "--block", &block]));
+    assert_eq!(
+        (v["key_usage"].as_str(), v["exportability"].as_str()),
+        (Some("P0"), Some("E"))
+    );
+    assert_eq!(v["length"].as_u64(), Some(block.len() as u64));
+    let v = json_of(&pmp(&[
+        "keyblock",
+        "wrap",
+        "--json",
+        "--kbpk",
+        "000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F",
+        "--header",
+        "D0000D0AB00N0000",
+        "--key",
+        "00112233445566778899AABBCCDDEEFF",
+    ]));
+    assert!(v["block"].as_str().unwrap().starts_with("D0"), "{v}");
+
+    // demo, import, xof verify, xof inspect.
+    let out = t.s("pmp-demo");
+    let v = json_of(&pmp(&["demo", "--json", "--cards", "5", "--out", &out]));
+    assert_eq!(v["import"]["read"], 5);
+    assert!(
+        v["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["label"] == "ZMK-PROD"),
+        "{v}"
+    );
+    assert_eq!(v["test"], true);
+    let dks = format!("{out}/keystore");
+    let xof = t.s("again.xof");
+    let v = json_of(&pmp(&[
+        "import",
+        "--json",
+        "--dir",
+        &dks,
+        "--product",
+        &format!("{out}/product.xml"),
+        "--in",
+        &format!("{out}/issuer-cards.csv.enc"),
+        "--out",
+        &xof,
+    ]));
+    let (read, written, rejected) = (
+        v["read"].as_u64().unwrap(),
+        v["written"].as_u64().unwrap(),
+        v["rejected"].as_u64().unwrap(),
+    );
+    assert_eq!((read, written + rejected), (5, 5));
+    assert_eq!(v["test"], true);
+    assert!(
+        v["rejects_by_reason"].is_object() && v["order_id"].is_string(),
+        "{v}"
+    );
+    let vv = json_of(&pmp(&["xof", "verify", "--json", "--dir", &dks, &xof]));
+    assert_eq!(
+        (
+            vv["verified"].as_bool(),
+            vv["records"].as_u64(),
+            vv["test"].as_bool()
+        ),
+        (Some(true), Some(written), Some(true))
+    );
+    assert_eq!(vv["order_id"], v["order_id"]);
+    let vi = json_of(&pmp(&["xof", "inspect", "--json", &xof]));
+    assert_eq!(
+        (vi["records"].as_u64(), vi["trailer_records"].as_u64()),
+        (Some(written), Some(written))
+    );
+    assert_eq!(vi["macs_verified"], false);
+    assert!(
+        vi["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["label"] == "XOF-MAC")
+    );
+
+    // Commands that print clear secrets have no JSON output: a usage error.
+    let o = pmp(&[
+        "pinblock", "encode", "--json", "--format", "1", "--pin", "1234",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
