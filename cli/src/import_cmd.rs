@@ -227,10 +227,46 @@ pub fn run_demo(args: DemoArgs) -> CliResult {
         println!("  {}", f.display());
     }
     println!();
-    println!(
-        "Check it yourself: pmp xof verify --dir {} {}",
-        d.dir.join("keystore").display(),
-        d.dir.join("order.xof").display()
-    );
+    // Hints that work as printed: `pmp` when that is this binary on the PATH, else the
+    // path of the running binary.
+    let (pmp, installed) = pmp_command();
+    let ks = quoted(&d.dir.join("keystore").display().to_string());
+    let xof = quoted(&d.dir.join("order.xof").display().to_string());
+    println!("Check it yourself:");
+    println!("  {pmp} xof verify --dir {ks} {xof}");
+    println!("  {pmp} xof inspect {xof}");
+    println!("  {pmp} key list --dir {ks}");
+    if !installed {
+        println!("(to call it `pmp`: cargo install --path cli, from the source checkout)");
+    }
     Ok(())
+}
+
+/// How to call this binary from a shell: `pmp` when the `pmp` found on the PATH is this
+/// very file, else its full path; and whether it was `pmp`.
+fn pmp_command() -> (String, bool) {
+    let Ok(me) = std::env::current_exe().and_then(std::fs::canonicalize) else {
+        return ("pmp".to_string(), true);
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .any(|dir| std::fs::canonicalize(dir.join("pmp")).is_ok_and(|p| p == me))
+    });
+    if on_path {
+        ("pmp".to_string(), true)
+    } else {
+        (quoted(&me.display().to_string()), false)
+    }
+}
+
+/// A path as a POSIX shell word (single-quoted when it holds anything but safe characters).
+fn quoted(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:,@".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }

@@ -653,3 +653,38 @@ fn json_output_parses_for_every_command_that_has_it() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+#[test]
+fn the_demo_closing_hints_run_as_printed() {
+    let t = TempDir::new("hints");
+    let o = Command::new(env!("CARGO_BIN_EXE_pmp"))
+        .args(["demo", "--cards", "5", "--out", "my demo"])
+        .current_dir(&t.0)
+        .env_remove("PMP_LMK_COMPONENTS")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    let hints: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "Check it yourself:")
+        .skip(1)
+        .filter(|l| l.starts_with("  "))
+        .map(str::trim)
+        .collect();
+    assert_eq!(hints.len(), 3, "{text}");
+    // The PATH of the test has no `pmp` that is this binary: the hints name its path.
+    let me = std::fs::canonicalize(env!("CARGO_BIN_EXE_pmp")).unwrap();
+    assert!(hints[0].starts_with(me.to_str().unwrap()), "{}", hints[0]);
+    for h in hints {
+        let r = Command::new("sh")
+            .arg("-c")
+            .arg(h)
+            .current_dir(&t.0)
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
+        assert_eq!(r.status.code(), Some(0), "{h}: {}", stderr(&r));
+    }
+    assert!(text.contains("cargo install --path cli"), "{text}");
+}
