@@ -188,7 +188,7 @@ pub fn hex_arg(flag: &str, value: &str) -> Result<Zeroizing<Vec<u8>>, CliError> 
             i + 1
         )));
     }
-    if value.len() % 2 != 0 {
+    if !value.len().is_multiple_of(2) {
         return Err(CliError::rejected(format!(
             "{flag}: {} hex digits; bytes take two digits each, so the count must be even",
             value.len()

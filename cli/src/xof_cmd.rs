@@ -88,7 +88,7 @@ pub fn run(args: XofArgs) -> CliResult {
                 let mut n = 0u64;
                 while r.next_record()?.is_some() {
                     n += 1;
-                    if n % 1024 == 0 {
+                    if n.is_multiple_of(1024) {
                         progress.update(read.load(Ordering::Relaxed), n);
                     }
                 }

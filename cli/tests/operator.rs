@@ -414,10 +414,7 @@ fn progress_lines_for_logs() {
     let o = pmp(&args);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let e = stderr(&o);
-    let last = e
-        .lines()
-        .filter(|l| l.starts_with("pmp: progress: import "))
-        .last();
+    let last = e.lines().rfind(|l| l.starts_with("pmp: progress: import "));
     let last = last.unwrap_or_else(|| panic!("no progress line: {e}"));
     assert!(
         last.contains("100%") && last.contains("5 records") && last.contains("records/s"),
