@@ -90,7 +90,8 @@ pub struct Progress {
 
 /// Import options.
 pub struct Options<'a> {
-    /// The XOF order id; default `<product>-<UTC timestamp>`.
+    /// The XOF order id; default `<product>-<UTC timestamp>-<6 random hex digits>` (unique
+    /// even for two imports within one second).
     pub order_id: Option<String>,
     /// Worker threads; 0 = the number of cores.
     pub workers: usize,

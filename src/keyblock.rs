@@ -61,7 +61,7 @@ use zeroize::Zeroizing;
 
 pub use self::header::{
     Exportability, Header, KeyAlgorithm, KeyUsage, ModeOfUse, OptionalBlock, OptionalBlockKind,
-    Version,
+    Version, known_usages,
 };
 
 use crate::primitives::cipher::Padding;
@@ -140,6 +140,17 @@ pub fn wrap(
         ));
     }
     check_version_carries(v, key_alg)?;
+    if let KeyUsage::Other(_) = header.usage {
+        // A block pmp-core makes carries a usage every receiver can act on.
+        return Err(Error::invalid(
+            "key usage",
+            format!(
+                "{} is not a known TR-31 key usage; known: {}",
+                header.usage,
+                known_usages()
+            ),
+        ));
+    }
     header.check_combination()?;
     check_strength(kbpk, key)?;
     check_des_hygiene("key", key)?;

@@ -31,7 +31,7 @@
 //! let header = Header {
 //!     order_id: "ORD-1".into(), issuer: "BANK1".into(), product: "VISA-CLASSIC".into(),
 //!     created: "2025-01-31T12:00:00Z".into(), keys: vec![key_ref(&dk), key_ref(&mk)],
-//!     mac_key: "XOF-MAC".into(),
+//!     mac_key: "XOF-MAC".into(), test: hsm.is_test(),
 //! };
 //! let mut w = xof::Writer::new(Vec::new(), &header, &hsm, &mk.handle).unwrap();
 //! w.write_record(&Record { seq: 1, issuer_id: "C-0001".into(), attributes: vec![Attribute {
@@ -58,7 +58,7 @@ mod canon;
 mod read;
 mod write;
 
-pub use read::Reader;
+pub use read::{ReadOptions, Reader};
 pub use write::Writer;
 
 /// The XOF version this module writes and the only one it reads.
@@ -116,6 +116,10 @@ pub struct Header {
     pub keys: Vec<KeyRef>,
     /// The label of the MAC key (AES, usage M6, not exportable); it is also in `keys`.
     pub mac_key: String,
+    /// The TEST marker (`test="true"`, covered by the header MAC): the order was made on
+    /// an HSM with a TEST LMK, for development and tests only. A reader on a production
+    /// HSM refuses such an order unless [`ReadOptions::allow_test`] says otherwise.
+    pub test: bool,
 }
 
 impl Header {

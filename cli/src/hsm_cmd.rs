@@ -7,11 +7,14 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use pmp_core::hsm::{Hsm, KeySpec, LmkComponent, LmkSource, SoftHsm};
-use pmp_core::keyblock::{KeyUsage, ModeOfUse};
+use pmp_core::keyblock::{Exportability, KeyUsage, ModeOfUse};
 use pmp_core::{Algorithm, Kcv};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::{CliError, CliResult, KeyAlg, hex_arg};
+use serde_json::json;
+
+use crate::output;
+use crate::{CliError, CliResult, KeyAlg, hex_arg, label_arg};
 
 /// `pmp keystore ...`
 #[derive(Args)]
@@ -146,9 +149,20 @@ enum AuditCommand {
     },
 }
 
-/// Opens the store in `dir` (TEST LMK, or production components from the environment).
+/// Opens the store in `dir` (TEST LMK, or production components from the environment),
+/// with the operator's errors and the TEST note of [`crate::store::open`].
 pub fn open(dir: &Path) -> Result<SoftHsm, CliError> {
-    SoftHsm::open(dir, LmkSource::Auto).map_err(CliError::from)
+    crate::store::open(dir)
+}
+
+/// A key's KCV on stdout (its JSON description with `--json`).
+fn print_key(info: &pmp_core::hsm::KeyInfo) {
+    output::result(|| println!("{}", info.kcv), || output::key_json(info));
+}
+
+/// Whether a key may wrap others (K0, K1).
+fn is_kek(k: &pmp_core::hsm::KeyInfo) -> bool {
+    matches!(k.spec.usage, KeyUsage::K0 | KeyUsage::K1)
 }
 
 fn usage_arg(s: &str) -> Result<KeyUsage, CliError> {
@@ -212,10 +226,10 @@ pub fn run_keystore(args: KeystoreArgs) -> CliResult {
                 )
             };
             let hsm = SoftHsm::init(&dir, source)?;
-            println!(
-                "key store created in {} (LMK {})",
-                dir.display(),
-                if hsm.is_test() { "TEST" } else { "PRODUCTION" }
+            let lmk = if hsm.is_test() { "TEST" } else { "PRODUCTION" };
+            output::result(
+                || println!("key store created in {} (LMK {lmk})", dir.display()),
+                || json!({"dir": dir.display().to_string(), "lmk": lmk, "test": hsm.is_test()}),
             );
             Ok(())
         }
@@ -234,6 +248,7 @@ pub fn run_key(args: KeyArgs) -> CliResult {
             kcv,
             mode,
         } => {
+            label_arg("--label", &label)?;
             let usage = usage_arg(&usage)?;
             let mode = mode_arg(mode.as_deref(), usage)?;
             let comps = components_arg(component)?;
@@ -247,7 +262,7 @@ pub fn run_key(args: KeyArgs) -> CliResult {
             let spec = KeySpec::new(&label, alg, comps[0].len(), usage, mode);
             let parts: Vec<&[u8]> = comps.iter().map(|c| c.as_slice()).collect();
             let info = hsm.form_key_from_components(&spec, &parts, &[], expected.as_ref())?;
-            println!("{}", info.kcv);
+            print_key(&info);
             Ok(())
         }
         KeyCommand::Generate {
@@ -259,6 +274,7 @@ pub fn run_key(args: KeyArgs) -> CliResult {
             mode,
             exportable,
         } => {
+            label_arg("--label", &label)?;
             let usage = usage_arg(&usage)?;
             let mode = mode_arg(mode.as_deref(), usage)?;
             let alg: Algorithm = algorithm.into();
@@ -274,7 +290,7 @@ pub fn run_key(args: KeyArgs) -> CliResult {
                 spec = spec.exportable();
             }
             let info = hsm.generate_key(&spec)?;
-            println!("{}", info.kcv);
+            print_key(&info);
             Ok(())
         }
         KeyCommand::Import {
@@ -283,22 +299,56 @@ pub fn run_key(args: KeyArgs) -> CliResult {
             kek,
             block,
         } => {
+            label_arg("--label", &label)?;
             let hsm = open(&dir)?;
-            let kek = hsm.find_key(&kek)?;
-            let info = hsm.import_key_block(&label, &kek, &block)?;
-            println!("{}", info.kcv);
+            let kek_label = kek;
+            let kek = crate::store::find_key(&hsm, &dir, "--kek", &kek_label, is_kek)?;
+            let block = block.trim();
+            let info = match hsm.import_key_block(&label, &kek, block) {
+                Err(pmp_core::Error::Crypto) => {
+                    // Opaque on purpose in the library (no oracle); the operator still
+                    // learns which block and which KEK, neither of them secret.
+                    let kcv = hsm.key_info(&kek).map(|i| i.kcv.to_string());
+                    return Err(CliError::rejected(format!(
+                        "--block {}...: the key block does not verify under the KEK {kek_label} (KCV {}): it was changed on the way, or made under another key-encryption key; ask the sender to check the KEK's KCV and send the block again",
+                        block.get(..16).unwrap_or(block),
+                        kcv.as_deref().unwrap_or("unknown")
+                    )));
+                }
+                r => r?,
+            };
+            print_key(&info);
             Ok(())
         }
         KeyCommand::Export { dir, label, kek } => {
             let hsm = open(&dir)?;
-            let key = hsm.find_key(&label)?;
-            let kek = hsm.find_key(&kek)?;
-            println!("{}", hsm.export_key_block(&key, &kek)?);
+            let key = crate::store::find_key(&hsm, &dir, "--label", &label, |k| {
+                k.spec.exportability != Exportability::N
+            })?;
+            let kek_label = kek;
+            let kek = crate::store::find_key(&hsm, &dir, "--kek", &kek_label, is_kek)?;
+            let block = hsm.export_key_block(&key, &kek)?;
+            output::result(
+                || println!("{block}"),
+                || {
+                    let kcv = hsm.key_info(&key).map(|i| i.kcv.to_string()).ok();
+                    json!({"label": label, "kek": kek_label, "block": block, "kcv": kcv})
+                },
+            );
             Ok(())
         }
         KeyCommand::List { dir } => {
             let hsm = open(&dir)?;
-            for k in hsm.list_keys()? {
+            let keys = hsm.list_keys()?;
+            if output::json() {
+                output::print_json(&json!({
+                    "dir": dir.display().to_string(),
+                    "test": hsm.is_test(),
+                    "keys": keys.iter().map(output::key_json).collect::<Vec<_>>(),
+                }));
+                return Ok(());
+            }
+            for k in keys {
                 println!(
                     "{} usage={} algorithm={} bits={} mode={:?} exportability={:?} kcv={}",
                     k.spec.label,
@@ -319,8 +369,15 @@ pub fn run_key(args: KeyArgs) -> CliResult {
 pub fn run_audit(args: AuditArgs) -> CliResult {
     match args.command {
         AuditCommand::Verify { dir } => {
+            crate::store::check_is_store(&dir)?;
+            if crate::store::looks_test(&dir) {
+                crate::store::note_test(&dir);
+            }
             let v = pmp_core::hsm::verify_audit_log(&dir, LmkSource::Auto)?;
-            println!("audit log intact: {} entries", v.entries);
+            output::result(
+                || println!("audit log intact: {} entries", v.entries),
+                || json!({"dir": dir.display().to_string(), "intact": true, "entries": v.entries}),
+            );
             Ok(())
         }
     }

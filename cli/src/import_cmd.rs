@@ -6,14 +6,15 @@
 //! and KCVs, counts, reasons and paths only.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use pmp_core::import::{self, Options, Progress, Summary};
 use pmp_core::order::product::Product;
 
-use crate::{CliResult, hsm_cmd};
+use serde_json::json;
+
+use crate::output::{self, Reporter};
+use crate::{CliError, CliResult, hsm_cmd};
 
 /// `pmp import`
 #[derive(Args)]
@@ -33,12 +34,15 @@ pub struct ImportArgs {
     /// The reject report (default: ORDER.rejects.txt beside the XOF).
     #[arg(long)]
     rejects: Option<PathBuf>,
-    /// The XOF order id (default: PRODUCT-TIMESTAMP).
+    /// The XOF order id (default: PRODUCT-TIMESTAMP-RANDOM, unique per import).
     #[arg(long)]
     order_id: Option<String>,
-    /// Worker threads (default: all cores).
+    /// Worker threads; 0 = one per core.
     #[arg(long, default_value_t = 0)]
     workers: usize,
+    /// Replace the XOF and the reject report when they exist (refused otherwise).
+    #[arg(long)]
+    force: bool,
 }
 
 /// `pmp demo`
@@ -53,19 +57,23 @@ pub struct DemoArgs {
     out: PathBuf,
 }
 
-fn bar(total: Option<u64>) -> ProgressBar {
-    let pb = match total {
-        Some(t) => ProgressBar::new(t),
-        None => ProgressBar::new_spinner(),
-    };
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    pb.enable_steady_tick(Duration::from_millis(200));
-    pb
+/// The import summary as JSON (docs/cli-json.md, `import`).
+fn import_json(s: &Summary) -> serde_json::Value {
+    json!({
+        "order_id": s.order_id,
+        "read": s.read,
+        "written": s.written,
+        "rejected": s.rejected,
+        "declared": s.declared,
+        "elapsed_seconds": s.elapsed.as_secs_f64(),
+        "records_per_second": s.records_per_second(),
+        "workers": s.workers,
+        "rejects_by_reason": s
+            .reasons
+            .iter()
+            .map(|(r, n)| (r.code().to_string(), json!(n)))
+            .collect::<serde_json::Map<_, _>>(),
+    })
 }
 
 fn print_import(s: &Summary) {
@@ -93,24 +101,31 @@ fn print_import(s: &Summary) {
 
 /// Runs `pmp import`.
 pub fn run_import(args: ImportArgs) -> CliResult {
+    let rejects = args
+        .rejects
+        .clone()
+        .unwrap_or_else(|| import::default_rejects_path(&args.out));
+    if !args.force {
+        for (flag, path) in [("--out", &args.out), ("--rejects", &rejects)] {
+            if path.exists() {
+                return Err(CliError::rejected(format!(
+                    "{flag} {}: the file exists; give --force to replace it, or choose another name",
+                    path.display()
+                )));
+            }
+        }
+    }
     let hsm = hsm_cmd::open(&args.dir)?;
     let product = Product::load(&args.product)?;
     let total = std::fs::metadata(&args.input).ok().map(|m| m.len());
-    let pb = bar(total);
-    let progress = |p: Progress| {
-        pb.set_position(p.bytes);
-        pb.set_message(format!("{} records", p.records));
-    };
+    let reporter = Reporter::new("import", total);
+    let progress = |p: Progress| reporter.update(p.bytes, p.records);
     let opts = Options {
         order_id: args.order_id,
         workers: args.workers,
         progress: Some(&progress),
         ..Options::default()
     };
-    let rejects = args
-        .rejects
-        .clone()
-        .unwrap_or_else(|| import::default_rejects_path(&args.out));
     let r = import::import_file(
         &hsm,
         &product,
@@ -119,30 +134,61 @@ pub fn run_import(args: ImportArgs) -> CliResult {
         Some(&rejects),
         &opts,
     );
-    pb.finish_and_clear();
+    reporter.finish();
     let s = r?;
-    print_import(&s);
-    println!("  XOF:          {}", args.out.display());
-    println!("  rejects:      {}", rejects.display());
+    output::result(
+        || {
+            print_import(&s);
+            println!("  XOF:          {}", args.out.display());
+            println!("  rejects:      {}", rejects.display());
+        },
+        || {
+            let mut v = import_json(&s);
+            v["xof"] = json!(args.out.display().to_string());
+            v["rejects"] = json!(rejects.display().to_string());
+            v["test"] = json!(hsm.is_test());
+            v
+        },
+    );
     Ok(())
 }
 
 /// Runs `pmp demo`.
 pub fn run_demo(args: DemoArgs) -> CliResult {
-    println!(
-        "pmp demo: {} cards, software HSM with a TEST LMK, output in {}",
-        args.cards,
-        args.out.display()
-    );
-    let pb = bar(None);
-    let progress = |p: Progress| pb.set_message(format!("importing: {} records", p.records));
+    if !output::json() {
+        println!(
+            "pmp demo: {} cards, software HSM with a TEST LMK, output in {}",
+            args.cards,
+            args.out.display()
+        );
+    }
+    let reporter = Reporter::new("demo import", None);
+    let progress = |p: Progress| reporter.update(p.bytes, p.records);
     let opts = Options {
         progress: Some(&progress),
         ..Options::default()
     };
     let r = pmp_demo::run(&args.out, args.cards, &opts);
-    pb.finish_and_clear();
+    reporter.finish();
     let d = r?;
+    if output::json() {
+        let t = &d.transport;
+        output::print_json(&json!({
+            "dir": d.dir.display().to_string(),
+            "test": true,
+            "keys": d.keys.iter().map(output::key_json).collect::<Vec<_>>(),
+            "import": import_json(&d.import),
+            "xof_verified": d.xof_verified,
+            "round_trip": d.round_trip,
+            "transport_keys": {
+                "ktk": output::key_json(&t.ktk.info),
+                "ptk": output::key_json(&t.ptk.info),
+                "mtk": output::key_json(&t.mtk.info),
+            },
+            "files": d.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+        }));
+        return Ok(());
+    }
     println!();
     println!("Keys (label, algorithm, usage, mode, KCV):");
     for k in &d.keys {
@@ -181,10 +227,46 @@ pub fn run_demo(args: DemoArgs) -> CliResult {
         println!("  {}", f.display());
     }
     println!();
-    println!(
-        "Check it yourself: pmp xof verify --dir {} {}",
-        d.dir.join("keystore").display(),
-        d.dir.join("order.xof").display()
-    );
+    // Hints that work as printed: `pmp` when that is this binary on the PATH, else the
+    // path of the running binary.
+    let (pmp, installed) = pmp_command();
+    let ks = quoted(&d.dir.join("keystore").display().to_string());
+    let xof = quoted(&d.dir.join("order.xof").display().to_string());
+    println!("Check it yourself:");
+    println!("  {pmp} xof verify --dir {ks} {xof}");
+    println!("  {pmp} xof inspect {xof}");
+    println!("  {pmp} key list --dir {ks}");
+    if !installed {
+        println!("(to call it `pmp`: cargo install --path cli, from the source checkout)");
+    }
     Ok(())
+}
+
+/// How to call this binary from a shell: `pmp` when the `pmp` found on the PATH is this
+/// very file, else its full path; and whether it was `pmp`.
+fn pmp_command() -> (String, bool) {
+    let Ok(me) = std::env::current_exe().and_then(std::fs::canonicalize) else {
+        return ("pmp".to_string(), true);
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .any(|dir| std::fs::canonicalize(dir.join("pmp")).is_ok_and(|p| p == me))
+    });
+    if on_path {
+        ("pmp".to_string(), true)
+    } else {
+        (quoted(&me.display().to_string()), false)
+    }
+}
+
+/// A path as a POSIX shell word (single-quoted when it holds anything but safe characters).
+fn quoted(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:,@".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }
