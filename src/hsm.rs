@@ -141,6 +141,45 @@ pub struct KeyInfo {
     pub kcv: Kcv,
 }
 
+/// How a key came to be in the HSM. A backend that binds it (the software HSM binds it
+/// under the LMK, in each stored key block) reports it through [`Hsm::key_origin`].
+///
+/// Only a [`Generated`](KeyOrigin::Generated) key's value has never been outside the HSM;
+/// a key formed from components or imported under a KEK is known (or knowable) elsewhere,
+/// so it can never MAC an XOF file or be trusted as the key that did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyOrigin {
+    /// Generated inside this HSM.
+    Generated,
+    /// Formed from clear components (key ceremony).
+    Components,
+    /// Imported as a key block under the key-encryption key with this label.
+    Imported {
+        /// The label of the KEK it was imported under.
+        kek: String,
+    },
+    /// The backend does not record origins.
+    Unknown,
+}
+
+impl KeyOrigin {
+    /// Whether the key's value has never been outside this HSM.
+    pub fn is_generated(&self) -> bool {
+        matches!(self, KeyOrigin::Generated)
+    }
+}
+
+impl fmt::Display for KeyOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyOrigin::Generated => f.write_str("generated"),
+            KeyOrigin::Components => f.write_str("components"),
+            KeyOrigin::Imported { kek } => write!(f, "imported under {kek}"),
+            KeyOrigin::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
 /// What an imported key block must carry, checked before the key is stored.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ImportCheck<'a> {
@@ -262,6 +301,12 @@ pub trait Hsm: Send + Sync + fmt::Debug {
 
     /// Every key, sorted by label.
     fn list_keys(&self) -> Result<Vec<KeyInfo>>;
+
+    /// How `key` came to be ([`KeyOrigin`]). Backends that do not record it answer
+    /// [`KeyOrigin::Unknown`], which the XOF MAC rule treats as not generated here.
+    fn key_origin(&self, key: &KeyHandle) -> Result<KeyOrigin> {
+        self.key_info(key).map(|_| KeyOrigin::Unknown)
+    }
 
     /// Deletes a key.
     fn delete_key(&self, key: &KeyHandle) -> Result<()>;

@@ -34,10 +34,19 @@ const B: &str = "A7C4E2F01B3D596187A9CBED0214365A3F5E7D9CB8A1C2E4D6F1082A4C6E8B0
 
 #[test]
 fn all_zero_keys_are_refused_for_aes_and_tdes() {
-    weak(check_key_hygiene(Algorithm::Aes, &[0u8; 32]), "the key is all zero");
-    weak(check_key_hygiene(Algorithm::Aes, &[0u8; 16]), "the key is all zero");
+    weak(
+        check_key_hygiene(Algorithm::Aes, &[0u8; 32]),
+        "the key is all zero",
+    );
+    weak(
+        check_key_hygiene(Algorithm::Aes, &[0u8; 16]),
+        "the key is all zero",
+    );
     // 01..01 is the all-zero TDES key with odd parity.
-    weak(check_key_hygiene(Algorithm::Tdes, &[1u8; 16]), "the key is all zero");
+    weak(
+        check_key_hygiene(Algorithm::Tdes, &[1u8; 16]),
+        "the key is all zero",
+    );
     // A one-bit AES key is not degenerate.
     let mut k = [0u8; 32];
     k[31] = 1;
@@ -48,7 +57,11 @@ fn all_zero_keys_are_refused_for_aes_and_tdes() {
 fn zero_and_identical_components_are_refused() {
     let a = hex::decode(A).unwrap();
     let b = hex::decode(B).unwrap();
-    for (alg, len) in [(Algorithm::Aes, 32), (Algorithm::Aes, 16), (Algorithm::Tdes, 16)] {
+    for (alg, len) in [
+        (Algorithm::Aes, 32),
+        (Algorithm::Aes, 16),
+        (Algorithm::Tdes, 16),
+    ] {
         let (a, b) = (&a[..len], &b[..len]);
         let zero = vec![0u8; len];
         weak(

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use zeroize::Zeroizing;
 
 use super::policy::{self, Operation};
-use super::{Capabilities, CipherSpec, Hsm, ImportCheck, KeyHandle, KeyInfo, KeySpec, PinSpec};
+use super::{
+    Capabilities, CipherSpec, Hsm, ImportCheck, KeyHandle, KeyInfo, KeyOrigin, KeySpec, PinSpec,
+};
 use crate::keyblock::{self, Exportability, Version};
 use crate::pinblock::{Pan, PinBlockFormat};
 use crate::{Algorithm, Error, Kcv, MacAlgorithm, MacTag, Padding, Result, SecretKey};
@@ -19,6 +21,7 @@ mod audit;
 mod data;
 mod lmk;
 mod lock;
+mod manifest;
 mod store;
 mod usage;
 
@@ -28,6 +31,7 @@ use data::check_alg;
 pub use lmk::{LmkComponent, LmkComponents, LmkSource};
 use lmk::{LmkKind, Meta};
 use lock::StoreLock;
+use manifest::Manifest;
 use store::{Entry, KeyStore, header_for, spec_from_header};
 use usage::Counted;
 
@@ -44,7 +48,18 @@ use usage::Counted;
 ///   kind and KCV, never the LMK. A TEST store says so in
 ///   [`Capabilities::is_test`], in every audit entry (`lmk=TEST`), and
 ///   [`require_production`](SoftHsm::require_production) refuses it.
-/// - **Lock**: one instance per store, across threads and processes (`DIR/lock`); share the
+/// - **Manifest**: `DIR/manifest` lists every key file with its keyed hash, the audit log's
+///   tail and a generation counter, MACed under a key derived from the LMK and bound to the
+///   store id of `store.meta` (which every key block binds too). On open, a key file that is
+///   missing, added, replaced, rolled back or copied from another store under the same LMK,
+///   and an audit log that is truncated or rolled back, are refused with
+///   [`Error::Integrity`]. Temporary files left by an interrupted write are removed on open
+///   (and the removal audited).
+/// - **Key origin**: every key block binds how the key came to be ([`KeyOrigin`]:
+///   generated, formed from components, imported under a named KEK);
+///   [`Hsm::key_origin`] reports it.
+/// - **Lock**: one instance per store, across threads and processes: `flock` on the store
+///   directory itself, which cannot be removed from under a running process; share the
 ///   instance.
 /// - **Audit**: `DIR/audit.log`, MAC-chained under a key derived from the LMK
 ///   ([`verify_audit_log`](super::verify_audit_log)). Key-management operations and every
@@ -92,11 +107,13 @@ impl SoftHsm {
             )));
         }
         KeyStore::create_dir(dir)?;
-        let (lmk, kind) = lmk::create(dir, lmk)?;
+        let (lmk, meta) = lmk::create(dir, lmk)?;
+        Manifest::create(dir, &lmk, &meta.store_id, meta.kind)?;
         let hsm = Self::open_with_lmk(dir, lmk)?;
         hsm.audit.record(&format!(
-            "op=keystore-init lmk={} lmk_kcv={} outcome=ok",
-            kind.as_str(),
+            "op=keystore-init store={} lmk={} lmk_kcv={} outcome=ok",
+            meta.store_id,
+            meta.kind.as_str(),
             hsm.lmk.kcv()
         ))?;
         Ok(hsm)
@@ -107,9 +124,13 @@ impl SoftHsm {
         Self::init(dir, LmkSource::Test)
     }
 
-    /// Opens the key store in `dir`, loading and verifying every key block. Any key file
-    /// that fails to verify (changed, swapped, renamed, wrong LMK) stops the open with an
-    /// [`Error::Integrity`] naming the file; the audit log's chain is verified too.
+    /// Opens the key store in `dir`, loading and verifying every key block against the
+    /// manifest. Any key file that fails to verify (changed, swapped, renamed, wrong LMK,
+    /// another store's, missing, added, rolled back) stops the open with an
+    /// [`Error::Integrity`] naming the file; the audit log's chain and its tail anchored in
+    /// the manifest are verified too (a torn final line is kept as evidence and recovered).
+    /// A store of the first format (`pmp-softhsm-1`) is refused with
+    /// [`Error::Unsupported`] saying how to move its keys.
     pub fn open(dir: &Path, lmk: LmkSource) -> Result<Self> {
         if matches!(&lmk, LmkSource::Components(c) if c.is_empty()) {
             return Err(Error::invalid("LMK components", "none given"));
@@ -121,8 +142,17 @@ impl SoftHsm {
         let lock = StoreLock::take(dir)?;
         let meta = Meta::read(dir)?;
         meta.check(&lmk)?;
-        let audit = AuditLog::open(dir, &lmk, meta.kind)?;
-        let keys = KeyStore::load(dir, &lmk)?;
+        let cleaned =
+            manifest::clean_temporaries(dir)? + manifest::clean_temporaries(&dir.join("keys"))?;
+        let manifest = Arc::new(Manifest::open(dir, &lmk, &meta.store_id, meta.kind)?);
+        let audit = AuditLog::open(dir, &lmk, meta.kind, manifest.clone())?;
+        let keys = KeyStore::load(dir, &lmk, &meta.store_id, manifest)?;
+        if cleaned > 0 {
+            audit.record(&format!(
+                "op=keystore-open temporary_files_removed={cleaned} outcome=ok lmk={}",
+                meta.kind.as_str()
+            ))?;
+        }
         Ok(Self {
             _lock: lock,
             dir: dir.to_path_buf(),
@@ -158,7 +188,13 @@ impl SoftHsm {
     /// Verifies the audit log chain.
     pub fn verify_audit(&self) -> Result<AuditVerdict> {
         self.flush_audit()?;
-        audit::verify(&self.dir.join(audit::AUDIT), &self.lmk)
+        let meta = Meta::read(&self.dir)?;
+        let manifest = Manifest::open(&self.dir, &self.lmk, &meta.store_id, meta.kind)?;
+        audit::verify(
+            &self.dir.join(audit::AUDIT),
+            &self.lmk,
+            manifest.audit_anchor(),
+        )
     }
 
     /// Writes the pending usage counters as summary entries.
@@ -189,8 +225,8 @@ impl SoftHsm {
         Err(e)
     }
 
-    fn store(&self, spec: KeySpec, key: SecretKey) -> Result<KeyInfo> {
-        self.keys.add(&self.lmk, spec, key)
+    fn store(&self, spec: KeySpec, key: SecretKey, origin: KeyOrigin) -> Result<KeyInfo> {
+        self.keys.add(&self.lmk, spec, key, origin)
     }
 
     fn policy(op: Operation, e: &Entry) -> Result<()> {
@@ -257,8 +293,8 @@ impl Hsm for SoftHsm {
     }
 
     fn generate_key(&self, spec: &KeySpec) -> Result<KeyInfo> {
-        let r =
-            SecretKey::generate(spec.algorithm, spec.len).and_then(|k| self.store(spec.clone(), k));
+        let r = SecretKey::generate(spec.algorithm, spec.len)
+            .and_then(|k| self.store(spec.clone(), k, KeyOrigin::Generated));
         self.logged(
             &format!(
                 "op=generate key={} alg={} len={} usage={} mode={:?} export={:?}{}",
@@ -309,7 +345,7 @@ impl Hsm for SoftHsm {
             if let Some(expected) = expected_kcv {
                 expected.check(&key.kcv(), "the key formed from the components")?;
             }
-            self.store(spec.clone(), key)
+            self.store(spec.clone(), key, KeyOrigin::Components)
         })();
         self.logged(
             &format!(
@@ -380,7 +416,13 @@ impl Hsm for SoftHsm {
             if let Some(expected) = check.kcv {
                 expected.check(&key.kcv(), format!("imported key '{label}'"))?;
             }
-            self.store(spec, key)
+            self.store(
+                spec,
+                key,
+                KeyOrigin::Imported {
+                    kek: k.spec.label.clone(),
+                },
+            )
         })();
         self.logged(
             &format!(
@@ -437,6 +479,10 @@ impl Hsm for SoftHsm {
 
     fn find_key(&self, label: &str) -> Result<KeyHandle> {
         self.keys.read().find(label).map(|e| e.handle.clone())
+    }
+
+    fn key_origin(&self, key: &KeyHandle) -> Result<KeyOrigin> {
+        self.keys.entry(key).map(|e| e.origin.clone())
     }
 
     fn list_keys(&self) -> Result<Vec<KeyInfo>> {
