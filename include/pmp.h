@@ -161,6 +161,12 @@ typedef uint32_t pmp_status;
 #endif // __cplusplus
 
 /**
+ * A sensitive activity: on a production key store it needs an authorisation given by two
+ * different officers ([`Hsm::authorise`]), scoped to named activities and a time limit.
+ */
+typedef struct Activity Activity;
+
+/**
  * An HSM session over one backend: today the built-in software HSM over a key-store
  * directory (`pmp_hsm_init`, `pmp_hsm_open`).
  *
@@ -485,6 +491,8 @@ typedef struct pmp_transport_key_block {
  * AES (16-, 24- or 32-byte keys).
  */
 #define PMP_ALGORITHM_AES 2
+
+
 
 /**
  * Electronic codebook (no IV).

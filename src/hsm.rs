@@ -180,6 +180,87 @@ impl fmt::Display for KeyOrigin {
     }
 }
 
+/// A sensitive activity: on a production key store it needs an authorisation given by two
+/// different officers ([`Hsm::authorise`]), scoped to named activities and a time limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Activity {
+    /// Forming any key from clear components (a key ceremony; a KEK above all).
+    FormKey,
+    /// Importing a key-encryption key (K0/K1) under another KEK.
+    ImportKek,
+    /// Exporting a key under a KEK.
+    Export,
+    /// Generating an exportable key.
+    GenerateExportable,
+    /// Decrypting to clear under a data key generated here (a DKep).
+    DecryptToClear,
+    /// Deleting a key.
+    DeleteKey,
+    /// Enrolling officers beyond the first two (changing who may authorise).
+    ManageOfficers,
+}
+
+impl Activity {
+    /// Every activity.
+    pub const ALL: [Activity; 7] = [
+        Activity::FormKey,
+        Activity::ImportKek,
+        Activity::Export,
+        Activity::GenerateExportable,
+        Activity::DecryptToClear,
+        Activity::DeleteKey,
+        Activity::ManageOfficers,
+    ];
+
+    /// The activity's name (`form-key`, `import-kek`, `export`, `generate-exportable`,
+    /// `decrypt-to-clear`, `delete-key`, `manage-officers`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Activity::FormKey => "form-key",
+            Activity::ImportKek => "import-kek",
+            Activity::Export => "export",
+            Activity::GenerateExportable => "generate-exportable",
+            Activity::DecryptToClear => "decrypt-to-clear",
+            Activity::DeleteKey => "delete-key",
+            Activity::ManageOfficers => "manage-officers",
+        }
+    }
+
+    /// The activity named `name` (as [`name`](Activity::name) spells it).
+    pub fn from_name(name: &str) -> Result<Activity> {
+        Activity::ALL
+            .into_iter()
+            .find(|a| a.name() == name)
+            .ok_or_else(|| {
+                crate::Error::invalid(
+                    "activity",
+                    format!(
+                        "'{name}' is not one of {}",
+                        Activity::ALL.map(|a| a.name()).join(", ")
+                    ),
+                )
+            })
+    }
+}
+
+/// An officer's credential for [`Hsm::authorise`]: the id and the passphrase. `Debug` shows
+/// the id only.
+#[derive(Clone, Copy)]
+pub struct Officer<'a> {
+    /// The officer's id (a label).
+    pub id: &'a str,
+    /// The officer's passphrase.
+    pub passphrase: &'a [u8],
+}
+
+impl fmt::Debug for Officer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Officer")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What an imported key block must carry, checked before the key is stored.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ImportCheck<'a> {
@@ -310,6 +391,27 @@ pub trait Hsm: Send + Sync + fmt::Debug {
 
     /// Deletes a key.
     fn delete_key(&self, key: &KeyHandle) -> Result<()>;
+
+    /// Dual control: two different officers, each by passphrase, authorise `activities` for
+    /// `valid_for` (replacing any earlier authorisation of this instance). Backends without
+    /// it answer [`Error::Unsupported`](crate::Error::Unsupported).
+    fn authorise(
+        &self,
+        first: &Officer<'_>,
+        second: &Officer<'_>,
+        activities: &[Activity],
+        valid_for: std::time::Duration,
+    ) -> Result<()> {
+        let _ = (first, second, activities, valid_for);
+        Err(crate::Error::Unsupported(
+            "dual-control authorisation in this backend".into(),
+        ))
+    }
+
+    /// Ends the current authorisation, if any.
+    fn end_authorisation(&self) -> Result<()> {
+        Ok(())
+    }
 
     // ---- data ----
 

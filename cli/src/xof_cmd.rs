@@ -23,8 +23,8 @@ enum XofCommand {
         #[arg(long)]
         dir: PathBuf,
         /// The label of the key that must MAC the file: a file naming another MAC key is
-        /// refused. Without it, any key of the store that may MAC an XOF (AES, M6, not
-        /// exportable) is accepted.
+        /// refused. Without it, the store's one XOF MAC key (AES, M6, not exportable,
+        /// generated in the HSM) is expected; a store with none or several is refused.
         #[arg(long, value_name = "LABEL")]
         mac_key: Option<String>,
         /// The XOF file.
@@ -43,10 +43,11 @@ pub fn run(args: XofArgs) -> CliResult {
     match args.command {
         XofCommand::Verify { dir, mac_key, file } => {
             let hsm = hsm_cmd::open(&dir)?;
-            let n = match &mac_key {
-                Some(label) => xof::verify_file_with_key(&file, &hsm, label)?,
-                None => xof::verify_file(&file, &hsm)?,
+            let label = match mac_key {
+                Some(label) => label,
+                None => xof::store_mac_key(&hsm)?,
             };
+            let n = xof::verify_file_with_key(&file, &hsm, &label)?;
             println!("{n}");
             Ok(())
         }

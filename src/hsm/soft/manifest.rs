@@ -9,6 +9,7 @@
 //! generation=<n>
 //! audit=<last seq> <chain, 32 hex>
 //! key=<label> <keyed hash of the key file, 32 hex>     (one line per key, sorted by label)
+//! officer=<id> <salt, 32 hex> <Argon2id hash, 64 hex>  (one line per officer, sorted by id)
 //! mac=<AES-CMAC under K_manifest of every line above, 32 hex>
 //! ```
 //!
@@ -44,6 +45,14 @@ struct State {
     audit_seq: u64,
     audit_chain: Tag,
     keys: BTreeMap<String, Tag>,
+    officers: BTreeMap<String, Credential>,
+}
+
+/// An officer's stored credential: Argon2id salt and hash of the passphrase.
+#[derive(Clone)]
+pub(super) struct Credential {
+    pub(super) salt: Tag,
+    pub(super) hash: [u8; 32],
 }
 
 /// The manifest of an open store; every change is written through atomically.
@@ -89,6 +98,7 @@ impl Manifest {
                 audit_seq: 0,
                 audit_chain: [0; 16],
                 keys: BTreeMap::new(),
+                officers: BTreeMap::new(),
             }),
         };
         let mut st = m.lock();
@@ -135,6 +145,7 @@ impl Manifest {
             audit_seq: 0,
             audit_chain: [0; 16],
             keys: BTreeMap::new(),
+            officers: BTreeMap::new(),
         };
         let (mut format_ok, mut store_ok, mut kind_ok) = (false, false, false);
         for line in body.lines() {
@@ -156,6 +167,18 @@ impl Manifest {
                         label.to_string(),
                         tag_hex(h).ok_or_else(|| bad("malformed key"))?,
                     );
+                }
+                Some(("officer", o)) => {
+                    let mut it = o.split(' ');
+                    let (id, salt, hash) = (it.next(), it.next().and_then(tag_hex), it.next());
+                    let mut h = [0u8; 32];
+                    match (id, salt, hash.map(|x| hex::decode_to_slice(x, &mut h))) {
+                        (Some(id), Some(salt), Some(Ok(()))) => {
+                            st.officers
+                                .insert(id.to_string(), Credential { salt, hash: h });
+                        }
+                        _ => return Err(bad("malformed officer")),
+                    }
                 }
                 _ => return Err(bad("malformed manifest line")),
             }
@@ -194,6 +217,13 @@ impl Manifest {
         for (label, h) in &st.keys {
             body.push_str(&format!("key={label} {}\n", hex::encode_upper(h)));
         }
+        for (id, c) in &st.officers {
+            body.push_str(&format!(
+                "officer={id} {} {}\n",
+                hex::encode_upper(c.salt),
+                hex::encode_upper(c.hash)
+            ));
+        }
         let mac = crate::cmac(&self.key, body.as_bytes())?;
         body.push_str(&format!("mac={}\n", hex::encode_upper(mac.as_bytes())));
         write_atomic(&self.path, body.as_bytes(), false)
@@ -225,6 +255,23 @@ impl Manifest {
             Some(h) => st.keys.insert(label.to_string(), h),
             None => st.keys.remove(label),
         };
+        self.write(&mut st)
+    }
+
+    /// The credential of officer `id`, if enrolled.
+    pub(super) fn officer(&self, id: &str) -> Option<Credential> {
+        self.lock().officers.get(id).cloned()
+    }
+
+    /// How many officers are enrolled.
+    pub(super) fn officer_count(&self) -> usize {
+        self.lock().officers.len()
+    }
+
+    /// Enrols (or re-enrols) officer `id` and rewrites the manifest.
+    pub(super) fn set_officer(&self, id: &str, c: Credential) -> Result<()> {
+        let mut st = self.lock();
+        st.officers.insert(id.to_string(), c);
         self.write(&mut st)
     }
 
