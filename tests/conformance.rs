@@ -82,12 +82,6 @@ impl Hsm for Restricted {
     fn list_keys(&self) -> Result<Vec<KeyInfo>> {
         self.inner.list_keys()
     }
-    fn key_origin(
-        &self,
-        key: &pmp_core::hsm::KeyHandle,
-    ) -> pmp_core::Result<pmp_core::hsm::KeyOrigin> {
-        self.inner.key_origin(key)
-    }
     fn delete_key(&self, key: &KeyHandle) -> Result<()> {
         self.inner.delete_key(key)
     }

@@ -60,12 +60,6 @@ impl Hsm for HostBoundary {
     fn list_keys(&self) -> Result<Vec<KeyInfo>> {
         self.0.list_keys()
     }
-    fn key_origin(
-        &self,
-        key: &pmp_core::hsm::KeyHandle,
-    ) -> pmp_core::Result<pmp_core::hsm::KeyOrigin> {
-        self.0.key_origin(key)
-    }
     fn delete_key(&self, key: &KeyHandle) -> Result<()> {
         self.0.delete_key(key)
     }

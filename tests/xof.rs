@@ -642,7 +642,7 @@ fn generate_only_and_verify_only_mac_keys() {
                 ModeOfUse::B,
             ))
             .unwrap();
-        (dir, ClaimsGenerated(hsm), mac, dk)
+        (dir, hsm, mac, dk)
     };
     let (_d1, gen_hsm, gen_key, dk) = mk("gen", ModeOfUse::G);
     let (_d2, ver_hsm, _, _) = mk("ver", ModeOfUse::V);
@@ -682,115 +682,6 @@ fn generate_only_and_verify_only_mac_keys() {
     ));
 }
 
-/// A `SoftHsm` that claims every key was generated in it. Two uses: the forger's own
-/// tooling (whoever holds a MAC key's value outside the bureau need not run pmp's origin
-/// check, so the forged file carries valid MACs), and test vectors whose MAC key has a
-/// stated value (formed from components), which the origin rule otherwise refuses.
-#[derive(Debug)]
-struct ClaimsGenerated(SoftHsm);
-
-mod forger_impl {
-    use super::ClaimsGenerated;
-    use pmp_core::hsm::{
-        Capabilities, CipherSpec, Hsm, ImportCheck, KeyHandle, KeyInfo, KeyOrigin, KeySpec, PinSpec,
-    };
-    use pmp_core::pinblock::Pan;
-    use pmp_core::{Kcv, MacAlgorithm, MacTag, Padding, Result};
-
-    impl Hsm for ClaimsGenerated {
-        fn capabilities(&self) -> Capabilities {
-            let inner = self.0.capabilities();
-            Capabilities::new("claims-generated (test)")
-                .with_all(inner.iter())
-                .with_test_keys(inner.is_test())
-        }
-        fn generate_key(&self, spec: &KeySpec) -> Result<KeyInfo> {
-            self.0.generate_key(spec)
-        }
-        fn form_key_from_components(
-            &self,
-            spec: &KeySpec,
-            components: &[&[u8]],
-            component_kcvs: &[Option<Kcv>],
-            expected_kcv: Option<&Kcv>,
-        ) -> Result<KeyInfo> {
-            self.0
-                .form_key_from_components(spec, components, component_kcvs, expected_kcv)
-        }
-        fn import_key_block_checked(
-            &self,
-            label: &str,
-            kek: &KeyHandle,
-            block: &str,
-            check: &ImportCheck<'_>,
-        ) -> Result<KeyInfo> {
-            self.0.import_key_block_checked(label, kek, block, check)
-        }
-        fn export_key_block(&self, key: &KeyHandle, kek: &KeyHandle) -> Result<String> {
-            self.0.export_key_block(key, kek)
-        }
-        fn key_info(&self, key: &KeyHandle) -> Result<KeyInfo> {
-            self.0.key_info(key)
-        }
-        fn find_key(&self, label: &str) -> Result<KeyHandle> {
-            self.0.find_key(label)
-        }
-        /// The lie: every key claims to have been generated here.
-        fn key_origin(&self, key: &KeyHandle) -> Result<KeyOrigin> {
-            self.0.key_info(key).map(|_| KeyOrigin::Generated)
-        }
-        fn list_keys(&self) -> Result<Vec<KeyInfo>> {
-            self.0.list_keys()
-        }
-        fn delete_key(&self, key: &KeyHandle) -> Result<()> {
-            self.0.delete_key(key)
-        }
-        fn encrypt(&self, spec: &CipherSpec<'_>, data: &[u8], out: &mut [u8]) -> Result<usize> {
-            self.0.encrypt(spec, data, out)
-        }
-        fn decrypt(&self, spec: &CipherSpec<'_>, data: &[u8], out: &mut [u8]) -> Result<usize> {
-            self.0.decrypt(spec, data, out)
-        }
-        fn translate(
-            &self,
-            from: &CipherSpec<'_>,
-            to: &CipherSpec<'_>,
-            data: &[u8],
-            out: &mut [u8],
-        ) -> Result<usize> {
-            self.0.translate(from, to, data, out)
-        }
-        fn translate_pin(
-            &self,
-            from: &PinSpec<'_>,
-            to: &PinSpec<'_>,
-            pan: &Pan,
-            block: &[u8],
-        ) -> Result<Vec<u8>> {
-            self.0.translate_pin(from, to, pan, block)
-        }
-        fn generate_mac(
-            &self,
-            key: &KeyHandle,
-            alg: MacAlgorithm,
-            padding: Padding,
-            data: &[u8],
-        ) -> Result<MacTag> {
-            self.0.generate_mac(key, alg, padding, data)
-        }
-        fn verify_mac(
-            &self,
-            key: &KeyHandle,
-            alg: MacAlgorithm,
-            padding: Padding,
-            data: &[u8],
-            mac: &[u8],
-        ) -> Result<()> {
-            self.0.verify_mac(key, alg, padding, data, mac)
-        }
-    }
-}
-
 /// A store holding `label` as an AES-256 M6 / C key formed from fixed components (so that
 /// two stores hold the same key value), exportable or not, and a data key.
 fn store_with_mac_key(name: &str, label: &str, exportable: bool) -> (TempDir, SoftHsm, KeyInfo) {
@@ -814,7 +705,7 @@ fn store_with_mac_key(name: &str, label: &str, exportable: bool) -> (TempDir, So
     (dir, hsm, mac)
 }
 
-fn header_for(hsm: &dyn Hsm, mac: &KeyInfo) -> Header {
+fn header_for(hsm: &SoftHsm, mac: &KeyInfo) -> Header {
     let dk = hsm.key_info(&hsm.find_key("DK-AES").unwrap()).unwrap();
     Header {
         order_id: "ORD-9".into(),
@@ -826,7 +717,7 @@ fn header_for(hsm: &dyn Hsm, mac: &KeyInfo) -> Header {
     }
 }
 
-fn one_record_file(hsm: &dyn Hsm, mac: &KeyInfo) -> Vec<u8> {
+fn one_record_file(hsm: &SoftHsm, mac: &KeyInfo) -> Vec<u8> {
     let mut w = Writer::new(Vec::new(), &header_for(hsm, mac), hsm, &mac.handle).unwrap();
     w.write_record(&Record {
         seq: 1,
@@ -850,7 +741,6 @@ fn exportable_mac_keys_are_refused() {
     // went to the production site under ZMK-prod). Whoever holds its value elsewhere writes
     // an XOF naming it, with the right KCV and valid MACs.
     let (_d1, forger, forger_mtk) = store_with_mac_key("forger", "MTK", false);
-    let forger = ClaimsGenerated(forger);
     let forged = one_record_file(&forger, &forger_mtk);
     assert_eq!(read_all(&forger, &forged).unwrap().len(), 1);
     let (_d2, bureau, mtk) = store_with_mac_key("bureau", "MTK", true);
@@ -1273,9 +1163,8 @@ fn verify_file_and_inspect_file() {
     assert!(msg.contains("order.xof line "), "{msg}");
 }
 
-/// The example of `docs/xof.md` §8: keys formed from the stated test components (the
-/// origin rule waived by [`ClaimsGenerated`], a known-value vector needs it).
-fn example_env(dir: &TempDir) -> (ClaimsGenerated, KeyHandle, Header) {
+/// The example of `docs/xof.md` §8: keys formed from the stated test components.
+fn example_env(dir: &TempDir) -> (SoftHsm, KeyHandle, Header) {
     let hsm = SoftHsm::create_with_test_lmk(&dir.0).unwrap();
     let form = |label: &str, usage, mode, c1: &str, c2: &str| {
         let (c1, c2) = (hex::decode(c1).unwrap(), hex::decode(c2).unwrap());
@@ -1309,10 +1198,10 @@ fn example_env(dir: &TempDir) -> (ClaimsGenerated, KeyHandle, Header) {
         keys: vec![key_ref(&dk), key_ref(&mac)],
         mac_key: "XOF-MAC".into(),
     };
-    (ClaimsGenerated(hsm), mac.handle, header)
+    (hsm, mac.handle, header)
 }
 
-fn example_file(hsm: &dyn Hsm, mac: &KeyHandle, header: &Header) -> Vec<u8> {
+fn example_file(hsm: &SoftHsm, mac: &KeyHandle, header: &Header) -> Vec<u8> {
     let dk = hsm.find_key("DK-PAN").unwrap();
     let mut w = Writer::new(Vec::new(), header, hsm, mac).unwrap();
     for (seq, pan) in [(1u64, "4111111111111111"), (2, "5500000000000004")] {
