@@ -133,7 +133,7 @@ fn components(d: &TempDir, label: &str, usage: &str, mode: &str, officers: bool)
 #[test]
 fn sensitive_commands_need_two_officers() {
     let d = store("dual");
-    // Identical components: refused before anything else.
+    // Identical components: refused, whoever authorises.
     let o = pmp(
         &[
             "key",
@@ -146,6 +146,8 @@ fn sensitive_commands_need_two_officers() {
             "K0",
             "--algorithm",
             "aes",
+            "--mode",
+            "E",
             "--component",
             C1,
             "--component",
