@@ -309,7 +309,7 @@ fn a_kek_imported_under_the_issuer_zmk_cannot_export_bureau_keys() {
     // Attempt 1: a K0, mode E, under the issuer's ZMK (whose value the attacker knows).
     let blk = block_under(&b.zmk_issuer, KeyUsage::K0, ModeOfUse::E, &mine);
     policy(
-        b.hsm.import_key_block(&"MY-K0", &b.zi.handle, &blk),
+        b.hsm.import_key_block("MY-K0", &b.zi.handle, &blk),
         &["'import-kek'", "there is no authorisation"],
     );
     assert!(b.hsm.find_key("MY-K0").is_err());
@@ -321,7 +321,7 @@ fn a_kek_imported_under_the_issuer_zmk_cannot_export_bureau_keys() {
     authorise(&b.hsm, &[Activity::ImportKek]);
     let two_way = block_under(&b.zmk_issuer, KeyUsage::K0, ModeOfUse::B, &mine);
     policy(
-        b.hsm.import_key_block(&"MY-K0", &b.zi.handle, &two_way),
+        b.hsm.import_key_block("MY-K0", &b.zi.handle, &two_way),
         &["must belong to one zone"],
     );
     // The issuer's data keys import without authorisation, with their usage checked.
