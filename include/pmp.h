@@ -161,6 +161,12 @@ typedef uint32_t pmp_status;
 #endif // __cplusplus
 
 /**
+ * A sensitive activity: on a production key store it needs an authorisation given by two
+ * different officers ([`Hsm::authorise`]), scoped to named activities and a time limit.
+ */
+typedef struct Activity Activity;
+
+/**
  * An HSM session over one backend: today the built-in software HSM over a key-store
  * directory (`pmp_hsm_init`, `pmp_hsm_open`).
  *
@@ -485,6 +491,8 @@ typedef struct pmp_transport_key_block {
  * AES (16-, 24- or 32-byte keys).
  */
 #define PMP_ALGORITHM_AES 2
+
+
 
 /**
  * Electronic codebook (no IV).
@@ -843,6 +851,60 @@ pmp_status pmp_hsm_is_test(const struct pmp_hsm *hsm, uint32_t *out_is_test);
  * `hsm` must be a live handle; `out_entries` must point to a writable `uint64_t`.
  */
 pmp_status pmp_hsm_verify_audit(const struct pmp_hsm *hsm, uint64_t *out_entries);
+
+/**
+ * Dual control: two different officers, `officer1` and `officer2` (ids), each with a
+ * passphrase of `pass1_len` / `pass2_len` bytes, authorise the activities named in
+ * `activities` (comma-separated: `form-key`, `import-kek`, `export`,
+ * `generate-exportable`, `decrypt-to-clear`, `delete-key`, `manage-officers`) on this
+ * handle for `seconds` seconds (at most 12 hours), replacing any earlier authorisation.
+ * The authorisation and every operation it permits are audited with both ids. A store
+ * with a TEST LMK waives dual control (and its audit entries say so).
+ *
+ * Returns `PMP_STATUS_POLICY` when an officer is not enrolled, a passphrase does not
+ * verify or the two ids are the same; `PMP_STATUS_INVALID_ARGUMENT` for an unknown
+ * activity or a validity out of range; `PMP_STATUS_UNSUPPORTED` for a backend without
+ * dual control.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle; `officer1`, `officer2` and `activities` NUL-terminated;
+ * `pass1` / `pass2` must point to `pass1_len` / `pass2_len` readable bytes.
+ */
+pmp_status pmp_hsm_authorise(const struct pmp_hsm *hsm,
+                             const char *officer1,
+                             const uint8_t *pass1,
+                             size_t pass1_len,
+                             const char *officer2,
+                             const uint8_t *pass2,
+                             size_t pass2_len,
+                             const char *activities,
+                             uint64_t seconds);
+
+/**
+ * Ends the handle's current dual-control authorisation, if any.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle.
+ */
+pmp_status pmp_hsm_end_authorisation(const struct pmp_hsm *hsm);
+
+/**
+ * Enrols officer `id` with a passphrase of `pass_len` bytes (at least 12) in the software
+ * HSM's store (its Argon2id hash is kept under the LMK). The first two officers enrol
+ * freely; a further one, or a new passphrase, needs an authorisation for
+ * `manage-officers`. Returns `PMP_STATUS_UNSUPPORTED` for another backend.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle; `id` NUL-terminated; `pass` must point to `pass_len`
+ * readable bytes.
+ */
+pmp_status pmp_hsm_enrol_officer(const struct pmp_hsm *hsm,
+                                 const char *id,
+                                 const uint8_t *pass,
+                                 size_t pass_len);
 
 /**
  * Imports the issuer file `input_path` into the XOF file `xof_path` as the product file

@@ -141,6 +141,126 @@ pub struct KeyInfo {
     pub kcv: Kcv,
 }
 
+/// How a key came to be in the HSM. A backend that binds it (the software HSM binds it
+/// under the LMK, in each stored key block) reports it through [`Hsm::key_origin`].
+///
+/// Only a [`Generated`](KeyOrigin::Generated) key's value has never been outside the HSM;
+/// a key formed from components or imported under a KEK is known (or knowable) elsewhere,
+/// so it can never MAC an XOF file or be trusted as the key that did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyOrigin {
+    /// Generated inside this HSM.
+    Generated,
+    /// Formed from clear components (key ceremony).
+    Components,
+    /// Imported as a key block under the key-encryption key with this label.
+    Imported {
+        /// The label of the KEK it was imported under.
+        kek: String,
+    },
+    /// The backend does not record origins.
+    Unknown,
+}
+
+impl KeyOrigin {
+    /// Whether the key's value has never been outside this HSM.
+    pub fn is_generated(&self) -> bool {
+        matches!(self, KeyOrigin::Generated)
+    }
+}
+
+impl fmt::Display for KeyOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyOrigin::Generated => f.write_str("generated"),
+            KeyOrigin::Components => f.write_str("components"),
+            KeyOrigin::Imported { kek } => write!(f, "imported under {kek}"),
+            KeyOrigin::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
+/// A sensitive activity: on a production key store it needs an authorisation given by two
+/// different officers ([`Hsm::authorise`]), scoped to named activities and a time limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Activity {
+    /// Forming any key from clear components (a key ceremony; a KEK above all).
+    FormKey,
+    /// Importing a key-encryption key (K0/K1) under another KEK.
+    ImportKek,
+    /// Exporting a key under a KEK.
+    Export,
+    /// Generating an exportable key.
+    GenerateExportable,
+    /// Decrypting to clear under a data key generated here (a DKep).
+    DecryptToClear,
+    /// Deleting a key.
+    DeleteKey,
+    /// Enrolling officers beyond the first two (changing who may authorise).
+    ManageOfficers,
+}
+
+impl Activity {
+    /// Every activity.
+    pub const ALL: [Activity; 7] = [
+        Activity::FormKey,
+        Activity::ImportKek,
+        Activity::Export,
+        Activity::GenerateExportable,
+        Activity::DecryptToClear,
+        Activity::DeleteKey,
+        Activity::ManageOfficers,
+    ];
+
+    /// The activity's name (`form-key`, `import-kek`, `export`, `generate-exportable`,
+    /// `decrypt-to-clear`, `delete-key`, `manage-officers`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Activity::FormKey => "form-key",
+            Activity::ImportKek => "import-kek",
+            Activity::Export => "export",
+            Activity::GenerateExportable => "generate-exportable",
+            Activity::DecryptToClear => "decrypt-to-clear",
+            Activity::DeleteKey => "delete-key",
+            Activity::ManageOfficers => "manage-officers",
+        }
+    }
+
+    /// The activity named `name` (as [`name`](Activity::name) spells it).
+    pub fn from_name(name: &str) -> Result<Activity> {
+        Activity::ALL
+            .into_iter()
+            .find(|a| a.name() == name)
+            .ok_or_else(|| {
+                crate::Error::invalid(
+                    "activity",
+                    format!(
+                        "'{name}' is not one of {}",
+                        Activity::ALL.map(|a| a.name()).join(", ")
+                    ),
+                )
+            })
+    }
+}
+
+/// An officer's credential for [`Hsm::authorise`]: the id and the passphrase. `Debug` shows
+/// the id only.
+#[derive(Clone, Copy)]
+pub struct Officer<'a> {
+    /// The officer's id (a label).
+    pub id: &'a str,
+    /// The officer's passphrase.
+    pub passphrase: &'a [u8],
+}
+
+impl fmt::Debug for Officer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Officer")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What an imported key block must carry, checked before the key is stored.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ImportCheck<'a> {
@@ -263,8 +383,35 @@ pub trait Hsm: Send + Sync + fmt::Debug {
     /// Every key, sorted by label.
     fn list_keys(&self) -> Result<Vec<KeyInfo>>;
 
+    /// How `key` came to be ([`KeyOrigin`]). Backends that do not record it answer
+    /// [`KeyOrigin::Unknown`], which the XOF MAC rule treats as not generated here.
+    fn key_origin(&self, key: &KeyHandle) -> Result<KeyOrigin> {
+        self.key_info(key).map(|_| KeyOrigin::Unknown)
+    }
+
     /// Deletes a key.
     fn delete_key(&self, key: &KeyHandle) -> Result<()>;
+
+    /// Dual control: two different officers, each by passphrase, authorise `activities` for
+    /// `valid_for` (replacing any earlier authorisation of this instance). Backends without
+    /// it answer [`Error::Unsupported`](crate::Error::Unsupported).
+    fn authorise(
+        &self,
+        first: &Officer<'_>,
+        second: &Officer<'_>,
+        activities: &[Activity],
+        valid_for: std::time::Duration,
+    ) -> Result<()> {
+        let _ = (first, second, activities, valid_for);
+        Err(crate::Error::Unsupported(
+            "dual-control authorisation in this backend".into(),
+        ))
+    }
+
+    /// Ends the current authorisation, if any.
+    fn end_authorisation(&self) -> Result<()> {
+        Ok(())
+    }
 
     // ---- data ----
 

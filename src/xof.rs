@@ -199,18 +199,63 @@ fn verify(path: &Path, hsm: &dyn Hsm, mac_key: Option<&str>) -> Result<u64> {
     Ok(r.records())
 }
 
+/// The store's XOF MAC key: the one key of `hsm` that may verify an XOF (AES, M6, mode C or
+/// V, not exportable, generated in the HSM — or any origin on TEST keys). What `pmp xof verify` expects by default, so
+/// that the key is taken from the store, never from the file alone. No such key, or more
+/// than one, is [`Error::Policy`] naming them (name the key explicitly then).
+pub fn store_mac_key(hsm: &dyn Hsm) -> Result<String> {
+    let mut found = Vec::new();
+    for k in hsm.list_keys()? {
+        let s = &k.spec;
+        if s.algorithm == Algorithm::Aes
+            && s.usage == KeyUsage::M6
+            && s.exportability == Exportability::N
+            && matches!(
+                s.mode_of_use,
+                crate::keyblock::ModeOfUse::C | crate::keyblock::ModeOfUse::V
+            )
+            && (hsm.key_origin(&k.handle)?.is_generated() || hsm.capabilities().is_test())
+        {
+            found.push(s.label.clone());
+        }
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(Error::Policy(
+            "the key store holds no XOF MAC key (AES, M6, mode C or V, not exportable, generated in the HSM)".into(),
+        )),
+        _ => Err(Error::Policy(format!(
+            "the key store holds several XOF MAC keys ({}): name the expected one",
+            found.join(", ")
+        ))),
+    }
+}
+
 /// The XOF MAC key policy (`docs/xof.md` §3): the key must be AES with usage M6 and **not
 /// exportable** (`N`). An exportable key (such as the MAC transport key MTK, which leaves
 /// the bureau under ZMK-prod) is known outside the bureau, and whoever holds it could forge
 /// a file; only a key that never leaves the bureau's HSM may MAC an XOF.
-pub(crate) fn check_mac_key_policy(info: &KeyInfo) -> Result<()> {
+///
+/// And the key must have been **generated in this HSM** ([`Hsm::key_origin`]): a key formed
+/// from components or imported under a KEK — even one marked non-exportable by whoever
+/// wrapped it — has a value known outside the HSM, so it can neither MAC an XOF nor be
+/// trusted as the key that did. A backend that does not record origins is refused. A
+/// backend on TEST keys (a TEST-LMK store, whose every key is readable on disk) waives the
+/// origin rule, so that known-answer vectors with stated MAC keys (`docs/xof.md` §8) can
+/// be checked.
+pub(crate) fn check_mac_key_policy(hsm: &dyn Hsm, info: &KeyInfo) -> Result<()> {
     let s = &info.spec;
+    let origin = hsm.key_origin(&info.handle)?;
     let why = if s.algorithm != Algorithm::Aes || s.usage != KeyUsage::M6 {
         format!("it is {} {}, not AES M6 (CMAC)", s.algorithm, s.usage)
     } else if s.exportability != Exportability::N {
         format!(
             "it is exportable ({}): only a key that never leaves the bureau's HSM (exportability N) may MAC an XOF",
             s.exportability.as_char()
+        )
+    } else if !origin.is_generated() && !hsm.capabilities().is_test() {
+        format!(
+            "its origin is {origin}: only a key generated in this HSM (whose value was never outside it) may MAC an XOF"
         )
     } else {
         return Ok(());

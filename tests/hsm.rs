@@ -312,6 +312,7 @@ fn key_hierarchy_flow() {
     let zmk_i = hierarchy::zmk_ceremony(
         &hsm,
         "ZMK-ISSUER",
+        hierarchy::Zone::Import,
         Algorithm::Tdes,
         &[&zi1, &zi2],
         &[],
@@ -371,6 +372,7 @@ fn key_hierarchy_flow() {
     let zmk_p = hierarchy::zmk_ceremony(
         &hsm,
         "ZMK-PROD",
+        hierarchy::Zone::Export,
         Algorithm::Aes,
         &zp_refs,
         &kcvs,
@@ -396,6 +398,7 @@ fn key_hierarchy_flow() {
     let zmk_pp = hierarchy::zmk_ceremony(
         &prod,
         "ZMK-PROD",
+        hierarchy::Zone::Import,
         Algorithm::Aes,
         &zp_refs,
         &kcvs,
@@ -557,8 +560,16 @@ fn known_zmk(hsm: &SoftHsm, alg: Algorithm, len: usize) -> (SecretKey, pmp_core:
         .zip(zmk.expose_secret())
         .map(|(a, b)| a ^ b)
         .collect();
-    let z =
-        hierarchy::zmk_ceremony(hsm, "ZMK", alg, &[c1.expose_secret(), &c2], &[], None).unwrap();
+    let z = hierarchy::zmk_ceremony(
+        hsm,
+        "ZMK",
+        hierarchy::Zone::Import,
+        alg,
+        &[c1.expose_secret(), &c2],
+        &[],
+        None,
+    )
+    .unwrap();
     (zmk, z)
 }
 

@@ -2,11 +2,22 @@
 //!
 //! A store with a TEST LMK opens by itself; a store with a production LMK needs its
 //! components in the environment variable `PMP_LMK_COMPONENTS` (comma-separated hex).
+//!
+//! Dual control: on a production store the sensitive commands (`key components`, `key
+//! import` of a KEK, `key export`, `key generate --exportable`, `key delete`, enrolling a
+//! third officer) take `--officer ID` twice. Each officer's passphrase is read from the
+//! environment variable `PMP_PASSPHRASE_<ID>` (the id upper-cased, other characters than
+//! letters and digits as `_`) or, when that is not set, prompted for on standard error and
+//! read as one line from standard input — never from the command line. The authorisation
+//! covers the one activity of the command for at most five minutes and is ended when the
+//! command ends. A TEST-LMK store waives it (its audit entries say so).
 
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use pmp_core::hsm::{Hsm, KeySpec, LmkComponent, LmkSource, SoftHsm};
+use pmp_core::hsm::{
+    Activity, Hsm, ImportCheck, KeySpec, LmkComponent, LmkSource, Officer, SoftHsm,
+};
 use pmp_core::keyblock::{Exportability, KeyUsage, ModeOfUse};
 use pmp_core::{Algorithm, Kcv};
 use zeroize::{Zeroize, Zeroizing};
@@ -37,6 +48,20 @@ enum KeystoreCommand {
         /// An LMK component in hex (32 bytes), 2 or 3 times.
         #[arg(long = "lmk-component", num_args = 1)]
         lmk_component: Vec<String>,
+    },
+    /// Enrol an officer for dual control: the passphrase (at least 12 bytes) comes from
+    /// PMP_PASSPHRASE_<ID> or a prompt. The first two officers enrol freely; a third, or a
+    /// new passphrase, needs two enrolled officers (--officer twice).
+    EnrolOfficer {
+        /// The key store directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The new officer's id.
+        #[arg(long)]
+        id: String,
+        /// An authorising officer (twice), when two are already enrolled.
+        #[arg(long, num_args = 1)]
+        officer: Vec<String>,
     },
 }
 
@@ -69,9 +94,13 @@ enum KeyCommand {
         /// Expected KCV of the resulting key; the key is refused (nothing stored) when it differs.
         #[arg(long)]
         kcv: Option<String>,
-        /// TR-31 mode of use (default: B, or C for MAC keys).
+        /// TR-31 mode of use (default: B, or C for MAC keys; a KEK on a production store must
+        /// be D, imports only, or E, exports only).
         #[arg(long)]
         mode: Option<String>,
+        /// An authorising officer (twice; dual control on a production store).
+        #[arg(long, num_args = 1)]
+        officer: Vec<String>,
     },
     /// Generate a random key. Prints the KCV.
     Generate {
@@ -96,6 +125,10 @@ enum KeyCommand {
         /// Allow export under a key-encryption key (exportability E).
         #[arg(long)]
         exportable: bool,
+        /// An authorising officer (twice; dual control on a production store, with
+        /// --exportable).
+        #[arg(long, num_args = 1)]
+        officer: Vec<String>,
     },
     /// Import a TR-31 key block under a key-encryption key. Prints the KCV.
     Import {
@@ -111,6 +144,16 @@ enum KeyCommand {
         /// The key block.
         #[arg(long)]
         block: String,
+        /// The usages accepted, comma-separated (e.g. D0,P0). Default: any usage but a
+        /// key-encryption key (K0, K1), which must be named here.
+        #[arg(long)]
+        usage: Option<String>,
+        /// The KCV the sender gave separately; the key is refused when it differs.
+        #[arg(long)]
+        kcv: Option<String>,
+        /// An authorising officer (twice; dual control on a production store, for a KEK).
+        #[arg(long, num_args = 1)]
+        officer: Vec<String>,
     },
     /// Export a key as a TR-31 key block under a key-encryption key. Prints the block.
     Export {
@@ -123,6 +166,21 @@ enum KeyCommand {
         /// Label of the key-encryption key (K0/K1, at least as strong).
         #[arg(long)]
         kek: String,
+        /// An authorising officer (twice; dual control on a production store).
+        #[arg(long, num_args = 1)]
+        officer: Vec<String>,
+    },
+    /// Delete a key.
+    Delete {
+        /// The key store directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Label of the key to delete.
+        #[arg(long)]
+        label: String,
+        /// An authorising officer (twice; dual control on a production store).
+        #[arg(long, num_args = 1)]
+        officer: Vec<String>,
     },
     /// List the keys: label, usage, algorithm, mode, exportability, KCV.
     List {
@@ -163,6 +221,65 @@ fn print_key(info: &pmp_core::hsm::KeyInfo) {
 /// Whether a key may wrap others (K0, K1).
 fn is_kek(k: &pmp_core::hsm::KeyInfo) -> bool {
     matches!(k.spec.usage, KeyUsage::K0 | KeyUsage::K1)
+}
+
+/// The environment variable that may hold officer `id`'s passphrase.
+fn passphrase_var(id: &str) -> String {
+    let id: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("PMP_PASSPHRASE_{id}")
+}
+
+/// Officer `id`'s passphrase: from `PMP_PASSPHRASE_<ID>`, else prompted for on standard
+/// error and read as one line from standard input.
+fn passphrase(id: &str) -> Result<Zeroizing<String>, CliError> {
+    if let Ok(v) = std::env::var(passphrase_var(id)) {
+        return Ok(Zeroizing::new(v));
+    }
+    eprint!("passphrase for officer {id}: ");
+    let mut line = Zeroizing::new(String::new());
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| CliError::rejected(format!("reading the passphrase of officer {id}: {e}")))?;
+    let trimmed = Zeroizing::new(line.trim_end_matches(['\n', '\r']).to_string());
+    Ok(trimmed)
+}
+
+/// Dual control: with two `--officer` values, they authorise `activity` for this command
+/// (five minutes at most). Without, nothing is asked: a production store then refuses the
+/// sensitive operation itself, naming the missing authorisation.
+fn authorise(hsm: &SoftHsm, officers: &[String], activity: Activity) -> Result<(), CliError> {
+    match officers.len() {
+        0 => Ok(()),
+        2 => {
+            let p1 = passphrase(&officers[0])?;
+            let p2 = passphrase(&officers[1])?;
+            hsm.authorise(
+                &Officer {
+                    id: &officers[0],
+                    passphrase: p1.as_bytes(),
+                },
+                &Officer {
+                    id: &officers[1],
+                    passphrase: p2.as_bytes(),
+                },
+                &[activity],
+                std::time::Duration::from_secs(300),
+            )?;
+            Ok(())
+        }
+        n => Err(CliError::usage(format!(
+            "give --officer twice (two different officers), not {n} times"
+        ))),
+    }
 }
 
 fn usage_arg(s: &str) -> Result<KeyUsage, CliError> {
@@ -233,6 +350,16 @@ pub fn run_keystore(args: KeystoreArgs) -> CliResult {
             );
             Ok(())
         }
+        KeystoreCommand::EnrolOfficer { dir, id, officer } => {
+            let hsm = open(&dir)?;
+            authorise(&hsm, &officer, Activity::ManageOfficers)?;
+            let p = passphrase(&id)?;
+            let r = hsm.enrol_officer(&id, p.as_bytes());
+            let _ = hsm.end_authorisation();
+            r?;
+            println!("officer {id} enrolled");
+            Ok(())
+        }
     }
 }
 
@@ -247,6 +374,7 @@ pub fn run_key(args: KeyArgs) -> CliResult {
             component,
             kcv,
             mode,
+            officer,
         } => {
             label_arg("--label", &label)?;
             let usage = usage_arg(&usage)?;
@@ -261,7 +389,10 @@ pub fn run_key(args: KeyArgs) -> CliResult {
             let alg: Algorithm = algorithm.into();
             let spec = KeySpec::new(&label, alg, comps[0].len(), usage, mode);
             let parts: Vec<&[u8]> = comps.iter().map(|c| c.as_slice()).collect();
-            let info = hsm.form_key_from_components(&spec, &parts, &[], expected.as_ref())?;
+            authorise(&hsm, &officer, Activity::FormKey)?;
+            let r = hsm.form_key_from_components(&spec, &parts, &[], expected.as_ref());
+            let _ = hsm.end_authorisation();
+            let info = r?;
             print_key(&info);
             Ok(())
         }
@@ -273,6 +404,7 @@ pub fn run_key(args: KeyArgs) -> CliResult {
             bits,
             mode,
             exportable,
+            officer,
         } => {
             label_arg("--label", &label)?;
             let usage = usage_arg(&usage)?;
@@ -288,8 +420,11 @@ pub fn run_key(args: KeyArgs) -> CliResult {
             let mut spec = KeySpec::new(&label, alg, len, usage, mode);
             if exportable {
                 spec = spec.exportable();
+                authorise(&hsm, &officer, Activity::GenerateExportable)?;
             }
-            let info = hsm.generate_key(&spec)?;
+            let r = hsm.generate_key(&spec);
+            let _ = hsm.end_authorisation();
+            let info = r?;
             print_key(&info);
             Ok(())
         }
@@ -298,13 +433,52 @@ pub fn run_key(args: KeyArgs) -> CliResult {
             label,
             kek,
             block,
+            usage,
+            kcv,
+            officer,
         } => {
             label_arg("--label", &label)?;
+            let block = block.trim();
+            // As in the library (hierarchy::import_issuer_key): the usages expected are
+            // checked before anything is stored; a KEK only when named.
+            let usages: Vec<KeyUsage> = match usage.as_deref() {
+                Some(list) => list
+                    .split(',')
+                    .map(|u| usage_arg(u.trim()))
+                    .collect::<Result<_, _>>()?,
+                None => {
+                    // Without --usage: whatever the block carries, unless it is a KEK.
+                    let h = pmp_core::keyblock::inspect(block)?;
+                    if matches!(h.usage, KeyUsage::K0 | KeyUsage::K1) {
+                        return Err(CliError::rejected(format!(
+                            "the key block carries a key-encryption key ({}): name the usage \
+                             with --usage {} to import one (a sensitive activity)",
+                            h.usage, h.usage
+                        )));
+                    }
+                    vec![h.usage]
+                }
+            };
+            let expected = kcv
+                .as_deref()
+                .map(Kcv::from_hex)
+                .transpose()
+                .map_err(|e| CliError::rejected(format!("--kcv: {e}")))?;
             let hsm = open(&dir)?;
             let kek_label = kek;
             let kek = crate::store::find_key(&hsm, &dir, "--kek", &kek_label, is_kek)?;
-            let block = block.trim();
-            let info = match hsm.import_key_block(&label, &kek, block) {
+            authorise(&hsm, &officer, Activity::ImportKek)?;
+            let r = hsm.import_key_block_checked(
+                &label,
+                &kek,
+                block,
+                &ImportCheck {
+                    kcv: expected.as_ref(),
+                    usages: &usages,
+                },
+            );
+            let _ = hsm.end_authorisation();
+            let info = match r {
                 Err(pmp_core::Error::Crypto) => {
                     // Opaque on purpose in the library (no oracle); the operator still
                     // learns which block and which KEK, neither of them secret.
@@ -320,14 +494,22 @@ pub fn run_key(args: KeyArgs) -> CliResult {
             print_key(&info);
             Ok(())
         }
-        KeyCommand::Export { dir, label, kek } => {
+        KeyCommand::Export {
+            dir,
+            label,
+            kek,
+            officer,
+        } => {
             let hsm = open(&dir)?;
             let key = crate::store::find_key(&hsm, &dir, "--label", &label, |k| {
                 k.spec.exportability != Exportability::N
             })?;
             let kek_label = kek;
             let kek = crate::store::find_key(&hsm, &dir, "--kek", &kek_label, is_kek)?;
-            let block = hsm.export_key_block(&key, &kek)?;
+            authorise(&hsm, &officer, Activity::Export)?;
+            let r = hsm.export_key_block(&key, &kek);
+            let _ = hsm.end_authorisation();
+            let block = r?;
             output::result(
                 || println!("{block}"),
                 || {
@@ -335,6 +517,20 @@ pub fn run_key(args: KeyArgs) -> CliResult {
                     json!({"label": label, "kek": kek_label, "block": block, "kcv": kcv})
                 },
             );
+            Ok(())
+        }
+        KeyCommand::Delete {
+            dir,
+            label,
+            officer,
+        } => {
+            let hsm = open(&dir)?;
+            let key = crate::store::find_key(&hsm, &dir, "--label", &label, |_| true)?;
+            authorise(&hsm, &officer, Activity::DeleteKey)?;
+            let r = hsm.delete_key(&key);
+            let _ = hsm.end_authorisation();
+            r?;
+            println!("deleted {label}");
             Ok(())
         }
         KeyCommand::List { dir } => {

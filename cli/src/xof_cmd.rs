@@ -35,8 +35,8 @@ enum XofCommand {
         #[arg(long)]
         dir: PathBuf,
         /// The label of the key that must MAC the file: a file naming another MAC key is
-        /// refused. Without it, any key of the store that may MAC an XOF (AES, M6, not
-        /// exportable) is accepted.
+        /// refused. Without it, the store's one XOF MAC key (AES, M6, not exportable,
+        /// generated in the HSM) is expected; a store with none or several is refused.
         #[arg(long, value_name = "LABEL")]
         mac_key: Option<String>,
         /// Accept an order marked TEST (made under a TEST LMK) on a production key store
@@ -65,13 +65,18 @@ pub fn run(args: XofArgs) -> CliResult {
         } => {
             check_is_xof(&file)?;
             let hsm = hsm_cmd::open(&dir)?;
-            if let Some(label) = &mac_key {
-                crate::store::find_key(&hsm, &dir, "--mac-key", label, |k| {
-                    k.spec.usage == KeyUsage::M6
-                        && k.spec.algorithm == Algorithm::Aes
-                        && k.spec.exportability == Exportability::N
-                })?;
-            }
+            // The expected MAC key comes from the store, never from the file alone.
+            let mac_key = match mac_key {
+                Some(label) => {
+                    crate::store::find_key(&hsm, &dir, "--mac-key", &label, |k| {
+                        k.spec.usage == KeyUsage::M6
+                            && k.spec.algorithm == Algorithm::Aes
+                            && k.spec.exportability == Exportability::N
+                    })?;
+                    label
+                }
+                None => xof::store_mac_key(&hsm)?,
+            };
             let f = std::fs::File::open(&file)
                 .map_err(|e| CliError::rejected(format!("{}: {e}", file.display())))?;
             let total = f.metadata().ok().map(|m| m.len());
@@ -79,7 +84,7 @@ pub fn run(args: XofArgs) -> CliResult {
             let input = BufReader::with_capacity(64 * 1024, Counting::new(f, read.clone()));
             let progress = Reporter::new("xof verify", total);
             let opts = ReadOptions {
-                mac_key: mac_key.as_deref(),
+                mac_key: Some(&mac_key),
                 allow_test,
             };
             let verified = (|| {

@@ -118,6 +118,7 @@ pub fn run(dir: &Path, cards: u64, opts: &import::Options<'_>) -> Result<DemoSum
     let zmk_prod = hierarchy::zmk_ceremony(
         &hsm,
         labels::ZMK_PROD,
+        hierarchy::Zone::Export,
         Algorithm::Aes,
         &[c1.expose_secret(), c2.expose_secret()],
         &[Some(c1.kcv()), Some(c2.kcv())],

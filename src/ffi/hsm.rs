@@ -18,7 +18,7 @@ use super::boundary::{
 };
 use super::pmp_status;
 use crate::Kcv;
-use crate::hsm::{Hsm, LmkComponent, LmkComponents, LmkSource, SoftHsm};
+use crate::hsm::{Activity, Hsm, LmkComponent, LmkComponents, LmkSource, Officer, SoftHsm};
 
 /// An HSM session over one backend: today the built-in software HSM over a key-store
 /// directory (`pmp_hsm_init`, `pmp_hsm_open`).
@@ -265,6 +265,120 @@ pub unsafe extern "C" fn pmp_hsm_verify_audit(
     })
 }
 
+/// Dual control: two different officers, `officer1` and `officer2` (ids), each with a
+/// passphrase of `pass1_len` / `pass2_len` bytes, authorise the activities named in
+/// `activities` (comma-separated: `form-key`, `import-kek`, `export`,
+/// `generate-exportable`, `decrypt-to-clear`, `delete-key`, `manage-officers`) on this
+/// handle for `seconds` seconds (at most 12 hours), replacing any earlier authorisation.
+/// The authorisation and every operation it permits are audited with both ids. A store
+/// with a TEST LMK waives dual control (and its audit entries say so).
+///
+/// Returns `PMP_STATUS_POLICY` when an officer is not enrolled, a passphrase does not
+/// verify or the two ids are the same; `PMP_STATUS_INVALID_ARGUMENT` for an unknown
+/// activity or a validity out of range; `PMP_STATUS_UNSUPPORTED` for a backend without
+/// dual control.
+///
+/// # Safety
+///
+/// `hsm` must be a live handle; `officer1`, `officer2` and `activities` NUL-terminated;
+/// `pass1` / `pass2` must point to `pass1_len` / `pass2_len` readable bytes.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn pmp_hsm_authorise(
+    hsm: *const pmp_hsm,
+    officer1: *const c_char,
+    pass1: *const u8,
+    pass1_len: usize,
+    officer2: *const c_char,
+    pass2: *const u8,
+    pass2_len: usize,
+    activities: *const c_char,
+    seconds: u64,
+) -> pmp_status {
+    ffi_call(|| {
+        // SAFETY: the caller's contract (# Safety), for each argument.
+        let (hsm, id1, p1, id2, p2, acts) = unsafe {
+            (
+                hsm_arg(hsm)?,
+                input_str(officer1, "officer1")?,
+                input_bytes(pass1, pass1_len, "pass1")?,
+                input_str(officer2, "officer2")?,
+                input_bytes(pass2, pass2_len, "pass2")?,
+                input_str(activities, "activities")?,
+            )
+        };
+        let acts = acts
+            .split(',')
+            .map(|a| Activity::from_name(a.trim()))
+            .collect::<crate::Result<Vec<_>>>()?;
+        hsm.hsm().authorise(
+            &Officer {
+                id: id1,
+                passphrase: p1,
+            },
+            &Officer {
+                id: id2,
+                passphrase: p2,
+            },
+            &acts,
+            std::time::Duration::from_secs(seconds),
+        )?;
+        Ok(())
+    })
+}
+
+/// Ends the handle's current dual-control authorisation, if any.
+///
+/// # Safety
+///
+/// `hsm` must be a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pmp_hsm_end_authorisation(hsm: *const pmp_hsm) -> pmp_status {
+    ffi_call(|| {
+        // SAFETY: the caller's contract (# Safety).
+        let hsm = unsafe { hsm_arg(hsm) }?;
+        hsm.hsm().end_authorisation()?;
+        Ok(())
+    })
+}
+
+/// Enrols officer `id` with a passphrase of `pass_len` bytes (at least 12) in the software
+/// HSM's store (its Argon2id hash is kept under the LMK). The first two officers enrol
+/// freely; a further one, or a new passphrase, needs an authorisation for
+/// `manage-officers`. Returns `PMP_STATUS_UNSUPPORTED` for another backend.
+///
+/// # Safety
+///
+/// `hsm` must be a live handle; `id` NUL-terminated; `pass` must point to `pass_len`
+/// readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pmp_hsm_enrol_officer(
+    hsm: *const pmp_hsm,
+    id: *const c_char,
+    pass: *const u8,
+    pass_len: usize,
+) -> pmp_status {
+    ffi_call(|| {
+        // SAFETY: the caller's contract (# Safety), for each argument.
+        let (hsm, id, pass) = unsafe {
+            (
+                hsm_arg(hsm)?,
+                input_str(id, "id")?,
+                input_bytes(pass, pass_len, "pass")?,
+            )
+        };
+        match &hsm.soft {
+            Some(soft) => soft.enrol_officer(id, pass)?,
+            None => {
+                return Err(
+                    crate::Error::Unsupported("officer enrolment in this backend".into()).into(),
+                );
+            }
+        }
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,5 +509,92 @@ mod tests {
             );
             pmp_hsm_free(h);
         }
+    }
+
+    /// Dual control through the C API: on a production store a deletion is refused until two
+    /// enrolled officers authorise it; an unknown activity is an invalid argument; another
+    /// backend does not offer it.
+    #[test]
+    fn dual_control_through_the_c_api() {
+        let dir = std::env::temp_dir().join(format!(
+            "pmp-ffi-dual-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let comps = [[0x3Cu8; 32], [0xA5u8; 32]]
+            .iter()
+            .map(|c| LmkComponent::new(c, None))
+            .collect();
+        let soft = SoftHsm::init(&dir, LmkSource::Components(comps)).unwrap();
+        soft.generate_key(&KeySpec::new(
+            "DK",
+            crate::Algorithm::Aes,
+            32,
+            crate::keyblock::KeyUsage::D0,
+            crate::keyblock::ModeOfUse::B,
+        ))
+        .unwrap();
+        let h = Box::into_raw(Box::new(pmp_hsm::soft(soft)));
+        let other = Box::into_raw(Box::new(pmp_hsm {
+            hsm: Arc::new(Other),
+            soft: None,
+        }));
+        let (a, b) = (b"alice passphrase", b"bob's passphrase");
+        // SAFETY: `h` and `other` are live handles from Box::into_raw, strings are
+        // NUL-terminated literals, passphrase pointers and lengths come from live arrays;
+        // each handle is freed once, last.
+        unsafe {
+            assert_eq!(
+                pmp_hsm_enrol_officer(h, c"alice".as_ptr(), a.as_ptr(), a.len()),
+                pmp_status::Ok
+            );
+            assert_eq!(
+                pmp_hsm_enrol_officer(h, c"bob".as_ptr(), b.as_ptr(), b.len()),
+                pmp_status::Ok
+            );
+            assert_eq!(
+                crate::ffi::pmp_key_delete(h, c"DK".as_ptr()),
+                pmp_status::Policy
+            );
+            let auth = |acts: &std::ffi::CStr, pass_b: &[u8]| {
+                pmp_hsm_authorise(
+                    h,
+                    c"alice".as_ptr(),
+                    a.as_ptr(),
+                    a.len(),
+                    c"bob".as_ptr(),
+                    pass_b.as_ptr(),
+                    pass_b.len(),
+                    acts.as_ptr(),
+                    60,
+                )
+            };
+            assert_eq!(auth(c"delete-key", b"wrong passphrase"), pmp_status::Policy);
+            assert_eq!(auth(c"delete-everything", b), pmp_status::InvalidArgument);
+            assert_eq!(auth(c"export, delete-key", b), pmp_status::Ok);
+            assert_eq!(
+                crate::ffi::pmp_key_delete(h, c"DK".as_ptr()),
+                pmp_status::Ok
+            );
+            assert_eq!(pmp_hsm_end_authorisation(h), pmp_status::Ok);
+            assert_eq!(
+                pmp_hsm_authorise(
+                    other,
+                    c"alice".as_ptr(),
+                    a.as_ptr(),
+                    a.len(),
+                    c"bob".as_ptr(),
+                    b.as_ptr(),
+                    b.len(),
+                    c"export".as_ptr(),
+                    60,
+                ),
+                pmp_status::Unsupported
+            );
+            pmp_hsm_free(h);
+            pmp_hsm_free(other);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

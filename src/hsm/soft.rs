@@ -10,15 +10,20 @@ use std::sync::{Arc, Mutex};
 use zeroize::Zeroizing;
 
 use super::policy::{self, Operation};
-use super::{Capabilities, CipherSpec, Hsm, ImportCheck, KeyHandle, KeyInfo, KeySpec, PinSpec};
-use crate::keyblock::{self, Exportability, Version};
+use super::{
+    Activity, Capabilities, CipherSpec, Hsm, ImportCheck, KeyHandle, KeyInfo, KeyOrigin, KeySpec,
+    Officer, PinSpec,
+};
+use crate::keyblock::{self, Exportability, KeyUsage, ModeOfUse, Version};
 use crate::pinblock::{Pan, PinBlockFormat};
 use crate::{Algorithm, Error, Kcv, MacAlgorithm, MacTag, Padding, Result, SecretKey};
 
 mod audit;
+mod auth;
 mod data;
 mod lmk;
 mod lock;
+mod manifest;
 mod store;
 mod usage;
 
@@ -28,6 +33,7 @@ use data::check_alg;
 pub use lmk::{LmkComponent, LmkComponents, LmkSource};
 use lmk::{LmkKind, Meta};
 use lock::StoreLock;
+use manifest::Manifest;
 use store::{Entry, KeyStore, header_for, spec_from_header};
 use usage::Counted;
 
@@ -44,7 +50,18 @@ use usage::Counted;
 ///   kind and KCV, never the LMK. A TEST store says so in
 ///   [`Capabilities::is_test`], in every audit entry (`lmk=TEST`), and
 ///   [`require_production`](SoftHsm::require_production) refuses it.
-/// - **Lock**: one instance per store, across threads and processes (`DIR/lock`); share the
+/// - **Manifest**: `DIR/manifest` lists every key file with its keyed hash, the audit log's
+///   tail and a generation counter, MACed under a key derived from the LMK and bound to the
+///   store id of `store.meta` (which every key block binds too). On open, a key file that is
+///   missing, added, replaced, rolled back or copied from another store under the same LMK,
+///   and an audit log that is truncated or rolled back, are refused with
+///   [`Error::Integrity`]. Temporary files left by an interrupted write are removed on open
+///   (and the removal audited).
+/// - **Key origin**: every key block binds how the key came to be ([`KeyOrigin`]:
+///   generated, formed from components, imported under a named KEK);
+///   [`Hsm::key_origin`] reports it.
+/// - **Lock**: one instance per store, across threads and processes: `flock` on the store
+///   directory itself, which cannot be removed from under a running process; share the
 ///   instance.
 /// - **Audit**: `DIR/audit.log`, MAC-chained under a key derived from the LMK
 ///   ([`verify_audit_log`](super::verify_audit_log)). Key-management operations and every
@@ -68,6 +85,8 @@ pub struct SoftHsm {
     kind: LmkKind,
     keys: KeyStore,
     audit: AuditLog,
+    manifest: Arc<Manifest>,
+    authority: auth::Authority,
     /// Serialises [`SoftHsm::flush_audit`], so no usage is counted twice.
     flush: Mutex<()>,
 }
@@ -92,11 +111,13 @@ impl SoftHsm {
             )));
         }
         KeyStore::create_dir(dir)?;
-        let (lmk, kind) = lmk::create(dir, lmk)?;
+        let (lmk, meta) = lmk::create(dir, lmk)?;
+        Manifest::create(dir, &lmk, &meta.store_id, meta.kind)?;
         let hsm = Self::open_with_lmk(dir, lmk)?;
         hsm.audit.record(&format!(
-            "op=keystore-init lmk={} lmk_kcv={} outcome=ok",
-            kind.as_str(),
+            "op=keystore-init store={} lmk={} lmk_kcv={} outcome=ok",
+            meta.store_id,
+            meta.kind.as_str(),
             hsm.lmk.kcv()
         ))?;
         Ok(hsm)
@@ -107,9 +128,13 @@ impl SoftHsm {
         Self::init(dir, LmkSource::Test)
     }
 
-    /// Opens the key store in `dir`, loading and verifying every key block. Any key file
-    /// that fails to verify (changed, swapped, renamed, wrong LMK) stops the open with an
-    /// [`Error::Integrity`] naming the file; the audit log's chain is verified too.
+    /// Opens the key store in `dir`, loading and verifying every key block against the
+    /// manifest. Any key file that fails to verify (changed, swapped, renamed, wrong LMK,
+    /// another store's, missing, added, rolled back) stops the open with an
+    /// [`Error::Integrity`] naming the file; the audit log's chain and its tail anchored in
+    /// the manifest are verified too (a torn final line is kept as evidence and recovered).
+    /// A store of the first format (`pmp-softhsm-1`) is refused with
+    /// [`Error::Unsupported`] saying how to move its keys.
     pub fn open(dir: &Path, lmk: LmkSource) -> Result<Self> {
         if matches!(&lmk, LmkSource::Components(c) if c.is_empty()) {
             return Err(Error::invalid("LMK components", "none given"));
@@ -121,8 +146,17 @@ impl SoftHsm {
         let lock = StoreLock::take(dir)?;
         let meta = Meta::read(dir)?;
         meta.check(&lmk)?;
-        let audit = AuditLog::open(dir, &lmk, meta.kind)?;
-        let keys = KeyStore::load(dir, &lmk)?;
+        let cleaned =
+            manifest::clean_temporaries(dir)? + manifest::clean_temporaries(&dir.join("keys"))?;
+        let manifest = Arc::new(Manifest::open(dir, &lmk, &meta.store_id, meta.kind)?);
+        let audit = AuditLog::open(dir, &lmk, meta.kind, manifest.clone())?;
+        let keys = KeyStore::load(dir, &lmk, &meta.store_id, manifest.clone())?;
+        if cleaned > 0 {
+            audit.record(&format!(
+                "op=keystore-open temporary_files_removed={cleaned} outcome=ok lmk={}",
+                meta.kind.as_str()
+            ))?;
+        }
         Ok(Self {
             _lock: lock,
             dir: dir.to_path_buf(),
@@ -130,8 +164,61 @@ impl SoftHsm {
             kind: meta.kind,
             keys,
             audit,
+            manifest,
+            authority: auth::Authority::default(),
             flush: Mutex::new(()),
         })
+    }
+
+    /// Enrols officer `id` (a label) with `passphrase` (at least 12 bytes): its Argon2id
+    /// hash is kept in the store's manifest, under the LMK. The first two officers enrol
+    /// freely (the ceremony that creates the store); a further officer, or a new passphrase
+    /// for an enrolled one, is the sensitive activity [`Activity::ManageOfficers`].
+    pub fn enrol_officer(&self, id: &str, passphrase: &[u8]) -> Result<()> {
+        let mut note = String::new();
+        let r = (|| {
+            crate::label::check(id, "officer id")?;
+            if self.manifest.officer_count() >= 2 || self.manifest.officer(id).is_some() {
+                note = self.require(
+                    Activity::ManageOfficers,
+                    &format!("enrolling officer '{id}'"),
+                )?;
+            }
+            let c = auth::credential(passphrase)?;
+            self.manifest.set_officer(id, c)
+        })();
+        self.logged(&format!("op=enrol-officer officer={id}{note}"), r)
+    }
+
+    /// The audit note of a sensitive activity `a` (`what` names it in a refusal): on a
+    /// TEST-LMK store it is waived (and says so), else a current authorisation must cover
+    /// it.
+    fn require(&self, a: Activity, what: &str) -> Result<String> {
+        if self.is_test() {
+            return Ok(format!(" activity={} auth=waived-test-lmk", a.name()));
+        }
+        self.authority
+            .check(a, what)
+            .map(|o| format!(" activity={} auth={o}", a.name()))
+    }
+
+    /// KEK zones: a KEK (K0/K1) formed from components or imported belongs to one zone —
+    /// mode D (it only imports: an issuer zone) or E (it only exports: a production zone).
+    /// A two-way KEK (mode B) is refused, except on a TEST-LMK store (waived, and said).
+    fn zone(&self, spec: &KeySpec, how: &str) -> Result<String> {
+        if !matches!(spec.usage, KeyUsage::K0 | KeyUsage::K1) {
+            return Ok(String::new());
+        }
+        match spec.mode_of_use {
+            ModeOfUse::D => Ok(" zone=import".into()),
+            ModeOfUse::E => Ok(" zone=export".into()),
+            _ if self.is_test() => Ok(" zone=waived-test-lmk".into()),
+            m => Err(Error::Policy(format!(
+                "KEK '{}' {how} must belong to one zone: mode D (imports only, an issuer zone) \
+                 or E (exports only, a production zone), not {m:?}",
+                spec.label
+            ))),
+        }
     }
 
     /// Refuses a TEST LMK (for operations that require production keys).
@@ -158,7 +245,13 @@ impl SoftHsm {
     /// Verifies the audit log chain.
     pub fn verify_audit(&self) -> Result<AuditVerdict> {
         self.flush_audit()?;
-        audit::verify(&self.dir.join(audit::AUDIT), &self.lmk)
+        let meta = Meta::read(&self.dir)?;
+        let manifest = Manifest::open(&self.dir, &self.lmk, &meta.store_id, meta.kind)?;
+        audit::verify(
+            &self.dir.join(audit::AUDIT),
+            &self.lmk,
+            manifest.audit_anchor(),
+        )
     }
 
     /// Writes the pending usage counters as summary entries.
@@ -189,8 +282,23 @@ impl SoftHsm {
         Err(e)
     }
 
-    fn store(&self, spec: KeySpec, key: SecretKey) -> Result<KeyInfo> {
-        self.keys.add(&self.lmk, spec, key)
+    fn store(&self, spec: KeySpec, key: SecretKey, origin: KeyOrigin) -> Result<KeyInfo> {
+        self.keys.add(&self.lmk, spec, key, origin)
+    }
+
+    /// Decrypting to clear under a data key generated here (a DKep, which protects the
+    /// bureau's own data at rest) is the sensitive activity [`Activity::DecryptToClear`];
+    /// under an imported key (an issuer's transport key: its files must be read to be
+    /// imported) it stays open. Successful decryptions are counted in the usage summaries.
+    fn clear_decrypt(&self, e: &Entry) -> Result<()> {
+        if e.origin != KeyOrigin::Generated {
+            return Ok(());
+        }
+        self.require(
+            Activity::DecryptToClear,
+            &format!("decrypting to clear under '{}'", e.spec.label),
+        )
+        .map(|_| ())
     }
 
     fn policy(op: Operation, e: &Entry) -> Result<()> {
@@ -257,11 +365,20 @@ impl Hsm for SoftHsm {
     }
 
     fn generate_key(&self, spec: &KeySpec) -> Result<KeyInfo> {
-        let r =
-            SecretKey::generate(spec.algorithm, spec.len).and_then(|k| self.store(spec.clone(), k));
+        let mut note = String::new();
+        let r = (|| {
+            if spec.exportability != Exportability::N {
+                note = self.require(
+                    Activity::GenerateExportable,
+                    &format!("generating exportable key '{}'", spec.label),
+                )?;
+            }
+            SecretKey::generate(spec.algorithm, spec.len)
+                .and_then(|k| self.store(spec.clone(), k, KeyOrigin::Generated))
+        })();
         self.logged(
             &format!(
-                "op=generate key={} alg={} len={} usage={} mode={:?} export={:?}{}",
+                "op=generate key={} alg={} len={} usage={} mode={:?} export={:?}{note}{}",
                 spec.label,
                 spec.algorithm,
                 spec.len,
@@ -283,7 +400,13 @@ impl Hsm for SoftHsm {
         component_kcvs: &[Option<Kcv>],
         expected_kcv: Option<&Kcv>,
     ) -> Result<KeyInfo> {
+        let mut note = String::new();
         let r = (|| {
+            note = self.require(
+                Activity::FormKey,
+                &format!("forming key '{}' from components", spec.label),
+            )?;
+            note.push_str(&self.zone(spec, "formed from components")?);
             if !component_kcvs.is_empty() && component_kcvs.len() != components.len() {
                 return Err(Error::invalid(
                     "component KCVs",
@@ -309,11 +432,11 @@ impl Hsm for SoftHsm {
             if let Some(expected) = expected_kcv {
                 expected.check(&key.kcv(), "the key formed from the components")?;
             }
-            self.store(spec.clone(), key)
+            self.store(spec.clone(), key, KeyOrigin::Components)
         })();
         self.logged(
             &format!(
-                "op=form-from-components key={} components={} alg={} usage={} mode={:?}{}",
+                "op=form-from-components key={} components={} alg={} usage={} mode={:?}{note}{}",
                 spec.label,
                 components.len(),
                 spec.algorithm,
@@ -334,6 +457,7 @@ impl Hsm for SoftHsm {
         block: &str,
         check: &ImportCheck<'_>,
     ) -> Result<KeyInfo> {
+        let mut note = String::new();
         let r = (|| {
             crate::label::check(label, "label")?;
             let k = self.keys.entry(kek)?;
@@ -380,11 +504,24 @@ impl Hsm for SoftHsm {
             if let Some(expected) = check.kcv {
                 expected.check(&key.kcv(), format!("imported key '{label}'"))?;
             }
-            self.store(spec, key)
+            if matches!(spec.usage, KeyUsage::K0 | KeyUsage::K1) {
+                note = self.require(
+                    Activity::ImportKek,
+                    &format!("importing KEK '{label}' under '{}'", k.spec.label),
+                )?;
+                note.push_str(&self.zone(&spec, "imported")?);
+            }
+            self.store(
+                spec,
+                key,
+                KeyOrigin::Imported {
+                    kek: k.spec.label.clone(),
+                },
+            )
         })();
         self.logged(
             &format!(
-                "op=import key={label} kek={}{}",
+                "op=import key={label} kek={}{note}{}",
                 kek.label(),
                 r.as_ref()
                     .map(|i| format!(" usage={} kcv={}", i.spec.usage, i.kcv))
@@ -395,10 +532,15 @@ impl Hsm for SoftHsm {
     }
 
     fn export_key_block(&self, key: &KeyHandle, kek: &KeyHandle) -> Result<String> {
+        let mut note = String::new();
         let r = (|| {
             let e = self.keys.entry(key)?;
             let k = self.keys.entry(kek)?;
             Self::policy(Operation::Wrap, &k)?;
+            note = self.require(
+                Activity::Export,
+                &format!("exporting key '{}' under '{}'", e.spec.label, k.spec.label),
+            )?;
             if e.spec.exportability != Exportability::E {
                 return Err(Error::Policy(format!(
                     "key '{}' is not exportable (exportability {:?})",
@@ -423,7 +565,7 @@ impl Hsm for SoftHsm {
             let header = header_for(&e.spec, version, None)?;
             keyblock::wrap(&k.key, &header, &e.key, None).map(|b| (b, e.kcv, k.kcv))
         })();
-        let what = format!("op=export key={} kek={}", key.label(), kek.label());
+        let what = format!("op=export key={} kek={}{note}", key.label(), kek.label());
         let what = match &r {
             Ok((_, kcv, kek_kcv)) => format!("{what} kcv={kcv} kek_kcv={kek_kcv}"),
             Err(_) => what,
@@ -439,6 +581,71 @@ impl Hsm for SoftHsm {
         self.keys.read().find(label).map(|e| e.handle.clone())
     }
 
+    fn authorise(
+        &self,
+        first: &Officer<'_>,
+        second: &Officer<'_>,
+        activities: &[Activity],
+        valid_for: std::time::Duration,
+    ) -> Result<()> {
+        let names: Vec<&str> = activities.iter().map(|a| a.name()).collect();
+        let r = (|| {
+            crate::label::check(first.id, "officer id")?;
+            crate::label::check(second.id, "officer id")?;
+            if first.id == second.id {
+                return Err(Error::Policy(
+                    "dual control needs two different officers".into(),
+                ));
+            }
+            if activities.is_empty() {
+                return Err(Error::invalid("activities", "name at least one"));
+            }
+            if valid_for.is_zero() || valid_for > auth::MAX_VALIDITY {
+                return Err(Error::invalid(
+                    "validity",
+                    format!(
+                        "between 1 second and {} hours",
+                        auth::MAX_VALIDITY.as_secs() / 3600
+                    ),
+                ));
+            }
+            for o in [first, second] {
+                let ok = match self.manifest.officer(o.id) {
+                    Some(c) => auth::verify(&c, o.passphrase)?,
+                    None => false,
+                };
+                if !ok {
+                    return Err(Error::Policy(format!(
+                        "officer '{}' is not enrolled or the passphrase does not verify",
+                        o.id
+                    )));
+                }
+            }
+            self.authority
+                .grant(format!("{}+{}", first.id, second.id), activities, valid_for);
+            Ok(())
+        })();
+        self.logged(
+            &format!(
+                "op=authorise officers={}+{} activities={} valid_for={}s",
+                first.id.replace(' ', "_"),
+                second.id.replace(' ', "_"),
+                names.join(","),
+                valid_for.as_secs()
+            ),
+            r,
+        )
+    }
+
+    fn end_authorisation(&self) -> Result<()> {
+        self.authority.end();
+        self.logged("op=end-authorisation", Ok(()))
+    }
+
+    fn key_origin(&self, key: &KeyHandle) -> Result<KeyOrigin> {
+        self.keys.entry(key).map(|e| e.origin.clone())
+    }
+
     fn list_keys(&self) -> Result<Vec<KeyInfo>> {
         let mut v: Vec<KeyInfo> = self.keys.read().live().map(|e| e.info()).collect();
         v.sort_by(|a, b| a.spec.label.cmp(&b.spec.label));
@@ -446,8 +653,16 @@ impl Hsm for SoftHsm {
     }
 
     fn delete_key(&self, key: &KeyHandle) -> Result<()> {
-        let r = self.keys.remove(key);
-        let what = format!("op=delete key={}", key.label());
+        let mut note = String::new();
+        let r = (|| {
+            self.keys.entry(key)?;
+            note = self.require(
+                Activity::DeleteKey,
+                &format!("deleting key '{}'", key.label()),
+            )?;
+            self.keys.remove(key)
+        })();
+        let what = format!("op=delete key={}{note}", key.label());
         let what = match &r {
             Ok(kcv) => format!("{what} kcv={kcv}"),
             Err(_) => what,
@@ -481,6 +696,7 @@ impl Hsm for SoftHsm {
             Counted::Decrypt,
             "decrypt-file",
             |e| {
+                self.clear_decrypt(e)?;
                 let entry = e.clone();
                 let reader = super::CbcDecryptReader::new(
                     input,
@@ -502,6 +718,7 @@ impl Hsm for SoftHsm {
             Counted::Decrypt,
             "decrypt",
             |e| {
+                self.clear_decrypt(e)?;
                 e.cipher
                     .decrypt(spec.mode, spec.iv, spec.padding, data, out)
             },
@@ -546,6 +763,7 @@ impl Hsm for SoftHsm {
         match r {
             Ok(v) => {
                 a.usage.add(Counted::PinTranslate);
+                b.usage.add(Counted::PinTranslateTo);
                 Ok(v)
             }
             Err(err) => self.data_failure("translate-pin", &[&a, &b], err),

@@ -735,7 +735,7 @@ impl<'h, R: BufRead> Reader<'h, R> {
         })?;
         let info = hsm.key_info(&key)?;
         let listed = h.key(&h.mac_key).expect("checked by check_header");
-        check_mac_key_policy(&info)?;
+        check_mac_key_policy(hsm, &info)?;
         listed.kcv.check(
             &info.kcv,
             format!("XOF MAC key '{}' of {}", h.mac_key, name),

@@ -92,7 +92,7 @@ impl<'h, W: Write> Writer<'h, W> {
                 ),
             ));
         }
-        check_mac_key_policy(&info)?;
+        check_mac_key_policy(hsm, &info)?;
         let listed = header
             .key(&header.mac_key)
             .expect("checked by check_header");

@@ -13,17 +13,25 @@
 //! removed, inserted or reordered entry breaks the chain at that line. The text never
 //! contains a secret: operation, key labels and KCVs, outcome.
 //!
-//! Not detected by the chain alone: removal of the *last* entries (truncation). The key
-//! store's metadata is not updated per entry (that would cost a write per operation);
-//! operators should ship the log off the machine (syslog, WORM storage) to close that gap.
+//! The tail is anchored in the store's manifest (`manifest.rs`): after every entry the
+//! manifest records its sequence and chain value, so removing the last entries
+//! (truncation) or putting back an older copy of the log (rollback) is detected on open and
+//! by [`verify_audit_log`].
+//!
+//! A write that fails part-way (full disk) is undone by truncating the file back to its
+//! last complete entry; if even that fails the log refuses further entries until the store
+//! is reopened. A torn final line left by a crash (no final newline) is detected on open,
+//! kept as evidence in `DIR/audit.torn-<seq>-<unix-seconds>`, removed from the log, and the
+//! chain continues from the last good entry with an `op=audit-recover` entry saying so.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::lmk::{self, LmkKind, LmkSource};
+use super::lmk::{self, LmkKind, LmkSource, Meta};
+use super::manifest::Manifest;
 use super::store::Entry;
 use super::usage::Counted;
 use crate::{Error, Result, SecretKey};
@@ -37,6 +45,7 @@ pub(super) struct AuditLog {
     path: PathBuf,
     key: SecretKey,
     kind: LmkKind,
+    manifest: Arc<Manifest>,
     state: Mutex<State>,
 }
 
@@ -44,6 +53,10 @@ struct State {
     file: File,
     seq: u64,
     chain: [u8; 16],
+    /// The file's length after the last complete entry.
+    len: u64,
+    /// A failed write could not be undone: no further entry until the store is reopened.
+    broken: bool,
 }
 
 impl core::fmt::Debug for AuditLog {
@@ -55,7 +68,7 @@ impl core::fmt::Debug for AuditLog {
 }
 
 /// Derives the audit key from the LMK (SP 800-108 counter mode, AES-CMAC PRF, 256 bits).
-fn derive_key(lmk: &SecretKey, label: &[u8]) -> Result<SecretKey> {
+pub(super) fn derive_key(lmk: &SecretKey, label: &[u8]) -> Result<SecretKey> {
     let mut out = zeroize::Zeroizing::new([0u8; 32]);
     for (i, chunk) in out.chunks_mut(16).enumerate() {
         let mut input = Vec::with_capacity(label.len() + 4);
@@ -110,8 +123,24 @@ fn parse_line(line: &str) -> Option<Parsed<'_>> {
     })
 }
 
-/// Walks the log; returns the last (seq, chain) or the first bad line.
-fn walk(path: &Path, key: &SecretKey) -> Result<(u64, [u8; 16])> {
+/// Walks the log; returns the last (seq, chain) or the first bad line. The entry `anchor`
+/// names (the manifest's record of the tail) must be there with that chain value.
+fn walk(path: &Path, key: &SecretKey, anchor: (u64, [u8; 16])) -> Result<(u64, [u8; 16])> {
+    let (last, chain) = walk_chain(path, key, anchor)?;
+    if last < anchor.0 {
+        return Err(Error::Integrity {
+            what: path.display().to_string(),
+            reason: format!(
+                "the log ends at entry {last}, the store's manifest records entry {} \
+                 (entries removed from the end, or an older copy of the log put back)",
+                anchor.0
+            ),
+        });
+    }
+    Ok((last, chain))
+}
+
+fn walk_chain(path: &Path, key: &SecretKey, anchor: (u64, [u8; 16])) -> Result<(u64, [u8; 16])> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, [0; 16])),
@@ -142,25 +171,87 @@ fn walk(path: &Path, key: &SecretKey) -> Result<(u64, [u8; 16])> {
                 reason: "chain MAC does not verify (entry changed, removed or reordered)".into(),
             });
         }
+        if p.seq == anchor.0 && p.chain != anchor.1 {
+            return Err(Error::Integrity {
+                what: what(),
+                reason: "the entry differs from the one the store's manifest records (log replaced or rolled back)".into(),
+            });
+        }
         prev = p.chain;
         expected_seq += 1;
     }
     Ok((expected_seq - 1, prev))
 }
 
-/// Verifies the audit log at `path` under the audit key derived from `lmk`.
-pub(super) fn verify(path: &Path, lmk: &SecretKey) -> Result<AuditVerdict> {
+/// Verifies the audit log at `path` under the audit key derived from `lmk`, against the
+/// tail `anchor` recorded in the manifest. A torn final line is reported (opening the store
+/// recovers it).
+pub(super) fn verify(
+    path: &Path,
+    lmk: &SecretKey,
+    anchor: (u64, [u8; 16]),
+) -> Result<AuditVerdict> {
     let key = derive_key(lmk, b"pmp-core audit")?;
-    let (entries, _) = walk(path, &key)?;
+    if let Ok(bytes) = std::fs::read(path)
+        && !bytes.is_empty()
+        && !bytes.ends_with(b"\n")
+    {
+        return Err(Error::Integrity {
+            what: path.display().to_string(),
+            reason: "the final entry is torn (interrupted write); opening the store keeps it \
+                     as evidence and continues the chain"
+                .into(),
+        });
+    }
+    let (entries, _) = walk(path, &key, anchor)?;
     Ok(AuditVerdict { entries })
 }
 
 /// Verifies the audit log of the software HSM key store in `dir` (opening the store's LMK
 /// the way [`SoftHsm::open`](super::SoftHsm::open) does). Returns the number of entries, or
 /// an [`Error::Integrity`] naming the first bad line.
+///
+/// The log's tail must match the one anchored in the store's manifest (whose MAC is checked
+/// too): a truncated or rolled-back log is an error here.
 pub fn verify_audit_log(dir: &Path, lmk: LmkSource) -> Result<AuditVerdict> {
     let lmk = lmk::load(dir, lmk)?;
-    verify(&dir.join(AUDIT), &lmk)
+    let meta = Meta::read(dir)?;
+    let manifest = Manifest::open(dir, &lmk, &meta.store_id, meta.kind)?;
+    verify(&dir.join(AUDIT), &lmk, manifest.audit_anchor())
+}
+
+/// Cuts a torn final line (no final newline) off the log at `path`, keeping it as evidence
+/// in `DIR/audit.torn-<after seq>-<time>`. Returns the evidence file's name and the torn
+/// line's length, or `None` when the log ends cleanly.
+fn cut_torn_line(path: &Path) -> Result<Option<(String, usize)>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(None);
+    }
+    let good = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let good_lines = bytes[..good].iter().filter(|b| **b == b'\n').count();
+    let name = format!("audit.torn-{good_lines}-{}", now());
+    let dir = path.parent().unwrap_or(Path::new("."));
+    super::store::write_atomic(&dir.join(&name), &bytes[good..], false)?;
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    f.set_len(good as u64)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io(path, e))?;
+    Ok(Some((name, bytes.len() - good)))
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// An error's reason for the audit log: the error text, which never carries a secret.
@@ -171,21 +262,45 @@ fn reason(e: &Error) -> String {
 impl AuditLog {
     /// Opens (verifying the existing chain) or creates the log of the store in `dir`, whose
     /// LMK `lmk` is of kind `kind`.
-    pub(super) fn open(dir: &Path, lmk: &SecretKey, kind: LmkKind) -> Result<Self> {
+    ///
+    /// The chain must reach the tail anchored in `manifest`. A torn final line is cut off,
+    /// kept as evidence and recorded in an `op=audit-recover` entry.
+    pub(super) fn open(
+        dir: &Path,
+        lmk: &SecretKey,
+        kind: LmkKind,
+        manifest: Arc<Manifest>,
+    ) -> Result<Self> {
         let path = dir.join(AUDIT);
         let key = derive_key(lmk, b"pmp-core audit")?;
-        let (seq, chain) = walk(&path, &key)?;
+        let torn = cut_torn_line(&path)?;
+        let (seq, chain) = walk(&path, &key, manifest.audit_anchor())?;
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        Ok(Self {
+        let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        let log = Self {
             path,
             key,
             kind,
-            state: Mutex::new(State { file, seq, chain }),
-        })
+            manifest,
+            state: Mutex::new(State {
+                file,
+                seq,
+                chain,
+                len,
+                broken: false,
+            }),
+        };
+        if let Some((name, n)) = torn {
+            log.record(&format!(
+                "op=audit-recover torn_bytes={n} after_seq={seq} evidence={name} outcome=ok lmk={}",
+                kind.as_str()
+            ))?;
+        }
+        Ok(log)
     }
 
     /// Records the outcome of a key-management call: `<what> outcome=ok` or
@@ -230,19 +345,30 @@ impl AuditLog {
     /// Appends one entry. `text` must not contain a secret or a newline.
     pub(super) fn record(&self, text: &str) -> Result<()> {
         let text = text.replace(['\n', '\r'], " ");
-        let time = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let time = now();
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.broken {
+            return Err(Error::Integrity {
+                what: self.path.display().to_string(),
+                reason: "an earlier write failed and could not be undone; reopen the store \
+                         (the torn entry is then kept as evidence)"
+                    .into(),
+            });
+        }
         let seq = st.seq + 1;
         let chain = link(&self.key, &st.chain, seq, time, &text)?;
         let line = format!("{seq} {time} {} {text}\n", hex::encode_upper(chain));
-        st.file
-            .write_all(line.as_bytes())
-            .map_err(|e| Error::io(&self.path, e))?;
+        if let Err(e) = st.file.write_all(line.as_bytes()) {
+            // Undo a partial line so the log stays a whole chain.
+            let len = st.len;
+            if st.file.set_len(len).is_err() {
+                st.broken = true;
+            }
+            return Err(Error::io(&self.path, e));
+        }
         st.seq = seq;
         st.chain = chain;
-        Ok(())
+        st.len += line.len() as u64;
+        self.manifest.set_audit(seq, chain)
     }
 }

@@ -11,8 +11,10 @@
 //! - **TEST**: generated at `init` and kept in clear in `DIR/lmk.test` (mode 0600) for
 //!   development only.
 //!
-//! `DIR/store.meta` records the store format, the LMK's kind (TEST or PRODUCTION) and its
-//! KCV — never the LMK.
+//! `DIR/store.meta` records the store format, the store's random id (bound into every key
+//! block and the manifest), the LMK's kind (TEST or PRODUCTION) and its KCV — never the LMK.
+//! A store of the first format (`pmp-softhsm-1`: no manifest, store id or key origins) is
+//! refused on open with a message saying how to move its keys.
 
 use std::fs;
 use std::path::Path;
@@ -24,7 +26,9 @@ use crate::{Algorithm, Error, Kcv, Result, SecretKey};
 
 const META: &str = "store.meta";
 const TEST_LMK: &str = "lmk.test";
-const FORMAT: &str = "pmp-softhsm-1";
+const FORMAT: &str = "pmp-softhsm-2";
+/// The first store format (no manifest, no store id, no key origins): refused on open.
+const FORMAT_1: &str = "pmp-softhsm-1";
 
 /// Environment variable through which the CLI receives production LMK components.
 pub const LMK_ENV: &str = "PMP_LMK_COMPONENTS";
@@ -149,10 +153,12 @@ fn components_from_env() -> Result<LmkComponents> {
         .collect()
 }
 
-/// What `store.meta` records: the LMK's kind and KCV.
+/// What `store.meta` records: the store id, the LMK's kind and KCV.
 pub(super) struct Meta {
     pub(super) kind: LmkKind,
     pub(super) kcv: Kcv,
+    /// 16 random bytes in hex, drawn at `init`.
+    pub(super) store_id: String,
 }
 
 impl Meta {
@@ -168,17 +174,35 @@ impl Meta {
         let mut kind = None;
         let mut kcv = None;
         let mut format_ok = false;
+        let mut store_id = None;
         for line in text.lines() {
             match line.split_once('=') {
                 Some(("format", FORMAT)) => format_ok = true,
+                Some(("format", FORMAT_1)) => {
+                    return Err(Error::Unsupported(format!(
+                        "key store {} has the first store format ({FORMAT_1}: no manifest, store id \
+                         or key origins); create a new store with `pmp keystore init` and move \
+                         the keys into it by export and import under a KEK",
+                        dir.display()
+                    )));
+                }
+                Some(("store_id", v))
+                    if v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()) =>
+                {
+                    store_id = Some(v.to_string())
+                }
                 Some(("lmk", "TEST")) => kind = Some(LmkKind::Test),
                 Some(("lmk", "PRODUCTION")) => kind = Some(LmkKind::Production),
                 Some(("lmk_kcv", v)) => kcv = Some(Kcv::from_hex(v)?),
                 _ => {}
             }
         }
-        match (format_ok, kind, kcv) {
-            (true, Some(kind), Some(kcv)) => Ok(Meta { kind, kcv }),
+        match (format_ok, kind, kcv, store_id) {
+            (true, Some(kind), Some(kcv), Some(store_id)) => Ok(Meta {
+                kind,
+                kcv,
+                store_id,
+            }),
             _ => Err(Error::Integrity {
                 what: path.display().to_string(),
                 reason: format!("not a {FORMAT} store description"),
@@ -189,7 +213,8 @@ impl Meta {
     /// Writes `DIR/store.meta` atomically.
     fn write(&self, dir: &Path) -> Result<()> {
         let text = format!(
-            "format={FORMAT}\nlmk={}\nlmk_kcv={}\n",
+            "format={FORMAT}\nstore_id={}\nlmk={}\nlmk_kcv={}\n",
+            self.store_id,
             self.kind.as_str(),
             self.kcv
         );
@@ -205,7 +230,7 @@ impl Meta {
 /// Makes the LMK of a new store in `dir` and records it in `store.meta`: `Test` generates a
 /// TEST LMK and writes it to `DIR/lmk.test`; `Components` and `Auto` form a production LMK
 /// (from the given components, or from [`LMK_ENV`]).
-pub(super) fn create(dir: &Path, source: LmkSource) -> Result<(SecretKey, LmkKind)> {
+pub(super) fn create(dir: &Path, source: LmkSource) -> Result<(SecretKey, Meta)> {
     let (lmk, kind) = match source {
         LmkSource::Test => {
             let k = SecretKey::generate(Algorithm::Aes, 32)?;
@@ -219,12 +244,15 @@ pub(super) fn create(dir: &Path, source: LmkSource) -> Result<(SecretKey, LmkKin
             LmkKind::Production,
         ),
     };
-    Meta {
+    let mut id = [0u8; 16];
+    crate::fill_random(&mut id)?;
+    let meta = Meta {
         kind,
         kcv: lmk.kcv(),
-    }
-    .write(dir)?;
-    Ok((lmk, kind))
+        store_id: hex::encode_upper(id),
+    };
+    meta.write(dir)?;
+    Ok((lmk, meta))
 }
 
 /// Loads the LMK of the store in `dir` and checks it against the KCV in `store.meta`.

@@ -1,10 +1,14 @@
 //! The software HSM's key store: one file per key, `DIR/keys/<label>.kb`, holding a TR-31
 //! version D key block under the store's AES-256 LMK, and the in-memory table of loaded keys.
 //!
-//! The block binds the key's usage, mode of use, exportability and (in the proprietary
-//! optional block `0L`) its label, so a key file that is edited, swapped or renamed fails
-//! to load. Files are written atomically (temporary file, fsync, rename, fsync of the
-//! directory).
+//! The block binds the key's usage, mode of use, exportability and, in proprietary optional
+//! blocks, its label (`0L`), the store's id (`0S`) and the key's origin (`0O`: `G`
+//! generated, `C` formed from components, `I<kek label>` imported under that KEK), so a key
+//! file that is edited, renamed, or copied from another store under the same LMK fails to
+//! load, and the origin cannot be changed without the LMK. Every key file is also listed
+//! with its keyed hash in the store's manifest (`manifest.rs`): a missing, added or
+//! replaced file is detected on open. Files are written atomically (temporary file, fsync,
+//! rename, fsync of the directory).
 
 use std::collections::HashMap;
 use std::fs;
@@ -13,8 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use super::manifest::Manifest;
 use super::usage::Usage;
-use crate::hsm::{KeyHandle, KeyInfo, KeySpec};
+use crate::hsm::{KeyHandle, KeyInfo, KeyOrigin, KeySpec};
 use crate::keyblock::{self, Header, KeyAlgorithm, OptionalBlock, Version};
 use crate::{Algorithm, BlockCipher, Error, Kcv, Result, SecretKey};
 
@@ -22,6 +27,30 @@ use crate::{Algorithm, BlockCipher, Error, Kcv, Result, SecretKey};
 const KEYS: &str = "keys";
 /// The optional block that binds the label inside each stored key block.
 const LABEL_BLOCK: [u8; 2] = *b"0L";
+/// The optional block that binds the store id inside each stored key block.
+const STORE_BLOCK: [u8; 2] = *b"0S";
+/// The optional block that binds the key's origin inside each stored key block.
+const ORIGIN_BLOCK: [u8; 2] = *b"0O";
+
+fn origin_text(o: &KeyOrigin) -> String {
+    match o {
+        KeyOrigin::Generated => "G".into(),
+        KeyOrigin::Components => "C".into(),
+        KeyOrigin::Imported { kek } => format!("I{kek}"),
+        KeyOrigin::Unknown => "U".into(),
+    }
+}
+
+fn origin_from(s: &str) -> Option<KeyOrigin> {
+    match s {
+        "G" => Some(KeyOrigin::Generated),
+        "C" => Some(KeyOrigin::Components),
+        _ => s
+            .strip_prefix('I')
+            .filter(|k| !k.is_empty())
+            .map(|k| KeyOrigin::Imported { kek: k.to_string() }),
+    }
+}
 
 /// Writes `contents` to `path` atomically: a temporary file in the same directory, fsync,
 /// rename, fsync of the directory. `private` files are created with mode 0600 (Unix).
@@ -65,6 +94,8 @@ pub(super) struct Entry {
     pub(super) key: SecretKey,
     pub(super) cipher: BlockCipher,
     pub(super) usage: Usage,
+    /// How the key came to be, as bound in its key block.
+    pub(super) origin: KeyOrigin,
 }
 
 impl Entry {
@@ -111,7 +142,7 @@ impl Table {
         self.slots.iter().flatten()
     }
 
-    fn insert(&mut self, spec: KeySpec, key: SecretKey) -> Arc<Entry> {
+    fn insert(&mut self, spec: KeySpec, key: SecretKey, origin: KeyOrigin) -> Arc<Entry> {
         let id = self.slots.len() as u64 + 1;
         let entry = Arc::new(Entry {
             handle: KeyHandle::new(id, &spec.label),
@@ -120,6 +151,7 @@ impl Table {
             spec,
             key,
             usage: Usage::default(),
+            origin,
         });
         self.by_label.insert(entry.spec.label.clone(), id);
         self.slots.push(Some(entry.clone()));
@@ -131,6 +163,8 @@ impl Table {
 /// table is behind an `RwLock`: data operations take the read lock only.
 pub(super) struct KeyStore {
     dir: PathBuf,
+    store_id: String,
+    manifest: Arc<Manifest>,
     table: RwLock<Table>,
 }
 
@@ -140,10 +174,17 @@ impl KeyStore {
         fs::create_dir_all(dir.join(KEYS)).map_err(|e| Error::io(dir, e))
     }
 
-    /// Loads and verifies every key file of the store in `dir` under `lmk`. A key file that
-    /// fails to verify (changed, swapped, renamed, wrong LMK) stops the load with an
-    /// [`Error::Integrity`] naming the file.
-    pub(super) fn load(dir: &Path, lmk: &SecretKey) -> Result<Self> {
+    /// Loads and verifies every key file of the store `store_id` in `dir` under `lmk`
+    /// against `manifest`. A key file that fails to verify (changed, renamed, wrong LMK,
+    /// another store's), is not in the manifest (added, or put back after deletion), differs
+    /// from the manifest's record (replaced, rolled back), or a manifest key without its
+    /// file (deleted) stops the load with an [`Error::Integrity`] naming the file.
+    pub(super) fn load(
+        dir: &Path,
+        lmk: &SecretKey,
+        store_id: &str,
+        manifest: Arc<Manifest>,
+    ) -> Result<Self> {
         let dir = dir.join(KEYS);
         let mut files: Vec<PathBuf> = fs::read_dir(&dir)
             .map_err(|e| Error::io(&dir, e))?
@@ -151,6 +192,7 @@ impl KeyStore {
             .filter(|p| p.extension().is_some_and(|x| x == "kb"))
             .collect();
         files.sort();
+        let mut listed = manifest.keys();
         let mut table = Table::default();
         for path in files {
             let integrity = |reason: &str| Error::Integrity {
@@ -163,6 +205,20 @@ impl KeyStore {
                 .ok_or_else(|| integrity("file name is not a label"))?
                 .to_string();
             let text = fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            let hash = manifest.hash(text.as_bytes())?;
+            match listed.remove(&label) {
+                None => {
+                    return Err(integrity(
+                        "key file not in the store's manifest (added, or put back after deletion)",
+                    ));
+                }
+                Some(h) if !bool::from(subtle::ConstantTimeEq::ct_eq(&h[..], &hash[..])) => {
+                    return Err(integrity(
+                        "key file differs from the store's manifest (replaced or rolled back)",
+                    ));
+                }
+                Some(_) => {}
+            }
             let (header, key) = keyblock::unwrap(
                 lmk,
                 text.trim(),
@@ -185,11 +241,34 @@ impl KeyStore {
                     "the label bound in the key block differs from the file name (file renamed or swapped)",
                 ));
             }
+            let block = |id: [u8; 2]| {
+                header
+                    .optional_blocks
+                    .iter()
+                    .find(|b| b.id == id)
+                    .map(|b| b.data.as_str())
+            };
+            if block(STORE_BLOCK) != Some(store_id) {
+                return Err(integrity(
+                    "the key block belongs to another key store (store id differs)",
+                ));
+            }
+            let origin = block(ORIGIN_BLOCK)
+                .and_then(origin_from)
+                .ok_or_else(|| integrity("the key block carries no valid origin"))?;
             let spec = spec_from_header(&label, &header, key.len())?;
-            table.insert(spec, key);
+            table.insert(spec, key, origin);
+        }
+        if let Some(label) = listed.keys().next() {
+            return Err(Error::Integrity {
+                what: dir.join(format!("{label}.kb")).display().to_string(),
+                reason: "key file listed in the store's manifest is missing (deleted)".into(),
+            });
         }
         Ok(Self {
             dir,
+            store_id: store_id.to_string(),
+            manifest,
             table: RwLock::new(table),
         })
     }
@@ -210,7 +289,13 @@ impl KeyStore {
 
     /// Stores a new key: checks the label is valid and unused, writes it as a key block under
     /// `lmk` (label bound), then adds it to the table.
-    pub(super) fn add(&self, lmk: &SecretKey, spec: KeySpec, key: SecretKey) -> Result<KeyInfo> {
+    pub(super) fn add(
+        &self,
+        lmk: &SecretKey,
+        spec: KeySpec,
+        key: SecretKey,
+        origin: KeyOrigin,
+    ) -> Result<KeyInfo> {
         crate::label::check(&spec.label, "label")?;
         let mut table = self.write();
         if table.by_label.contains_key(&spec.label) {
@@ -219,14 +304,23 @@ impl KeyStore {
                 spec.label
             )));
         }
-        let header = header_for(&spec, Version::D, Some(&spec.label))?;
-        let block = keyblock::wrap(lmk, &header, &key, None)?;
-        write_atomic(
-            &self.path(&spec.label),
-            format!("{block}\n").as_bytes(),
-            true,
-        )?;
-        Ok(table.insert(spec, key).info())
+        let mut header = header_for(&spec, Version::D, Some(&spec.label))?;
+        header.optional_blocks.push(OptionalBlock {
+            id: STORE_BLOCK,
+            data: self.store_id.clone(),
+        });
+        header.optional_blocks.push(OptionalBlock {
+            id: ORIGIN_BLOCK,
+            data: origin_text(&origin),
+        });
+        let block = format!("{}\n", keyblock::wrap(lmk, &header, &key, None)?);
+        let hash = self.manifest.hash(block.as_bytes())?;
+        write_atomic(&self.path(&spec.label), block.as_bytes(), true)?;
+        if let Err(e) = self.manifest.set_key(&spec.label, Some(hash)) {
+            let _ = fs::remove_file(self.path(&spec.label));
+            return Err(e);
+        }
+        Ok(table.insert(spec, key, origin).info())
     }
 
     /// Deletes the key file of `h`, then the entry; returns the key's KCV.
@@ -234,6 +328,7 @@ impl KeyStore {
         let mut table = self.write();
         let e = table.get(h)?.clone();
         let path = self.path(&e.spec.label);
+        self.manifest.set_key(&e.spec.label, None)?;
         fs::remove_file(&path).map_err(|err| Error::io(&path, err))?;
         table.slots[h.id() as usize - 1] = None;
         table.by_label.remove(&e.spec.label);

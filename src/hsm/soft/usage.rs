@@ -17,18 +17,21 @@ pub(super) enum Counted {
     TranslateTo,
     /// A PIN block was translated from the key.
     PinTranslate,
+    /// A PIN block was translated to the key.
+    PinTranslateTo,
     /// A MAC was generated or verified under the key.
     Mac,
 }
 
 impl Counted {
     /// Every counted operation, in the order the summaries are written.
-    pub(super) const ALL: [Counted; 6] = [
+    pub(super) const ALL: [Counted; 7] = [
         Counted::Encrypt,
         Counted::Decrypt,
         Counted::TranslateFrom,
         Counted::TranslateTo,
         Counted::PinTranslate,
+        Counted::PinTranslateTo,
         Counted::Mac,
     ];
 
@@ -39,7 +42,8 @@ impl Counted {
             Counted::Decrypt => "decrypt",
             Counted::TranslateFrom => "translate-from",
             Counted::TranslateTo => "translate-to",
-            Counted::PinTranslate => "pin",
+            Counted::PinTranslate => "pin-from",
+            Counted::PinTranslateTo => "pin-to",
             Counted::Mac => "mac",
         }
     }
