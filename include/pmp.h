@@ -148,6 +148,11 @@ enum pmp_status
    */
   PMP_STATUS_ALREADY_EXISTS = 302,
   /**
+   * The HSM could not be reached or its session was lost (a device, token or session
+   * failure): transient, the same call may succeed when retried.
+   */
+  PMP_STATUS_HSM_UNAVAILABLE = 303,
+  /**
    * A Rust panic was caught at the C API boundary: a bug in pmp-core. Please report it.
    */
   PMP_STATUS_PANIC = 900,
