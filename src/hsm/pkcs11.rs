@@ -127,12 +127,30 @@ struct Entry {
     handle: KeyHandle,
     spec: KeySpec,
     kcv: Kcv,
-    object: ObjectHandle,
+    /// Where the key is on the token; object handles change when the login is lost (the
+    /// token forgets the handles of private objects) and are then looked up again.
+    objects: RwLock<Objects>,
+}
+
+#[derive(Clone, Copy)]
+struct Objects {
+    key: ObjectHandle,
     /// The TR-31 binding keys of a KEK formed or imported here.
     binding: Option<exchange::Binding>,
 }
 
 impl Entry {
+    fn object(&self) -> ObjectHandle {
+        self.objects.read().unwrap_or_else(|p| p.into_inner()).key
+    }
+
+    fn binding(&self) -> Option<exchange::Binding> {
+        self.objects
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .binding
+    }
+
     fn info(&self) -> KeyInfo {
         KeyInfo {
             handle: self.handle.clone(),
@@ -157,6 +175,27 @@ impl Entry {
     }
 }
 
+/// What a scan of the token found.
+#[derive(Default)]
+struct Found {
+    keys: HashMap<String, (KeySpec, Kcv, ObjectHandle)>,
+    kbek: HashMap<String, (Version, ObjectHandle)>,
+    kbak: HashMap<String, (Version, ObjectHandle)>,
+}
+
+impl Found {
+    fn binding(&self, label: &str) -> Option<exchange::Binding> {
+        match (self.kbek.get(label), self.kbak.get(label)) {
+            (Some((v, e)), Some((w, a))) if v == w => Some(exchange::Binding {
+                version: *v,
+                kbek: *e,
+                kbak: *a,
+            }),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Table {
     by_id: HashMap<u64, Arc<Entry>>,
@@ -175,6 +214,10 @@ struct Mechs {
 /// The PKCS#11 backend. See the [module documentation](self).
 pub struct Pkcs11Hsm {
     pool: Pool,
+    /// Serialises key management on the token across the process.
+    management: Arc<std::sync::Mutex<()>>,
+    /// The pool's login epoch the object handles in the table belong to.
+    epoch: AtomicU64,
     table: RwLock<Table>,
     next_id: AtomicU64,
     mechs: Mechs,
@@ -239,6 +282,8 @@ impl Pkcs11Hsm {
             }
         };
         let hsm = Self {
+            management: session::management_lock(&config.module, &config.token),
+            epoch: AtomicU64::new(pool.epoch()),
             pool,
             table: RwLock::new(Table::default()),
             next_id: AtomicU64::new(1),
@@ -263,59 +308,86 @@ impl Pkcs11Hsm {
         self.pool.logout()
     }
 
-    /// Reads the pmp keys on the token into the table (keys another process made appear).
-    fn refresh(&self) -> Result<()> {
-        let found = self.pool.run(|s| {
-            let objects = s.find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY)])?;
-            let mut out = Vec::new();
-            for o in objects {
-                let attrs = s.get_attributes(o, &[AttributeType::Label, AttributeType::Id])?;
-                let (mut label, mut tag) = (None, None);
-                for a in attrs {
-                    match a {
-                        Attribute::Label(l) => label = String::from_utf8(l).ok(),
-                        Attribute::Id(id) => tag = Tag::decode(&id),
-                        _ => {}
-                    }
-                }
-                if let (Some(label), Some(tag)) = (label, tag) {
-                    out.push((label, tag, o));
+    /// Holds the token's key-management lock.
+    fn managing(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.management.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` in a pooled session; object handles are looked up again first when the
+    /// login was re-established since they were read.
+    fn run<T>(&self, mut f: impl FnMut(&Session) -> CkResult<T>) -> Result<T> {
+        self.pool.run(|s| {
+            let now = self.pool.epoch();
+            if self.epoch.load(Ordering::Acquire) != now {
+                self.resolve(s)?;
+                self.epoch.store(now, Ordering::Release);
+            }
+            f(s)
+        })
+    }
+
+    /// The pmp objects on the token: keys by label, and binding keys by owner label.
+    fn scan(s: &Session) -> CkResult<Found> {
+        let objects = s.find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY)])?;
+        let mut found = Found::default();
+        for o in objects {
+            let attrs = s.get_attributes(o, &[AttributeType::Label, AttributeType::Id])?;
+            let (mut label, mut tag) = (None, None);
+            for a in attrs {
+                match a {
+                    Attribute::Label(l) => label = String::from_utf8(l).ok(),
+                    Attribute::Id(id) => tag = Tag::decode(&id),
+                    _ => {}
                 }
             }
-            Ok(out)
-        })?;
-        let mut keys: HashMap<String, (KeySpec, Kcv, ObjectHandle)> = HashMap::new();
-        let mut kbek: HashMap<String, (Version, ObjectHandle)> = HashMap::new();
-        let mut kbak: HashMap<String, (Version, ObjectHandle)> = HashMap::new();
-        for (label, tag, o) in found {
+            let (Some(label), Some(tag)) = (label, tag) else {
+                continue;
+            };
             match &tag {
                 Tag::Key { .. } => {
                     if let Some((spec, kcv)) = object::spec_of(&label, &tag) {
-                        keys.insert(label, (spec, kcv, o));
+                        found.keys.insert(label, (spec, kcv, o));
                     }
                 }
                 Tag::Kbek(v) => {
-                    kbek.insert(label, (*v, o));
+                    found.kbek.insert(label, (*v, o));
                 }
                 Tag::Kbak(v) => {
-                    kbak.insert(label, (*v, o));
+                    found.kbak.insert(label, (*v, o));
                 }
             }
         }
+        Ok(found)
+    }
+
+    /// Looks the object handles of every known key up again.
+    fn resolve(&self, s: &Session) -> CkResult<()> {
+        let found = Self::scan(s)?;
+        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+        for e in table.by_id.values() {
+            if let Some((_, _, o)) = found.keys.get(&e.spec.label) {
+                *e.objects.write().unwrap_or_else(|p| p.into_inner()) = Objects {
+                    key: *o,
+                    binding: found.binding(&e.spec.label),
+                };
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the pmp keys on the token into the table (keys another process made appear).
+    fn refresh(&self) -> Result<()> {
+        let found = {
+            let _one = self.managing();
+            self.run(Self::scan)?
+        };
         let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
-        for (label, (spec, kcv, object)) in keys {
-            if table.by_label.contains_key(&label) {
+        for (label, (spec, kcv, object)) in &found.keys {
+            if table.by_label.contains_key(label) {
                 continue;
             }
-            let binding = match (kbek.get(&label), kbak.get(&label)) {
-                (Some((v, e)), Some((w, a))) if v == w => Some(exchange::Binding {
-                    version: *v,
-                    kbek: *e,
-                    kbak: *a,
-                }),
-                _ => None,
-            };
-            self.insert(&mut table, spec, kcv, object, binding);
+            let binding = found.binding(label);
+            self.insert(&mut table, spec.clone(), *kcv, *object, binding);
         }
         Ok(())
     }
@@ -333,8 +405,10 @@ impl Pkcs11Hsm {
             handle: KeyHandle::new(id, &spec.label),
             spec,
             kcv,
-            object,
-            binding,
+            objects: RwLock::new(Objects {
+                key: object,
+                binding,
+            }),
         });
         table.by_label.insert(e.spec.label.clone(), id);
         table.by_id.insert(id, e.clone());
@@ -392,13 +466,21 @@ impl Pkcs11Hsm {
             Usages::of(spec.usage, spec.mode_of_use),
         )?;
         template.push(Attribute::Value(key.expose_secret().to_vec()));
-        let r = self.pool.run(|s| {
+        let one = self.managing();
+        let r = self.run(|s| {
             let o = s.create_object(&template)?;
             if spec.algorithm == Algorithm::Tdes {
                 // The token's own check value of a created TDES key is E(K, 0)[..3]: it must
                 // agree with ours (a token that took different bytes is caught here).
-                let cv = s.get_attributes(o, &[AttributeType::CheckValue]);
-                let agrees = matches!(cv.as_deref(), Ok([Attribute::CheckValue(v)]) if v.as_slice() == kcv.as_bytes());
+                let agrees = match s.get_attributes(o, &[AttributeType::CheckValue]) {
+                    Ok(cv) => {
+                        matches!(cv.as_slice(), [Attribute::CheckValue(v)] if v.as_slice() == kcv.as_bytes())
+                    }
+                    Err(e) => {
+                        let _ = s.destroy_object(o);
+                        return Err(e.into());
+                    }
+                };
                 if !agrees {
                     let _ = s.destroy_object(o);
                     return Err(Fail::Pmp(Error::Integrity {
@@ -416,16 +498,17 @@ impl Pkcs11Hsm {
         }
         let object = r?;
         let binding = if matches!(spec.usage, KeyUsage::K0 | KeyUsage::K1) {
-            match exchange::create_binding(&self.pool, spec, key) {
+            match exchange::create_binding(self, spec, key) {
                 Ok(b) => b,
                 Err(e) => {
-                    let _ = self.pool.run(|s| Ok(s.destroy_object(object)?));
+                    let _ = self.run(|s| Ok(s.destroy_object(object)?));
                     return Err(e);
                 }
             }
         } else {
             None
         };
+        drop(one);
         let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
         Ok(self
             .insert(&mut table, spec.clone(), kcv, object, binding)
@@ -440,7 +523,7 @@ impl Pkcs11Hsm {
         block: &[u8],
     ) -> CkResult<Vec<u8>> {
         let m = mech(e.spec.algorithm, spec.mode, spec.iv)?;
-        Ok(s.encrypt(&m, e.object, block)?)
+        Ok(s.encrypt(&m, e.object(), block)?)
     }
 
     fn decrypt_on(
@@ -451,7 +534,7 @@ impl Pkcs11Hsm {
         data: &[u8],
     ) -> CkResult<Zeroizing<Vec<u8>>> {
         let m = mech(e.spec.algorithm, spec.mode, spec.iv)?;
-        Ok(Zeroizing::new(s.decrypt(&m, e.object, data)?))
+        Ok(Zeroizing::new(s.decrypt(&m, e.object(), data)?))
     }
 
     /// Checks the IV and the block alignment of `data` before anything reaches the token.
@@ -471,9 +554,9 @@ impl Pkcs11Hsm {
     fn ecb(&self, s: &Session, e: &Entry, encrypt: bool, block: &mut [u8]) -> CkResult<()> {
         let m = mech(e.spec.algorithm, Mode::Ecb, None)?;
         let out = Zeroizing::new(if encrypt {
-            s.encrypt(&m, e.object, block)?
+            s.encrypt(&m, e.object(), block)?
         } else {
-            s.decrypt(&m, e.object, block)?
+            s.decrypt(&m, e.object(), block)?
         });
         if out.len() != block.len() {
             return Err(Fail::Pmp(Error::Crypto));
@@ -549,10 +632,16 @@ impl Hsm for Pkcs11Hsm {
         temp.extend(Usages::default().attributes());
         temp.retain(|a| a.attribute_type() != kcv_usage.attribute_type());
         temp.push(kcv_usage);
+        if exportable && self.wrap_with_trusted() {
+            // Set at generation: SoftHSMv2 refuses it in a copy template (and a false
+            // value anywhere but at creation).
+            temp.push(Attribute::WrapWithTrusted(true));
+        }
         if spec.algorithm == Algorithm::Aes {
             temp.push(Attribute::ValueLen((spec.len as u64).into()));
         }
-        let (object, kcv) = self.pool.run(|s| {
+        let one = self.managing();
+        let (object, kcv) = self.run(|s| {
             let t = s.generate_key(&gen_mech, &temp)?;
             let kcv = (|| -> CkResult<Kcv> {
                 let bytes = match spec.algorithm {
@@ -581,11 +670,6 @@ impl Hsm for Pkcs11Hsm {
                 Attribute::Label(spec.label.as_bytes().to_vec()),
                 Attribute::Id(tag.encode()),
             ];
-            if exportable && self.wrap_with_trusted() {
-                // (It can only be switched on: false is the default, and setting false is
-                // refused.)
-                copy.push(Attribute::WrapWithTrusted(true));
-            }
             copy.extend(Usages::of(spec.usage, spec.mode_of_use).attributes());
             // Last: SoftHSMv2 applies the template in order, and nothing changes after it.
             copy.push(Attribute::Modifiable(false));
@@ -593,6 +677,7 @@ impl Hsm for Pkcs11Hsm {
             let _ = s.destroy_object(t);
             Ok((r?, kcv))
         })?;
+        drop(one);
         let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
         Ok(self
             .insert(&mut table, spec.clone(), kcv, object, None)
@@ -653,7 +738,7 @@ impl Hsm for Pkcs11Hsm {
             )));
         }
         self.require(Capability::ImportKeyBlock(version))?;
-        let (header, key) = exchange::unwrap(&self.pool, &k, block)?;
+        let (header, key) = exchange::unwrap(self, &k, block)?;
         let algorithm = crate::keyblock::supported_algorithm(&header)?;
         let spec = KeySpec {
             label: label.to_string(),
@@ -725,7 +810,7 @@ impl Hsm for Pkcs11Hsm {
             Algorithm::Tdes => Version::B,
         };
         self.require(Capability::ExportKeyBlock(version))?;
-        exchange::wrap(&self.pool, &e, &k, version)
+        exchange::wrap(self, &e, &k, version)
     }
 
     fn key_info(&self, key: &KeyHandle) -> Result<KeyInfo> {
@@ -758,13 +843,38 @@ impl Hsm for Pkcs11Hsm {
 
     fn delete_key(&self, key: &KeyHandle) -> Result<()> {
         let e = self.entry(key)?;
-        self.pool.run(|s| {
-            for o in e.binding.iter().flat_map(|b| [b.kbek, b.kbak]) {
-                s.destroy_object(o)?;
+        // By label and tag rather than by the handles held: idempotent when a lost session
+        // makes the call run twice.
+        let one = self.managing();
+        let gone = self.run(|s| {
+            let mut n = 0;
+            for o in s.find_objects(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::Label(e.spec.label.as_bytes().to_vec()),
+            ])? {
+                let id = s.get_attributes(o, &[AttributeType::Id])?;
+                let ours = match id.as_slice() {
+                    [Attribute::Id(id)] => match Tag::decode(id) {
+                        Some(Tag::Key { kcv, .. }) => kcv == e.kcv,
+                        Some(Tag::Kbek(_) | Tag::Kbak(_)) => true,
+                        None => false,
+                    },
+                    _ => false,
+                };
+                if ours {
+                    s.destroy_object(o)?;
+                    n += 1;
+                }
             }
-            s.destroy_object(e.object)?;
-            Ok(())
+            Ok(n)
         })?;
+        drop(one);
+        if gone == 0 {
+            return Err(Error::NotFound(format!(
+                "key '{}' is no longer on the token",
+                e.spec.label
+            )));
+        }
         let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
         table.by_id.remove(&key.id());
         table.by_label.remove(&e.spec.label);
@@ -787,7 +897,7 @@ impl Hsm for Pkcs11Hsm {
         let mut padded = Zeroizing::new(vec![0u8; n]);
         padded[..data.len()].copy_from_slice(data);
         spec.padding.pad(&mut padded, data.len(), bs)?;
-        let ct = self.pool.run(|s| self.encrypt_on(s, &e, spec, &padded))?;
+        let ct = self.run(|s| self.encrypt_on(s, &e, spec, &padded))?;
         if ct.len() != n {
             return Err(Error::Transport(format!(
                 "the token returned {} bytes of ciphertext for {n}",
@@ -808,7 +918,7 @@ impl Hsm for Pkcs11Hsm {
                 got: out.len(),
             });
         }
-        let clear = self.pool.run(|s| self.decrypt_on(s, &e, spec, data))?;
+        let clear = self.run(|s| self.decrypt_on(s, &e, spec, data))?;
         let n = spec.padding.unpad(&clear, bs)?;
         out[..n].copy_from_slice(&clear[..n]);
         Ok(n)
@@ -849,7 +959,7 @@ impl Hsm for Pkcs11Hsm {
                 ),
             ));
         }
-        self.pool.run(|s| {
+        self.run(|s| {
             let clear = self.decrypt_on(s, &a, from, data)?;
             // Past the decryption every failure is the opaque one (a specific error would
             // tell where the padding was).
@@ -894,7 +1004,7 @@ impl Hsm for Pkcs11Hsm {
                 _ => e.check_alg(Algorithm::Tdes, "ISO formats 0, 1 and 3")?,
             }
         }
-        self.pool.run(|s| {
+        self.run(|s| {
             // From here on every failure is the same opaque error.
             let opaque = |_| Fail::Pmp(Error::Crypto);
             let pin = match from.format {
@@ -952,9 +1062,7 @@ impl Hsm for Pkcs11Hsm {
         e.check_alg(alg.key_algorithm(), alg.name())?;
         self.require(Capability::Mac(alg))?;
         // CMAC has its own padding: `padding` does not apply (as in `crate::mac`).
-        let tag = self
-            .pool
-            .run(|s| Ok(s.sign(&Mechanism::AesCMac, e.object, data)?))?;
+        let tag = self.run(|s| Ok(s.sign(&Mechanism::AesCMac, e.object(), data)?))?;
         if tag.len() != 16 {
             return Err(Error::Crypto);
         }
@@ -976,7 +1084,7 @@ impl Hsm for Pkcs11Hsm {
         if mac.len() == 16 {
             return self
                 .pool
-                .run(|s| Ok(s.verify(&Mechanism::AesCMac, e.object, data, mac)?));
+                .run(|s| Ok(s.verify(&Mechanism::AesCMac, e.object(), data, mac)?));
         }
         if mac.len() < 4 || mac.len() > 16 {
             return Err(Error::Crypto);

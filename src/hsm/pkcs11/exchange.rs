@@ -27,9 +27,9 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHan
 use cryptoki::session::Session;
 use zeroize::Zeroizing;
 
-use super::Entry;
 use super::object::{self, Tag, Usages};
-use super::session::{CkResult, Fail, Pool};
+use super::session::{CkResult, Fail};
+use super::{Entry, Pkcs11Hsm};
 use crate::hsm::KeySpec;
 use crate::hsm::policy::{self, Operation};
 use crate::keyblock::{self, Header, KeyAlgorithm, KeyRole, OptionalBlock, Version};
@@ -47,7 +47,7 @@ pub(super) struct Binding {
 /// stores them beside it. `None` when the KEK's mode of use allows neither wrapping nor
 /// unwrapping.
 pub(super) fn create_binding(
-    pool: &Pool,
+    hsm: &Pkcs11Hsm,
     spec: &KeySpec,
     kek: &SecretKey,
 ) -> Result<Option<Binding>> {
@@ -94,7 +94,7 @@ pub(super) fn create_binding(
     };
     let mut te = make(Tag::Kbek(version), &kbek, kbek_usages)?;
     let mut ta = make(Tag::Kbak(version), &kbak, kbak_usages)?;
-    let r = pool.run(|s| {
+    let r = hsm.run(|s| {
         let e = s.create_object(&te)?;
         match s.create_object(&ta) {
             Ok(a) => Ok((e, a)),
@@ -120,14 +120,16 @@ pub(super) fn create_binding(
 }
 
 fn binding(kek: &Entry, version: Version) -> Result<Binding> {
-    kek.binding.filter(|b| b.version == version).ok_or_else(|| {
-        Error::Unsupported(format!(
-            "KEK '{}' has no TR-31 version {version} binding keys on this token (only KEKs \
+    kek.binding()
+        .filter(|b| b.version == version)
+        .ok_or_else(|| {
+            Error::Unsupported(format!(
+                "KEK '{}' has no TR-31 version {version} binding keys on this token (only KEKs \
                  formed from components or imported here have them; this token cannot derive \
                  them for a KEK generated inside it)",
-            kek.spec.label
-        ))
-    })
+                kek.spec.label
+            ))
+        })
 }
 
 fn cbc(version: Version, iv: &[u8]) -> Result<Mechanism<'static>> {
@@ -186,7 +188,7 @@ fn mac(s: &Session, b: &Binding, msg: &[u8]) -> CkResult<Vec<u8>> {
 /// Verifies and opens a version B or D key block under the KEK `kek`: the token decrypts
 /// the payload (into a zeroizing host buffer) and checks the MAC over it. Every
 /// cryptographic failure is [`Error::Crypto`].
-pub(super) fn unwrap(pool: &Pool, kek: &Entry, block: &str) -> Result<(Header, SecretKey)> {
+pub(super) fn unwrap(hsm: &Pkcs11Hsm, kek: &Entry, block: &str) -> Result<(Header, SecretKey)> {
     let (header, hlen) = keyblock::parse_block(block)?;
     let v = header.version;
     if kek.spec.algorithm != v.kbpk_algorithm() {
@@ -199,7 +201,7 @@ pub(super) fn unwrap(pool: &Pool, kek: &Entry, block: &str) -> Result<(Header, S
     let key_alg = keyblock::supported_algorithm(&header)?;
     keyblock::check_version_carries(v, key_alg)?;
     header.check_combination()?;
-    let b = binding(kek, v)?;
+    binding(kek, v)?;
 
     let text = &block[..hlen];
     let rest = &block.as_bytes()[hlen..];
@@ -213,7 +215,9 @@ pub(super) fn unwrap(pool: &Pool, kek: &Entry, block: &str) -> Result<(Header, S
     let tag = hex::decode(tag_hex).map_err(|_| Error::Crypto)?;
     let iv = cbc(v, &tag)?;
 
-    let clear = pool.run(|s| {
+    let clear = hsm.run(|s| {
+        // Read inside the session: the handles are looked up again after a lost login.
+        let b = binding(kek, v)?;
         let clear = Zeroizing::new(s.decrypt(&iv, b.kbek, &data)?);
         let mut msg = Zeroizing::new(Vec::with_capacity(text.len() + clear.len()));
         msg.extend_from_slice(text.as_bytes());
@@ -245,8 +249,8 @@ pub(super) fn unwrap(pool: &Pool, kek: &Entry, block: &str) -> Result<(Header, S
 
 /// Takes the exportable key `e` out of the token into host memory: wrapped under a
 /// one-time session key, unwrapped as a readable session object, read and destroyed.
-fn extract(pool: &Pool, e: &Entry) -> Result<SecretKey> {
-    let value = pool.run(|s| {
+fn extract(hsm: &Pkcs11Hsm, e: &Entry) -> Result<SecretKey> {
+    let value = hsm.run(|s| {
         let mut wt = vec![
             Attribute::Token(false),
             Attribute::Sensitive(true),
@@ -263,7 +267,7 @@ fn extract(pool: &Pool, e: &Entry) -> Result<SecretKey> {
         );
         let w = s.generate_key(&Mechanism::AesKeyGen, &wt)?;
         let r = (|| -> CkResult<Zeroizing<Vec<u8>>> {
-            let blob = s.wrap_key(&Mechanism::AesKeyWrapPad, w, e.object)?;
+            let blob = s.wrap_key(&Mechanism::AesKeyWrapPad, w, e.object())?;
             let mut ut = vec![
                 Attribute::Class(ObjectClass::SECRET_KEY),
                 Attribute::KeyType(KeyType::GENERIC_SECRET),
@@ -307,8 +311,8 @@ fn extract(pool: &Pool, e: &Entry) -> Result<SecretKey> {
 
 /// Exports the exportable key `e` as a version B or D block under the KEK `kek`: the key
 /// passes through host memory, the token MACs and encrypts the payload.
-pub(super) fn wrap(pool: &Pool, e: &Entry, kek: &Entry, version: Version) -> Result<String> {
-    let b = binding(kek, version)?;
+pub(super) fn wrap(hsm: &Pkcs11Hsm, e: &Entry, kek: &Entry, version: Version) -> Result<String> {
+    binding(kek, version)?;
     keyblock::check_version_carries(version, e.spec.algorithm)?;
     let mut h = Header::new(
         version,
@@ -321,7 +325,7 @@ pub(super) fn wrap(pool: &Pool, e: &Entry, kek: &Entry, version: Version) -> Res
         e.spec.exportability,
     );
     h.check_combination()?;
-    let key = extract(pool, e)?;
+    let key = extract(hsm, e)?;
 
     // The header, aligned on the cipher block with a padding block when needed.
     let bs = version.block_size();
@@ -347,10 +351,11 @@ pub(super) fn wrap(pool: &Pool, e: &Entry, kek: &Entry, version: Version) -> Res
     crate::fill_random(&mut data[2 + key.len()..])?;
     drop(key);
 
-    let (tag, ct) = pool.run(|s| {
+    let (tag, ct) = hsm.run(|s| {
         let mut msg = Zeroizing::new(Vec::with_capacity(text.len() + data.len()));
         msg.extend_from_slice(text.as_bytes());
         msg.extend_from_slice(&data);
+        let b = binding(kek, version)?;
         let tag = mac(s, &b, &msg)?;
         let ct = s.encrypt(&cbc(version, &tag)?, b.kbek, &data)?;
         Ok((tag, ct))

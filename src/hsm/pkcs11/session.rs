@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -144,6 +145,22 @@ fn context(module: &Path) -> Result<Pkcs11> {
     Ok(ctx)
 }
 
+/// One lock per token for the process: key management (creating, destroying and listing
+/// token objects) runs one call at a time. SoftHSMv2 2.6.1's file object store fails
+/// intermittently (`CKR_GENERAL_ERROR`, attributes or handles of other objects invalid)
+/// when several threads create or destroy token objects at once.
+pub(super) fn management_lock(module: &Path, token: &str) -> std::sync::Arc<Mutex<()>> {
+    type Locks = HashMap<(PathBuf, String), std::sync::Arc<Mutex<()>>>;
+    static LOCKS: OnceLock<Mutex<Locks>> = OnceLock::new();
+    LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry((module.to_path_buf(), token.to_string()))
+        .or_default()
+        .clone()
+}
+
 /// What the token says about itself.
 pub(super) struct TokenFacts {
     pub manufacturer: String,
@@ -158,6 +175,8 @@ pub(super) struct Pool {
     idle: Mutex<Vec<Session>>,
     /// Kept open for the life of the pool: holds the login.
     anchor: Mutex<Option<Session>>,
+    /// Counts the logins: object handles of private objects from before a login are stale.
+    epoch: AtomicU64,
 }
 
 impl Pool {
@@ -184,6 +203,7 @@ impl Pool {
             pin: AuthPin::from(pin.to_string()),
             idle: Mutex::new(Vec::new()),
             anchor: Mutex::new(None),
+            epoch: AtomicU64::new(0),
         };
         let anchor = pool.fresh()?;
         *pool.anchor.lock().unwrap_or_else(|p| p.into_inner()) = Some(anchor);
@@ -192,6 +212,11 @@ impl Pool {
             model: info.model().trim_end().to_string(),
         };
         Ok((pool, facts))
+    }
+
+    /// The number of logins so far.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     /// The initialised context and the token's slot.
@@ -208,7 +233,11 @@ impl Pool {
 
     fn login(&self, s: &Session) -> Result<()> {
         match s.login(UserType::User, Some(&self.pin)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+            Ok(()) => {
+                self.epoch.fetch_add(1, Ordering::AcqRel);
+                Ok(())
+            }
+            Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
             Err(e) => Err(map(e)),
         }
     }
@@ -265,8 +294,15 @@ impl Pool {
         let retry = if lost(&e) {
             drop(s);
             self.reconnect()?
-        } else if maybe_logged_out(&e) && !Self::logged_in(&s) {
-            self.login(&s)?;
+        } else if maybe_logged_out(&e) {
+            // Private objects are invisible without the login; another thread may already
+            // have logged in again, and SoftHSMv2 also drops object handles while another
+            // thread changes its object store. Either way the handles are looked up again
+            // (a new epoch) and the call retried once.
+            if !Self::logged_in(&s) {
+                self.login(&s)?;
+            }
+            self.epoch.fetch_add(1, Ordering::AcqRel);
             s
         } else {
             self.give_back(s);
