@@ -888,3 +888,93 @@ fn missing_mechanisms_are_reported() {
     hsm.delete_key(&k.handle).expect("delete");
     hsm.delete_key(&h).expect("delete");
 }
+
+/// The bureau's main job on the token: the issuer's keys arrive (ZMK ceremony, TK_issuer
+/// and PIN key as key blocks), the bureau's DKeps and XOF MAC key are generated, the
+/// issuer file is imported into an XOF, the XOF verifies (header, record MAC chain,
+/// trailer) and every attribute decrypts to what the issuer sent. The same job on the
+/// software HSM gives the throughput beside it (printed, not asserted).
+#[test]
+fn issuer_import_end_to_end_on_the_token() {
+    use pmp_core::demo::{self, Cards, IssuerSide, Scenario, labels};
+    use pmp_core::import;
+    let cards = std::env::var("PMP_PKCS11_IMPORT_CARDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500u64);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pkcs11-import");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let soft = pmp_core::hsm::SoftHsm::create_with_test_lmk(&dir.join("keystore")).expect("soft");
+    let token = open(true);
+    let mut rates = Vec::new();
+    for (name, hsm) in [
+        ("pkcs11", &token as &dyn Hsm),
+        ("softhsm", &soft as &dyn Hsm),
+    ] {
+        let scenario = Scenario::default();
+        let issuer = IssuerSide::new(scenario).expect("issuer");
+        issuer
+            .send_keys(hsm)
+            .expect("issuer keys arrive under the ZMK");
+        demo::bureau_keys(hsm, scenario.dkep_algorithm).expect("bureau keys");
+        let product_path = dir.join(format!("{name}-product.xml"));
+        std::fs::write(&product_path, issuer.product_xml()).expect("product");
+        let product = pmp_core::order::product::Product::load(&product_path).expect("load");
+        let input = dir.join(format!("{name}-issuer.enc"));
+        {
+            let mut w = std::io::BufWriter::new(std::fs::File::create(&input).expect("create"));
+            issuer
+                .write_file(Cards::new(7, cards), &mut w)
+                .expect("issuer file");
+            std::io::Write::flush(&mut w).expect("flush");
+        }
+        let xof = dir.join(format!("{name}-order.xof"));
+        let rejects = dir.join(format!("{name}-rejects.txt"));
+        let summary = import::import_file(
+            hsm,
+            &product,
+            &input,
+            &xof,
+            Some(&rejects),
+            &import::Options::default(),
+        )
+        .expect("import");
+        assert_eq!(summary.read, cards, "{name}: every record read");
+        assert_eq!(
+            summary.written + summary.rejected,
+            summary.read,
+            "{name}: accounted for"
+        );
+        assert!(summary.written > 0);
+        let verified =
+            pmp_core::xof::verify_file_with_key(&xof, hsm, labels::XOF_MAC).expect("XOF verifies");
+        assert_eq!(verified, summary.written);
+        let compared =
+            demo::verify_against(hsm, &xof, Cards::new(7, cards)).expect("attributes round-trip");
+        assert_eq!(compared, summary.written);
+        rates.push(format!(
+            "{name}: {} records in {:.2} s = {:.0} records/s ({} workers)",
+            summary.read,
+            summary.elapsed.as_secs_f64(),
+            summary.records_per_second(),
+            summary.workers
+        ));
+    }
+    println!("import throughput: {}", rates.join("; "));
+    // The DKeps on the token, read by an independent PKCS#11 client: sensitive, never
+    // extractable, unmodifiable.
+    let rows = attributes_seen_by_python_pkcs11();
+    for class in demo::DKEP_CLASSES {
+        let row = row_of(&rows, &format!("DKEP-{class}"), "pmp1:key:D0:");
+        assert_flags(
+            row,
+            &[
+                ("sensitive", true),
+                ("extractable", false),
+                ("never_extractable", true),
+                ("modifiable", false),
+            ],
+        );
+    }
+}
