@@ -896,8 +896,8 @@ fn missing_mechanisms_are_reported() {
 /// software HSM gives the throughput beside it (printed, not asserted).
 #[test]
 fn issuer_import_end_to_end_on_the_token() {
-    use pmp_core::demo::{self, Cards, IssuerSide, Scenario, labels};
     use pmp_core::import;
+    use pmp_demo::{self as demo, Cards, IssuerSide, Scenario, labels};
     let cards = std::env::var("PMP_PKCS11_IMPORT_CARDS")
         .ok()
         .and_then(|v| v.parse().ok())
