@@ -23,7 +23,8 @@
 //!   it with [`Pkcs11Config::host_key_fallback`] — TR-31 import and export
 //!   ([`Capability::HostKeyFallback`](super::Capability::HostKeyFallback)): the key
 //!   block's payload is decrypted and MACed by the KEK's binding keys in the token, the key
-//!   itself passes through the host.
+//!   itself passes through the host; under that consent a generated key-encryption key is
+//!   drawn on the host too, so that its binding keys can be derived.
 //!
 //! ```no_run
 //! use pmp_core::hsm::{Hsm, Pkcs11Config, Pkcs11Hsm};
@@ -614,6 +615,14 @@ impl Hsm for Pkcs11Hsm {
         self.require(Capability::KeyAlgorithm(spec.algorithm))?;
         self.check_new_label(&spec.label)?;
         object::key_type(spec.algorithm, spec.len)?;
+        if self.host_key_fallback && matches!(spec.usage, KeyUsage::K0 | KeyUsage::K1) {
+            // A key-encryption key needs its TR-31 binding keys on the token, and this token
+            // cannot derive them from a key generated inside it (see `exchange`). With the
+            // operator's consent to key-block exchange through host memory, the KEK is
+            // drawn from the host's CSPRNG into a zeroizing buffer and stored with them.
+            let key = SecretKey::generate(spec.algorithm, spec.len)?;
+            return self.store_clear(spec, &key);
+        }
         let exportable = spec.exportability == Exportability::E;
         let (gen_mech, kcv_usage) = match (spec.algorithm, spec.len) {
             (Algorithm::Tdes, 16) => (Mechanism::Des2KeyGen, Attribute::Encrypt(true)),
