@@ -1020,6 +1020,49 @@ fn what_the_backend_lacks_is_refused_by_name_before_any_input_or_output() {
     assert_eq!(pmp_core::xof::verify_file(&out, &hsm).unwrap(), sum.written);
 }
 
+/// A backend without translation in the device that offers the host fallbacks instead
+/// (as `Pkcs11Hsm` on SoftHSMv2 does): the per-field import runs and its summary states
+/// both fallbacks; the software HSM's summary states none.
+#[test]
+fn host_fallbacks_are_accepted_and_stated_in_the_summary() {
+    use pmp_core::hsm::Capability as C;
+    let per_field = sc(LayoutChoice::Delimited, false, true, Algorithm::Tdes);
+    // (name, the fallbacks offered, the summary's list: PIN first, as the plan checks the
+    // PIN keys before the fields)
+    for (name, fallbacks, stated) in [
+        ("host-none", vec![], vec![]),
+        (
+            "host-translate",
+            vec![C::HostTranslateFallback],
+            vec![C::HostTranslateFallback],
+        ),
+        (
+            "host-both",
+            vec![C::HostTranslateFallback, C::HostPinFallback],
+            vec![C::HostPinFallback, C::HostTranslateFallback],
+        ),
+    ] {
+        let s = setup(name, per_field);
+        let input = write_issuer_file(&s, Cards::new(3, 20));
+        let out = s.dir.0.join("order.xof");
+        let sum = if fallbacks.is_empty() {
+            import::import_file(&s.hsm, &s.product, &input, &out, None, &Options::default())
+                .unwrap()
+        } else {
+            let hsm = Restricted::new(s.hsm, |c| {
+                c.without(C::TranslateInDevice).with_all(fallbacks.clone())
+            });
+            let sum =
+                import::import_file(&hsm, &s.product, &input, &out, None, &Options::default())
+                    .unwrap();
+            assert_eq!(pmp_core::xof::verify_file(&out, &hsm).unwrap(), sum.written);
+            sum
+        };
+        assert_eq!(sum.written + sum.rejected, 20, "{name}");
+        assert_eq!(sum.host_fallbacks, stated, "{name}");
+    }
+}
+
 #[test]
 fn hsm_batch_calls_respect_max_batch_items() {
     // Per-field encryption: the PAN and track 2 of each record are translated in the HSM.

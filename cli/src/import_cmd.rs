@@ -83,6 +83,12 @@ fn print_import(s: &Summary) {
         s.records_per_second(),
         s.workers
     );
+    if !s.host_fallbacks.is_empty() {
+        // The backend could not keep these clear values in the device (its capabilities say
+        // so): the operator sees it on every run.
+        let list: Vec<String> = s.host_fallbacks.iter().map(|c| c.to_string()).collect();
+        println!("  on the host:  {}", list.join("; "));
+    }
     if !s.reasons.is_empty() {
         println!("  rejects by reason:");
         for (r, n) in &s.reasons {

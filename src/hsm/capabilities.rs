@@ -55,6 +55,11 @@ pub enum Capability {
     /// PIN blocks are translated with the clear PIN in host memory (zeroizing buffers): the
     /// device deciphers and enciphers the blocks, the host re-formats them.
     HostPinFallback,
+    /// Data is translated with the clear text in host memory (zeroizing buffers): the device
+    /// decrypts and encrypts, the host moves the padding. A backend without
+    /// [`TranslateInDevice`](Self::TranslateInDevice) may offer it instead; the import
+    /// accepts it and its summary says so.
+    HostTranslateFallback,
 }
 
 /// A key check value method.
@@ -87,6 +92,9 @@ impl fmt::Display for Capability {
                 f.write_str("key-block exchange through host memory (operator-allowed fallback)")
             }
             Capability::HostPinFallback => f.write_str("PIN translation through host memory"),
+            Capability::HostTranslateFallback => {
+                f.write_str("data translation through host memory")
+            }
         }
     }
 }

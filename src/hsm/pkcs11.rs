@@ -17,7 +17,9 @@
 //!   CBC; padding on the host, which holds the clear data anyway), AES-CMAC generation and
 //!   verification, and the TR-31 binding keys of a key-encryption key;
 //! - through host memory (zeroizing buffers), because SoftHSMv2 2.6.1 has no mechanism that
-//!   keeps it inside: data translation (no `TranslateInDevice`), PIN translation
+//!   keeps it inside: data translation
+//!   ([`Capability::HostTranslateFallback`](super::Capability::HostTranslateFallback), no
+//!   `TranslateInDevice`), PIN translation
 //!   ([`Capability::HostPinFallback`](super::Capability::HostPinFallback)), forming a key
 //!   from components (the XOR, then `C_CreateObject`), and — only when the operator allows
 //!   it with [`Pkcs11Config::host_key_fallback`] — TR-31 import and export
@@ -574,6 +576,7 @@ impl Hsm for Pkcs11Hsm {
         let mut c = Capabilities::new("pkcs11")
             .with(C::PolicyInDevice)
             .with(C::FormFromComponents)
+            .with(C::HostTranslateFallback)
             .with(C::HostPinFallback);
         if m.tdes {
             c = c.with_all([
@@ -933,8 +936,9 @@ impl Hsm for Pkcs11Hsm {
         Ok(n)
     }
 
-    /// Host fallback (no `TranslateInDevice`): the token decrypts into a zeroizing host
-    /// buffer, the host moves the padding, the token encrypts.
+    /// Host fallback ([`Capability::HostTranslateFallback`]; no `TranslateInDevice`): the
+    /// token decrypts into a zeroizing host buffer, the host moves the padding, the token
+    /// encrypts.
     fn translate(
         &self,
         from: &CipherSpec<'_>,
