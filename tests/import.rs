@@ -342,7 +342,7 @@ fn decrypting_reader_round_trips_at_every_length() {
 fn demo_runs_end_to_end() {
     let dir = TempDir::new("demo");
     let out = dir.0.join("demo");
-    let s = demo::run(&out, 150, &Options::default()).unwrap();
+    let s = demo::run(&out, 150, demo::Backend::SoftHsm, &Options::default()).unwrap();
     assert_eq!(s.import.read, 150);
     assert_eq!(s.import.rejected, defects(20_250_101, 150));
     assert_eq!(s.xof_verified, s.import.written);
@@ -358,9 +358,9 @@ fn demo_runs_end_to_end() {
         s.import.rejected
     );
     // A second run replaces a previous demo; a directory with other files is refused.
-    demo::run(&out, 10, &Options::default()).unwrap();
+    demo::run(&out, 10, demo::Backend::SoftHsm, &Options::default()).unwrap();
     std::fs::write(out.join("mine.txt"), "user data").unwrap();
-    assert!(demo::run(&out, 10, &Options::default()).is_err());
+    assert!(demo::run(&out, 10, demo::Backend::SoftHsm, &Options::default()).is_err());
     assert!(out.join("mine.txt").exists());
 }
 

@@ -48,9 +48,8 @@ pub struct KeyArgs {
 enum KeyCommand {
     /// Form a key from 2 or 3 clear components (key ceremony). Prints the KCV.
     Components {
-        /// The key store directory.
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        backend: BackendArgs,
         /// A new, unique label.
         #[arg(long)]
         label: String,
@@ -72,9 +71,8 @@ enum KeyCommand {
     },
     /// Generate a random key. Prints the KCV.
     Generate {
-        /// The key store directory.
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        backend: BackendArgs,
         /// A new, unique label.
         #[arg(long)]
         label: String,
@@ -96,9 +94,8 @@ enum KeyCommand {
     },
     /// Import a TR-31 key block under a key-encryption key. Prints the KCV.
     Import {
-        /// The key store directory.
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        backend: BackendArgs,
         /// A new, unique label.
         #[arg(long)]
         label: String,
@@ -111,9 +108,8 @@ enum KeyCommand {
     },
     /// Export a key as a TR-31 key block under a key-encryption key. Prints the block.
     Export {
-        /// The key store directory.
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        backend: BackendArgs,
         /// Label of the key to export (must be exportable).
         #[arg(long)]
         label: String,
@@ -123,9 +119,8 @@ enum KeyCommand {
     },
     /// List the keys: label, usage, algorithm, mode, exportability, KCV.
     List {
-        /// The key store directory.
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        backend: BackendArgs,
     },
 }
 
@@ -149,6 +144,68 @@ enum AuditCommand {
 /// Opens the store in `dir` (TEST LMK, or production components from the environment).
 pub fn open(dir: &Path) -> Result<SoftHsm, CliError> {
     SoftHsm::open(dir, LmkSource::Auto).map_err(CliError::from)
+}
+
+/// Where a command finds its keys: a software-HSM key store (`--dir`), or a PKCS#11 token
+/// (`--pkcs11-module` and `--token`; the user PIN from the environment variable
+/// `PMP_PKCS11_PIN`, never a flag).
+#[derive(Args, Clone, Debug)]
+pub struct BackendArgs {
+    /// The software-HSM key store directory.
+    #[arg(
+        long,
+        value_name = "KEYSTORE",
+        required_unless_present = "pkcs11_module",
+        conflicts_with_all = ["pkcs11_module", "token"]
+    )]
+    dir: Option<PathBuf>,
+    /// A PKCS#11 module (.so) instead of --dir, with --token. The user PIN comes from
+    /// PMP_PKCS11_PIN; PMP_PKCS11_HOST_KEY_FALLBACK=1 allows key-block import and export
+    /// through host memory where the token has no mechanism for them (SoftHSMv2).
+    #[arg(long, value_name = "PATH", requires = "token")]
+    pkcs11_module: Option<PathBuf>,
+    /// The label of the token in the PKCS#11 module.
+    #[arg(long, value_name = "LABEL", requires = "pkcs11_module")]
+    token: Option<String>,
+}
+
+/// Opens the backend the arguments name: the software HSM's store, or the PKCS#11 token.
+pub fn open_backend(b: &BackendArgs) -> Result<Box<dyn Hsm>, CliError> {
+    match (&b.dir, &b.pkcs11_module, &b.token) {
+        (Some(dir), None, None) => Ok(Box::new(open(dir)?)),
+        (None, Some(module), Some(token)) => open_pkcs11(module, token, None),
+        _ => Err(CliError::usage(
+            "give --dir KEYSTORE, or --pkcs11-module PATH and --token LABEL",
+        )),
+    }
+}
+
+/// Opens the token `token` of the PKCS#11 module `module`, the PIN from `PMP_PKCS11_PIN`;
+/// `host_key_fallback` overrides `PMP_PKCS11_HOST_KEY_FALLBACK` when given.
+#[cfg(feature = "pkcs11")]
+pub fn open_pkcs11(
+    module: &Path,
+    token: &str,
+    host_key_fallback: Option<bool>,
+) -> Result<Box<dyn Hsm>, CliError> {
+    use pmp_core::hsm::{Pkcs11Config, Pkcs11Hsm};
+    let mut config = Pkcs11Config::from_env(module, token)?;
+    if let Some(allowed) = host_key_fallback {
+        config = config.with_host_key_fallback(allowed);
+    }
+    Ok(Box::new(Pkcs11Hsm::open(&config)?))
+}
+
+/// Without the `pkcs11` feature: refused, naming the feature.
+#[cfg(not(feature = "pkcs11"))]
+pub fn open_pkcs11(
+    _module: &Path,
+    _token: &str,
+    _host_key_fallback: Option<bool>,
+) -> Result<Box<dyn Hsm>, CliError> {
+    Err(CliError::usage(
+        "--pkcs11-module: this pmp was built without PKCS#11 support (build pmp-cli with --features pkcs11)",
+    ))
 }
 
 fn usage_arg(s: &str) -> Result<KeyUsage, CliError> {
@@ -226,7 +283,7 @@ pub fn run_keystore(args: KeystoreArgs) -> CliResult {
 pub fn run_key(args: KeyArgs) -> CliResult {
     match args.command {
         KeyCommand::Components {
-            dir,
+            backend,
             label,
             usage,
             algorithm,
@@ -242,7 +299,7 @@ pub fn run_key(args: KeyArgs) -> CliResult {
                 .map(Kcv::from_hex)
                 .transpose()
                 .map_err(|e| CliError::rejected(format!("--kcv: {e}")))?;
-            let hsm = open(&dir)?;
+            let hsm = open_backend(&backend)?;
             let alg: Algorithm = algorithm.into();
             let spec = KeySpec::new(&label, alg, comps[0].len(), usage, mode);
             let parts: Vec<&[u8]> = comps.iter().map(|c| c.as_slice()).collect();
@@ -251,7 +308,7 @@ pub fn run_key(args: KeyArgs) -> CliResult {
             Ok(())
         }
         KeyCommand::Generate {
-            dir,
+            backend,
             label,
             usage,
             algorithm,
@@ -268,7 +325,7 @@ pub fn run_key(args: KeyArgs) -> CliResult {
                     "--bits: {bits} is not a {alg} key size"
                 )));
             }
-            let hsm = open(&dir)?;
+            let hsm = open_backend(&backend)?;
             let mut spec = KeySpec::new(&label, alg, len, usage, mode);
             if exportable {
                 spec = spec.exportable();
@@ -278,26 +335,30 @@ pub fn run_key(args: KeyArgs) -> CliResult {
             Ok(())
         }
         KeyCommand::Import {
-            dir,
+            backend,
             label,
             kek,
             block,
         } => {
-            let hsm = open(&dir)?;
+            let hsm = open_backend(&backend)?;
             let kek = hsm.find_key(&kek)?;
             let info = hsm.import_key_block(&label, &kek, &block)?;
             println!("{}", info.kcv);
             Ok(())
         }
-        KeyCommand::Export { dir, label, kek } => {
-            let hsm = open(&dir)?;
+        KeyCommand::Export {
+            backend,
+            label,
+            kek,
+        } => {
+            let hsm = open_backend(&backend)?;
             let key = hsm.find_key(&label)?;
             let kek = hsm.find_key(&kek)?;
             println!("{}", hsm.export_key_block(&key, &kek)?);
             Ok(())
         }
-        KeyCommand::List { dir } => {
-            let hsm = open(&dir)?;
+        KeyCommand::List { backend } => {
+            let hsm = open_backend(&backend)?;
             for k in hsm.list_keys()? {
                 println!(
                     "{} usage={} algorithm={} bits={} mode={:?} exportability={:?} kcv={}",

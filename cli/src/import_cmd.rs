@@ -1,5 +1,5 @@
 //! `pmp import` (issuer file → XOF) and `pmp demo` (the bureau's main job end to end on
-//! the built-in software HSM with a TEST LMK).
+//! the built-in software HSM with a TEST LMK, or on a PKCS#11 token).
 //!
 //! Both print a summary on stdout (first line: `read=N written=N rejected=N`), and a
 //! progress bar on stderr when stderr is a terminal. Nothing secret is printed: key labels
@@ -18,9 +18,9 @@ use crate::{CliResult, hsm_cmd};
 /// `pmp import`
 #[derive(Args)]
 pub struct ImportArgs {
-    /// The key store directory (TK_issuer, PIN keys, DKeps and the XOF MAC key).
-    #[arg(long)]
-    dir: PathBuf,
+    /// The key store or token (TK_issuer, PIN keys, DKeps and the XOF MAC key).
+    #[command(flatten)]
+    backend: hsm_cmd::BackendArgs,
     /// The product (order profile) file, `pmp-product-1` XML (docs/product.md).
     #[arg(long)]
     product: PathBuf,
@@ -51,6 +51,15 @@ pub struct DemoArgs {
     /// non-empty directory is refused).
     #[arg(long, default_value = "pmp-demo")]
     out: PathBuf,
+    /// Run the demo on this PKCS#11 module's token instead of a fresh software HSM (with
+    /// --token; the user PIN from PMP_PKCS11_PIN). The token must not hold the demo's key
+    /// labels yet; key-block import and export through host memory is allowed for the
+    /// demo's own keys where the token has no mechanism for them.
+    #[arg(long, value_name = "PATH", requires = "token")]
+    pkcs11_module: Option<PathBuf>,
+    /// The label of the token in the PKCS#11 module.
+    #[arg(long, value_name = "LABEL", requires = "pkcs11_module")]
+    token: Option<String>,
 }
 
 fn bar(total: Option<u64>) -> ProgressBar {
@@ -99,7 +108,7 @@ fn print_import(s: &Summary) {
 
 /// Runs `pmp import`.
 pub fn run_import(args: ImportArgs) -> CliResult {
-    let hsm = hsm_cmd::open(&args.dir)?;
+    let hsm = hsm_cmd::open_backend(&args.backend)?;
     let product = Product::load(&args.product)?;
     let total = std::fs::metadata(&args.input).ok().map(|m| m.len());
     let pb = bar(total);
@@ -118,7 +127,7 @@ pub fn run_import(args: ImportArgs) -> CliResult {
         .clone()
         .unwrap_or_else(|| import::default_rejects_path(&args.out));
     let r = import::import_file(
-        &hsm,
+        &*hsm,
         &product,
         &args.input,
         &args.out,
@@ -135,18 +144,46 @@ pub fn run_import(args: ImportArgs) -> CliResult {
 
 /// Runs `pmp demo`.
 pub fn run_demo(args: DemoArgs) -> CliResult {
-    println!(
-        "pmp demo: {} cards, software HSM with a TEST LMK, output in {}",
-        args.cards,
-        args.out.display()
-    );
+    // The demo's keys are its own: on a token, their key-block exchange may pass through
+    // host memory where the token has no mechanism for it (the issuer's keys arrive as key
+    // blocks, the transport keys leave as key blocks).
+    let token = match (&args.pkcs11_module, &args.token) {
+        (Some(module), Some(label)) => Some((
+            hsm_cmd::open_pkcs11(module, label, Some(true))?,
+            label.clone(),
+        )),
+        _ => None,
+    };
+    let backend = match &token {
+        Some((hsm, label)) => {
+            println!(
+                "pmp demo: {} cards, PKCS#11 token '{label}' ({} keys), output in {}",
+                args.cards,
+                if hsm.capabilities().is_test() {
+                    "TEST"
+                } else {
+                    "device"
+                },
+                args.out.display()
+            );
+            pmp_demo::Backend::Open(&**hsm)
+        }
+        None => {
+            println!(
+                "pmp demo: {} cards, software HSM with a TEST LMK, output in {}",
+                args.cards,
+                args.out.display()
+            );
+            pmp_demo::Backend::SoftHsm
+        }
+    };
     let pb = bar(None);
     let progress = |p: Progress| pb.set_message(format!("importing: {} records", p.records));
     let opts = Options {
         progress: Some(&progress),
         ..Options::default()
     };
-    let r = pmp_demo::run(&args.out, args.cards, &opts);
+    let r = pmp_demo::run(&args.out, args.cards, backend, &opts);
     pb.finish_and_clear();
     let d = r?;
     println!();
@@ -187,10 +224,17 @@ pub fn run_demo(args: DemoArgs) -> CliResult {
         println!("  {}", f.display());
     }
     println!();
-    println!(
-        "Check it yourself: pmp xof verify --dir {} {}",
-        d.dir.join("keystore").display(),
-        d.dir.join("order.xof").display()
-    );
+    match (&args.pkcs11_module, &args.token) {
+        (Some(module), Some(label)) => println!(
+            "Check it yourself: PMP_PKCS11_PIN=... pmp xof verify --pkcs11-module {} --token {label} {}",
+            module.display(),
+            d.dir.join("order.xof").display()
+        ),
+        _ => println!(
+            "Check it yourself: pmp xof verify --dir {} {}",
+            d.dir.join("keystore").display(),
+            d.dir.join("order.xof").display()
+        ),
+    }
     Ok(())
 }

@@ -19,9 +19,9 @@ enum XofCommand {
     /// Verify an XOF file: header MAC and MAC key KCV, every record MAC and the chain, the
     /// trailer. Prints the record count (exit 0), or the first problem (exit 1).
     Verify {
-        /// The key store directory holding the file's MAC key.
-        #[arg(long)]
-        dir: PathBuf,
+        /// The key store (or token) holding the file's MAC key.
+        #[command(flatten)]
+        backend: hsm_cmd::BackendArgs,
         /// The label of the key that must MAC the file: a file naming another MAC key is
         /// refused. Without it, any key of the store that may MAC an XOF (AES, M6, not
         /// exportable) is accepted.
@@ -41,11 +41,15 @@ enum XofCommand {
 /// Runs `pmp xof ...`.
 pub fn run(args: XofArgs) -> CliResult {
     match args.command {
-        XofCommand::Verify { dir, mac_key, file } => {
-            let hsm = hsm_cmd::open(&dir)?;
+        XofCommand::Verify {
+            backend,
+            mac_key,
+            file,
+        } => {
+            let hsm = hsm_cmd::open_backend(&backend)?;
             let n = match &mac_key {
-                Some(label) => xof::verify_file_with_key(&file, &hsm, label)?,
-                None => xof::verify_file(&file, &hsm)?,
+                Some(label) => xof::verify_file_with_key(&file, &*hsm, label)?,
+                None => xof::verify_file(&file, &*hsm)?,
             };
             println!("{n}");
             Ok(())
