@@ -148,6 +148,11 @@ enum pmp_status
    */
   PMP_STATUS_ALREADY_EXISTS = 302,
   /**
+   * The HSM could not be reached or its session was lost (a device, token or session
+   * failure): transient, the same call may succeed when retried.
+   */
+  PMP_STATUS_HSM_UNAVAILABLE = 303,
+  /**
    * A Rust panic was caught at the C API boundary: a bug in pmp-core. Please report it.
    */
   PMP_STATUS_PANIC = 900,
@@ -1058,6 +1063,34 @@ pmp_status pmp_key_list(const struct pmp_hsm *hsm,
  * `hsm` must be a live handle, `label` NUL-terminated.
  */
 pmp_status pmp_key_delete(const struct pmp_hsm *hsm, const char *label);
+
+/**
+ * Opens the PKCS#11 token labelled `token_label` in the module (`.so`) `module_path` and
+ * logs in as the user with `pin`. On success `*out` is a new handle, to be released with
+ * `pmp_hsm_free`; every function that takes a `const pmp_hsm *` works with it (what the
+ * token can do is reported by its capabilities; `pmp_hsm_verify_audit` answers
+ * `PMP_STATUS_UNSUPPORTED`).
+ *
+ * Key-block import and export through host memory, where the token has no mechanism for
+ * them (SoftHSMv2), is allowed only when the environment variable
+ * `PMP_PKCS11_HOST_KEY_FALLBACK` is `1` (the operator's decision). pmp-core copies the PIN
+ * into memory it wipes; the caller should wipe its own copy.
+ *
+ * Returns `PMP_STATUS_UNSUPPORTED` when the library was built without the `pkcs11` feature,
+ * `PMP_STATUS_IO` when there is no file `module_path`, `PMP_STATUS_INVALID_ARGUMENT` when
+ * it does not load as a PKCS#11 module, `PMP_STATUS_NOT_FOUND` when no token has that
+ * label, `PMP_STATUS_POLICY` for a wrong PIN, and `PMP_STATUS_HSM_UNAVAILABLE` (retryable)
+ * when the token fails or does not answer.
+ *
+ * # Safety
+ *
+ * `module_path`, `token_label` and `pin` must be NUL-terminated UTF-8 strings; `out` must
+ * point to a writable `pmp_hsm *`.
+ */
+pmp_status pmp_hsm_open_pkcs11(const char *module_path,
+                               const char *token_label,
+                               const char *pin,
+                               struct pmp_hsm **out);
 
 /**
  * Generates KTK, PTK and MTK (labels `<prefix>-KTK`, `<prefix>-PTK`, `<prefix>-MTK`) of

@@ -45,11 +45,15 @@ mod capabilities;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod file;
+#[cfg(feature = "pkcs11")]
+mod pkcs11;
 pub mod policy;
 mod soft;
 
 pub use capabilities::{Capabilities, Capability, KcvMethod};
 pub use file::CbcDecryptReader;
+#[cfg(feature = "pkcs11")]
+pub use pkcs11::{HOST_KEY_FALLBACK_ENV, PIN_ENV, Pkcs11Config, Pkcs11Hsm};
 pub use policy::Operation;
 pub use soft::{AuditVerdict, LmkComponent, LmkComponents, LmkSource, SoftHsm, verify_audit_log};
 

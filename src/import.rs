@@ -174,6 +174,15 @@ pub struct Summary {
     pub keys: Vec<KeyInfo>,
     /// The TK_issuer, when the product names one.
     pub transport_key: Option<KeyInfo>,
+    /// The host fallbacks the import ran on, because the backend offers no way to keep the
+    /// clear values in the device: [`Capability::HostTranslateFallback`] (fields translated
+    /// from TK_issuer to their DKep through host memory) and [`Capability::HostPinFallback`]
+    /// (PIN blocks translated through host memory). Empty when everything stayed in the
+    /// device.
+    ///
+    /// [`Capability::HostTranslateFallback`]: crate::hsm::Capability::HostTranslateFallback
+    /// [`Capability::HostPinFallback`]: crate::hsm::Capability::HostPinFallback
+    pub host_fallbacks: Vec<crate::hsm::Capability>,
 }
 
 impl Summary {

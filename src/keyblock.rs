@@ -275,7 +275,7 @@ pub fn inspect(block: &str) -> Result<Header> {
 }
 
 /// Parses the header of a whole block and checks the length field and header alignment.
-fn parse_block(block: &str) -> Result<(Header, usize)> {
+pub(crate) fn parse_block(block: &str) -> Result<(Header, usize)> {
     let (header, hlen) = header::parse_prefix(block.as_bytes(), true)?;
     let declared: usize = block[1..5]
         .parse()
@@ -302,7 +302,7 @@ fn parse_block(block: &str) -> Result<(Header, usize)> {
     Ok((header, hlen))
 }
 
-fn supported_algorithm(header: &Header) -> Result<Algorithm> {
+pub(crate) fn supported_algorithm(header: &Header) -> Result<Algorithm> {
     header.algorithm.to_pmp().ok_or_else(|| {
         Error::Unsupported(format!(
             "key algorithm {} ({}): pmp-core wraps TDES and AES keys only",
@@ -324,7 +324,7 @@ fn check_kbpk_algorithm(v: Version, kbpk: &SecretKey) -> Result<()> {
     }
 }
 
-fn check_version_carries(v: Version, key_alg: Algorithm) -> Result<()> {
+pub(crate) fn check_version_carries(v: Version, key_alg: Algorithm) -> Result<()> {
     if key_alg == Algorithm::Aes && v != Version::D {
         return Err(Error::Policy(format!(
             "a version {v} key block (TDES binding) cannot carry an AES key; use version D"
@@ -394,7 +394,7 @@ fn ct_verify(computed: &[u8], received: &[u8]) -> Result<()> {
 }
 
 #[derive(Clone, Copy)]
-enum KeyRole {
+pub(crate) enum KeyRole {
     Encryption,
     Mac,
 }
@@ -402,7 +402,7 @@ enum KeyRole {
 /// The key derivation of versions B and D (X9.143 §7.3): CMAC under the KBPK of the
 /// 8-byte derivation data `counter ‖ usage (0000 enc / 0001 MAC) ‖ 00 ‖ algorithm ‖
 /// length in bits`, one CMAC block per counter value, truncated to the KBPK length.
-fn derive(kbpk: &SecretKey, role: KeyRole) -> Result<SecretKey> {
+pub(crate) fn derive(kbpk: &SecretKey, role: KeyRole) -> Result<SecretKey> {
     let (alg_id, bits): (u8, u16) = match (kbpk.algorithm(), kbpk.len()) {
         (Algorithm::Tdes, 16) => (0, 128),
         (Algorithm::Tdes, _) => (1, 192),

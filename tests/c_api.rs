@@ -2,6 +2,8 @@
 //! static library `libpmp_core.a`, runs it plainly and under AddressSanitizer +
 //! UndefinedBehaviorSanitizer, and compiles, links and runs `tests/c/header_check.cpp` as
 //! C++17. Each program gets an empty scratch directory (for key stores) as its argument.
+//! `tests/c/test_pkcs11.c` checks `pmp_hsm_open_pkcs11`: on a throw-away SoftHSMv2 token
+//! when pmp-core is built with the feature `pkcs11`, `PMP_STATUS_UNSUPPORTED` without it.
 //!
 //! The static library is the one cargo built for this very test run: the integration test
 //! depends on the `pmp_core` library target, which cargo compiles in one rustc invocation
@@ -171,4 +173,71 @@ fn cpp_header_check() {
         "tests/c/header_check.cpp",
         "header_check",
     );
+}
+
+/// A throw-away SoftHSMv2 token in `dir` (its own `SOFTHSM2_CONF`): (module, conf, token,
+/// PIN). `PMP_PKCS11_MODULE` names the module when it is not in a Debian location.
+#[cfg(feature = "pkcs11")]
+fn softhsm_token(dir: &Path) -> (PathBuf, PathBuf, &'static str, &'static str) {
+    const TOKEN: &str = "pmp-c-api";
+    const PIN: &str = "1234";
+    let module = std::env::var_os("PMP_PKCS11_MODULE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            [
+                "/usr/lib/softhsm/libsofthsm2.so",
+                "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+                "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+                "/usr/local/lib/softhsm/libsofthsm2.so",
+            ]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+        })
+        .expect("SoftHSMv2 not found: apt-get install softhsm2, or set PMP_PKCS11_MODULE");
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens).expect("token dir");
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .expect("softhsm2.conf");
+    run(
+        Command::new("softhsm2-util")
+            .env("SOFTHSM2_CONF", &conf)
+            .args(["--init-token", "--free", "--label", TOKEN])
+            .args(["--so-pin", "12345678", "--pin", PIN]),
+        "softhsm2-util --init-token",
+    );
+    (module, conf, TOKEN, PIN)
+}
+
+#[test]
+fn c_pkcs11_program() {
+    let name = "test_pkcs11";
+    let dir = scratch_dir(name);
+    let exe = dir.join(name);
+    let mut flags = C_FLAGS.to_vec();
+    if cfg!(feature = "pkcs11") {
+        flags.push("-DPMP_FEATURE_PKCS11");
+    }
+    build(&compiler("CC", "cc"), &flags, "tests/c/test_pkcs11.c", &exe);
+    let mut command = Command::new(&exe);
+    command.env_remove("PMP_PKCS11_HOST_KEY_FALLBACK");
+    #[cfg(feature = "pkcs11")]
+    {
+        let (module, conf, token, pin) = softhsm_token(&dir);
+        command
+            .arg(module)
+            .arg(token)
+            .arg(pin)
+            .env("SOFTHSM2_CONF", conf);
+    }
+    let output = run(&mut command, "running test_pkcs11");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_all_passed(&String::from_utf8_lossy(&output.stdout));
 }

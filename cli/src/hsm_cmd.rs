@@ -76,9 +76,8 @@ pub struct KeyArgs {
 enum KeyCommand {
     /// Form a key from 2 or 3 clear components (key ceremony). Prints the KCV.
     Components {
-        /// The key store directory.
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        backend: BackendArgs,
         /// A new, unique label.
         #[arg(long)]
         label: String,
@@ -104,9 +103,8 @@ enum KeyCommand {
     },
     /// Generate a random key. Prints the KCV.
     Generate {
-        /// The key store directory.
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        backend: BackendArgs,
         /// A new, unique label.
         #[arg(long)]
         label: String,
@@ -132,9 +130,8 @@ enum KeyCommand {
     },
     /// Import a TR-31 key block under a key-encryption key. Prints the KCV.
     Import {
-        /// The key store directory.
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        backend: BackendArgs,
         /// A new, unique label.
         #[arg(long)]
         label: String,
@@ -157,9 +154,8 @@ enum KeyCommand {
     },
     /// Export a key as a TR-31 key block under a key-encryption key. Prints the block.
     Export {
-        /// The key store directory.
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        backend: BackendArgs,
         /// Label of the key to export (must be exportable).
         #[arg(long)]
         label: String,
@@ -172,9 +168,8 @@ enum KeyCommand {
     },
     /// Delete a key.
     Delete {
-        /// The key store directory.
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        backend: BackendArgs,
         /// Label of the key to delete.
         #[arg(long)]
         label: String,
@@ -184,9 +179,8 @@ enum KeyCommand {
     },
     /// List the keys: label, usage, algorithm, mode, exportability, KCV.
     List {
-        /// The key store directory.
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        backend: BackendArgs,
     },
 }
 
@@ -256,7 +250,7 @@ fn passphrase(id: &str) -> Result<Zeroizing<String>, CliError> {
 /// Dual control: with two `--officer` values, they authorise `activity` for this command
 /// (five minutes at most). Without, nothing is asked: a production store then refuses the
 /// sensitive operation itself, naming the missing authorisation.
-fn authorise(hsm: &SoftHsm, officers: &[String], activity: Activity) -> Result<(), CliError> {
+fn authorise(hsm: &dyn Hsm, officers: &[String], activity: Activity) -> Result<(), CliError> {
     match officers.len() {
         0 => Ok(()),
         2 => {
@@ -280,6 +274,84 @@ fn authorise(hsm: &SoftHsm, officers: &[String], activity: Activity) -> Result<(
             "give --officer twice (two different officers), not {n} times"
         ))),
     }
+}
+
+/// Where a command finds its keys: a software-HSM key store (`--dir`), or a PKCS#11 token
+/// (`--pkcs11-module` and `--token`; the user PIN from the environment variable
+/// `PMP_PKCS11_PIN`, never a flag).
+#[derive(Args, Clone, Debug)]
+pub struct BackendArgs {
+    /// The software-HSM key store directory.
+    #[arg(
+        long,
+        value_name = "KEYSTORE",
+        required_unless_present = "pkcs11_module",
+        conflicts_with_all = ["pkcs11_module", "token"]
+    )]
+    dir: Option<PathBuf>,
+    /// A PKCS#11 module (.so) instead of --dir, with --token. The user PIN comes from
+    /// PMP_PKCS11_PIN; PMP_PKCS11_HOST_KEY_FALLBACK=1 allows key-block import and export
+    /// through host memory where the token has no mechanism for them (SoftHSMv2).
+    #[arg(long, value_name = "PATH", requires = "token")]
+    pkcs11_module: Option<PathBuf>,
+    /// The label of the token in the PKCS#11 module.
+    #[arg(long, value_name = "LABEL", requires = "pkcs11_module")]
+    token: Option<String>,
+}
+
+impl BackendArgs {
+    /// Where the keys are, for messages: the key store (with the command that lists it) or
+    /// the token.
+    pub fn place(&self) -> String {
+        match (&self.dir, &self.token) {
+            (Some(dir), _) => format!(
+                "the key store {} (see `pmp key list --dir {}`)",
+                dir.display(),
+                dir.display()
+            ),
+            (None, Some(token)) => format!("the token {token}"),
+            (None, None) => "the key store".to_string(),
+        }
+    }
+}
+
+/// Opens the backend the arguments name: the software HSM's store, or the PKCS#11 token.
+pub fn open_backend(b: &BackendArgs) -> Result<Box<dyn Hsm>, CliError> {
+    match (&b.dir, &b.pkcs11_module, &b.token) {
+        (Some(dir), None, None) => Ok(Box::new(open(dir)?)),
+        (None, Some(module), Some(token)) => open_pkcs11(module, token, None),
+        _ => Err(CliError::usage(
+            "give --dir KEYSTORE, or --pkcs11-module PATH and --token LABEL",
+        )),
+    }
+}
+
+/// Opens the token `token` of the PKCS#11 module `module`, the PIN from `PMP_PKCS11_PIN`;
+/// `host_key_fallback` overrides `PMP_PKCS11_HOST_KEY_FALLBACK` when given.
+#[cfg(feature = "pkcs11")]
+pub fn open_pkcs11(
+    module: &Path,
+    token: &str,
+    host_key_fallback: Option<bool>,
+) -> Result<Box<dyn Hsm>, CliError> {
+    use pmp_core::hsm::{Pkcs11Config, Pkcs11Hsm};
+    let mut config = Pkcs11Config::from_env(module, token)?;
+    if let Some(allowed) = host_key_fallback {
+        config = config.with_host_key_fallback(allowed);
+    }
+    Ok(Box::new(Pkcs11Hsm::open(&config)?))
+}
+
+/// Without the `pkcs11` feature: refused, naming the feature.
+#[cfg(not(feature = "pkcs11"))]
+pub fn open_pkcs11(
+    _module: &Path,
+    _token: &str,
+    _host_key_fallback: Option<bool>,
+) -> Result<Box<dyn Hsm>, CliError> {
+    Err(CliError::usage(
+        "--pkcs11-module: this pmp was built without PKCS#11 support (build pmp-cli with --features pkcs11)",
+    ))
 }
 
 fn usage_arg(s: &str) -> Result<KeyUsage, CliError> {
@@ -367,7 +439,7 @@ pub fn run_keystore(args: KeystoreArgs) -> CliResult {
 pub fn run_key(args: KeyArgs) -> CliResult {
     match args.command {
         KeyCommand::Components {
-            dir,
+            backend,
             label,
             usage,
             algorithm,
@@ -385,11 +457,11 @@ pub fn run_key(args: KeyArgs) -> CliResult {
                 .map(Kcv::from_hex)
                 .transpose()
                 .map_err(|e| CliError::rejected(format!("--kcv: {e}")))?;
-            let hsm = open(&dir)?;
+            let hsm = open_backend(&backend)?;
             let alg: Algorithm = algorithm.into();
             let spec = KeySpec::new(&label, alg, comps[0].len(), usage, mode);
             let parts: Vec<&[u8]> = comps.iter().map(|c| c.as_slice()).collect();
-            authorise(&hsm, &officer, Activity::FormKey)?;
+            authorise(&*hsm, &officer, Activity::FormKey)?;
             let r = hsm.form_key_from_components(&spec, &parts, &[], expected.as_ref());
             let _ = hsm.end_authorisation();
             let info = r?;
@@ -397,7 +469,7 @@ pub fn run_key(args: KeyArgs) -> CliResult {
             Ok(())
         }
         KeyCommand::Generate {
-            dir,
+            backend,
             label,
             usage,
             algorithm,
@@ -416,11 +488,11 @@ pub fn run_key(args: KeyArgs) -> CliResult {
                     "--bits: {bits} is not a {alg} key size"
                 )));
             }
-            let hsm = open(&dir)?;
+            let hsm = open_backend(&backend)?;
             let mut spec = KeySpec::new(&label, alg, len, usage, mode);
             if exportable {
                 spec = spec.exportable();
-                authorise(&hsm, &officer, Activity::GenerateExportable)?;
+                authorise(&*hsm, &officer, Activity::GenerateExportable)?;
             }
             let r = hsm.generate_key(&spec);
             let _ = hsm.end_authorisation();
@@ -429,7 +501,7 @@ pub fn run_key(args: KeyArgs) -> CliResult {
             Ok(())
         }
         KeyCommand::Import {
-            dir,
+            backend,
             label,
             kek,
             block,
@@ -464,10 +536,10 @@ pub fn run_key(args: KeyArgs) -> CliResult {
                 .map(Kcv::from_hex)
                 .transpose()
                 .map_err(|e| CliError::rejected(format!("--kcv: {e}")))?;
-            let hsm = open(&dir)?;
+            let hsm = open_backend(&backend)?;
             let kek_label = kek;
-            let kek = crate::store::find_key(&hsm, &dir, "--kek", &kek_label, is_kek)?;
-            authorise(&hsm, &officer, Activity::ImportKek)?;
+            let kek = crate::store::find_key(&*hsm, &backend.place(), "--kek", &kek_label, is_kek)?;
+            authorise(&*hsm, &officer, Activity::ImportKek)?;
             let r = hsm.import_key_block_checked(
                 &label,
                 &kek,
@@ -495,18 +567,18 @@ pub fn run_key(args: KeyArgs) -> CliResult {
             Ok(())
         }
         KeyCommand::Export {
-            dir,
+            backend,
             label,
             kek,
             officer,
         } => {
-            let hsm = open(&dir)?;
-            let key = crate::store::find_key(&hsm, &dir, "--label", &label, |k| {
+            let hsm = open_backend(&backend)?;
+            let key = crate::store::find_key(&*hsm, &backend.place(), "--label", &label, |k| {
                 k.spec.exportability != Exportability::N
             })?;
             let kek_label = kek;
-            let kek = crate::store::find_key(&hsm, &dir, "--kek", &kek_label, is_kek)?;
-            authorise(&hsm, &officer, Activity::Export)?;
+            let kek = crate::store::find_key(&*hsm, &backend.place(), "--kek", &kek_label, is_kek)?;
+            authorise(&*hsm, &officer, Activity::Export)?;
             let r = hsm.export_key_block(&key, &kek);
             let _ = hsm.end_authorisation();
             let block = r?;
@@ -520,26 +592,27 @@ pub fn run_key(args: KeyArgs) -> CliResult {
             Ok(())
         }
         KeyCommand::Delete {
-            dir,
+            backend,
             label,
             officer,
         } => {
-            let hsm = open(&dir)?;
-            let key = crate::store::find_key(&hsm, &dir, "--label", &label, |_| true)?;
-            authorise(&hsm, &officer, Activity::DeleteKey)?;
+            let hsm = open_backend(&backend)?;
+            let key = crate::store::find_key(&*hsm, &backend.place(), "--label", &label, |_| true)?;
+            authorise(&*hsm, &officer, Activity::DeleteKey)?;
             let r = hsm.delete_key(&key);
             let _ = hsm.end_authorisation();
             r?;
             println!("deleted {label}");
             Ok(())
         }
-        KeyCommand::List { dir } => {
-            let hsm = open(&dir)?;
+        KeyCommand::List { backend } => {
+            let hsm = open_backend(&backend)?;
             let keys = hsm.list_keys()?;
             if output::json() {
                 output::print_json(&json!({
-                    "dir": dir.display().to_string(),
-                    "test": hsm.is_test(),
+                    "dir": backend.dir.as_ref().map(|d| d.display().to_string()),
+                    "token": backend.token,
+                    "test": hsm.capabilities().is_test(),
                     "keys": keys.iter().map(output::key_json).collect::<Vec<_>>(),
                 }));
                 return Ok(());

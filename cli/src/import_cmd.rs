@@ -1,5 +1,5 @@
 //! `pmp import` (issuer file → XOF) and `pmp demo` (the bureau's main job end to end on
-//! the built-in software HSM with a TEST LMK).
+//! the built-in software HSM with a TEST LMK, or on a PKCS#11 token).
 //!
 //! Both print a summary on stdout (first line: `read=N written=N rejected=N`), and a
 //! progress bar on stderr when stderr is a terminal. Nothing secret is printed: key labels
@@ -19,9 +19,9 @@ use crate::{CliError, CliResult, hsm_cmd};
 /// `pmp import`
 #[derive(Args)]
 pub struct ImportArgs {
-    /// The key store directory (TK_issuer, PIN keys, DKeps and the XOF MAC key).
-    #[arg(long)]
-    dir: PathBuf,
+    /// The key store or token (TK_issuer, PIN keys, DKeps and the XOF MAC key).
+    #[command(flatten)]
+    backend: hsm_cmd::BackendArgs,
     /// The product (order profile) file, `pmp-product-1` XML (docs/product.md).
     #[arg(long)]
     product: PathBuf,
@@ -55,6 +55,15 @@ pub struct DemoArgs {
     /// non-empty directory is refused).
     #[arg(long, default_value = "pmp-demo")]
     out: PathBuf,
+    /// Run the demo on this PKCS#11 module's token instead of a fresh software HSM (with
+    /// --token; the user PIN from PMP_PKCS11_PIN). The token must not hold the demo's key
+    /// labels yet; key-block import and export through host memory is allowed for the
+    /// demo's own keys where the token has no mechanism for them.
+    #[arg(long, value_name = "PATH", requires = "token")]
+    pkcs11_module: Option<PathBuf>,
+    /// The label of the token in the PKCS#11 module.
+    #[arg(long, value_name = "LABEL", requires = "pkcs11_module")]
+    token: Option<String>,
 }
 
 /// The import summary as JSON (docs/cli-json.md, `import`).
@@ -91,6 +100,12 @@ fn print_import(s: &Summary) {
         s.records_per_second(),
         s.workers
     );
+    if !s.host_fallbacks.is_empty() {
+        // The backend could not keep these clear values in the device (its capabilities say
+        // so): the operator sees it on every run.
+        let list: Vec<String> = s.host_fallbacks.iter().map(|c| c.to_string()).collect();
+        println!("  on the host:  {}", list.join("; "));
+    }
     if !s.reasons.is_empty() {
         println!("  rejects by reason:");
         for (r, n) in &s.reasons {
@@ -115,7 +130,7 @@ pub fn run_import(args: ImportArgs) -> CliResult {
             }
         }
     }
-    let hsm = hsm_cmd::open(&args.dir)?;
+    let hsm = hsm_cmd::open_backend(&args.backend)?;
     let product = Product::load(&args.product)?;
     let total = std::fs::metadata(&args.input).ok().map(|m| m.len());
     let reporter = Reporter::new("import", total);
@@ -127,7 +142,7 @@ pub fn run_import(args: ImportArgs) -> CliResult {
         ..Options::default()
     };
     let r = import::import_file(
-        &hsm,
+        &*hsm,
         &product,
         &args.input,
         &args.out,
@@ -146,7 +161,7 @@ pub fn run_import(args: ImportArgs) -> CliResult {
             let mut v = import_json(&s);
             v["xof"] = json!(args.out.display().to_string());
             v["rejects"] = json!(rejects.display().to_string());
-            v["test"] = json!(hsm.is_test());
+            v["test"] = json!(hsm.capabilities().is_test());
             v
         },
     );
@@ -155,20 +170,50 @@ pub fn run_import(args: ImportArgs) -> CliResult {
 
 /// Runs `pmp demo`.
 pub fn run_demo(args: DemoArgs) -> CliResult {
-    if !output::json() {
-        println!(
-            "pmp demo: {} cards, software HSM with a TEST LMK, output in {}",
-            args.cards,
-            args.out.display()
-        );
-    }
+    // The demo's keys are its own: on a token, their key-block exchange may pass through
+    // host memory where the token has no mechanism for it (the issuer's keys arrive as key
+    // blocks, the transport keys leave as key blocks).
+    let token = match (&args.pkcs11_module, &args.token) {
+        (Some(module), Some(label)) => Some((
+            hsm_cmd::open_pkcs11(module, label, Some(true))?,
+            label.clone(),
+        )),
+        _ => None,
+    };
+    let backend = match &token {
+        Some((hsm, label)) => {
+            if !output::json() {
+                println!(
+                    "pmp demo: {} cards, PKCS#11 token '{label}' ({} keys), output in {}",
+                    args.cards,
+                    if hsm.capabilities().is_test() {
+                        "TEST"
+                    } else {
+                        "device"
+                    },
+                    args.out.display()
+                );
+            }
+            pmp_demo::Backend::Open(&**hsm)
+        }
+        None => {
+            if !output::json() {
+                println!(
+                    "pmp demo: {} cards, software HSM with a TEST LMK, output in {}",
+                    args.cards,
+                    args.out.display()
+                );
+            }
+            pmp_demo::Backend::SoftHsm
+        }
+    };
     let reporter = Reporter::new("demo import", None);
     let progress = |p: Progress| reporter.update(p.bytes, p.records);
     let opts = Options {
         progress: Some(&progress),
         ..Options::default()
     };
-    let r = pmp_demo::run(&args.out, args.cards, &opts);
+    let r = pmp_demo::run(&args.out, args.cards, backend, &opts);
     reporter.finish();
     let d = r?;
     if output::json() {
@@ -230,12 +275,27 @@ pub fn run_demo(args: DemoArgs) -> CliResult {
     // Hints that work as printed: `pmp` when that is this binary on the PATH, else the
     // path of the running binary.
     let (pmp, installed) = pmp_command();
-    let ks = quoted(&d.dir.join("keystore").display().to_string());
     let xof = quoted(&d.dir.join("order.xof").display().to_string());
+    let keys = match (&args.pkcs11_module, &args.token) {
+        (Some(module), Some(label)) => format!(
+            "--pkcs11-module {} --token {}",
+            quoted(&module.display().to_string()),
+            quoted(label)
+        ),
+        _ => format!(
+            "--dir {}",
+            quoted(&d.dir.join("keystore").display().to_string())
+        ),
+    };
+    let pin = if token.is_some() {
+        "PMP_PKCS11_PIN=... "
+    } else {
+        ""
+    };
     println!("Check it yourself:");
-    println!("  {pmp} xof verify --dir {ks} {xof}");
+    println!("  {pin}{pmp} xof verify {keys} {xof}");
     println!("  {pmp} xof inspect {xof}");
-    println!("  {pmp} key list --dir {ks}");
+    println!("  {pin}{pmp} key list {keys}");
     if !installed {
         println!("(to call it `pmp`: cargo install --path cli, from the source checkout)");
     }

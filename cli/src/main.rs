@@ -74,7 +74,8 @@ enum Command {
     Keyblock(keyblock_cmd::KeyblockArgs),
     /// Create a software-HSM key store.
     Keystore(hsm_cmd::KeystoreArgs),
-    /// Key management in a software-HSM key store (no command prints a clear key).
+    /// Key management in a software-HSM key store (--dir) or on a PKCS#11 token
+    /// (--pkcs11-module, --token; PIN in PMP_PKCS11_PIN). No command prints a clear key.
     Key(hsm_cmd::KeyArgs),
     /// Verify a key store's audit log.
     Audit(hsm_cmd::AuditArgs),
@@ -83,8 +84,9 @@ enum Command {
     /// Import an issuer's card file into an XOF order: every attribute re-encrypted under
     /// its DKep inside the HSM, rejects reported, counts reconciled (docs/product.md).
     Import(import_cmd::ImportArgs),
-    /// The bureau's main job end to end on the built-in software HSM with a TEST LMK:
-    /// keys, product, issuer file, import, XOF verification, transport keys.
+    /// The bureau's main job end to end on the built-in software HSM with a TEST LMK (or
+    /// on a PKCS#11 token): keys, product, issuer file, import, XOF verification,
+    /// transport keys.
     Demo(import_cmd::DemoArgs),
 }
 

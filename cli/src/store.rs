@@ -128,13 +128,12 @@ fn lock_holder(lock: &Path) -> Option<u32> {
 /// names the store and lists the labels it has that `fits` accepts (every key when `fits`
 /// accepts all), so that a typo reads as a typo.
 pub fn find_key(
-    hsm: &SoftHsm,
-    dir: &Path,
+    hsm: &dyn pmp_core::hsm::Hsm,
+    place: &str,
     flag: &str,
     label: &str,
     fits: impl Fn(&pmp_core::hsm::KeyInfo) -> bool,
 ) -> Result<pmp_core::hsm::KeyHandle, CliError> {
-    use pmp_core::hsm::Hsm;
     match hsm.find_key(label) {
         Ok(h) => Ok(h),
         Err(pmp_core::Error::NotFound(_)) => {
@@ -151,9 +150,7 @@ pub fn find_key(
                 format!("keys that fit: {}", candidates.join(", "))
             };
             Err(CliError::rejected(format!(
-                "{flag} {label}: no key with this label in the key store {}; {hint} (see `pmp key list --dir {}`)",
-                dir.display(),
-                dir.display()
+                "{flag} {label}: no key with this label in {place}; {hint}"
             )))
         }
         Err(e) => Err(e.into()),

@@ -31,9 +31,9 @@ enum XofCommand {
     /// Verify an XOF file: header MAC and MAC key KCV, every record MAC and the chain, the
     /// trailer. Prints the record count (exit 0), or the first problem (exit 1).
     Verify {
-        /// The key store directory holding the file's MAC key.
-        #[arg(long)]
-        dir: PathBuf,
+        /// The key store (or token) holding the file's MAC key.
+        #[command(flatten)]
+        backend: hsm_cmd::BackendArgs,
         /// The label of the key that must MAC the file: a file naming another MAC key is
         /// refused. Without it, the store's one XOF MAC key (AES, M6, not exportable,
         /// generated in the HSM) is expected; a store with none or several is refused.
@@ -58,24 +58,24 @@ enum XofCommand {
 pub fn run(args: XofArgs) -> CliResult {
     match args.command {
         XofCommand::Verify {
-            dir,
+            backend,
             mac_key,
             allow_test,
             file,
         } => {
             check_is_xof(&file)?;
-            let hsm = hsm_cmd::open(&dir)?;
+            let hsm = hsm_cmd::open_backend(&backend)?;
             // The expected MAC key comes from the store, never from the file alone.
             let mac_key = match mac_key {
                 Some(label) => {
-                    crate::store::find_key(&hsm, &dir, "--mac-key", &label, |k| {
+                    crate::store::find_key(&*hsm, &backend.place(), "--mac-key", &label, |k| {
                         k.spec.usage == KeyUsage::M6
                             && k.spec.algorithm == Algorithm::Aes
                             && k.spec.exportability == Exportability::N
                     })?;
                     label
                 }
-                None => xof::store_mac_key(&hsm)?,
+                None => xof::store_mac_key(&*hsm)?,
             };
             let f = std::fs::File::open(&file)
                 .map_err(|e| CliError::rejected(format!("{}: {e}", file.display())))?;
@@ -89,7 +89,7 @@ pub fn run(args: XofArgs) -> CliResult {
             };
             let verified = (|| {
                 let mut r =
-                    xof::Reader::open_with(input, &hsm, &file.display().to_string(), &opts)?;
+                    xof::Reader::open_with(input, &*hsm, &file.display().to_string(), &opts)?;
                 let mut n = 0u64;
                 while r.next_record()?.is_some() {
                     n += 1;

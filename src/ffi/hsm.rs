@@ -45,6 +45,12 @@ impl pmp_hsm {
         }
     }
 
+    /// A handle over a backend other than the software HSM (`pmp_hsm_open_pkcs11`).
+    #[cfg_attr(not(feature = "pkcs11"), allow(dead_code))]
+    pub(super) fn over(hsm: Arc<dyn Hsm>) -> Self {
+        Self { hsm, soft: None }
+    }
+
     /// The backend, for every operation of the trait.
     pub(super) fn hsm(&self) -> &dyn Hsm {
         &*self.hsm

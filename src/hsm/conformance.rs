@@ -28,7 +28,7 @@
 //! | `data.known-answer/<alg>-<len>` | the key algorithm, known keys |
 //! | `kcv.cross-check/<alg>` | the key algorithm, its KCV method |
 //! | `known-keys` (KEK formed, host-made blocks imported with the right KCV) | known keys |
-//! | `translate.round-trip`, `translate.known-answer` | translation in the device, TDES (and known keys) |
+//! | `translate.round-trip`, `translate.known-answer` | translation in the device (or its host fallback), TDES (and known keys) |
 //! | `components` | forming from components, TDES |
 //! | `export-import/<version>`, `export-import.refusals` | export and import of that version (TDES for B) |
 //! | `export-import.known-answer` | export of version D, known keys |

@@ -117,6 +117,7 @@ where
         workers,
         keys: plan.keys.clone(),
         transport_key: plan.transport.clone(),
+        host_fallbacks: plan.host_fallbacks.clone(),
         ..Summary::default()
     };
 

@@ -1,4 +1,5 @@
-//! Data translation from one key to another inside the device, single and batched.
+//! Data translation from one key to another, single and batched: inside the device, or
+//! through host memory where the backend reports that fallback instead.
 
 use super::Suite;
 use crate::hsm::{Capability, CipherSpec, KeySpec, TranslateItem};
@@ -7,12 +8,17 @@ use crate::{Algorithm, Error, Mode, Padding};
 
 /// Encrypt under A, translate A → B, decrypt under B gives the text back; a target that may
 /// only encrypt cannot be translated from; a batch is all or nothing. With known keys the
-/// HSM's result is also decrypted on the host.
+/// HSM's result is also decrypted on the host. The contract is the same whether the backend
+/// translates in the device or offers [`Capability::HostTranslateFallback`] instead.
 pub(super) fn translation(s: &mut Suite<'_>) {
-    let needs = [
-        Capability::TranslateInDevice,
-        Capability::KeyAlgorithm(Algorithm::Tdes),
-    ];
+    let how = if !s.caps.supports(Capability::TranslateInDevice)
+        && s.caps.supports(Capability::HostTranslateFallback)
+    {
+        Capability::HostTranslateFallback
+    } else {
+        Capability::TranslateInDevice
+    };
+    let needs = [how, Capability::KeyAlgorithm(Algorithm::Tdes)];
     if !s.can_run("translate.round-trip", &needs) {
         s.can_run("translate.known-answer", &needs);
         return;
