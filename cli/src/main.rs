@@ -8,6 +8,7 @@ mod hsm_cmd;
 mod import_cmd;
 mod keyblock_cmd;
 mod pinblock_cmd;
+mod usage_error;
 mod xof_cmd;
 
 use std::process::ExitCode;
@@ -205,7 +206,7 @@ fn run(cli: Cli) -> CliResult {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = usage_error::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

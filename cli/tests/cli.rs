@@ -322,3 +322,67 @@ fn production_lmk_comes_from_the_environment() {
     assert_eq!(o.status.code(), Some(1), "wrong components refused");
     assert!(!stderr(&o).contains(c1));
 }
+
+/// A usage error never echoes what was typed in a value's place: a key given without its
+/// flag, a stray PIN, a third component given positionally, a value refused by its flag's
+/// list. (clap's own message printed "unexpected argument '<the key>' found".)
+#[test]
+fn usage_errors_never_echo_argument_values() {
+    let key = "D9EA0251738F3EF10885642FAB7AC2F8";
+    let pin = "493817";
+    let component = "0F1E2D3C4B5A69788796A5B4C3D2E1F0";
+    let d = TempDir::new("usage");
+    let key_eq = format!("--key={key}");
+    let k_eq = format!("--k={key}");
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["kcv", "--algorithm", "aes", key],
+        vec![key],
+        vec!["kcv", "--algorithm", key, "--key", "00"],
+        vec!["kcv", "--algorithm", "aes", "--key", key, "--key", key],
+        vec![
+            "pinblock",
+            "encode",
+            "--format",
+            "0",
+            "--pin",
+            "1234",
+            "--pan",
+            "4111111111111111",
+            pin,
+        ],
+        vec![
+            "key",
+            "components",
+            "--dir",
+            d.s(),
+            "--label",
+            "ZMK",
+            "--usage",
+            "K0",
+            "--algorithm",
+            "tdes",
+            "--component",
+            key,
+            component,
+        ],
+        vec!["kcv", "--algorithm", "aes", &key_eq, "--bogus"],
+        vec!["kcv", "--algorithm", "aes", &k_eq],
+    ];
+    for args in &cases {
+        let o = pmp(args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        for secret in [key, pin, component] {
+            assert!(!err.contains(secret), "{args:?} echoed a value: {err}");
+        }
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+    }
+    // A misspelled flag name is still named, with clap's suggestion.
+    let o = pmp(&["kcv", "--algoritm", "aes", "--key", key]);
+    let err = stderr(&o);
+    assert!(
+        err.contains("'--algoritm'") && err.contains("'--algorithm'"),
+        "{err}"
+    );
+    assert!(!err.contains(key), "{err}");
+}
