@@ -91,8 +91,20 @@ fn print_import(s: &Summary) {
     }
 }
 
+/// Refuses outputs of `pmp import` that would replace the product file or land inside the
+/// key store (a key file, the audit log): the store would be broken and a key lost.
+fn check_import_outputs(args: &ImportArgs, rejects: &std::path::Path) -> CliResult {
+    import::check_output_paths(&args.out, rejects, &[&args.dir, &args.product])?;
+    Ok(())
+}
+
 /// Runs `pmp import`.
 pub fn run_import(args: ImportArgs) -> CliResult {
+    let rejects = args
+        .rejects
+        .clone()
+        .unwrap_or_else(|| import::default_rejects_path(&args.out));
+    check_import_outputs(&args, &rejects)?;
     let hsm = hsm_cmd::open(&args.dir)?;
     let product = Product::load(&args.product)?;
     let total = std::fs::metadata(&args.input).ok().map(|m| m.len());
@@ -107,10 +119,6 @@ pub fn run_import(args: ImportArgs) -> CliResult {
         progress: Some(&progress),
         ..Options::default()
     };
-    let rejects = args
-        .rejects
-        .clone()
-        .unwrap_or_else(|| import::default_rejects_path(&args.out));
     let r = import::import_file(
         &hsm,
         &product,

@@ -386,3 +386,91 @@ fn usage_errors_never_echo_argument_values() {
     );
     assert!(!err.contains(key), "{err}");
 }
+
+/// `pmp import` refuses outputs that would replace a key-store file (the audit log, a key
+/// block) or the product file; the store still opens and the product is unchanged. Then a
+/// good import leaves no temporary or journal behind, and one after a killed run's leftovers
+/// removes them.
+#[test]
+fn import_outputs_never_replace_the_key_store_or_the_product() {
+    let d = TempDir::new("import-guard");
+    let o = pmp(&["demo", "--cards", "12", "--out", d.s()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let store = d.0.join("keystore");
+    let product = d.0.join("product.xml");
+    let cards = d.0.join("issuer-cards.csv.enc");
+    let key_file = std::fs::read_dir(store.join("keys"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let before: Vec<(PathBuf, Vec<u8>)> =
+        [store.join("audit.log"), key_file.clone(), product.clone()]
+            .into_iter()
+            .map(|p| {
+                let b = std::fs::read(&p).unwrap();
+                (p, b)
+            })
+            .collect();
+    let import = |out: &std::path::Path, rejects: Option<&std::path::Path>| {
+        let mut args = vec![
+            "import".to_owned(),
+            "--dir".to_owned(),
+            store.to_str().unwrap().to_owned(),
+            "--product".to_owned(),
+            product.to_str().unwrap().to_owned(),
+            "--in".to_owned(),
+            cards.to_str().unwrap().to_owned(),
+            "--out".to_owned(),
+            out.to_str().unwrap().to_owned(),
+        ];
+        if let Some(r) = rejects {
+            args.extend(["--rejects".to_owned(), r.to_str().unwrap().to_owned()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        pmp(&args)
+    };
+    let good_out = d.0.join("new.xof");
+    for (out, rejects) in [
+        (store.join("audit.log"), None),
+        (good_out.clone(), Some(key_file.clone())),
+        (good_out.clone(), Some(store.join("keys/NEW.kb"))),
+        (product.clone(), None),
+        (good_out.clone(), Some(product.clone())),
+        (store.join("order.xof"), None),
+    ] {
+        let o = import(&out, rejects.as_deref());
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{out:?} {rejects:?}: {}",
+            stderr(&o)
+        );
+        assert!(stderr(&o).contains("would"), "{}", stderr(&o));
+    }
+    for (p, b) in &before {
+        assert_eq!(&std::fs::read(p).unwrap(), b, "{} changed", p.display());
+    }
+    assert!(!good_out.exists());
+    let o = pmp(&["key", "list", "--dir", store.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "the store opens: {}", stderr(&o));
+
+    // Leftovers of a killed run: a stale temporary of each output.
+    let stale_xof = d.0.join(".new.xof.0123456789ab.tmp");
+    let stale_rej = d.0.join(".new.rejects.txt.abcdef012345.tmp");
+    std::fs::write(&stale_xof, b"partial").unwrap();
+    std::fs::write(&stale_rej, b"partial").unwrap();
+    let o = import(&good_out, None);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        !stale_xof.exists() && !stale_rej.exists(),
+        "stale temporaries removed"
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(&d.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".new."))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -226,6 +226,17 @@ pub unsafe extern "C" fn pmp_import_run(
             progress: Some(&report),
             ..Options::default()
         };
+        // Outputs must not replace the product file (the key store is recognized by its
+        // files in `import_file`).
+        let default_rejects;
+        let rejects_out = match rejects {
+            Some(r) => r,
+            None => {
+                default_rejects = import::default_rejects_path(out_path);
+                &default_rejects
+            }
+        };
+        import::check_output_paths(out_path, rejects_out, &[product_path])?;
         let product = Product::load(product_path)?;
         let summary = import::import_file(hsm.hsm(), &product, input, out_path, rejects, &opts)?;
         out.write_zeroed(|o| summary_to_c(&summary, o))
