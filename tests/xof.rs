@@ -1268,10 +1268,16 @@ fn example_of_the_spec_verifies_and_is_reproduced() {
     );
 }
 
-/// Writes `tests/data/xof/example.xof` (run with `--ignored` after a format change).
+/// `tests/data/xof/example.xof` is rewritten from the writer only on request, after a
+/// deliberate format change: `PMP_REGENERATE_XOF_EXAMPLE=1 cargo test --test xof
+/// regenerate_example` (then check it with `scripts/interop_xof.py`, the independent
+/// oracle, before committing). Otherwise this test does nothing; it replaces an `#[ignore]`d
+/// test that never ran.
 #[test]
-#[ignore]
 fn regenerate_example() {
+    if std::env::var_os("PMP_REGENERATE_XOF_EXAMPLE").is_none() {
+        return;
+    }
     let dir = TempDir::new("regen");
     let (hsm, mac, header) = example_env(&dir);
     let out = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/xof/example.xof");
@@ -1326,7 +1332,11 @@ fn memory_bound(n: u64) {
         write_peak < 1 << 20,
         "write peak heap growth {write_peak} bytes"
     );
-    assert!(size > 64 << 20 || n < 1_000_000);
+    // The file must dwarf the memory bound for the bound to mean anything: at least 16
+    // times the 1 MiB allowed, and at least 100 bytes per record (a record element with
+    // its sequence number, id, one attribute and a 32-hex-digit MAC is longer than that).
+    assert!(size >= 16 << 20, "{size} bytes on disk for {n} records");
+    assert!(size >= 100 * n, "{size} bytes on disk for {n} records");
 }
 
 fn vm_hwm_kib() -> Option<u64> {
@@ -1340,9 +1350,6 @@ fn memory_is_independent_of_file_size_200k_records() {
     memory_bound(200_000);
 }
 
-/// The 1,000,000-record figure (slow in debug builds; run with `--release --ignored`).
-#[test]
-#[ignore]
-fn memory_is_independent_of_file_size_1m_records() {
-    memory_bound(1_000_000);
-}
+// The 1,000,000-record run (an `#[ignore]`d test that never ran in CI) is gone: the bound
+// is a property of the streaming reader and writer, shown by the 200,000-record file
+// above (tens of MB against 1 MiB of heap), which CI runs.

@@ -144,20 +144,13 @@ fn key_store_flow() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let o = pmp(&["keystore", "init", "--dir", d.s(), "--test-lmk"]);
     assert_eq!(o.status.code(), Some(1), "a store is not overwritten");
-    // ZMK from two components; K1 ^ K2 computed independently below.
+    // ZMK from two components. The expected KCV comes from outside pmp-core: K = c1 XOR c2
+    // with odd parity = 3B4CD94CD525D3A85D195D617F4F0E4F, and its KCV, the first 3 bytes of
+    // TDES-ECB(K, 0^8), is 03B3ED by both `openssl enc -des-ede -nopad` (OpenSSL 3.0.19)
+    // and pyca/cryptography 48.0.0 (TripleDES, ECB).
     let c1 = "0123456789ABCDEFFEDCBA9876543210";
     let c2 = "3B6F9C2A5D8E1F47A2C4E6F8091B3D5F";
-    let mut x: Vec<u8> = hex::decode(c1)
-        .unwrap()
-        .iter()
-        .zip(hex::decode(c2).unwrap())
-        .map(|(a, b)| a ^ b)
-        .collect();
-    pmp_core::set_odd_parity(&mut x);
-    let want = pmp_core::SecretKey::new(pmp_core::Algorithm::Tdes, &x)
-        .unwrap()
-        .kcv()
-        .to_string();
+    let want = "03B3ED".to_owned();
     let base = [
         "key",
         "components",

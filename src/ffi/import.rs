@@ -155,7 +155,11 @@ impl Callback {
 /// the HSM (with its KCV) before anything is read; each field is translated from TK_issuer
 /// to its DKep (or encrypted under it) inside the HSM; each record goes to the XOF or, with a
 /// reason, to the reject report. Both output files are written to temporary files and
-/// renamed only on success: on any error neither exists afterwards.
+/// renamed only on success: on any error neither exists afterwards. A commit journal
+/// (`.<XOF name>.pmp-commit`) makes the two renames one decision: after a kill between them
+/// the next import into the same XOF path completes them first, and removes temporaries a
+/// killed run left. Outputs are refused (`PMP_STATUS_INVALID_ARGUMENT`) inside a key-store
+/// directory and over the product file, and empty paths are refused.
 ///
 /// `options`: NULL or zero for the defaults (see `pmp_import_options`). On success writes the
 /// counts to `*out_summary`.

@@ -1237,6 +1237,42 @@ static void test_mac(void) {
     CHECK(pmp_mac_verify(bureau, "MK-CMAC", PMP_MAC_CMAC_AES, PMP_PADDING_NONE, msg2, 16, mac2,
                          2) != PMP_STATUS_OK); /* too short to mean anything */
 
+    /* Retail MAC known answer: ISO/IEC 9797-1 annex B, MAC algorithm 3, padding method 1
+     * ("Now is the time for all ", tests/data/mac.txt). */
+    {
+        static const uint8_t key[16] = {0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF,
+                                        0xFE, 0xDC, 0xBA, 0x98, 0x76, 0x54, 0x32, 0x10};
+        static const uint8_t data[] = "Now is the time for all ";
+        static const uint8_t expected[8] = {0xA1, 0xC7, 0x2E, 0x74, 0xEA, 0x3F, 0xA9, 0xB6};
+        form_known(bureau, "MK-RETAIL-KAT", PMP_ALGORITHM_TDES, key, 16, "M3", "C");
+        CHECK_STATUS(pmp_mac_generate(bureau, "MK-RETAIL-KAT", PMP_MAC_RETAIL,
+                                      PMP_PADDING_ISO9797_M1, data, 24, mac, sizeof mac, &n),
+                     PMP_STATUS_OK);
+        CHECK(n == 8 && memcmp(mac, expected, 8) == 0);
+        CHECK_STATUS(pmp_mac_verify(bureau, "MK-RETAIL-KAT", PMP_MAC_RETAIL,
+                                    PMP_PADDING_ISO9797_M1, data, 24, expected, 8),
+                     PMP_STATUS_OK);
+    }
+
+    /* Data encryption known answer: NIST SP 800-67 appendix B.1, 3-key TDES ECB
+     * (tests/data/tdes.txt). */
+    {
+        static const uint8_t key[24] = {0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF,
+                                        0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF, 0x01,
+                                        0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF, 0x01, 0x23};
+        static const uint8_t plain[] = "The qufck brown fox jump";
+        static const uint8_t expected[24] = {0xA8, 0x26, 0xFD, 0x8C, 0xE5, 0x3B, 0x85, 0x5F,
+                                             0xCC, 0xE2, 0x1C, 0x81, 0x12, 0x25, 0x6F, 0xE6,
+                                             0x68, 0xD5, 0xC0, 0x5D, 0xD9, 0xB6, 0xB9, 0x00};
+        uint8_t ct[32];
+        size_t ct_len = 0;
+        pmp_cipher_spec c = cipher("DK-KAT", PMP_MODE_ECB, NULL, 0, PMP_PADDING_NONE);
+        form_known(bureau, "DK-KAT", PMP_ALGORITHM_TDES, key, 24, "D0", "B");
+        CHECK_STATUS(pmp_data_encrypt(bureau, &c, plain, 24, ct, sizeof ct, &ct_len),
+                     PMP_STATUS_OK);
+        CHECK(ct_len == 24 && memcmp(ct, expected, 24) == 0);
+    }
+
     /* Retail MAC (ISO 9797-1 algorithm 3) on an M3 key: generate then verify. */
     CHECK_STATUS(pmp_mac_generate(bureau, "MK-RETAIL", PMP_MAC_RETAIL, PMP_PADDING_ISO9797_M1,
                                   msg2, 16, mac, sizeof mac, &n),
