@@ -244,34 +244,23 @@ fn an_import_killed_at_any_phase_leaves_the_old_or_the_new_outputs() {
         "ORDER-OLD"
     );
 
-    // (phase, environment, the pair expected after recovery)
-    let phases: [(&str, Vec<(&str, &str)>, &str); 5] = [
-        (
-            "pipeline",
-            vec![("PMP_FAULT_ABORT_AFTER", "1")],
-            "ORDER-OLD",
-        ),
-        ("synced", vec![("PMP_TEST_CRASH_AT", "synced")], "ORDER-OLD"),
-        (
-            "journal",
-            vec![("PMP_TEST_CRASH_AT", "journal")],
-            "ORDER-NEW",
-        ),
+    // (phase, environment variable and value that kill the child there, the pair expected
+    // after recovery)
+    let phases = [
+        ("pipeline", ("PMP_FAULT_ABORT_AFTER", "1"), "ORDER-OLD"),
+        ("synced", ("PMP_TEST_CRASH_AT", "synced"), "ORDER-OLD"),
+        ("journal", ("PMP_TEST_CRASH_AT", "journal"), "ORDER-NEW"),
         (
             "between-renames",
-            vec![("PMP_TEST_CRASH_AT", "between-renames")],
+            ("PMP_TEST_CRASH_AT", "between-renames"),
             "ORDER-NEW",
         ),
-        (
-            "renamed",
-            vec![("PMP_TEST_CRASH_AT", "renamed")],
-            "ORDER-NEW",
-        ),
+        ("renamed", ("PMP_TEST_CRASH_AT", "renamed"), "ORDER-NEW"),
     ];
     for (phase, env, expected) in phases {
         // Start each phase from the old pair.
         import_into(&t.0, "ORDER-OLD", None).unwrap();
-        let out = run_child("import", &t.0, &env, None);
+        let out = run_child("import", &t.0, &[env], None);
         assert!(
             !out.contains("RESULT"),
             "{phase}: the child was not killed: {out}"

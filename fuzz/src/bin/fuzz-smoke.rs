@@ -131,7 +131,7 @@ struct Config {
 fn parse_args() -> Result<Config, String> {
     let mut c = Config {
         seconds: 5.0,
-        seed: 0x5EED_0F_F022,
+        seed: 0x005E_ED0F_F022,
         max_ms: 2000,
         write_seeds: false,
         targets: Vec::new(),
@@ -222,11 +222,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if c.write_seeds {
-        if let Err(e) = write_seeds() {
-            eprintln!("fuzz-smoke: writing seeds: {e}");
-            return ExitCode::from(1);
-        }
+    if c.write_seeds
+        && let Err(e) = write_seeds()
+    {
+        eprintln!("fuzz-smoke: writing seeds: {e}");
+        return ExitCode::from(1);
     }
     // Panics are expected to be caught and reported here, not printed by the hook.
     panic::set_hook(Box::new(|_| {}));
