@@ -12,55 +12,23 @@
 #include <stdint.h>
 
 /**
- * Bytes in one XML event (a tag with its attributes, or one text node).
+ * The version of the binary interface described by this header. It changes whenever a
+ * function, struct or constant changes incompatibly, and is the suffix of the shared
+ * library's SONAME (`libpmp_core.so.2`). Version 2: `PMP_`-prefixed constants only, typed
+ * value ranges, `pmp_kcv` in hex text, `struct_size` first in `pmp_import_options`.
  */
-#define MAX_EVENT_BYTES (256 * 1024)
-
-/**
- * Bytes of one `record` element, from its start tag to its end tag.
- */
-#define MAX_RECORD_BYTES (1024 * 1024)
-
-/**
- * `attr` elements in one record.
- */
-#define MAX_ATTRIBUTES 256
-
-/**
- * XML attributes on one element.
- */
-#define MAX_XML_ATTRIBUTES 8
-
-/**
- * Element nesting depth (`xof` = 1, `header`/`record`/`trailer` = 2, `key`/`attr` = 3).
- */
-#define MAX_DEPTH 3
-
-/**
- * `key` entries in the header.
- */
-#define MAX_KEYS 256
-
-/**
- * Bytes of one attribute's ciphertext.
- */
-#define MAX_CIPHERTEXT (64 * 1024)
-
-/**
- * Bytes of a free-text field (order id, issuer, product, issuer record id).
- */
-#define MAX_TEXT 256
-
-/**
- * Bytes of a key label or an attribute name.
- */
-#define MAX_NAME 64
+#define PMP_ABI_VERSION 2
 
 /**
  * The capacity of `pmp_import_summary.order_id`: an XOF order id (up to 256 bytes) and its
  * NUL.
  */
 #define PMP_ORDER_ID_CAP 257
+
+/**
+ * The most worker threads `pmp_import_run` accepts (`pmp_import_options.workers`).
+ */
+#define PMP_MAX_WORKERS 256
 
 /**
  * The capacity of `pmp_key_info.label`: a label of up to 64 characters and its NUL.
@@ -166,12 +134,6 @@ typedef uint32_t pmp_status;
 #endif // __cplusplus
 
 /**
- * A sensitive activity: on a production key store it needs an authorisation given by two
- * different officers ([`Hsm::authorise`]), scoped to named activities and a time limit.
- */
-typedef struct Activity Activity;
-
-/**
  * An HSM session over one backend: today the built-in software HSM over a key-store
  * directory (`pmp_hsm_init`, `pmp_hsm_open`).
  *
@@ -246,7 +208,7 @@ typedef struct pmp_translate_item {
 
 /**
  * An ISO 9564-1 PIN block format: `PMP_PIN_FORMAT_ISO0` to `PMP_PIN_FORMAT_ISO4` (the value
- * is the format number).
+ * is `0x0500` plus the format number).
  */
 typedef uint32_t pmp_pin_format;
 
@@ -301,9 +263,19 @@ typedef struct pmp_lmk {
 typedef void (*pmp_import_progress)(uint64_t records_done, void *user);
 
 /**
- * Options of `pmp_import_run`. Zero-initialized (or a NULL pointer) means all defaults.
+ * Options of `pmp_import_run`: set `struct_size` to `sizeof(pmp_import_options)` and the
+ * rest to zero for all defaults (or pass a NULL pointer).
+ *
+ * `struct_size` lets the struct grow: a library reads only the first `struct_size` bytes
+ * (fields beyond them take their defaults), and refuses a larger struct whose bytes beyond
+ * the fields it knows are not all zero (`PMP_STATUS_UNSUPPORTED`: an option this library
+ * does not have).
  */
 typedef struct pmp_import_options {
+  /**
+   * `sizeof(pmp_import_options)` as the caller was compiled; 0 is refused.
+   */
+  size_t struct_size;
   /**
    * The XOF order id, NUL-terminated; NULL for `<product name>-<UTC time>`.
    */
@@ -313,7 +285,7 @@ typedef struct pmp_import_options {
    */
   const char *rejects_path;
   /**
-   * Worker threads translating records; 0 for one per core.
+   * Worker threads translating records; 0 for one per core, at most `PMP_MAX_WORKERS`.
    */
   uint32_t workers;
   /**
@@ -405,7 +377,8 @@ typedef struct pmp_key_spec {
 
 /**
  * What the HSM reports about a key: attributes and KCV, never key material. Plain data:
- * every string is NUL-terminated inside its array.
+ * every string is NUL-terminated inside its array; the bytes after a string's NUL and the
+ * struct's padding are zero.
  */
 typedef struct pmp_key_info {
   /**
@@ -490,98 +463,102 @@ typedef struct pmp_transport_key_block {
 /**
  * Triple DES (16- or 24-byte keys).
  */
-#define PMP_ALGORITHM_TDES 1
+#define PMP_ALGORITHM_TDES 257
 
 /**
  * AES (16-, 24- or 32-byte keys).
  */
-#define PMP_ALGORITHM_AES 2
-
-
+#define PMP_ALGORITHM_AES 258
 
 /**
  * Electronic codebook (no IV).
  */
-#define PMP_MODE_ECB 1
+#define PMP_MODE_ECB 513
 
 /**
  * Cipher block chaining (IV of one block).
  */
-#define PMP_MODE_CBC 2
+#define PMP_MODE_CBC 514
 
 /**
  * No padding: the data is a whole number of blocks.
  */
-#define PMP_PADDING_NONE 1
+#define PMP_PADDING_NONE 769
 
 /**
  * ISO/IEC 9797-1 method 1 (zeros; not removable).
  */
-#define PMP_PADDING_ISO9797_M1 2
+#define PMP_PADDING_ISO9797_M1 770
 
 /**
  * ISO/IEC 9797-1 method 2 (0x80 then zeros).
  */
-#define PMP_PADDING_ISO9797_M2 3
+#define PMP_PADDING_ISO9797_M2 771
 
 /**
  * PKCS#7.
  */
-#define PMP_PADDING_PKCS7 4
+#define PMP_PADDING_PKCS7 772
 
 /**
  * ISO/IEC 9797-1 algorithm 3 ("retail MAC", ANSI X9.19), 2-key TDES, usage M3.
  */
-#define PMP_MAC_RETAIL 1
+#define PMP_MAC_RETAIL 1025
 
 /**
  * ISO/IEC 9797-1 algorithm 1 with TDES (CBC-MAC), usage M0 or M1.
  */
-#define PMP_MAC_CBC_TDES 2
+#define PMP_MAC_CBC_TDES 1026
 
 /**
  * ISO/IEC 9797-1 algorithm 1 with AES (CBC-MAC), usage M1.
  */
-#define PMP_MAC_CBC_AES 3
+#define PMP_MAC_CBC_AES 1027
 
 /**
  * CMAC with TDES (NIST SP 800-38B), usage M5 or M6.
  */
-#define PMP_MAC_CMAC_TDES 4
+#define PMP_MAC_CMAC_TDES 1028
 
 /**
  * CMAC with AES (NIST SP 800-38B), usage M5 or M6.
  */
-#define PMP_MAC_CMAC_AES 5
+#define PMP_MAC_CMAC_AES 1029
 
 /**
  * Format 0 (ANSI X9.8), TDES, bound to the PAN.
  */
-#define PMP_PIN_FORMAT_ISO0 0
+#define PMP_PIN_FORMAT_ISO0 1280
 
 /**
  * Format 1, TDES, no PAN.
  */
-#define PMP_PIN_FORMAT_ISO1 1
+#define PMP_PIN_FORMAT_ISO1 1281
 
 /**
  * Format 2 (ICC offline PIN only; not accepted by translation).
  */
-#define PMP_PIN_FORMAT_ISO2 2
+#define PMP_PIN_FORMAT_ISO2 1282
 
 /**
  * Format 3, TDES, bound to the PAN.
  */
-#define PMP_PIN_FORMAT_ISO3 3
+#define PMP_PIN_FORMAT_ISO3 1283
 
 /**
  * Format 4, AES, bound to the PAN.
  */
-#define PMP_PIN_FORMAT_ISO4 4
+#define PMP_PIN_FORMAT_ISO4 1284
 
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * The binary interface version of the library actually loaded: compare it with
+ * `PMP_ABI_VERSION` from the header the program was compiled with.
+ */
+uint32_t pmp_abi_version(void);
 
 /**
  * The version of pmp-core, such as "0.1.0": a static NUL-terminated string, never freed.
@@ -589,15 +566,18 @@ extern "C" {
 const char *pmp_version(void);
 
 /**
- * Computes the key check value of a clear key: 3 bytes for TDES (first bytes of
- * TDES-ECB(K, 0^8)), 5 bytes for AES (first bytes of AES-CMAC(K, 0^16), X9.24-1:2017).
+ * Computes the key check value of a clear key as upper-case hex text, like every other KCV
+ * of this API (`pmp_key_info.kcv`, `pmp_component.kcv`): 6 digits for TDES (first 3 bytes
+ * of TDES-ECB(K, 0^8)), 10 for AES (first 5 bytes of AES-CMAC(K, 0^16), X9.24-1:2017).
  *
  * `key`/`key_len`: the clear key (TDES 16 or 24 bytes, AES 16, 24 or 32 bytes).
- * On success writes the KCV to `out` and its length to `*out_written`.
+ * On success writes the KCV and a NUL to `out` (`PMP_KCV_CAP` always suffices) and its
+ * length without the NUL to `*out_written`. (Before ABI version 2 this wrote raw bytes.)
  *
  * Returns `PMP_STATUS_INVALID_ARGUMENT` for an unknown algorithm or a bad key length,
- * `PMP_STATUS_BUFFER_TOO_SMALL` (with `*out_written` = the size needed) when `out_cap` is
- * too small, `PMP_STATUS_NULL_ARGUMENT` for a NULL `key`, `out` or `out_written`.
+ * `PMP_STATUS_BUFFER_TOO_SMALL` (with `*out_written` = the size needed, NUL included) when
+ * `out_cap` is too small, `PMP_STATUS_NULL_ARGUMENT` for a NULL `key`, `out` or
+ * `out_written`.
  *
  * # Safety
  *
@@ -608,7 +588,7 @@ const char *pmp_version(void);
 pmp_status pmp_kcv(pmp_algorithm algorithm,
                    const uint8_t *key,
                    size_t key_len,
-                   uint8_t *out,
+                   char *out,
                    size_t out_cap,
                    size_t *out_written);
 
@@ -625,7 +605,25 @@ pmp_status pmp_kcv(pmp_algorithm algorithm,
  * `out` must point to `out_cap` writable bytes (or be NULL with `out_cap` 0) and
  * `out_written` to a writable `size_t`, not overlapping.
  */
-pmp_status pmp_last_error_message(uint8_t *out, size_t out_cap, size_t *out_written);
+pmp_status pmp_last_error_message(char *out, size_t out_cap, size_t *out_written);
+
+/**
+ * Copies as much of the calling thread's last error message as fits into `out`, always
+ * NUL-terminated when `out_cap` > 0 (cut at a UTF-8 character boundary), like `snprintf`;
+ * "" if no call has failed on this thread. A message longer than the buffer is cut, never
+ * lost (unlike `pmp_last_error_message`, which refuses a short buffer).
+ *
+ * `*out_len` (if `out_len` is not NULL) is the full message length without the NUL: the
+ * message was cut when `*out_len >= out_cap`. Returns `PMP_STATUS_OK`, or
+ * `PMP_STATUS_NULL_ARGUMENT` for a NULL `out` with `out_cap` > 0. Never changes the last
+ * error itself.
+ *
+ * # Safety
+ *
+ * `out` must point to `out_cap` writable bytes (or be NULL with `out_cap` 0); `out_len`
+ * must be NULL or point to a writable `size_t`, not overlapping `out`.
+ */
+pmp_status pmp_last_error_text(char *out, size_t out_cap, size_t *out_len);
 
 /**
  * Pads and encrypts `data` under the data key of `spec` (usage D0, mode B or E) and writes
@@ -796,7 +794,8 @@ pmp_status pmp_mac_verify(const struct pmp_hsm *hsm,
  * (development only: kept in clear in `dir/lmk.test`, and the store is marked TEST).
  * On success `*out` is a new handle, to be released with `pmp_hsm_free`.
  *
- * Returns `PMP_STATUS_ALREADY_EXISTS` when `dir` holds a store, `PMP_STATUS_KCV_MISMATCH`
+ * Returns `PMP_STATUS_INVALID_ARGUMENT` for an empty `dir` (never "the current
+ * directory"), `PMP_STATUS_ALREADY_EXISTS` when `dir` holds a store, `PMP_STATUS_KCV_MISMATCH`
  * when a component does not match its KCV, `PMP_STATUS_IO` on a file-system error.
  *
  * # Safety
@@ -813,7 +812,8 @@ pmp_status pmp_hsm_init(const char *dir, const struct pmp_lmk *lmk, struct pmp_h
  * `lmk`: the store's production LMK components, or NULL for a store with a TEST LMK.
  * On success `*out` is a new handle, to be released with `pmp_hsm_free`.
  *
- * Returns `PMP_STATUS_IO` when there is no store in `dir`, `PMP_STATUS_POLICY` for a NULL
+ * Returns `PMP_STATUS_INVALID_ARGUMENT` for an empty `dir`, `PMP_STATUS_IO` when there is
+ * no store in `dir`, `PMP_STATUS_POLICY` for a NULL
  * `lmk` on a store with a production LMK,
  * `PMP_STATUS_KCV_MISMATCH` for a wrong LMK, `PMP_STATUS_INTEGRITY_FAILURE` when a key
  * file or the audit log was altered.
@@ -826,7 +826,8 @@ pmp_status pmp_hsm_open(const char *dir, const struct pmp_lmk *lmk, struct pmp_h
 
 /**
  * Releases a handle from `pmp_hsm_init`/`pmp_hsm_open`: pending audit entries are written
- * and key material held in memory is wiped. `pmp_hsm_free(NULL)` does nothing.
+ * (a failure to write them is not reported: use `pmp_hsm_close` to see it) and key
+ * material held in memory is wiped. `pmp_hsm_free(NULL)` does nothing.
  *
  * # Safety
  *
@@ -834,6 +835,19 @@ pmp_status pmp_hsm_open(const char *dir, const struct pmp_lmk *lmk, struct pmp_h
  * starting afterwards.
  */
 void pmp_hsm_free(struct pmp_hsm *hsm);
+
+/**
+ * Writes the pending audit entries, then releases the handle as `pmp_hsm_free` does. The
+ * handle is released whatever the result; the status says whether the audit log holds
+ * every entry: `PMP_STATUS_OK`, or `PMP_STATUS_IO` when they could not be written (disk
+ * full...), with the last error naming the file. `pmp_hsm_close(NULL)` returns
+ * `PMP_STATUS_OK`.
+ *
+ * # Safety
+ *
+ * As for `pmp_hsm_free`.
+ */
+pmp_status pmp_hsm_close(struct pmp_hsm *hsm);
 
 /**
  * Whether the backend runs on TEST keys (for the software HSM: whether the store's LMK is a
@@ -917,7 +931,11 @@ pmp_status pmp_hsm_enrol_officer(const struct pmp_hsm *hsm,
  * the HSM (with its KCV) before anything is read; each field is translated from TK_issuer
  * to its DKep (or encrypted under it) inside the HSM; each record goes to the XOF or, with a
  * reason, to the reject report. Both output files are written to temporary files and
- * renamed only on success: on any error neither exists afterwards.
+ * renamed only on success: on any error neither exists afterwards. A commit journal
+ * (`.<XOF name>.pmp-commit`) makes the two renames one decision: after a kill between them
+ * the next import into the same XOF path completes them first, and removes temporaries a
+ * killed run left. Outputs are refused (`PMP_STATUS_INVALID_ARGUMENT`) inside a key-store
+ * directory and over the product file, and empty paths are refused.
  *
  * `options`: NULL or zero for the defaults (see `pmp_import_options`). On success writes the
  * counts to `*out_summary`.
@@ -1042,7 +1060,9 @@ pmp_status pmp_key_find(const struct pmp_hsm *hsm,
  * `*out_written` is the number of keys written.
  *
  * When the array is too small: `PMP_STATUS_BUFFER_TOO_SMALL`, nothing written to `out`,
- * and `*out_written` = the number of keys (so `out = NULL, out_cap = 0` counts them).
+ * and `*out_written` = the number of keys. `out = NULL, out_cap = 0` counts them: it
+ * returns `PMP_STATUS_BUFFER_TOO_SMALL` with the count, even when the store is empty
+ * (count 0), like every size query of this API.
  *
  * # Safety
  *

@@ -64,6 +64,7 @@
 
 mod clock;
 mod output;
+pub use output::{check_output_paths, recover_outputs};
 mod pipeline;
 mod plan;
 mod transform;

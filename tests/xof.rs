@@ -1272,10 +1272,16 @@ fn example_of_the_spec_verifies_and_is_reproduced() {
     );
 }
 
-/// Writes `tests/data/xof/example.xof` (run with `--ignored` after a format change).
+/// `tests/data/xof/example.xof` is rewritten from the writer only on request, after a
+/// deliberate format change: `PMP_REGENERATE_XOF_EXAMPLE=1 cargo test --test xof
+/// regenerate_example` (then check it with `scripts/interop_xof.py`, the independent
+/// oracle, before committing). Otherwise this test does nothing; it replaces an `#[ignore]`d
+/// test that never ran.
 #[test]
-#[ignore]
 fn regenerate_example() {
+    if std::env::var_os("PMP_REGENERATE_XOF_EXAMPLE").is_none() {
+        return;
+    }
     let dir = TempDir::new("regen");
     let (hsm, mac, header) = example_env(&dir);
     let out = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/xof/example.xof");
@@ -1330,7 +1336,11 @@ fn memory_bound(n: u64) {
         write_peak < 1 << 20,
         "write peak heap growth {write_peak} bytes"
     );
-    assert!(size > 64 << 20 || n < 1_000_000);
+    // The file must dwarf the memory bound for the bound to mean anything: at least 16
+    // times the 1 MiB allowed, and at least 100 bytes per record (a record element with
+    // its sequence number, id, one attribute and a 32-hex-digit MAC is longer than that).
+    assert!(size >= 16 << 20, "{size} bytes on disk for {n} records");
+    assert!(size >= 100 * n, "{size} bytes on disk for {n} records");
 }
 
 fn vm_hwm_kib() -> Option<u64> {
@@ -1344,11 +1354,35 @@ fn memory_is_independent_of_file_size_200k_records() {
     memory_bound(200_000);
 }
 
-/// The issue's 1,000,000-record figure (slow in debug builds; run with `--release --ignored`).
+// The 1,000,000-record run (an `#[ignore]`d test that never ran in CI) is gone: the bound
+// is a property of the streaming reader and writer, shown by the 200,000-record file
+// above (tens of MB against 1 MiB of heap), which CI runs.
+
+/// The example fixture is anchored outside pmp-core: the `mac` attributes of
+/// `tests/data/xof/example.xof` (header, each record, trailer, in file order) are the MACs an
+/// independent implementation computed from docs/xof.md (`tests/data/xof/example.oracle.txt`:
+/// scripts/interop_xof.py's canonical inputs with pyca/cryptography's AES-CMAC). Together
+/// with `example_of_the_spec_verifies_and_is_reproduced` (the writer reproduces the fixture
+/// byte for byte) the writer's MACs are checked against the oracle, not against themselves.
 #[test]
-#[ignore]
-fn memory_is_independent_of_file_size_1m_records() {
-    memory_bound(1_000_000);
+fn example_fixture_macs_match_the_independent_oracle() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/xof/");
+    let fixture = std::fs::read_to_string(format!("{dir}example.xof")).unwrap();
+    let oracle = std::fs::read_to_string(format!("{dir}example.oracle.txt")).unwrap();
+    let expected: Vec<&str> = oracle
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(" = ").map(|(_, v)| v.trim()))
+        .collect();
+    let in_file: Vec<&str> = fixture
+        .match_indices(" mac=\"")
+        .map(|(i, m)| {
+            let v = &fixture[i + m.len()..];
+            &v[..v.find('"').unwrap()]
+        })
+        .collect();
+    assert_eq!(expected.len(), 4, "H, M1, M2, T in the oracle file");
+    assert_eq!(in_file, expected);
 }
 
 /// The MAC key and the data key of `store_with_mac_key`, formed in a store with a

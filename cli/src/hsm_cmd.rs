@@ -300,6 +300,11 @@ pub struct BackendArgs {
 }
 
 impl BackendArgs {
+    /// The key store directory, when the keys are in a software-HSM store.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
     /// Where the keys are, for messages: the key store (with the command that lists it) or
     /// the token.
     pub fn place(&self) -> String {

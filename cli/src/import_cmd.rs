@@ -114,6 +114,17 @@ fn print_import(s: &Summary) {
     }
 }
 
+/// Refuses outputs of `pmp import` that would replace the product file or land inside the
+/// key store (a key file, the audit log): the store would be broken and a key lost.
+fn check_import_outputs(args: &ImportArgs, rejects: &std::path::Path) -> CliResult {
+    let mut protected: Vec<&std::path::Path> = vec![&args.product];
+    if let Some(dir) = args.backend.dir() {
+        protected.push(dir);
+    }
+    import::check_output_paths(&args.out, rejects, &protected)?;
+    Ok(())
+}
+
 /// Runs `pmp import`.
 pub fn run_import(args: ImportArgs) -> CliResult {
     let rejects = args
@@ -130,6 +141,7 @@ pub fn run_import(args: ImportArgs) -> CliResult {
             }
         }
     }
+    check_import_outputs(&args, &rejects)?;
     let hsm = hsm_cmd::open_backend(&args.backend)?;
     let product = Product::load(&args.product)?;
     let total = std::fs::metadata(&args.input).ok().map(|m| m.len());

@@ -10,6 +10,7 @@ mod keyblock_cmd;
 mod output;
 mod pinblock_cmd;
 mod store;
+mod usage_error;
 mod xof_cmd;
 
 use std::process::ExitCode;
@@ -279,7 +280,7 @@ fn run(cli: Cli) -> CliResult {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = usage_error::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -9,12 +9,11 @@
 //! audit log).
 
 use std::ffi::c_char;
-use std::path::Path;
 use std::sync::Arc;
 
 use super::boundary::{
-    FfiError, FfiResult, OutPtr, ffi_call, ffi_guard, input_bytes, input_opt_str, input_ref,
-    input_slice, input_str,
+    FfiError, FfiResult, OutPtr, ffi_call, ffi_guard, input_bytes, input_opt_str, input_path,
+    input_ref, input_slice, input_str,
 };
 use super::pmp_status;
 use crate::Kcv;
@@ -130,7 +129,7 @@ unsafe fn open_or_init(
 ) -> pmp_status {
     ffi_call(|| {
         // SAFETY: the caller's contract (# Safety of pmp_hsm_open / pmp_hsm_init).
-        let dir = unsafe { input_str(dir, "dir") }?;
+        let dir = unsafe { input_path(dir, "dir") }?;
         // SAFETY: as above.
         let out = unsafe { OutPtr::new(out, "out") }?;
         // SAFETY: as above; `pmp_lmk` is plain data.
@@ -145,9 +144,9 @@ unsafe fn open_or_init(
             }
         };
         let soft = if create {
-            SoftHsm::init(Path::new(dir), source)?
+            SoftHsm::init(dir, source)?
         } else {
-            SoftHsm::open(Path::new(dir), source)?
+            SoftHsm::open(dir, source)?
         };
         out.write(Box::into_raw(Box::new(pmp_hsm::soft(soft))));
         Ok(())
@@ -161,7 +160,8 @@ unsafe fn open_or_init(
 /// (development only: kept in clear in `dir/lmk.test`, and the store is marked TEST).
 /// On success `*out` is a new handle, to be released with `pmp_hsm_free`.
 ///
-/// Returns `PMP_STATUS_ALREADY_EXISTS` when `dir` holds a store, `PMP_STATUS_KCV_MISMATCH`
+/// Returns `PMP_STATUS_INVALID_ARGUMENT` for an empty `dir` (never "the current
+/// directory"), `PMP_STATUS_ALREADY_EXISTS` when `dir` holds a store, `PMP_STATUS_KCV_MISMATCH`
 /// when a component does not match its KCV, `PMP_STATUS_IO` on a file-system error.
 ///
 /// # Safety
@@ -184,7 +184,8 @@ pub unsafe extern "C" fn pmp_hsm_init(
 /// `lmk`: the store's production LMK components, or NULL for a store with a TEST LMK.
 /// On success `*out` is a new handle, to be released with `pmp_hsm_free`.
 ///
-/// Returns `PMP_STATUS_IO` when there is no store in `dir`, `PMP_STATUS_POLICY` for a NULL
+/// Returns `PMP_STATUS_INVALID_ARGUMENT` for an empty `dir`, `PMP_STATUS_IO` when there is
+/// no store in `dir`, `PMP_STATUS_POLICY` for a NULL
 /// `lmk` on a store with a production LMK,
 /// `PMP_STATUS_KCV_MISMATCH` for a wrong LMK, `PMP_STATUS_INTEGRITY_FAILURE` when a key
 /// file or the audit log was altered.
@@ -203,7 +204,8 @@ pub unsafe extern "C" fn pmp_hsm_open(
 }
 
 /// Releases a handle from `pmp_hsm_init`/`pmp_hsm_open`: pending audit entries are written
-/// and key material held in memory is wiped. `pmp_hsm_free(NULL)` does nothing.
+/// (a failure to write them is not reported: use `pmp_hsm_close` to see it) and key
+/// material held in memory is wiped. `pmp_hsm_free(NULL)` does nothing.
 ///
 /// # Safety
 ///
@@ -218,6 +220,33 @@ pub unsafe extern "C" fn pmp_hsm_free(hsm: *mut pmp_hsm) {
             drop(unsafe { Box::from_raw(hsm) });
         }
     });
+}
+
+/// Writes the pending audit entries, then releases the handle as `pmp_hsm_free` does. The
+/// handle is released whatever the result; the status says whether the audit log holds
+/// every entry: `PMP_STATUS_OK`, or `PMP_STATUS_IO` when they could not be written (disk
+/// full...), with the last error naming the file. `pmp_hsm_close(NULL)` returns
+/// `PMP_STATUS_OK`.
+///
+/// # Safety
+///
+/// As for `pmp_hsm_free`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pmp_hsm_close(hsm: *mut pmp_hsm) -> pmp_status {
+    if hsm.is_null() {
+        return pmp_status::Ok;
+    }
+    // SAFETY: a non-NULL `hsm` came from Box::into_raw in `open_or_init` and is released
+    // once, here (# Safety); taken before anything can fail so it is always released.
+    let handle = unsafe { Box::from_raw(hsm) };
+    ffi_call(move || {
+        let flushed = match &handle.soft {
+            Some(soft) => soft.flush_audit(),
+            None => Ok(()),
+        };
+        drop(handle);
+        flushed.map_err(FfiError::from)
+    })
 }
 
 /// Whether the backend runs on TEST keys (for the software HSM: whether the store's LMK is a
