@@ -88,8 +88,8 @@ pub fn check_is_store(dir: &Path) -> Result<(), CliError> {
 /// When the open failed because another process holds the store's lock: an error naming
 /// that process.
 fn locked(dir: &Path, message: &str) -> Option<CliError> {
-    let lock = dir.join("lock");
-    let pid = lock_holder(&lock);
+    // The software HSM holds an `flock` on the store directory itself.
+    let pid = lock_holder(dir);
     if pid.is_none() && !message.contains("another process") {
         return None;
     }
