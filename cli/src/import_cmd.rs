@@ -131,6 +131,8 @@ pub fn run_import(args: ImportArgs) -> CliResult {
         .rejects
         .clone()
         .unwrap_or_else(|| import::default_rejects_path(&args.out));
+    // Key-store files and the product are never outputs, not even with --force.
+    check_import_outputs(&args, &rejects)?;
     if !args.force {
         for (flag, path) in [("--out", &args.out), ("--rejects", &rejects)] {
             if path.exists() {
@@ -141,7 +143,6 @@ pub fn run_import(args: ImportArgs) -> CliResult {
             }
         }
     }
-    check_import_outputs(&args, &rejects)?;
     let hsm = hsm_cmd::open_backend(&args.backend)?;
     let product = Product::load(&args.product)?;
     let total = std::fs::metadata(&args.input).ok().map(|m| m.len());
