@@ -314,3 +314,31 @@ fn each_key_records_its_origin() {
         "bound, reloaded"
     );
 }
+
+#[test]
+fn failure_entries_are_anchored_by_drop_so_their_truncation_is_detected() {
+    let d = store("failanchor");
+    {
+        let hsm = SoftHsm::open(&d.0, lmk()).unwrap();
+        let k = hsm.find_key("A").unwrap();
+        let mut out = [0u8; 32];
+        // A 15-byte ciphertext: refused, logged as a failure entry.
+        assert!(
+            hsm.decrypt(
+                &pmp_core::hsm::CipherSpec::ecb(&k, pmp_core::Padding::Iso9797M2),
+                &[1u8; 15],
+                &mut out
+            )
+            .is_err()
+        );
+    }
+    let log = d.0.join("audit.log");
+    let text = fs::read_to_string(&log).unwrap();
+    let last = text.lines().last().unwrap();
+    assert!(
+        last.contains("op=decrypt") && last.contains("outcome=refused"),
+        "{last}"
+    );
+    fs::write(&log, &text[..text.len() - last.len() - 1]).unwrap();
+    refused(&d.0, "audit.log", "the log ends at entry");
+}
