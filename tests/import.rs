@@ -632,6 +632,12 @@ impl Hsm for Faulty {
     fn list_keys(&self) -> pmp_core::Result<Vec<pmp_core::hsm::KeyInfo>> {
         self.inner.list_keys()
     }
+    fn key_origin(
+        &self,
+        key: &pmp_core::hsm::KeyHandle,
+    ) -> pmp_core::Result<pmp_core::hsm::KeyOrigin> {
+        self.inner.key_origin(key)
+    }
     fn delete_key(&self, key: &pmp_core::hsm::KeyHandle) -> pmp_core::Result<()> {
         self.inner.delete_key(key)
     }
@@ -825,6 +831,12 @@ impl Hsm for Restricted {
     }
     fn list_keys(&self) -> pmp_core::Result<Vec<KeyInfo>> {
         self.inner.list_keys()
+    }
+    fn key_origin(
+        &self,
+        key: &pmp_core::hsm::KeyHandle,
+    ) -> pmp_core::Result<pmp_core::hsm::KeyOrigin> {
+        self.inner.key_origin(key)
     }
     fn delete_key(&self, key: &KeyHandle) -> pmp_core::Result<()> {
         self.inner.delete_key(key)

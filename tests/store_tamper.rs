@@ -7,7 +7,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use pmp_core::hsm::{Hsm, KeyOrigin, KeySpec, LmkComponent, LmkSource, SoftHsm, verify_audit_log};
+use pmp_core::hsm::{
+    Activity, Hsm, KeyOrigin, KeySpec, LmkComponent, LmkSource, Officer, SoftHsm, verify_audit_log,
+};
 use pmp_core::keyblock::{KeyUsage, ModeOfUse};
 use pmp_core::{Algorithm, Error, SecretKey};
 
@@ -45,10 +47,31 @@ fn kb(dir: &Path, label: &str) -> PathBuf {
     dir.join("keys").join(format!("{label}.kb"))
 }
 
-/// A store with keys A and B, closed.
+/// Deletes `label` as a pair of officers may on a production store.
+fn delete(hsm: &SoftHsm, label: &str) {
+    hsm.authorise(
+        &Officer {
+            id: "alice",
+            passphrase: b"alice's passphrase",
+        },
+        &Officer {
+            id: "bob",
+            passphrase: b"bob's passphrase!",
+        },
+        &[Activity::DeleteKey],
+        std::time::Duration::from_secs(60),
+    )
+    .unwrap();
+    hsm.delete_key(&hsm.find_key(label).unwrap()).unwrap();
+    hsm.end_authorisation().unwrap();
+}
+
+/// A store with keys A and B and officers alice and bob, closed.
 fn store(name: &str) -> TempDir {
     let d = TempDir::new(name);
     let hsm = SoftHsm::init(&d.0, lmk()).unwrap();
+    hsm.enrol_officer("alice", b"alice's passphrase").unwrap();
+    hsm.enrol_officer("bob", b"bob's passphrase!").unwrap();
     hsm.generate_key(&dk("A")).unwrap();
     hsm.generate_key(&dk("B")).unwrap();
     d
@@ -86,7 +109,7 @@ fn a_key_file_put_back_after_deletion_is_detected() {
     let saved = fs::read(kb(&d.0, "B")).unwrap();
     {
         let hsm = SoftHsm::open(&d.0, lmk()).unwrap();
-        hsm.delete_key(&hsm.find_key("B").unwrap()).unwrap();
+        delete(&hsm, "B");
     }
     fs::write(kb(&d.0, "B"), &saved).unwrap();
     refused(&d.0, "B.kb", "not in the store's manifest");
@@ -98,7 +121,7 @@ fn a_key_file_rolled_back_to_an_older_version_is_detected() {
     let old = fs::read(kb(&d.0, "B")).unwrap();
     {
         let hsm = SoftHsm::open(&d.0, lmk()).unwrap();
-        hsm.delete_key(&hsm.find_key("B").unwrap()).unwrap();
+        delete(&hsm, "B");
         hsm.generate_key(&dk("B")).unwrap();
     }
     fs::write(kb(&d.0, "B"), &old).unwrap();
@@ -164,7 +187,7 @@ fn a_rolled_back_audit_log_is_detected() {
     let manifest_before = fs::read(d.0.join("manifest")).unwrap();
     {
         let hsm = SoftHsm::open(&d.0, lmk()).unwrap();
-        hsm.delete_key(&hsm.find_key("A").unwrap()).unwrap();
+        delete(&hsm, "A");
     }
     // The log alone rolled back (hiding the deletion): refused.
     fs::write(&log, &before).unwrap();
@@ -290,4 +313,32 @@ fn each_key_records_its_origin() {
         KeyOrigin::Components,
         "bound, reloaded"
     );
+}
+
+#[test]
+fn failure_entries_are_anchored_by_drop_so_their_truncation_is_detected() {
+    let d = store("failanchor");
+    {
+        let hsm = SoftHsm::open(&d.0, lmk()).unwrap();
+        let k = hsm.find_key("A").unwrap();
+        let mut out = [0u8; 32];
+        // A 15-byte ciphertext: refused, logged as a failure entry.
+        assert!(
+            hsm.decrypt(
+                &pmp_core::hsm::CipherSpec::ecb(&k, pmp_core::Padding::Iso9797M2),
+                &[1u8; 15],
+                &mut out
+            )
+            .is_err()
+        );
+    }
+    let log = d.0.join("audit.log");
+    let text = fs::read_to_string(&log).unwrap();
+    let last = text.lines().last().unwrap();
+    assert!(
+        last.contains("op=decrypt") && last.contains("outcome=refused"),
+        "{last}"
+    );
+    fs::write(&log, &text[..text.len() - last.len() - 1]).unwrap();
+    refused(&d.0, "audit.log", "the log ends at entry");
 }

@@ -254,8 +254,16 @@ impl SoftHsm {
         )
     }
 
-    /// Writes the pending usage counters as summary entries.
+    /// Writes the pending usage counters as summary entries and anchors the audit log's
+    /// tail in the manifest.
     pub fn flush_audit(&self) -> Result<()> {
+        self.flush_usage()?;
+        self.audit.anchor()
+    }
+
+    /// Writes the pending usage counters as summary entries (anchored by the next entry
+    /// that anchors).
+    fn flush_usage(&self) -> Result<()> {
         let _one_at_a_time = self.flush.lock().unwrap_or_else(|p| p.into_inner());
         let table = self.keys.read();
         let mut entries: Vec<&Arc<Entry>> = table.live().collect();
@@ -271,7 +279,7 @@ impl SoftHsm {
     /// Records a management operation's outcome (after the pending usage summaries) and
     /// passes the result through.
     fn logged<T>(&self, what: &str, r: Result<T>) -> Result<T> {
-        let _ = self.flush_audit();
+        let _ = self.flush_usage();
         self.audit.outcome(what, &r)?;
         r
     }

@@ -13,10 +13,14 @@
 //! removed, inserted or reordered entry breaks the chain at that line. The text never
 //! contains a secret: operation, key labels and KCVs, outcome.
 //!
-//! The tail is anchored in the store's manifest (`manifest.rs`): after every entry the
-//! manifest records its sequence and chain value, so removing the last entries
-//! (truncation) or putting back an older copy of the log (rollback) is detected on open and
-//! by [`verify_audit_log`].
+//! The tail is anchored in the store's manifest (`manifest.rs`): the manifest records the
+//! last entry's sequence and chain value, so removing the last entries (truncation) or
+//! putting back an older copy of the log (rollback) is detected on open and by
+//! [`verify_audit_log`]. The anchor is rewritten after every key-management entry, after
+//! each batch of usage summaries, on drop, and for data-failure entries at most once a
+//! second (a manifest rewrite costs about 10 ms of fsyncs; a run of failures must not
+//! cost that per entry): only failure entries of the last second before a crash or a
+//! truncation can go undetected.
 //!
 //! A write that fails part-way (full disk) is undone by truncating the file back to its
 //! last complete entry; if even that fails the log refuses further entries until the store
@@ -57,6 +61,9 @@ struct State {
     len: u64,
     /// A failed write could not be undone: no further entry until the store is reopened.
     broken: bool,
+    /// The sequence last anchored in the manifest, and when.
+    anchored: u64,
+    anchored_at: std::time::Instant,
 }
 
 impl core::fmt::Debug for AuditLog {
@@ -292,6 +299,8 @@ impl AuditLog {
                 chain,
                 len,
                 broken: false,
+                anchored: seq,
+                anchored_at: std::time::Instant::now(),
             }),
         };
         if let Some((name, n)) = torn {
@@ -323,7 +332,7 @@ impl AuditLog {
             .iter()
             .map(|k| format!("{}/{}", k.spec.label, k.kcv))
             .collect();
-        self.record(&format!(
+        self.append(&format!(
             "op={what} keys={} outcome=refused ({}) lmk={}",
             names.join(","),
             reason(e),
@@ -333,7 +342,7 @@ impl AuditLog {
 
     /// Records a usage summary: `count` successful `op`s under key `e`.
     pub(super) fn usage(&self, e: &Entry, op: Counted, count: u64) -> Result<()> {
-        self.record(&format!(
+        self.append(&format!(
             "op=usage what={} key={} kcv={} count={count} outcome=ok lmk={}",
             op.name(),
             e.spec.label,
@@ -342,8 +351,30 @@ impl AuditLog {
         ))
     }
 
-    /// Appends one entry. `text` must not contain a secret or a newline.
+    /// Appends one entry and anchors the tail in the manifest. `text` must not contain a
+    /// secret or a newline.
     pub(super) fn record(&self, text: &str) -> Result<()> {
+        self.write(text, true)
+    }
+
+    /// Appends one entry, anchoring the tail if the last anchor is a second old.
+    fn append(&self, text: &str) -> Result<()> {
+        self.write(text, false)
+    }
+
+    /// Anchors the tail in the manifest if entries were appended since the last anchor.
+    pub(super) fn anchor(&self) -> Result<()> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.anchored == st.seq {
+            return Ok(());
+        }
+        self.manifest.set_audit(st.seq, st.chain)?;
+        st.anchored = st.seq;
+        st.anchored_at = std::time::Instant::now();
+        Ok(())
+    }
+
+    fn write(&self, text: &str, anchor_now: bool) -> Result<()> {
         let text = text.replace(['\n', '\r'], " ");
         let time = now();
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -369,6 +400,11 @@ impl AuditLog {
         st.seq = seq;
         st.chain = chain;
         st.len += line.len() as u64;
-        self.manifest.set_audit(seq, chain)
+        if anchor_now || st.anchored_at.elapsed() >= std::time::Duration::from_secs(1) {
+            self.manifest.set_audit(seq, chain)?;
+            st.anchored = seq;
+            st.anchored_at = std::time::Instant::now();
+        }
+        Ok(())
     }
 }
