@@ -252,16 +252,48 @@ fn errors_guide_the_operator() {
         "an exportable key does not fit"
     );
 
-    // A tampered key block in key import names the KEK and the block.
+    // A tampered key block in key import names the KEK and the block. The KEK is an
+    // import-zone one (mode D: ZMK-PROD only exports) formed from stated components; the
+    // block is made with the key-ceremony test tool under the same key.
+    let (c1, c2) = (
+        "0123456789ABCDEFFEDCBA9876543210",
+        "3B6F9C2A5D8E1F47A2C4E6F8091B3D5F",
+    );
     let o = pmp(&[
         "key",
-        "export",
+        "components",
         "--dir",
         &ks,
         "--label",
-        "PROD1-PTK",
-        "--kek",
-        "ZMK-PROD",
+        "ZMK-IN",
+        "--usage",
+        "K0",
+        "--mode",
+        "D",
+        "--algorithm",
+        "tdes",
+        "--component",
+        c1,
+        "--component",
+        c2,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut kbpk: Vec<u8> = hex::decode(c1)
+        .unwrap()
+        .iter()
+        .zip(hex::decode(c2).unwrap())
+        .map(|(a, b)| a ^ b)
+        .collect();
+    pmp_core::set_odd_parity(&mut kbpk);
+    let o = pmp(&[
+        "keyblock",
+        "wrap",
+        "--kbpk",
+        &hex::encode_upper(&kbpk),
+        "--header",
+        "B0000D0TD00N0000",
+        "--key",
+        "89ABCDEF01234567FEDCBA9876543210",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let block = stdout(&o).trim().to_string();
@@ -270,13 +302,10 @@ fn errors_guide_the_operator() {
     bytes[i] = if bytes[i] == b'0' { b'1' } else { b'0' };
     let tampered = String::from_utf8(bytes).unwrap();
     let o = pmp(&[
-        "key", "import", "--dir", &ks, "--label", "PTK-BACK", "--kek", "ZMK-PROD", "--block",
+        "key", "import", "--dir", &ks, "--label", "DK-BACK", "--kek", "ZMK-IN", "--block",
         &tampered,
     ]);
-    refused(
-        &o,
-        &["does not verify", "KEK ZMK-PROD", &block[..16], "KCV"],
-    );
+    refused(&o, &["does not verify", "KEK ZMK-IN", &block[..16], "KCV"]);
     let o = pmp(&[
         "key", "import", "--dir", &ks, "--label", "PTK-BACK", "--kek", "ZMK-PORD", "--block",
         &block,

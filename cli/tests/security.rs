@@ -305,7 +305,13 @@ fn key_import_refuses_a_kek_block_unless_named_and_xof_verify_expects_the_store_
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("'import-kek'"), "{}", err(&o));
     // xof verify without --mac-key: the store has no XOF MAC key.
-    let o = pmp(&["xof", "verify", "--dir", d.s(), "/nonexistent.xof"], &[]);
+    let xof = std::path::PathBuf::from(format!("{}.xof", d.s()));
+    std::fs::write(&xof, "<?xml version=\"1.0\"?><xof version=\"1\"></xof>").unwrap();
+    let o = pmp(
+        &["xof", "verify", "--dir", d.s(), xof.to_str().unwrap()],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("no XOF MAC key"), "{}", err(&o));
+    let _ = std::fs::remove_file(&xof);
 }

@@ -46,7 +46,7 @@ static int failed;
 static void last_error(char *buf, size_t cap) {
     size_t written = 0;
     buf[0] = '\0';
-    if (pmp_last_error_message((uint8_t *)buf, cap, &written) != PMP_STATUS_OK) {
+    if (pmp_last_error_message(buf, cap, &written) != PMP_STATUS_OK) {
         buf[0] = '\0';
     }
 }
