@@ -609,9 +609,21 @@ fn transport_keys_issue_and_import_on_the_token() {
         assert_eq!(h.usage, usage);
         assert_eq!(clear.kcv(), k.info.kcv);
     }
+    // The production side's copy of ZMK-prod, formed from the same components in the
+    // import zone (a KEK exports or imports, never both).
+    let zmk_in = pmp_core::hierarchy::zmk_ceremony(
+        &hsm,
+        &format!("{p}-ZMK-IN"),
+        pmp_core::hierarchy::Zone::Import,
+        Algorithm::Aes,
+        &[c1.expose_secret(), c2.expose_secret()],
+        &[Some(c1.kcv()), Some(c2.kcv())],
+        Some(&zmk_clear.kcv()),
+    )
+    .expect("ceremony at production");
     let imported = pmp_core::hierarchy::import_transport_keys(
         &hsm,
-        &zmk.handle,
+        &zmk_in.handle,
         &format!("{p}-prod"),
         [
             (&t.ktk.block, &t.ktk.info.kcv),

@@ -1385,8 +1385,8 @@ fn example_fixture_macs_match_the_independent_oracle() {
     assert_eq!(in_file, expected);
 }
 
-/// The MAC key and the data key of `store_with_mac_key`, formed in a store with a
-/// production LMK (the same key values, so the same file verifies in both).
+/// A store with a production LMK and an XOF MAC key generated in it (the only kind a
+/// production store lets MAC an XOF).
 fn production_store(name: &str) -> (TempDir, SoftHsm, KeyInfo) {
     use pmp_core::hsm::{LmkComponent, LmkSource};
     let dir = TempDir::new(name);
@@ -1397,9 +1397,15 @@ fn production_store(name: &str) -> (TempDir, SoftHsm, KeyInfo) {
     let hsm = SoftHsm::init(&dir.0, lmk).unwrap();
     assert!(!hsm.is_test());
     let spec = KeySpec::new("XOF-MAC", Algorithm::Aes, 32, KeyUsage::M6, ModeOfUse::C);
-    let mac = hsm
-        .form_key_from_components(&spec, &[&[0x3Cu8; 32], &[0xA5u8; 32]], &[], None)
-        .unwrap();
+    let mac = hsm.generate_key(&spec).unwrap();
+    hsm.generate_key(&KeySpec::new(
+        "DK-AES",
+        Algorithm::Aes,
+        32,
+        KeyUsage::D0,
+        ModeOfUse::B,
+    ))
+    .unwrap();
     (dir, hsm, mac)
 }
 
@@ -1436,8 +1442,19 @@ fn test_marker_is_written_maced_and_refused_by_a_production_store() {
     let unmarked = one_record_file(&test_hsm, &mac);
     assert!(!String::from_utf8(unmarked).unwrap().contains("test="));
 
-    // A production store holding the same MAC key refuses the TEST order unless asked.
-    let (_d2, prod, _) = production_store("marker-prod");
+    // A production store refuses a TEST-marked order unless asked (the file made there,
+    // under its own generated MAC key, so that only the marker is at stake).
+    let (_d2, prod, prod_mac) = production_store("marker-prod");
+    let mut header = header_for(&prod, &prod_mac);
+    header.test = true;
+    let mut w = Writer::new(Vec::new(), &header, &prod, &prod_mac.handle).unwrap();
+    w.write_record(&Record {
+        seq: 1,
+        issuer_id: "X".into(),
+        attributes: vec![],
+    })
+    .unwrap();
+    let file = w.finish().unwrap().0;
     match Reader::new(&file[..], &prod) {
         Err(Error::Policy(m)) => assert!(m.contains("TEST order"), "{m}"),
         other => panic!("TEST order accepted on production: {other:?}"),
