@@ -173,6 +173,14 @@ pub struct Summary {
     pub keys: Vec<KeyInfo>,
     /// The TK_issuer, when the product names one.
     pub transport_key: Option<KeyInfo>,
+    /// Per XOF attribute the product produces, in field order: how many records written
+    /// carry it (an optional field's attribute is absent from records without the field).
+    pub attributes: Vec<(String, u64)>,
+    /// Warnings for the operator: optional fields that are in no record of the file (with
+    /// `absent-fields="warn"`; otherwise such a file fails).
+    pub warnings: Vec<String>,
+    /// A dry run ([`dry_run`]): nothing was written.
+    pub dry_run: bool,
 }
 
 impl Summary {
@@ -217,6 +225,25 @@ pub fn import_file(
     let (summary, xof_w, rej_w) =
         pipeline::run(&plan, product, f, xof_w, rej_w, opts).map_err(|e| e.into_error(input))?;
     outputs.commit(xof_w, rej_w)?;
+    Ok(summary)
+}
+
+/// A dry run of [`import_file`]: reads, decrypts, parses, checks, translates and reconciles
+/// the whole file exactly as an import does — every record written or rejected, the counts
+/// reconciled, every failure an error — but writes no XOF and no reject report (both go to
+/// [`std::io::sink`]). The way to try a new product on a real file.
+pub fn dry_run(
+    hsm: &dyn Hsm,
+    product: &Product,
+    input: &Path,
+    opts: &Options<'_>,
+) -> Result<Summary> {
+    let plan = plan::Plan::new(hsm, product)?;
+    let f = fs::File::open(input).map_err(|e| Error::io(input, e))?;
+    let (mut summary, _, _) =
+        pipeline::run(&plan, product, f, std::io::sink(), std::io::sink(), opts)
+            .map_err(|e| e.into_error(input))?;
+    summary.dry_run = true;
     Ok(summary)
 }
 
