@@ -155,6 +155,9 @@ fn every_layout_and_encryption_mode_round_trips() {
         LayoutChoice::Delimited,
         LayoutChoice::Fixed,
         LayoutChoice::Xml,
+        LayoutChoice::ProcessorXml {
+            totals_after: false,
+        },
     ] {
         for (mode, scenario) in [
             ("clear", sc(layout, false, false, Algorithm::Tdes)),
@@ -166,6 +169,21 @@ fn every_layout_and_encryption_mode_round_trips() {
             run_scenario(&format!("{layout:?}-{mode}"), scenario, 83, 2);
         }
     }
+}
+
+#[test]
+fn a_processor_file_with_its_totals_after_the_records_round_trips() {
+    run_scenario(
+        "processor-totals-after",
+        sc(
+            LayoutChoice::ProcessorXml { totals_after: true },
+            true,
+            false,
+            Algorithm::Tdes,
+        ),
+        120,
+        2,
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use pmp_core::hsm::{Hsm, KeySpec, LmkComponent, LmkSource, SoftHsm};
+use pmp_core::hsm::{Hsm, ImportCheck, KeySpec, LmkComponent, LmkSource, SoftHsm};
 use pmp_core::keyblock::{KeyUsage, ModeOfUse};
 use pmp_core::{Algorithm, Kcv};
 use zeroize::{Zeroize, Zeroizing};
@@ -108,6 +108,10 @@ enum KeyCommand {
         /// The key block.
         #[arg(long)]
         block: String,
+        /// The KCV the sender gave with the key (hex); checked before anything is stored:
+        /// a key that differs is refused and nothing is imported.
+        #[arg(long)]
+        kcv: Option<String>,
     },
     /// Export a key as a TR-31 key block under a key-encryption key. Prints the block.
     Export {
@@ -282,10 +286,24 @@ pub fn run_key(args: KeyArgs) -> CliResult {
             label,
             kek,
             block,
+            kcv,
         } => {
+            let expected = kcv
+                .as_deref()
+                .map(Kcv::from_hex)
+                .transpose()
+                .map_err(|e| CliError::rejected(format!("--kcv: {e}")))?;
             let hsm = open(&dir)?;
             let kek = hsm.find_key(&kek)?;
-            let info = hsm.import_key_block(&label, &kek, &block)?;
+            let info = hsm.import_key_block_checked(
+                &label,
+                &kek,
+                &block,
+                &ImportCheck {
+                    kcv: expected.as_ref(),
+                    usages: &[],
+                },
+            )?;
             println!("{}", info.kcv);
             Ok(())
         }

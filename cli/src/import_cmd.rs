@@ -28,11 +28,16 @@ pub struct ImportArgs {
     #[arg(long = "in")]
     input: PathBuf,
     /// The XOF order file to write.
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required_unless_present = "dry_run")]
+    out: Option<PathBuf>,
     /// The reject report (default: ORDER.rejects.txt beside the XOF).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dry_run")]
     rejects: Option<PathBuf>,
+    /// Read, decrypt, parse, check and reconcile the whole file and print the summary and
+    /// the rejects by reason, writing no XOF and no reject report: the way to try a new
+    /// product on a real file.
+    #[arg(long)]
+    dry_run: bool,
     /// The XOF order id (default: PRODUCT-TIMESTAMP).
     #[arg(long)]
     order_id: Option<String>,
@@ -70,8 +75,11 @@ fn bar(total: Option<u64>) -> ProgressBar {
 
 fn print_import(s: &Summary) {
     println!(
-        "read={} written={} rejected={}",
-        s.read, s.written, s.rejected
+        "read={} written={} rejected={}{}",
+        s.read,
+        s.written,
+        s.rejected,
+        if s.dry_run { " (dry run)" } else { "" }
     );
     println!("  order:        {}", s.order_id);
     if let Some(d) = s.declared {
@@ -88,6 +96,18 @@ fn print_import(s: &Summary) {
         for (r, n) in &s.reasons {
             println!("    {:<18} {n}", r.code());
         }
+    }
+    if !s.attributes.is_empty() {
+        println!(
+            "  records carrying each attribute (of {} written):",
+            s.written
+        );
+        for (a, n) in &s.attributes {
+            println!("    {a:<18} {n}");
+        }
+    }
+    for w in &s.warnings {
+        println!("  warning: {w}");
     }
 }
 
@@ -107,22 +127,22 @@ pub fn run_import(args: ImportArgs) -> CliResult {
         progress: Some(&progress),
         ..Options::default()
     };
+    let Some(out) = args.out.filter(|_| !args.dry_run) else {
+        let r = import::dry_run(&hsm, &product, &args.input, &opts);
+        pb.finish_and_clear();
+        print_import(&r?);
+        println!("  nothing written (dry run)");
+        return Ok(());
+    };
     let rejects = args
         .rejects
         .clone()
-        .unwrap_or_else(|| import::default_rejects_path(&args.out));
-    let r = import::import_file(
-        &hsm,
-        &product,
-        &args.input,
-        &args.out,
-        Some(&rejects),
-        &opts,
-    );
+        .unwrap_or_else(|| import::default_rejects_path(&out));
+    let r = import::import_file(&hsm, &product, &args.input, &out, Some(&rejects), &opts);
     pb.finish_and_clear();
     let s = r?;
     print_import(&s);
-    println!("  XOF:          {}", args.out.display());
+    println!("  XOF:          {}", out.display());
     println!("  rejects:      {}", rejects.display());
     Ok(())
 }
