@@ -578,6 +578,8 @@ impl<'a> XmlSource<'a> {
     fn hit(&mut self, rec: &mut RawRecord, seen: &mut [bool], f: usize) -> bool {
         if seen[f] {
             rec.flag(Reason::FieldRepeated, Some(f));
+            // Neither value stands (not even as the record id in the reject report).
+            rec.spans[f] = None;
             false
         } else {
             seen[f] = true;
