@@ -516,6 +516,36 @@ mod tests {
     }
 
     #[test]
+    fn xml_skips_what_is_off_the_record_path_event_by_event() {
+        let p = product(
+            r#"<layout kind="xml" record-path="F/P/R" record-id="id" max-record-bytes="200"/>"#,
+            r#"<field name="id" column="@id"/><field name="v" column="A/B"/>"#,
+        );
+        // A block of 20,000 elements (far more than max-record-bytes) before the records is
+        // skipped as it streams; an R off the record path is no record; unmapped sub-trees
+        // inside a record are skipped.
+        let big = "<S><T>x</T></S>".repeat(20_000);
+        let doc = format!(
+            "<F><H>{big}</H><P><R id=\"1\"><A><B>v</B><C><D/></C></A></R><X><R id=\"no\"/></X><R id=\"2\"/></P></F>"
+        );
+        let (v, probs, _) = all(&p, &doc).unwrap();
+        assert_eq!(
+            v,
+            [
+                vec![Some("1".to_string()), Some("v".to_string())],
+                vec![Some("2".to_string()), None]
+            ]
+        );
+        assert_eq!(probs, [None, None]);
+        // Nesting beyond 64 levels is refused, wherever it is.
+        let deep = "<D>".repeat(70) + &"</D>".repeat(70);
+        let e = all(&p, &format!("<F><P>{deep}</P></F>"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nests deeper than 64"), "{e}");
+    }
+
+    #[test]
     fn xml_layout() {
         let p = product(
             r#"<layout kind="xml" root="cards" record="card" record-id="id"><count root-attribute="count"/></layout>"#,

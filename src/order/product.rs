@@ -1314,6 +1314,159 @@ mod tests {
             let e = Product::parse(&xml).unwrap_err().to_string();
             assert!(e.contains(want), "{want}: {e}");
         }
+        // XML layouts: record paths, field paths, the count element.
+        let xml = |layout: &str, fields: &str| {
+            Product::parse(&format!(
+                r#"<product format="pmp-product-1" name="P" issuer="B"><keys><mac-key label="M"/></keys>
+                {layout}<fields><field name="id" column="@UID"/>{fields}</fields></product>"#
+            ))
+        };
+        let nested = r#"<layout kind="xml" record-path="CARDGEN/PRODUCT/CARD" record-id="id"><count element="CARDGEN/CARDSUM/NO_OF_CARDS"/></layout>"#;
+        let p = xml(
+            nested,
+            r#"<field name="pan" column="CARD/PAN"/><field name="t" column="CARD/@type"/><field name="a" column="c:X/Y/Z"/>"#,
+        )
+        .unwrap();
+        assert_eq!(
+            p.layout.kind,
+            LayoutKind::Xml {
+                record_path: vec!["CARDGEN".into(), "PRODUCT".into(), "CARD".into()]
+            }
+        );
+        assert_eq!(
+            p.layout.count,
+            Some(CountSpec::Element(vec![
+                "CARDGEN".into(),
+                "CARDSUM".into(),
+                "NO_OF_CARDS".into()
+            ]))
+        );
+        let path = |i: usize| p.fields[i].path.clone().unwrap();
+        assert_eq!(
+            path(0),
+            FieldPath {
+                elements: vec![],
+                attribute: Some("UID".into())
+            }
+        );
+        assert_eq!(path(1).elements, ["CARD", "PAN"]);
+        assert_eq!(path(2).attribute.as_deref(), Some("type"));
+        assert_eq!(path(3).to_string(), "c:X/Y/Z");
+        let old = xml(
+            r#"<layout kind="xml" root="cards" record="card" record-id="id"/>"#,
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            old.layout.kind,
+            LayoutKind::Xml {
+                record_path: vec!["cards".into(), "card".into()]
+            }
+        );
+        for (layout, fields, want) in [
+            (
+                r#"<layout kind="xml" record-path="CARD" record-id="id"/>"#,
+                "",
+                "at least two names",
+            ),
+            (
+                r#"<layout kind="xml" record-path="A//B" record-id="id"/>"#,
+                "",
+                "record-path must be",
+            ),
+            (
+                r#"<layout kind="xml" record-path="A/B" root="A" record="B" record-id="id"/>"#,
+                "",
+                "not both",
+            ),
+            (
+                r#"<layout kind="xml" record-path="A/B" record-id="id" encoding="ISO-8859-1"/>"#,
+                "",
+                "declares its own encoding",
+            ),
+            (
+                r#"<layout kind="xml" record-path="A/B" record-id="id"><count element="X/N"/></layout>"#,
+                "",
+                "starts at the root",
+            ),
+            (
+                r#"<layout kind="xml" record-path="A/B" record-id="id"><count element="A/B/N"/></layout>"#,
+                "",
+                "inside a record",
+            ),
+            (
+                r#"<layout kind="xml" record-path="A/B" record-id="id"><count trailer="T"/></layout>"#,
+                "",
+                "element or root-attribute",
+            ),
+            (nested, r#"<field name="x" column="CARD/"/>"#, "not a path"),
+            (nested, r#"<field name="x" column="CARD/@"/>"#, "not a path"),
+            (nested, r#"<field name="x" column="A B"/>"#, "not a path"),
+            (nested, r#"<field name="x" column="@a/b"/>"#, "not a path"),
+            (
+                nested,
+                r#"<field name="x" column="CARD"/><field name="y" column="CARD/PAN"/>"#,
+                "holds only text",
+            ),
+            (
+                nested,
+                r#"<field name="x" column="CARD/PAN"/><field name="y" column="CARD/PAN"/>"#,
+                "same column",
+            ),
+            (
+                nested,
+                r#"<field name="x" check="name" charset="greek"/>"#,
+                "charset must be",
+            ),
+            (
+                nested,
+                r#"<field name="x" charset="latin"/>"#,
+                "goes with check",
+            ),
+            (
+                nested,
+                r#"<field name="x" length="3" max-length="4"/>"#,
+                "not both",
+            ),
+            (
+                nested,
+                r#"<field name="x" min-length="5" max-length="4"/>"#,
+                "over max-length",
+            ),
+            (
+                nested,
+                r#"<field name="x" check="track2" pan-field="id"/>"#,
+                "expiry-field is required",
+            ),
+        ] {
+            let e = xml(layout, fields).unwrap_err().to_string();
+            assert!(e.contains(want), "{layout} {fields}: {e}");
+        }
+        let delimited = |attrs: &str| {
+            Product::parse(&format!(
+                r#"<product format="pmp-product-1" name="P" issuer="B"><keys><mac-key label="M"/></keys>
+                <layout kind="delimited" record-id="id" {attrs}/><fields><field name="id"/></fields></product>"#
+            ))
+        };
+        assert_eq!(
+            delimited(r#"encoding="latin1""#).unwrap().layout.encoding,
+            Encoding::Iso8859_1
+        );
+        assert_eq!(
+            delimited(r#"absent-fields="warn""#)
+                .unwrap()
+                .layout
+                .absent_fields,
+            AbsentFields::Warn
+        );
+        for (attrs, want) in [
+            (r#"encoding="EBCDIC-500""#, "encoding must be"),
+            (r#"header-marker="HDR""#, "for fixed layouts"),
+            (r#"absent-fields="ignore""#, "error or warn"),
+        ] {
+            let e = delimited(attrs).unwrap_err().to_string();
+            assert!(e.contains(want), "{attrs}: {e}");
+        }
         // Fixed layouts: positions may not overlap, nor pass max-record-bytes (so that
         // start + length cannot overflow).
         let fixed = |fields: &str, count: &str| {
