@@ -757,3 +757,80 @@ fn a_dry_run_reads_everything_and_writes_nothing() {
     assert!(import::dry_run(&e.hsm, &p, &input, &Options::default()).is_err());
     assert_eq!(outputs(&e.dir.0), Vec::<String>::new());
 }
+
+// ------------------------------------------------------------------ the docs' examples
+
+/// The fenced blocks of `docs/product.md` in `lang` (`xml`, `text`), in order.
+fn doc_blocks(lang: &str) -> Vec<String> {
+    let path = format!("{}/docs/product.md", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).unwrap();
+    let open = format!("```{lang}\n");
+    text.split(&open)
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn every_product_in_the_docs_parses_and_the_worked_examples_import() {
+    let products: Vec<Product> = doc_blocks("xml")
+        .iter()
+        .filter(|b| b.contains("<product "))
+        .map(|b| Product::parse(b).unwrap_or_else(|e| panic!("{e}\n{b}")))
+        .collect();
+    assert_eq!(
+        products.len(),
+        4,
+        "the full example and three worked examples"
+    );
+    let by_name = |n: &str| products.iter().find(|p| p.name == n).unwrap();
+    let files = doc_blocks("text");
+    let file = |start: &str| files.iter().find(|f| f.starts_with(start)).unwrap();
+    let e = env("docs");
+    // The delimited ISO-8859-1 example, in ISO-8859-1.
+    let latin1: Vec<u8> = file("card_id;")
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).unwrap())
+        .collect();
+    let r = import(&e, by_name("ES-CLASSIC"), &latin1).unwrap();
+    assert_eq!((r.summary.written, r.summary.rejected), (1, 0), "{r:?}");
+    assert_eq!(r.value("C0001", "NAME"), Some("JOSÉ NUÑEZ"));
+    assert_eq!(r.value("C0001", "COMPANY"), Some("NUÑEZ & HIJOS; S.L."));
+    // The fixed-width EBCDIC example, in IBM037 with NL line ends.
+    let ebcdic: Vec<u8> = to_ebcdic(file("HDR "))
+        .into_iter()
+        .map(|b| if b == 0x25 { 0x15 } else { b })
+        .collect();
+    let r = import(&e, by_name("NB-MAINFRAME"), &ebcdic).unwrap();
+    assert_eq!(
+        (r.summary.written, r.summary.declared),
+        (1, Some(1)),
+        "{r:?}"
+    );
+    assert_eq!(r.value("NB0001", "NAME"), Some("ZOË BRONTË"));
+    // The processor example: its file, read clear and without the PIN block (the example's
+    // PIN block is no real one), in the ISO-8859-1 it declares.
+    let mut nb = by_name("NB-DEBIT").clone();
+    nb.layout.file_encryption = None;
+    nb.keys.transport = None;
+    nb.keys.issuer_pin = None;
+    nb.keys.bureau_pin = None;
+    nb.fields.retain(|f| f.name != "pin_block");
+    let xml = doc_blocks("xml")
+        .into_iter()
+        .find(|b| b.contains("<CARDGEN"))
+        .unwrap();
+    let bytes: Vec<u8> = xml
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).unwrap())
+        .collect();
+    let r = import(&e, &nb, &bytes).unwrap();
+    assert_eq!(
+        (r.summary.written, r.summary.declared),
+        (1, Some(1)),
+        "{r:?}"
+    );
+    assert_eq!(r.value("NB000001", "COMPANY"), Some("BRONTË & SØNNER AS"));
+    assert_eq!(r.value("NB000001", "CITY"), Some("Tromsø"));
+    assert_eq!(r.value("NB000001", "CVV"), Some("123"));
+}
