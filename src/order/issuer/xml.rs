@@ -235,7 +235,11 @@ impl<'a> XmlSource<'a> {
             self.path.push('/');
         }
         self.path_ends.push(self.path.len());
-        self.path.push_str(&xml::short_name(&self.name));
+        if self.name.len() <= 32 {
+            self.path.push_str(&self.name);
+        } else {
+            self.path.push_str(&xml::short_name(&self.name));
+        }
     }
 
     fn pop_path(&mut self) {
