@@ -5,7 +5,7 @@
 //! - Delimited and fixed-width layouts say their encoding (`<layout encoding="...">`,
 //!   default UTF-8): [`Encoding`] lists the names.
 //! - XML files say it themselves, as XML 1.0 (appendix F) has them do: a byte order mark,
-//!   else the `encoding` of the XML declaration, else UTF-8 ([`sniff_xml`]).
+//!   else the `encoding` of the XML declaration, else UTF-8.
 //!
 //! UTF-16 and windows-1252 are decoded by `encoding_rs`; ISO-8859-1 by `encoding_rs`'s
 //! Latin-1 conversion (each byte is the code point of the same number — `encoding_rs`'s

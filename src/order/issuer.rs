@@ -2,7 +2,7 @@
 //!
 //! Every reader pulls one record at a time ([`RecordSource::next_record`]) from a
 //! [`WipingReader`] — a `BufRead` whose buffer is wiped before each refill and on drop —
-//! through the file's character decoding ([`encoding`](crate::order::encoding), into
+//! through the file's character decoding ([`crate::order::encoding`], into
 //! buffers wiped the same way) into a [`RawRecord`] whose single data buffer is zeroized on
 //! drop. Memory depends on the longest record, never on the size of the file: an XML file
 //! is read as a stream of events matched against the record path and the fields' paths
