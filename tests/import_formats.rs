@@ -464,7 +464,7 @@ fn errors_that_stop_a_file_name_line_record_and_element() {
     );
     let m = invalid(import(&e, &pd, b"id,name\n1,A\n2,\"B\n3,C\n").unwrap_err());
     assert!(
-        m.starts_with("line 3: the file ends inside a quoted field"),
+        m.starts_with("line 3, record 2: the file ends inside a quoted field"),
         "{m}"
     );
 }

@@ -492,7 +492,10 @@ mod tests {
         let e = all(&p, &format!("1|a\n2|{long}\n3|c"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("longer than max-record-bytes (20)"), "{e}");
+        assert!(
+            e.contains("line 2, record 2: the line is longer than max-record-bytes (20)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -84,6 +84,12 @@ impl<'a> LineSource<'a> {
         })
     }
 
+    /// The number the line being read has as a data record (past the header; it may yet
+    /// turn out to be the trailer).
+    fn data_record(&self) -> Option<u64> {
+        (!self.header_pending && self.header_marker.is_none()).then_some(self.number + 1)
+    }
+
     /// An error at the current line (and record, when one is being read).
     fn err(&self, record: Option<u64>, what: impl core::fmt::Display) -> Error {
         Place {
@@ -136,7 +142,7 @@ impl<'a> LineSource<'a> {
                     // one field. The file's structure is lost, not just one record's.
                     wipe(&mut self.line);
                     return Err(self.err(
-                        None,
+                        self.data_record(),
                         "the file ends inside a quoted field that starts on this line (an unbalanced quote)",
                     ));
                 }
@@ -167,7 +173,7 @@ impl<'a> LineSource<'a> {
             if self.line.len() + take > self.max {
                 wipe(&mut self.line);
                 return Err(self.err(
-                    None,
+                    self.data_record(),
                     format!("the line is longer than max-record-bytes ({})", self.max),
                 ));
             }
