@@ -40,6 +40,12 @@
 //! [`import_file`] then leaves no output: both files are written to temporary files in the
 //! target directory and renamed only when everything succeeded.
 //!
+//! [`dry_run`] does all of it — every record read, checked, translated and counted, the
+//! totals reconciled — into [`std::io::sink`]: the way to try a new product on a real file.
+//! The [`Summary`] lists per attribute how many written records carry it, and warns of
+//! optional fields that are in no record of the file (`absent-fields="warn"`; by default
+//! such a field stops the file).
+//!
 //! Not detected here: an issuer record id that occurs twice (it would need memory that
 //! grows with the file); such records are imported as they are. The XOF's record MAC chain
 //! detects a record duplicated after import.
