@@ -62,6 +62,7 @@ fn bench(c: &mut Criterion) {
         created: "2025-01-31T12:00:00Z".into(),
         keys: vec![key_ref(&dka), key_ref(&dkt), key_ref(&mac)],
         mac_key: "XOF-MAC".into(),
+        test: false,
     };
     let mut rec = Record {
         seq: 0,

@@ -40,6 +40,7 @@ fn main() -> Result<()> {
     let zi = hierarchy::zmk_ceremony(
         &bureau,
         "ZMK-ISSUER",
+        hierarchy::Zone::Import,
         Algorithm::Tdes,
         &[c1.expose_secret(), &c2],
         &[],
@@ -147,7 +148,15 @@ fn main() -> Result<()> {
         .collect::<Result<_>>()?;
     let refs: Vec<&[u8]> = comps.iter().map(|c| c.expose_secret()).collect();
     let kcvs: Vec<_> = comps.iter().map(|c| Some(c.kcv())).collect();
-    let zp = hierarchy::zmk_ceremony(&bureau, "ZMK-PROD", Algorithm::Aes, &refs, &kcvs, None)?;
+    let zp = hierarchy::zmk_ceremony(
+        &bureau,
+        "ZMK-PROD",
+        hierarchy::Zone::Export,
+        Algorithm::Aes,
+        &refs,
+        &kcvs,
+        None,
+    )?;
     println!(
         "6. ZMK-PROD formed from 3 components (each KCV checked) KCV {}",
         zp.kcv
@@ -166,6 +175,7 @@ fn main() -> Result<()> {
     let zpp = hierarchy::zmk_ceremony(
         &prod,
         "ZMK-PROD",
+        hierarchy::Zone::Import,
         Algorithm::Aes,
         &refs,
         &kcvs,

@@ -15,7 +15,11 @@ Written from the text of docs/xof.md only (not from src/xof*). On tests/data/xof
   4. `pmp xof verify` on a key store holding the example's keys (formed from two components
      with `pmp key components`) exits 0 and prints the record count, also with
      `--mac-key XOF-MAC`; it exits 1 on every tampered copy, with `--mac-key DK-PAN`, and when
-     the store's XOF-MAC (same key value, imported from a psec TR-31 block) is exportable.
+     the store's XOF-MAC (same key value, imported from a psec TR-31 block) is exportable;
+  5. the TEST marker (`test="true"`): a marked copy with every MAC recomputed by this script
+     verifies in pmp on a TEST store (reported on stderr); the marker added or stripped
+     without new MACs fails the header MAC; a production store refuses the TEST order
+     unless `--allow-test`, and accepts the unmarked example.
 
 Usage: scripts/interop_xof.py [PMP_BINARY] [--file example.xof]
 """
@@ -110,7 +114,29 @@ def header_input(version: str, hdr, keys) -> bytes:
            + lp(a["product"]) + lp(a["created"]) + lp(a["mac-key"]) + u32(len(keys)))
     for k in keys:
         out += lp(k.get("label")) + lp(k.get("usage")) + lp(k.get("algorithm")) + lp(hexbytes(k.get("kcv")))
+    # §2/§6: the TEST marker, MACed when present (a production header's input is unchanged).
+    if a.get("test") is not None:
+        out += lp("test") + lp(a["test"])
     return out
+
+
+def remac(text: str, mac_key: bytes) -> str:
+    """The file with every MAC recomputed by this script (for edits that change H)."""
+    root = parse(text.encode("utf-8"))
+    hdr = root.find("header")
+    h = cmac(mac_key, header_input(root.get("version"), hdr, list(hdr)))
+    subst = {hdr.get("mac"): h}
+    prev = h
+    recs = root.findall("record")
+    for rec in recs:
+        m = cmac(mac_key, record_input(h, prev, rec))
+        subst[rec.get("mac")] = m
+        prev = m
+    subst[root.find("trailer").get("mac")] = cmac(mac_key, trailer_input(h, prev, len(recs)))
+    for old, new in subst.items():
+        assert text.count(f'mac="{old}"') == 1, old
+        text = text.replace(f'mac="{old}"', f'mac="{new.hex().upper()}"')
+    return text
 
 
 def record_input(h: bytes, prev: bytes, rec) -> bytes:
@@ -382,6 +408,48 @@ def main():
             p = pmp_verify(t, f"tamper-{i}.xof")
             f.check(p.returncode == 1 and p.stdout == "" and p.stderr.strip() != "",
                     f"pmp, tamper {what}: {p.returncode} {p.stdout!r} {p.stderr!r}")
+
+        # §2/§6: the TEST marker. A TEST-marked copy with every MAC recomputed here verifies
+        # on a TEST store and pmp reports it; the marker added or removed without new MACs
+        # breaks the header MAC (it is MACed); a production store refuses the TEST order
+        # unless --allow-test.
+        marked_plain = text.replace('mac-key="XOF-MAC"', 'mac-key="XOF-MAC" test="true"')
+        f.check(marked_plain != text, "test marker: no change made")
+        marked = remac(marked_plain, mac_key)
+        p_, inf = verify(marked.encode(), mac_key)
+        f.check(not p_, f"TEST-marked copy: this script's reader: {p_}")
+        f.check(inf["H"] != info["H"], "the test marker does not change H")
+        p = pmp_verify(marked, "test-marked.xof")
+        f.check(p.returncode == 0 and p.stdout == "2\n" and "TEST order" in p.stderr,
+                f"pmp, TEST-marked: {p.returncode} {p.stdout!r} {p.stderr!r}")
+        p = pmp_verify(marked_plain, "test-added.xof")
+        f.check(p.returncode == 1 and "header MAC" in p.stderr,
+                f"pmp, marker added without MACs: {p.returncode} {p.stderr!r}")
+        stripped = marked.replace(' test="true"', "")
+        p = pmp_verify(stripped, "test-stripped.xof")
+        f.check(p.returncode == 1 and "header MAC" in p.stderr,
+                f"pmp, marker stripped: {p.returncode} {p.stderr!r}")
+        ksp = os.path.join(tmp, "ks-prod")
+        lc1, lc2 = "3C" * 32, "A5" * 32
+        p = run(a.pmp, "keystore", "init", "--dir", ksp, "--lmk-component", lc1, "--lmk-component", lc2)
+        f.check(p.returncode == 0, f"production keystore init: {p.stderr}")
+        penv = dict(os.environ, PMP_LMK_COMPONENTS=f"{lc1},{lc2}")
+        for label, (usage, mode, c1, c2, _, kcv) in KEYS.items():
+            p = subprocess.run([a.pmp, "key", "components", "--dir", ksp, "--label", label, "--usage", usage,
+                                "--algorithm", "aes", "--mode", mode, "--component", c1, "--component", c2,
+                                "--kcv", kcv], capture_output=True, text=True, env=penv)
+            f.check(p.returncode == 0, f"production key components {label}: {p.stderr!r}")
+        path = os.path.join(tmp, "test-marked.xof")
+        p = subprocess.run([a.pmp, "xof", "verify", "--dir", ksp, path], capture_output=True, text=True, env=penv)
+        f.check(p.returncode == 1 and p.stdout == "" and "TEST order" in p.stderr,
+                f"production store, TEST order: {p.returncode} {p.stdout!r} {p.stderr!r}")
+        p = subprocess.run([a.pmp, "xof", "verify", "--dir", ksp, "--allow-test", path],
+                           capture_output=True, text=True, env=penv)
+        f.check(p.returncode == 0 and p.stdout == "2\n",
+                f"production store, TEST order, --allow-test: {p.returncode} {p.stdout!r} {p.stderr!r}")
+        p = subprocess.run([a.pmp, "xof", "verify", "--dir", ksp, a.file], capture_output=True, text=True, env=penv)
+        f.check(p.returncode == 0 and p.stdout == "2\n",
+                f"production store, production order: {p.returncode} {p.stdout!r} {p.stderr!r}")
 
         # §3/§6: the same MAC key, but exportable in the store, must be refused.
         try:

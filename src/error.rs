@@ -99,6 +99,14 @@ pub enum Error {
     /// The operating system's random number generator failed.
     #[error("random number generator failure")]
     Rng,
+
+    /// The HSM could not be reached, or the session with it was lost and could not be
+    /// re-established (a device, token or session failure of a PKCS#11 module). Distinct
+    /// from policy and cryptographic failures: the same call may succeed when retried
+    /// ([`Error::is_retryable`]). A key-creating call that failed this way may have taken
+    /// effect (a retry may then find its label in use).
+    #[error("HSM unavailable: {0}")]
+    Transport(String),
 }
 
 impl Error {
@@ -108,6 +116,11 @@ impl Error {
             path: path.as_ref().display().to_string(),
             source,
         }
+    }
+
+    /// Whether the failure is transient (the HSM was unreachable): [`Error::Transport`].
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Transport(_))
     }
 
     /// Shorthand for [`Error::Invalid`].

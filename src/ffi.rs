@@ -22,8 +22,21 @@
 //! - An enum that C passes *in* is a `u32` type alias with `PMP_<TYPE>_<VALUE>` constants
 //!   (like [`pmp_algorithm`]), checked on entry, because a Rust enum receiving an
 //!   out-of-range value from C is undefined behaviour. Enums that only come *out*
-//!   ([`pmp_status`]) are `#[repr(u32)]` Rust enums. Their value 0 is left unassigned where
-//!   a zeroed struct could otherwise pass for a choice (`pmp_algorithm`, `pmp_mode`, ...).
+//!   ([`pmp_status`]) are `#[repr(u32)]` Rust enums. Each input enum type has its own range
+//!   of values (`0x01nn` algorithms, `0x02nn` modes, `0x03nn` paddings, `0x04nn` MAC
+//!   algorithms, `0x05nn` PIN block formats; a compile-time assertion below keeps them
+//!   apart), so a value passed for the wrong argument (`PMP_MODE_CBC` as an algorithm) is
+//!   refused with `PMP_STATUS_INVALID_ARGUMENT` instead of being read as another choice, and
+//!   0 is never a valid value (a zeroed struct never passes for a choice).
+//! - Every macro and constant of the header starts with `PMP_` and every type and function
+//!   with `pmp_` (`build.rs` fails the build otherwise).
+//! - A struct the library writes out has its padding bytes zeroed. A struct of options the
+//!   caller passes in starts with `struct_size`, which the caller sets to `sizeof` of the
+//!   struct it was compiled with, so the struct can grow in later versions.
+//! - [`PMP_ABI_VERSION`] is the version of this binary interface; it is also the suffix of the
+//!   shared library's SONAME (`libpmp_core.so.N`), so a program built against another ABI
+//!   does not load this library. [`pmp_abi_version`] returns the value the library was built
+//!   with.
 //! - Keys are named by their labels (`const char *`, NUL-terminated UTF-8); no function
 //!   takes or returns key material except the clear components of a key ceremony
 //!   ([`pmp_key_form`], the LMK) and [`pmp_kcv`]. Structs passed in ([`pmp_key_spec`],
@@ -33,8 +46,9 @@
 //! # Ownership and threads
 //!
 //! - A `pmp_hsm` comes from [`pmp_hsm_init`] / [`pmp_hsm_open`] and is released by
+//!   [`pmp_hsm_close`] (which reports whether the last audit entries were written) or
 //!   [`pmp_hsm_free`]. Every other function borrows the handle for the call only and may run
-//!   concurrently with others on the same handle from any thread; `pmp_hsm_free` must not.
+//!   concurrently with others on the same handle from any thread; `_close`/`_free` must not.
 //! - Input pointers are borrowed for the call and never kept; nothing the library returns
 //!   needs freeing except the `pmp_hsm` (the string of [`pmp_version`] is static).
 //!
@@ -81,6 +95,7 @@ mod crypto;
 mod hsm;
 mod import;
 mod key;
+mod pkcs11;
 mod status;
 mod transport;
 mod xof;
@@ -92,17 +107,77 @@ pub use self::crypto::*;
 pub use self::hsm::*;
 pub use self::import::*;
 pub use self::key::*;
+pub use self::pkcs11::*;
 pub use self::status::pmp_status;
 pub use self::transport::*;
 pub use self::xof::*;
 use crate::{Algorithm, SecretKey};
 
+/// The version of the binary interface described by this header. It changes whenever a
+/// function, struct or constant changes incompatibly, and is the suffix of the shared
+/// library's SONAME (`libpmp_core.so.2`). Version 2: `PMP_`-prefixed constants only, typed
+/// value ranges, `pmp_kcv` in hex text, `struct_size` first in `pmp_import_options`.
+pub const PMP_ABI_VERSION: u32 = 2;
+
 /// A block cipher family: `PMP_ALGORITHM_TDES` or `PMP_ALGORITHM_AES`.
 pub type pmp_algorithm = u32;
 /// Triple DES (16- or 24-byte keys).
-pub const PMP_ALGORITHM_TDES: pmp_algorithm = 1;
+pub const PMP_ALGORITHM_TDES: pmp_algorithm = 0x0101;
 /// AES (16-, 24- or 32-byte keys).
-pub const PMP_ALGORITHM_AES: pmp_algorithm = 2;
+pub const PMP_ALGORITHM_AES: pmp_algorithm = 0x0102;
+
+/// Every value of every enum-like input type, by type: no value is 0 and no two types share
+/// a value (checked at compile time below), so an argument of the wrong type is refused.
+const ENUM_VALUES: &[&[u32]] = &[
+    &[PMP_ALGORITHM_TDES, PMP_ALGORITHM_AES],
+    &[PMP_MODE_ECB, PMP_MODE_CBC],
+    &[
+        PMP_PADDING_NONE,
+        PMP_PADDING_ISO9797_M1,
+        PMP_PADDING_ISO9797_M2,
+        PMP_PADDING_PKCS7,
+    ],
+    &[
+        PMP_MAC_RETAIL,
+        PMP_MAC_CBC_TDES,
+        PMP_MAC_CBC_AES,
+        PMP_MAC_CMAC_TDES,
+        PMP_MAC_CMAC_AES,
+    ],
+    &[
+        PMP_PIN_FORMAT_ISO0,
+        PMP_PIN_FORMAT_ISO1,
+        PMP_PIN_FORMAT_ISO2,
+        PMP_PIN_FORMAT_ISO3,
+        PMP_PIN_FORMAT_ISO4,
+    ],
+];
+
+/// Whether every value of `types` is non-zero, lies in its type's own `0xTTnn` range (`TT` =
+/// the type's position + 1) and so differs from every value of every other type.
+const fn enum_ranges_are_distinct(types: &[&[u32]]) -> bool {
+    let mut t = 0;
+    while t < types.len() {
+        let mut v = 0;
+        while v < types[t].len() {
+            let value = types[t][v];
+            if value == 0 || value >> 8 != t as u32 + 1 {
+                return false;
+            }
+            v += 1;
+        }
+        t += 1;
+    }
+    true
+}
+const _: () = assert!(enum_ranges_are_distinct(ENUM_VALUES));
+
+/// The binary interface version of the library actually loaded: compare it with
+/// `PMP_ABI_VERSION` from the header the program was compiled with.
+#[unsafe(no_mangle)]
+pub extern "C" fn pmp_abi_version() -> u32 {
+    PMP_ABI_VERSION
+}
 
 fn algorithm_from_c(value: pmp_algorithm) -> Result<Algorithm, FfiError> {
     match value {
@@ -122,15 +197,18 @@ pub extern "C" fn pmp_version() -> *const c_char {
     ffi_guard(std::ptr::null(), || VERSION.as_ptr().cast())
 }
 
-/// Computes the key check value of a clear key: 3 bytes for TDES (first bytes of
-/// TDES-ECB(K, 0^8)), 5 bytes for AES (first bytes of AES-CMAC(K, 0^16), X9.24-1:2017).
+/// Computes the key check value of a clear key as upper-case hex text, like every other KCV
+/// of this API (`pmp_key_info.kcv`, `pmp_component.kcv`): 6 digits for TDES (first 3 bytes
+/// of TDES-ECB(K, 0^8)), 10 for AES (first 5 bytes of AES-CMAC(K, 0^16), X9.24-1:2017).
 ///
 /// `key`/`key_len`: the clear key (TDES 16 or 24 bytes, AES 16, 24 or 32 bytes).
-/// On success writes the KCV to `out` and its length to `*out_written`.
+/// On success writes the KCV and a NUL to `out` (`PMP_KCV_CAP` always suffices) and its
+/// length without the NUL to `*out_written`. (Before ABI version 2 this wrote raw bytes.)
 ///
 /// Returns `PMP_STATUS_INVALID_ARGUMENT` for an unknown algorithm or a bad key length,
-/// `PMP_STATUS_BUFFER_TOO_SMALL` (with `*out_written` = the size needed) when `out_cap` is
-/// too small, `PMP_STATUS_NULL_ARGUMENT` for a NULL `key`, `out` or `out_written`.
+/// `PMP_STATUS_BUFFER_TOO_SMALL` (with `*out_written` = the size needed, NUL included) when
+/// `out_cap` is too small, `PMP_STATUS_NULL_ARGUMENT` for a NULL `key`, `out` or
+/// `out_written`.
 ///
 /// # Safety
 ///
@@ -142,7 +220,7 @@ pub unsafe extern "C" fn pmp_kcv(
     algorithm: pmp_algorithm,
     key: *const u8,
     key_len: usize,
-    out: *mut u8,
+    out: *mut c_char,
     out_cap: usize,
     out_written: *mut usize,
 ) -> pmp_status {
@@ -151,9 +229,9 @@ pub unsafe extern "C" fn pmp_kcv(
         let key = unsafe { input_bytes(key, key_len, "key") }?;
         // SAFETY: the caller guarantees the output pointers are valid and do not overlap the
         // inputs (# Safety).
-        let out = unsafe { OutBuf::new(out, out_cap, out_written, "out") }?;
+        let out = unsafe { OutBuf::new(out.cast::<u8>(), out_cap, out_written, "out") }?;
         let kcv = SecretKey::new(algorithm_from_c(algorithm)?, key)?.kcv();
-        out.write(kcv.as_bytes())
+        out.write_c_str(&kcv.to_string())
     })
 }
 
@@ -170,7 +248,7 @@ pub unsafe extern "C" fn pmp_kcv(
 /// `out_written` to a writable `size_t`, not overlapping.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pmp_last_error_message(
-    out: *mut u8,
+    out: *mut c_char,
     out_cap: usize,
     out_written: *mut usize,
 ) -> pmp_status {
@@ -178,10 +256,49 @@ pub unsafe extern "C" fn pmp_last_error_message(
     ffi_guard(pmp_status::Panic, || {
         // SAFETY: the caller guarantees the output pointers are valid and do not overlap
         // (# Safety).
-        let result = unsafe { OutBuf::new(out, out_cap, out_written, "out") }
+        let result = unsafe { OutBuf::new(out.cast::<u8>(), out_cap, out_written, "out") }
             .and_then(|out| out.write_c_str(&last_error()));
         match result {
             Ok(()) => pmp_status::Ok,
+            Err(e) => e.status(),
+        }
+    })
+}
+
+/// Copies as much of the calling thread's last error message as fits into `out`, always
+/// NUL-terminated when `out_cap` > 0 (cut at a UTF-8 character boundary), like `snprintf`;
+/// "" if no call has failed on this thread. A message longer than the buffer is cut, never
+/// lost (unlike `pmp_last_error_message`, which refuses a short buffer).
+///
+/// `*out_len` (if `out_len` is not NULL) is the full message length without the NUL: the
+/// message was cut when `*out_len >= out_cap`. Returns `PMP_STATUS_OK`, or
+/// `PMP_STATUS_NULL_ARGUMENT` for a NULL `out` with `out_cap` > 0. Never changes the last
+/// error itself.
+///
+/// # Safety
+///
+/// `out` must point to `out_cap` writable bytes (or be NULL with `out_cap` 0); `out_len`
+/// must be NULL or point to a writable `size_t`, not overlapping `out`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pmp_last_error_text(
+    out: *mut c_char,
+    out_cap: usize,
+    out_len: *mut usize,
+) -> pmp_status {
+    ffi_guard(pmp_status::Panic, || {
+        let mut ignored = 0usize;
+        let len = if out_len.is_null() {
+            &raw mut ignored
+        } else {
+            out_len
+        };
+        // SAFETY: the caller guarantees the output pointers are valid and do not overlap
+        // (# Safety); `len` is the caller's or a live local.
+        match unsafe { OutBuf::new(out.cast::<u8>(), out_cap, len, "out") } {
+            Ok(out) => {
+                out.write_c_str_truncated(&last_error());
+                pmp_status::Ok
+            }
             Err(e) => e.status(),
         }
     })

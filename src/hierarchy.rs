@@ -2,7 +2,7 @@
 //!
 //! | step | function | keys |
 //! |---|---|---|
-//! | key ceremony, issuer and production zones | [`zmk_ceremony`] | ZMK-issuer, ZMK-prod (K0, mode B, from 2–3 components with KCVs) |
+//! | key ceremony, issuer and production zones | [`zmk_ceremony`] | ZMK-issuer (K0, mode D: imports only), ZMK-prod (K0, mode E: exports only), from 2–3 components with KCVs |
 //! | the issuer's transport key arrives | [`import_issuer_key`] | TK_issuer (D0) or the issuer PIN key (P0), under ZMK-issuer |
 //! | the bureau's data keys | [`generate_dkeps`] | one DKep per attribute class (AES-256, D0, mode B, never exportable) |
 //! | data prep issues transport keys | [`issue_transport_keys`] | KTK (K0), PTK (P0), MTK (M6 CMAC, mode C), exported under ZMK-prod with KCVs |
@@ -11,6 +11,14 @@
 //! Keys the bureau creates for itself default to AES (`docs/key-hierarchy.md`). Where a counterpart
 //! still needs 2-key TDES (issuer TKs, legacy production lines) the caller picks it; NIST
 //! SP 800-131A allows 2-key TDES only to process legacy data.
+//!
+//! KEK zones: a ZMK belongs to one zone ([`Zone`]) — the issuer zone's ZMK only imports
+//! (mode D), the production zone's only exports (mode E) — so that whoever knows an issuer's
+//! ZMK cannot have the bureau export a key under it, and nothing can be imported under
+//! ZMK-prod. On the production site, the ZMK that receives the transport keys is an
+//! [`Zone::Import`] ZMK. Forming a ZMK and importing a KEK (the KTK) are sensitive
+//! activities that need a dual-control authorisation on a production key store
+//! ([`Hsm::authorise`]).
 //!
 //! Simplification: the transport keys are exported with mode of use B / C (both
 //! directions); a production HSM that must only *verify* MTK MACs should import the MTK
@@ -21,18 +29,40 @@ use crate::hsm::{Hsm, ImportCheck, KeyHandle, KeyInfo, KeySpec};
 use crate::keyblock::{KeyUsage, ModeOfUse};
 use crate::{Algorithm, Error, Kcv, Result};
 
-/// Forms a zone master key (K0, mode B, not exportable) from 2 or 3 clear components, each
-/// with an optional KCV, and checks the result against `expected_kcv` when given.
+/// The zone of a zone master key: which way keys travel under it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Zone {
+    /// Keys arrive under it (an issuer's ZMK at the bureau; ZMK-prod at the production
+    /// site): mode D, unwrap only.
+    Import,
+    /// Keys leave under it (ZMK-prod at the bureau): mode E, wrap only.
+    Export,
+}
+
+impl Zone {
+    /// The TR-31 mode of use of a ZMK of this zone.
+    pub fn mode_of_use(self) -> ModeOfUse {
+        match self {
+            Zone::Import => ModeOfUse::D,
+            Zone::Export => ModeOfUse::E,
+        }
+    }
+}
+
+/// Forms a zone master key (K0, mode D or E as `zone` says, not exportable) from 2 or 3
+/// clear components, each with an optional KCV, and checks the result against
+/// `expected_kcv` when given.
 pub fn zmk_ceremony(
     hsm: &dyn Hsm,
     label: &str,
+    zone: Zone,
     algorithm: Algorithm,
     components: &[&[u8]],
     component_kcvs: &[Option<Kcv>],
     expected_kcv: Option<&Kcv>,
 ) -> Result<KeyInfo> {
     let len = components.first().map_or(0, |c| c.len());
-    let spec = KeySpec::new(label, algorithm, len, KeyUsage::K0, ModeOfUse::B);
+    let spec = KeySpec::new(label, algorithm, len, KeyUsage::K0, zone.mode_of_use());
     hsm.form_key_from_components(&spec, components, component_kcvs, expected_kcv)
 }
 
@@ -86,7 +116,7 @@ pub struct IssuedKey {
 /// KTK, PTK and MTK as issued.
 #[derive(Clone, Debug)]
 pub struct TransportKeys {
-    /// Key transport key (K0).
+    /// Key transport key (K0, mode D: at the production site it only imports).
     pub ktk: IssuedKey,
     /// PIN transport key (P0).
     pub ptk: IssuedKey,
@@ -94,9 +124,10 @@ pub struct TransportKeys {
     pub mtk: IssuedKey,
 }
 
-/// Generates KTK, PTK and MTK (labels `<prefix>-KTK`, `-PTK`, `-MTK`) of `algorithm` and
-/// `len`, exportable, and exports each under `zmk_prod` (version D for an AES ZMK, B for a
-/// TDES one).
+/// Generates KTK (K0, mode D), PTK and MTK (labels `<prefix>-KTK`, `-PTK`, `-MTK`) of
+/// `algorithm` and `len`, exportable, and exports each under `zmk_prod` (version D for an
+/// AES ZMK, B for a TDES one). On a production store this needs an authorisation for
+/// generating exportable keys and exporting.
 pub fn issue_transport_keys(
     hsm: &dyn Hsm,
     zmk_prod: &KeyHandle,
@@ -112,7 +143,7 @@ pub fn issue_transport_keys(
         Ok(IssuedKey { info, block })
     };
     Ok(TransportKeys {
-        ktk: issue("KTK", KeyUsage::K0, ModeOfUse::B)?,
+        ktk: issue("KTK", KeyUsage::K0, ModeOfUse::D)?,
         ptk: issue("PTK", KeyUsage::P0, ModeOfUse::B)?,
         mtk: issue("MTK", KeyUsage::M6, ModeOfUse::C)?,
     })

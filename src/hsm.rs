@@ -6,8 +6,15 @@
 //! keys and a MAC-verify key never generates.
 //!
 //! Backends: [`SoftHsm`] (always built; key store of version-D key blocks under an AES-256
-//! LMK, audit log) and, later, a PKCS#11 backend. [`conformance::run_all`] is the test
-//! suite every backend passes.
+//! LMK, audit log) and, later, a PKCS#11 backend. What a backend can do is a set of
+//! [`Capability`] values ([`Hsm::capabilities`]); callers refuse up front, by name, what it
+//! lacks. `SoftHsm` is a library in the caller's process, so it does not claim
+//! [`Capability::PolicyInDevice`] or [`Capability::InBoundaryFileImport`]: its policy checks
+//! and its whole-file decryption run in that same process.
+//!
+//! `conformance::run_all` (cargo feature `conformance`) is the test suite every backend
+//! passes; it reads the capabilities, leaves out — and reports — what a backend lacks, and
+//! sets up its keys without clear components where the backend cannot form them.
 //!
 //! ```
 //! use pmp_core::hsm::{Hsm, KeySpec, SoftHsm, CipherSpec};
@@ -34,18 +41,21 @@ use crate::keyblock::{Exportability, KeyUsage, ModeOfUse};
 use crate::pinblock::{Pan, PinBlockFormat};
 use crate::{Algorithm, Kcv, MacAlgorithm, MacTag, Mode, Padding, Result};
 
-mod audit;
 mod capabilities;
+#[cfg(feature = "conformance")]
 pub mod conformance;
 mod file;
+#[cfg(feature = "pkcs11")]
+mod pkcs11;
 pub mod policy;
 mod soft;
 
-pub use audit::{AuditVerdict, verify_audit_log};
 pub use capabilities::{Capabilities, Capability, KcvMethod};
 pub use file::CbcDecryptReader;
+#[cfg(feature = "pkcs11")]
+pub use pkcs11::{HOST_KEY_FALLBACK_ENV, PIN_ENV, Pkcs11Config, Pkcs11Hsm};
 pub use policy::Operation;
-pub use soft::{LmkComponent, LmkComponents, LmkSource, SoftHsm};
+pub use soft::{AuditVerdict, LmkComponent, LmkComponents, LmkSource, SoftHsm, verify_audit_log};
 
 /// An opaque reference to a key inside an HSM. Cheap to clone; meaningful only to the HSM
 /// that issued it.
@@ -133,6 +143,126 @@ pub struct KeyInfo {
     pub spec: KeySpec,
     /// The key check value.
     pub kcv: Kcv,
+}
+
+/// How a key came to be in the HSM. A backend that binds it (the software HSM binds it
+/// under the LMK, in each stored key block) reports it through [`Hsm::key_origin`].
+///
+/// Only a [`Generated`](KeyOrigin::Generated) key's value has never been outside the HSM;
+/// a key formed from components or imported under a KEK is known (or knowable) elsewhere,
+/// so it can never MAC an XOF file or be trusted as the key that did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyOrigin {
+    /// Generated inside this HSM.
+    Generated,
+    /// Formed from clear components (key ceremony).
+    Components,
+    /// Imported as a key block under the key-encryption key with this label.
+    Imported {
+        /// The label of the KEK it was imported under.
+        kek: String,
+    },
+    /// The backend does not record origins.
+    Unknown,
+}
+
+impl KeyOrigin {
+    /// Whether the key's value has never been outside this HSM.
+    pub fn is_generated(&self) -> bool {
+        matches!(self, KeyOrigin::Generated)
+    }
+}
+
+impl fmt::Display for KeyOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyOrigin::Generated => f.write_str("generated"),
+            KeyOrigin::Components => f.write_str("components"),
+            KeyOrigin::Imported { kek } => write!(f, "imported under {kek}"),
+            KeyOrigin::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
+/// A sensitive activity: on a production key store it needs an authorisation given by two
+/// different officers ([`Hsm::authorise`]), scoped to named activities and a time limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Activity {
+    /// Forming any key from clear components (a key ceremony; a KEK above all).
+    FormKey,
+    /// Importing a key-encryption key (K0/K1) under another KEK.
+    ImportKek,
+    /// Exporting a key under a KEK.
+    Export,
+    /// Generating an exportable key.
+    GenerateExportable,
+    /// Decrypting to clear under a data key generated here (a DKep).
+    DecryptToClear,
+    /// Deleting a key.
+    DeleteKey,
+    /// Enrolling officers beyond the first two (changing who may authorise).
+    ManageOfficers,
+}
+
+impl Activity {
+    /// Every activity.
+    pub const ALL: [Activity; 7] = [
+        Activity::FormKey,
+        Activity::ImportKek,
+        Activity::Export,
+        Activity::GenerateExportable,
+        Activity::DecryptToClear,
+        Activity::DeleteKey,
+        Activity::ManageOfficers,
+    ];
+
+    /// The activity's name (`form-key`, `import-kek`, `export`, `generate-exportable`,
+    /// `decrypt-to-clear`, `delete-key`, `manage-officers`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Activity::FormKey => "form-key",
+            Activity::ImportKek => "import-kek",
+            Activity::Export => "export",
+            Activity::GenerateExportable => "generate-exportable",
+            Activity::DecryptToClear => "decrypt-to-clear",
+            Activity::DeleteKey => "delete-key",
+            Activity::ManageOfficers => "manage-officers",
+        }
+    }
+
+    /// The activity named `name` (as [`name`](Activity::name) spells it).
+    pub fn from_name(name: &str) -> Result<Activity> {
+        Activity::ALL
+            .into_iter()
+            .find(|a| a.name() == name)
+            .ok_or_else(|| {
+                crate::Error::invalid(
+                    "activity",
+                    format!(
+                        "'{name}' is not one of {}",
+                        Activity::ALL.map(|a| a.name()).join(", ")
+                    ),
+                )
+            })
+    }
+}
+
+/// An officer's credential for [`Hsm::authorise`]: the id and the passphrase. `Debug` shows
+/// the id only.
+#[derive(Clone, Copy)]
+pub struct Officer<'a> {
+    /// The officer's id (a label).
+    pub id: &'a str,
+    /// The officer's passphrase.
+    pub passphrase: &'a [u8],
+}
+
+impl fmt::Debug for Officer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Officer")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What an imported key block must carry, checked before the key is stored.
@@ -257,8 +387,35 @@ pub trait Hsm: Send + Sync + fmt::Debug {
     /// Every key, sorted by label.
     fn list_keys(&self) -> Result<Vec<KeyInfo>>;
 
+    /// How `key` came to be ([`KeyOrigin`]). Backends that do not record it answer
+    /// [`KeyOrigin::Unknown`], which the XOF MAC rule treats as not generated here.
+    fn key_origin(&self, key: &KeyHandle) -> Result<KeyOrigin> {
+        self.key_info(key).map(|_| KeyOrigin::Unknown)
+    }
+
     /// Deletes a key.
     fn delete_key(&self, key: &KeyHandle) -> Result<()>;
+
+    /// Dual control: two different officers, each by passphrase, authorise `activities` for
+    /// `valid_for` (replacing any earlier authorisation of this instance). Backends without
+    /// it answer [`Error::Unsupported`](crate::Error::Unsupported).
+    fn authorise(
+        &self,
+        first: &Officer<'_>,
+        second: &Officer<'_>,
+        activities: &[Activity],
+        valid_for: std::time::Duration,
+    ) -> Result<()> {
+        let _ = (first, second, activities, valid_for);
+        Err(crate::Error::Unsupported(
+            "dual-control authorisation in this backend".into(),
+        ))
+    }
+
+    /// Ends the current authorisation, if any.
+    fn end_authorisation(&self) -> Result<()> {
+        Ok(())
+    }
 
     // ---- data ----
 
@@ -317,11 +474,12 @@ pub trait Hsm: Send + Sync + fmt::Debug {
     ///
     /// Boundary: in the software HSM this runs in the HSM's own code with its cached key
     /// schedule and its clear output buffer is wiped on every refill and on drop; the
-    /// import pipeline feeds it straight into parsers whose buffers are wiped, and only
-    /// re-encrypted attributes leave ([`Capability::InBoundaryFileImport`]). The
+    /// import pipeline feeds it straight into parsers whose buffers are wiped. That code is
+    /// in the caller's process, so the clear file does pass through that process's memory
+    /// and `SoftHsm` does not claim [`Capability::InBoundaryFileImport`], which is kept for
+    /// a device that decrypts and re-encrypts the attributes inside its own boundary. The
     /// default implementation here — what a plain PKCS#11 backend gets — decrypts chunk by
-    /// chunk with [`decrypt`](Hsm::decrypt) into host memory (zeroizing buffers, but a
-    /// weaker boundary: no `InBoundaryFileImport`).
+    /// chunk with [`decrypt`](Hsm::decrypt) into host memory (zeroizing buffers).
     fn decrypting_reader<'a>(
         &'a self,
         spec: &CipherSpec<'_>,

@@ -70,6 +70,7 @@
 
 mod clock;
 mod output;
+pub use output::{check_output_paths, recover_outputs};
 mod pipeline;
 mod plan;
 mod transform;
@@ -96,7 +97,8 @@ pub struct Progress {
 
 /// Import options.
 pub struct Options<'a> {
-    /// The XOF order id; default `<product>-<UTC timestamp>`.
+    /// The XOF order id; default `<product>-<UTC timestamp>-<6 random hex digits>` (unique
+    /// even for two imports within one second).
     pub order_id: Option<String>,
     /// Worker threads; 0 = the number of cores.
     pub workers: usize,
@@ -187,6 +189,15 @@ pub struct Summary {
     pub warnings: Vec<String>,
     /// A dry run ([`dry_run`]): nothing was written.
     pub dry_run: bool,
+    /// The host fallbacks the import ran on, because the backend offers no way to keep the
+    /// clear values in the device: [`Capability::HostTranslateFallback`] (fields translated
+    /// from TK_issuer to their DKep through host memory) and [`Capability::HostPinFallback`]
+    /// (PIN blocks translated through host memory). Empty when everything stayed in the
+    /// device.
+    ///
+    /// [`Capability::HostTranslateFallback`]: crate::hsm::Capability::HostTranslateFallback
+    /// [`Capability::HostPinFallback`]: crate::hsm::Capability::HostPinFallback
+    pub host_fallbacks: Vec<crate::hsm::Capability>,
 }
 
 impl Summary {

@@ -61,7 +61,7 @@ use zeroize::Zeroizing;
 
 pub use self::header::{
     Exportability, Header, KeyAlgorithm, KeyUsage, ModeOfUse, OptionalBlock, OptionalBlockKind,
-    Version,
+    Version, known_usages,
 };
 
 use crate::primitives::cipher::Padding;
@@ -140,6 +140,17 @@ pub fn wrap(
         ));
     }
     check_version_carries(v, key_alg)?;
+    if let KeyUsage::Other(_) = header.usage {
+        // A block pmp-core makes carries a usage every receiver can act on.
+        return Err(Error::invalid(
+            "key usage",
+            format!(
+                "{} is not a known TR-31 key usage; known: {}",
+                header.usage,
+                known_usages()
+            ),
+        ));
+    }
     header.check_combination()?;
     check_strength(kbpk, key)?;
     check_des_hygiene("key", key)?;
@@ -264,7 +275,7 @@ pub fn inspect(block: &str) -> Result<Header> {
 }
 
 /// Parses the header of a whole block and checks the length field and header alignment.
-fn parse_block(block: &str) -> Result<(Header, usize)> {
+pub(crate) fn parse_block(block: &str) -> Result<(Header, usize)> {
     let (header, hlen) = header::parse_prefix(block.as_bytes(), true)?;
     let declared: usize = block[1..5]
         .parse()
@@ -291,7 +302,7 @@ fn parse_block(block: &str) -> Result<(Header, usize)> {
     Ok((header, hlen))
 }
 
-fn supported_algorithm(header: &Header) -> Result<Algorithm> {
+pub(crate) fn supported_algorithm(header: &Header) -> Result<Algorithm> {
     header.algorithm.to_pmp().ok_or_else(|| {
         Error::Unsupported(format!(
             "key algorithm {} ({}): pmp-core wraps TDES and AES keys only",
@@ -313,7 +324,7 @@ fn check_kbpk_algorithm(v: Version, kbpk: &SecretKey) -> Result<()> {
     }
 }
 
-fn check_version_carries(v: Version, key_alg: Algorithm) -> Result<()> {
+pub(crate) fn check_version_carries(v: Version, key_alg: Algorithm) -> Result<()> {
     if key_alg == Algorithm::Aes && v != Version::D {
         return Err(Error::Policy(format!(
             "a version {v} key block (TDES binding) cannot carry an AES key; use version D"
@@ -383,7 +394,7 @@ fn ct_verify(computed: &[u8], received: &[u8]) -> Result<()> {
 }
 
 #[derive(Clone, Copy)]
-enum KeyRole {
+pub(crate) enum KeyRole {
     Encryption,
     Mac,
 }
@@ -391,7 +402,7 @@ enum KeyRole {
 /// The key derivation of versions B and D (X9.143 §7.3): CMAC under the KBPK of the
 /// 8-byte derivation data `counter ‖ usage (0000 enc / 0001 MAC) ‖ 00 ‖ algorithm ‖
 /// length in bits`, one CMAC block per counter value, truncated to the KBPK length.
-fn derive(kbpk: &SecretKey, role: KeyRole) -> Result<SecretKey> {
+pub(crate) fn derive(kbpk: &SecretKey, role: KeyRole) -> Result<SecretKey> {
     let (alg_id, bits): (u8, u16) = match (kbpk.algorithm(), kbpk.len()) {
         (Algorithm::Tdes, 16) => (0, 128),
         (Algorithm::Tdes, _) => (1, 192),

@@ -31,7 +31,7 @@
 //! let header = Header {
 //!     order_id: "ORD-1".into(), issuer: "BANK1".into(), product: "VISA-CLASSIC".into(),
 //!     created: "2025-01-31T12:00:00Z".into(), keys: vec![key_ref(&dk), key_ref(&mk)],
-//!     mac_key: "XOF-MAC".into(),
+//!     mac_key: "XOF-MAC".into(), test: hsm.is_test(),
 //! };
 //! let mut w = xof::Writer::new(Vec::new(), &header, &hsm, &mk.handle).unwrap();
 //! w.write_record(&Record { seq: 1, issuer_id: "C-0001".into(), attributes: vec![Attribute {
@@ -58,7 +58,7 @@ mod canon;
 mod read;
 mod write;
 
-pub use read::Reader;
+pub use read::{ReadOptions, Reader};
 pub use write::Writer;
 
 /// The XOF version this module writes and the only one it reads.
@@ -83,7 +83,9 @@ pub mod limits {
     /// Bytes of a free-text field (order id, issuer, product, issuer record id).
     pub const MAX_TEXT: usize = 256;
     /// Bytes of a key label or an attribute name.
-    pub const MAX_NAME: usize = crate::label::MAX_LEN;
+    // A literal (checked below against the label rule) so that cbindgen writes it to pmp.h.
+    pub const MAX_NAME: usize = 64;
+    const _: () = assert!(MAX_NAME == crate::label::MAX_LEN);
 }
 
 /// One entry of the header's key list: a key the file refers to. Never key material.
@@ -114,6 +116,10 @@ pub struct Header {
     pub keys: Vec<KeyRef>,
     /// The label of the MAC key (AES, usage M6, not exportable); it is also in `keys`.
     pub mac_key: String,
+    /// The TEST marker (`test="true"`, covered by the header MAC): the order was made on
+    /// an HSM with a TEST LMK, for development and tests only. A reader on a production
+    /// HSM refuses such an order unless [`ReadOptions::allow_test`] says otherwise.
+    pub test: bool,
 }
 
 impl Header {
@@ -193,18 +199,63 @@ fn verify(path: &Path, hsm: &dyn Hsm, mac_key: Option<&str>) -> Result<u64> {
     Ok(r.records())
 }
 
+/// The store's XOF MAC key: the one key of `hsm` that may verify an XOF (AES, M6, mode C or
+/// V, not exportable, generated in the HSM — or any origin on TEST keys). What `pmp xof verify` expects by default, so
+/// that the key is taken from the store, never from the file alone. No such key, or more
+/// than one, is [`Error::Policy`] naming them (name the key explicitly then).
+pub fn store_mac_key(hsm: &dyn Hsm) -> Result<String> {
+    let mut found = Vec::new();
+    for k in hsm.list_keys()? {
+        let s = &k.spec;
+        if s.algorithm == Algorithm::Aes
+            && s.usage == KeyUsage::M6
+            && s.exportability == Exportability::N
+            && matches!(
+                s.mode_of_use,
+                crate::keyblock::ModeOfUse::C | crate::keyblock::ModeOfUse::V
+            )
+            && (hsm.key_origin(&k.handle)?.is_generated() || hsm.capabilities().is_test())
+        {
+            found.push(s.label.clone());
+        }
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(Error::Policy(
+            "the key store holds no XOF MAC key (AES, M6, mode C or V, not exportable, generated in the HSM)".into(),
+        )),
+        _ => Err(Error::Policy(format!(
+            "the key store holds several XOF MAC keys ({}): name the expected one",
+            found.join(", ")
+        ))),
+    }
+}
+
 /// The XOF MAC key policy (`docs/xof.md` §3): the key must be AES with usage M6 and **not
 /// exportable** (`N`). An exportable key (such as the MAC transport key MTK, which leaves
 /// the bureau under ZMK-prod) is known outside the bureau, and whoever holds it could forge
 /// a file; only a key that never leaves the bureau's HSM may MAC an XOF.
-pub(crate) fn check_mac_key_policy(info: &KeyInfo) -> Result<()> {
+///
+/// And the key must have been **generated in this HSM** ([`Hsm::key_origin`]): a key formed
+/// from components or imported under a KEK — even one marked non-exportable by whoever
+/// wrapped it — has a value known outside the HSM, so it can neither MAC an XOF nor be
+/// trusted as the key that did. A backend that does not record origins is refused. A
+/// backend on TEST keys (a TEST-LMK store, whose every key is readable on disk) waives the
+/// origin rule, so that known-answer vectors with stated MAC keys (`docs/xof.md` §8) can
+/// be checked.
+pub(crate) fn check_mac_key_policy(hsm: &dyn Hsm, info: &KeyInfo) -> Result<()> {
     let s = &info.spec;
+    let origin = hsm.key_origin(&info.handle)?;
     let why = if s.algorithm != Algorithm::Aes || s.usage != KeyUsage::M6 {
         format!("it is {} {}, not AES M6 (CMAC)", s.algorithm, s.usage)
     } else if s.exportability != Exportability::N {
         format!(
             "it is exportable ({}): only a key that never leaves the bureau's HSM (exportability N) may MAC an XOF",
             s.exportability.as_char()
+        )
+    } else if !origin.is_generated() && !hsm.capabilities().is_test() {
+        format!(
+            "its origin is {origin}: only a key generated in this HSM (whose value was never outside it) may MAC an XOF"
         )
     } else {
         return Ok(());

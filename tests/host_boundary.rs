@@ -128,7 +128,8 @@ impl Drop for TempDir {
 fn a_second_backend_passes_the_conformance_suite() {
     let dir = TempDir::new("conf");
     let hsm = HostBoundary(SoftHsm::create_with_test_lmk(&dir.0.join("ks")).unwrap());
-    conformance::run_all(&hsm);
+    let report = conformance::run_all(&hsm);
+    assert!(report.is_complete(), "{report}");
     assert!(
         !hsm.capabilities()
             .supports(pmp_core::hsm::Capability::InBoundaryFileImport)

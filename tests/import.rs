@@ -360,7 +360,7 @@ fn decrypting_reader_round_trips_at_every_length() {
 fn demo_runs_end_to_end() {
     let dir = TempDir::new("demo");
     let out = dir.0.join("demo");
-    let s = demo::run(&out, 150, &Options::default()).unwrap();
+    let s = demo::run(&out, 150, demo::Backend::SoftHsm, &Options::default()).unwrap();
     assert_eq!(s.import.read, 150);
     assert_eq!(s.import.rejected, defects(20_250_101, 150));
     assert_eq!(s.xof_verified, s.import.written);
@@ -376,9 +376,9 @@ fn demo_runs_end_to_end() {
         s.import.rejected
     );
     // A second run replaces a previous demo; a directory with other files is refused.
-    demo::run(&out, 10, &Options::default()).unwrap();
+    demo::run(&out, 10, demo::Backend::SoftHsm, &Options::default()).unwrap();
     std::fs::write(out.join("mine.txt"), "user data").unwrap();
-    assert!(demo::run(&out, 10, &Options::default()).is_err());
+    assert!(demo::run(&out, 10, demo::Backend::SoftHsm, &Options::default()).is_err());
     assert!(out.join("mine.txt").exists());
 }
 
@@ -650,6 +650,12 @@ impl Hsm for Faulty {
     fn list_keys(&self) -> pmp_core::Result<Vec<pmp_core::hsm::KeyInfo>> {
         self.inner.list_keys()
     }
+    fn key_origin(
+        &self,
+        key: &pmp_core::hsm::KeyHandle,
+    ) -> pmp_core::Result<pmp_core::hsm::KeyOrigin> {
+        self.inner.key_origin(key)
+    }
     fn delete_key(&self, key: &pmp_core::hsm::KeyHandle) -> pmp_core::Result<()> {
         self.inner.delete_key(key)
     }
@@ -844,6 +850,12 @@ impl Hsm for Restricted {
     fn list_keys(&self) -> pmp_core::Result<Vec<KeyInfo>> {
         self.inner.list_keys()
     }
+    fn key_origin(
+        &self,
+        key: &pmp_core::hsm::KeyHandle,
+    ) -> pmp_core::Result<pmp_core::hsm::KeyOrigin> {
+        self.inner.key_origin(key)
+    }
     fn delete_key(&self, key: &KeyHandle) -> pmp_core::Result<()> {
         self.inner.delete_key(key)
     }
@@ -1036,6 +1048,49 @@ fn what_the_backend_lacks_is_refused_by_name_before_any_input_or_output() {
         import::import_file(&hsm, &s.product, &input, &out, None, &Options::default()).unwrap();
     assert_eq!(sum.written + sum.rejected, 20);
     assert_eq!(pmp_core::xof::verify_file(&out, &hsm).unwrap(), sum.written);
+}
+
+/// A backend without translation in the device that offers the host fallbacks instead
+/// (as `Pkcs11Hsm` on SoftHSMv2 does): the per-field import runs and its summary states
+/// both fallbacks; the software HSM's summary states none.
+#[test]
+fn host_fallbacks_are_accepted_and_stated_in_the_summary() {
+    use pmp_core::hsm::Capability as C;
+    let per_field = sc(LayoutChoice::Delimited, false, true, Algorithm::Tdes);
+    // (name, the fallbacks offered, the summary's list: PIN first, as the plan checks the
+    // PIN keys before the fields)
+    for (name, fallbacks, stated) in [
+        ("host-none", vec![], vec![]),
+        (
+            "host-translate",
+            vec![C::HostTranslateFallback],
+            vec![C::HostTranslateFallback],
+        ),
+        (
+            "host-both",
+            vec![C::HostTranslateFallback, C::HostPinFallback],
+            vec![C::HostPinFallback, C::HostTranslateFallback],
+        ),
+    ] {
+        let s = setup(name, per_field);
+        let input = write_issuer_file(&s, Cards::new(3, 20));
+        let out = s.dir.0.join("order.xof");
+        let sum = if fallbacks.is_empty() {
+            import::import_file(&s.hsm, &s.product, &input, &out, None, &Options::default())
+                .unwrap()
+        } else {
+            let hsm = Restricted::new(s.hsm, |c| {
+                c.without(C::TranslateInDevice).with_all(fallbacks.clone())
+            });
+            let sum =
+                import::import_file(&hsm, &s.product, &input, &out, None, &Options::default())
+                    .unwrap();
+            assert_eq!(pmp_core::xof::verify_file(&out, &hsm).unwrap(), sum.written);
+            sum
+        };
+        assert_eq!(sum.written + sum.rejected, 20, "{name}");
+        assert_eq!(sum.host_fallbacks, stated, "{name}");
+    }
 }
 
 #[test]

@@ -341,8 +341,23 @@ fn header_parsing() {
     assert_eq!(h.usage.as_str(), "Q7");
     assert_eq!(h.optional_blocks[0].id_str(), "ZZ");
     assert_eq!(h.optional_blocks[0].data, "abcd");
-    assert_eq!("Q7".parse::<KeyUsage>().unwrap(), KeyUsage::Other(*b"Q7"));
     assert_eq!("M6".parse::<KeyUsage>().unwrap(), KeyUsage::M6);
+    // A code given by a caller must be a known, upper-case one (issue 17: `--usage k0`,
+    // `KZ` and `99` were stored as keys no operation accepts).
+    for bad in ["Q7", "KZ", "99", "k0", "p0", "P", "P0X"] {
+        let e = bad.parse::<KeyUsage>().unwrap_err().to_string();
+        assert!(e.contains("known: B0 B1") && e.contains("K0"), "{bad}: {e}");
+    }
+    let e = "k0".parse::<KeyUsage>().unwrap_err().to_string();
+    assert!(e.contains("upper-case: K0"), "{e}");
+    assert!("t".parse::<KeyAlgorithm>().is_err() && "Q".parse::<KeyAlgorithm>().is_err());
+    assert_eq!("T".parse::<KeyAlgorithm>().unwrap(), KeyAlgorithm::Tdes);
+    assert!("b".parse::<ModeOfUse>().is_err() && "e".parse::<Exportability>().is_err());
+    // Lower-case codes in a header are refused, naming the position.
+    let e = Header::parse("D0000k0AB00E0000").unwrap_err().to_string();
+    assert!(e.contains("position 5") && e.contains("upper-case"), "{e}");
+    let e = Header::parse("D0000K0aB00E0000").unwrap_err().to_string();
+    assert!(e.contains("position 7"), "{e}");
 
     // Structural errors name the position.
     let e = Header::parse("B0000P0TQ00N0000").unwrap_err().to_string();

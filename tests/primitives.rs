@@ -424,9 +424,10 @@ fn degenerate_tdes_keys() {
         hy(format!("{a}{b}{a}")).is_ok(),
         "K1 == K3 is keying option 2"
     );
-    // AES keys only need a valid length.
-    assert!(check_key_hygiene(Algorithm::Aes, &[0; 16]).is_ok());
-    assert!(check_key_hygiene(Algorithm::Aes, &[0; 20]).is_err());
+    // AES keys need a valid length and must not be all zero (issue 15).
+    assert!(check_key_hygiene(Algorithm::Aes, &[0x5A; 16]).is_ok());
+    assert!(check_key_hygiene(Algorithm::Aes, &[0; 16]).is_err());
+    assert!(check_key_hygiene(Algorithm::Aes, &[0x5A; 20]).is_err());
     // Generated TDES keys always pass.
     for len in [16, 24] {
         let k = SecretKey::generate(Algorithm::Tdes, len).unwrap();

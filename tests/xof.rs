@@ -116,6 +116,7 @@ fn env(name: &str) -> Env {
         created: "2025-01-31T12:00:00Z".into(),
         keys: vec![key_ref(&dk_a), key_ref(&dk_t), key_ref(&mac)],
         mac_key: "XOF-MAC".into(),
+        test: false,
     };
     Env {
         _dir: dir,
@@ -653,6 +654,7 @@ fn generate_only_and_verify_only_mac_keys() {
         created: "2025-02-01T00:00:00.125Z".into(),
         keys: vec![key_ref(&dk), key_ref(&gen_key)],
         mac_key: "XOF-MAC".into(),
+        test: false,
     };
     let mut w = Writer::new(Vec::new(), &header, &gen_hsm, &gen_key.handle).unwrap();
     let mut rec = Record {
@@ -714,6 +716,7 @@ fn header_for(hsm: &SoftHsm, mac: &KeyInfo) -> Header {
         created: "2025-02-01T00:00:00Z".into(),
         keys: vec![key_ref(&dk), key_ref(mac)],
         mac_key: mac.spec.label.clone(),
+        test: false,
     }
 }
 
@@ -1197,6 +1200,7 @@ fn example_env(dir: &TempDir) -> (SoftHsm, KeyHandle, Header) {
         created: "2025-03-01T09:30:00Z".into(),
         keys: vec![key_ref(&dk), key_ref(&mac)],
         mac_key: "XOF-MAC".into(),
+        test: false,
     };
     (hsm, mac.handle, header)
 }
@@ -1268,10 +1272,16 @@ fn example_of_the_spec_verifies_and_is_reproduced() {
     );
 }
 
-/// Writes `tests/data/xof/example.xof` (run with `--ignored` after a format change).
+/// `tests/data/xof/example.xof` is rewritten from the writer only on request, after a
+/// deliberate format change: `PMP_REGENERATE_XOF_EXAMPLE=1 cargo test --test xof
+/// regenerate_example` (then check it with `scripts/interop_xof.py`, the independent
+/// oracle, before committing). Otherwise this test does nothing; it replaces an `#[ignore]`d
+/// test that never ran.
 #[test]
-#[ignore]
 fn regenerate_example() {
+    if std::env::var_os("PMP_REGENERATE_XOF_EXAMPLE").is_none() {
+        return;
+    }
     let dir = TempDir::new("regen");
     let (hsm, mac, header) = example_env(&dir);
     let out = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/xof/example.xof");
@@ -1326,7 +1336,11 @@ fn memory_bound(n: u64) {
         write_peak < 1 << 20,
         "write peak heap growth {write_peak} bytes"
     );
-    assert!(size > 64 << 20 || n < 1_000_000);
+    // The file must dwarf the memory bound for the bound to mean anything: at least 16
+    // times the 1 MiB allowed, and at least 100 bytes per record (a record element with
+    // its sequence number, id, one attribute and a 32-hex-digit MAC is longer than that).
+    assert!(size >= 16 << 20, "{size} bytes on disk for {n} records");
+    assert!(size >= 100 * n, "{size} bytes on disk for {n} records");
 }
 
 fn vm_hwm_kib() -> Option<u64> {
@@ -1340,9 +1354,100 @@ fn memory_is_independent_of_file_size_200k_records() {
     memory_bound(200_000);
 }
 
-/// The issue's 1,000,000-record figure (slow in debug builds; run with `--release --ignored`).
+// The 1,000,000-record run (an `#[ignore]`d test that never ran in CI) is gone: the bound
+// is a property of the streaming reader and writer, shown by the 200,000-record file
+// above (tens of MB against 1 MiB of heap), which CI runs.
+
+/// The example fixture is anchored outside pmp-core: the `mac` attributes of
+/// `tests/data/xof/example.xof` (header, each record, trailer, in file order) are the MACs an
+/// independent implementation computed from docs/xof.md (`tests/data/xof/example.oracle.txt`:
+/// scripts/interop_xof.py's canonical inputs with pyca/cryptography's AES-CMAC). Together
+/// with `example_of_the_spec_verifies_and_is_reproduced` (the writer reproduces the fixture
+/// byte for byte) the writer's MACs are checked against the oracle, not against themselves.
 #[test]
-#[ignore]
-fn memory_is_independent_of_file_size_1m_records() {
-    memory_bound(1_000_000);
+fn example_fixture_macs_match_the_independent_oracle() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/xof/");
+    let fixture = std::fs::read_to_string(format!("{dir}example.xof")).unwrap();
+    let oracle = std::fs::read_to_string(format!("{dir}example.oracle.txt")).unwrap();
+    let expected: Vec<&str> = oracle
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(" = ").map(|(_, v)| v.trim()))
+        .collect();
+    let in_file: Vec<&str> = fixture
+        .match_indices(" mac=\"")
+        .map(|(i, m)| {
+            let v = &fixture[i + m.len()..];
+            &v[..v.find('"').unwrap()]
+        })
+        .collect();
+    assert_eq!(expected.len(), 4, "H, M1, M2, T in the oracle file");
+    assert_eq!(in_file, expected);
+}
+
+/// The MAC key and the data key of `store_with_mac_key`, formed in a store with a
+/// production LMK (the same key values, so the same file verifies in both).
+fn production_store(name: &str) -> (TempDir, SoftHsm, KeyInfo) {
+    use pmp_core::hsm::{LmkComponent, LmkSource};
+    let dir = TempDir::new(name);
+    let lmk = LmkSource::Components(vec![
+        LmkComponent::new(&[0x11; 32], None),
+        LmkComponent::new(&[0x2E; 32], None),
+    ]);
+    let hsm = SoftHsm::init(&dir.0, lmk).unwrap();
+    assert!(!hsm.is_test());
+    let spec = KeySpec::new("XOF-MAC", Algorithm::Aes, 32, KeyUsage::M6, ModeOfUse::C);
+    let mac = hsm
+        .form_key_from_components(&spec, &[&[0x3Cu8; 32], &[0xA5u8; 32]], &[], None)
+        .unwrap();
+    (dir, hsm, mac)
+}
+
+#[test]
+fn test_marker_is_written_maced_and_refused_by_a_production_store() {
+    let (_d1, test_hsm, mac) = store_with_mac_key("marker", "XOF-MAC", false);
+    let mut header = header_for(&test_hsm, &mac);
+    header.test = true;
+    let mut w = Writer::new(Vec::new(), &header, &test_hsm, &mac.handle).unwrap();
+    w.write_record(&Record {
+        seq: 1,
+        issuer_id: "X".into(),
+        attributes: vec![],
+    })
+    .unwrap();
+    let file = w.finish().unwrap().0;
+    let text = String::from_utf8(file.clone()).unwrap();
+    assert!(
+        text.contains(r#"mac-key="XOF-MAC" test="true" mac="#),
+        "{text}"
+    );
+    let r = Reader::new(&file[..], &test_hsm).unwrap();
+    assert!(r.header().test);
+
+    // The marker is MACed: stripping it (or changing its value) fails the header MAC.
+    let stripped = text.replace(r#" test="true""#, "");
+    match Reader::new(stripped.as_bytes(), &test_hsm) {
+        Err(Error::Integrity { reason, .. }) => assert!(reason.contains("header MAC"), "{reason}"),
+        other => panic!("stripped marker accepted or wrong error: {other:?}"),
+    }
+    let other_value = text.replace(r#"test="true""#, r#"test="false""#);
+    assert!(Reader::new(other_value.as_bytes(), &test_hsm).is_err());
+    // An unmarked file made under the same key is a different header MAC.
+    let unmarked = one_record_file(&test_hsm, &mac);
+    assert!(!String::from_utf8(unmarked).unwrap().contains("test="));
+
+    // A production store holding the same MAC key refuses the TEST order unless asked.
+    let (_d2, prod, _) = production_store("marker-prod");
+    match Reader::new(&file[..], &prod) {
+        Err(Error::Policy(m)) => assert!(m.contains("TEST order"), "{m}"),
+        other => panic!("TEST order accepted on production: {other:?}"),
+    }
+    let opts = xof::ReadOptions {
+        mac_key: Some("XOF-MAC"),
+        allow_test: true,
+    };
+    let mut r = Reader::open_with(&file[..], &prod, "test.xof", &opts).unwrap();
+    assert!(r.header().test);
+    assert!(r.next_record().unwrap().is_some());
+    assert!(r.next_record().unwrap().is_none());
 }

@@ -2,16 +2,30 @@
 //!
 //! A store with a TEST LMK opens by itself; a store with a production LMK needs its
 //! components in the environment variable `PMP_LMK_COMPONENTS` (comma-separated hex).
+//!
+//! Dual control: on a production store the sensitive commands (`key components`, `key
+//! import` of a KEK, `key export`, `key generate --exportable`, `key delete`, enrolling a
+//! third officer) take `--officer ID` twice. Each officer's passphrase is read from the
+//! environment variable `PMP_PASSPHRASE_<ID>` (the id upper-cased, other characters than
+//! letters and digits as `_`) or, when that is not set, prompted for on standard error and
+//! read as one line from standard input — never from the command line. The authorisation
+//! covers the one activity of the command for at most five minutes and is ended when the
+//! command ends. A TEST-LMK store waives it (its audit entries say so).
 
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use pmp_core::hsm::{Hsm, ImportCheck, KeySpec, LmkComponent, LmkSource, SoftHsm};
-use pmp_core::keyblock::{KeyUsage, ModeOfUse};
+use pmp_core::hsm::{
+    Activity, Hsm, ImportCheck, KeySpec, LmkComponent, LmkSource, Officer, SoftHsm,
+};
+use pmp_core::keyblock::{Exportability, KeyUsage, ModeOfUse};
 use pmp_core::{Algorithm, Kcv};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::{CliError, CliResult, KeyAlg, hex_arg};
+use serde_json::json;
+
+use crate::output;
+use crate::{CliError, CliResult, KeyAlg, hex_arg, label_arg};
 
 /// `pmp keystore ...`
 #[derive(Args)]
@@ -35,6 +49,20 @@ enum KeystoreCommand {
         #[arg(long = "lmk-component", num_args = 1)]
         lmk_component: Vec<String>,
     },
+    /// Enrol an officer for dual control: the passphrase (at least 12 bytes) comes from
+    /// PMP_PASSPHRASE_<ID> or a prompt. The first two officers enrol freely; a third, or a
+    /// new passphrase, needs two enrolled officers (--officer twice).
+    EnrolOfficer {
+        /// The key store directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The new officer's id.
+        #[arg(long)]
+        id: String,
+        /// An authorising officer (twice), when two are already enrolled.
+        #[arg(long, num_args = 1)]
+        officer: Vec<String>,
+    },
 }
 
 /// `pmp key ...`
@@ -48,9 +76,8 @@ pub struct KeyArgs {
 enum KeyCommand {
     /// Form a key from 2 or 3 clear components (key ceremony). Prints the KCV.
     Components {
-        /// The key store directory.
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        backend: BackendArgs,
         /// A new, unique label.
         #[arg(long)]
         label: String,
@@ -66,15 +93,18 @@ enum KeyCommand {
         /// Expected KCV of the resulting key; the key is refused (nothing stored) when it differs.
         #[arg(long)]
         kcv: Option<String>,
-        /// TR-31 mode of use (default: B, or C for MAC keys).
+        /// TR-31 mode of use (default: B, or C for MAC keys; a KEK on a production store must
+        /// be D, imports only, or E, exports only).
         #[arg(long)]
         mode: Option<String>,
+        /// An authorising officer (twice; dual control on a production store).
+        #[arg(long, num_args = 1)]
+        officer: Vec<String>,
     },
     /// Generate a random key. Prints the KCV.
     Generate {
-        /// The key store directory.
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        backend: BackendArgs,
         /// A new, unique label.
         #[arg(long)]
         label: String,
@@ -93,12 +123,15 @@ enum KeyCommand {
         /// Allow export under a key-encryption key (exportability E).
         #[arg(long)]
         exportable: bool,
+        /// An authorising officer (twice; dual control on a production store, with
+        /// --exportable).
+        #[arg(long, num_args = 1)]
+        officer: Vec<String>,
     },
     /// Import a TR-31 key block under a key-encryption key. Prints the KCV.
     Import {
-        /// The key store directory.
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        backend: BackendArgs,
         /// A new, unique label.
         #[arg(long)]
         label: String,
@@ -108,28 +141,46 @@ enum KeyCommand {
         /// The key block.
         #[arg(long)]
         block: String,
-        /// The KCV the sender gave with the key (hex); checked before anything is stored:
-        /// a key that differs is refused and nothing is imported.
+        /// The usages accepted, comma-separated (e.g. D0,P0). Default: any usage but a
+        /// key-encryption key (K0, K1), which must be named here.
+        #[arg(long)]
+        usage: Option<String>,
+        /// The KCV the sender gave separately; the key is refused when it differs.
         #[arg(long)]
         kcv: Option<String>,
+        /// An authorising officer (twice; dual control on a production store, for a KEK).
+        #[arg(long, num_args = 1)]
+        officer: Vec<String>,
     },
     /// Export a key as a TR-31 key block under a key-encryption key. Prints the block.
     Export {
-        /// The key store directory.
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        backend: BackendArgs,
         /// Label of the key to export (must be exportable).
         #[arg(long)]
         label: String,
         /// Label of the key-encryption key (K0/K1, at least as strong).
         #[arg(long)]
         kek: String,
+        /// An authorising officer (twice; dual control on a production store).
+        #[arg(long, num_args = 1)]
+        officer: Vec<String>,
+    },
+    /// Delete a key.
+    Delete {
+        #[command(flatten)]
+        backend: BackendArgs,
+        /// Label of the key to delete.
+        #[arg(long)]
+        label: String,
+        /// An authorising officer (twice; dual control on a production store).
+        #[arg(long, num_args = 1)]
+        officer: Vec<String>,
     },
     /// List the keys: label, usage, algorithm, mode, exportability, KCV.
     List {
-        /// The key store directory.
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        backend: BackendArgs,
     },
 }
 
@@ -150,9 +201,162 @@ enum AuditCommand {
     },
 }
 
-/// Opens the store in `dir` (TEST LMK, or production components from the environment).
+/// Opens the store in `dir` (TEST LMK, or production components from the environment),
+/// with the operator's errors and the TEST note of [`crate::store::open`].
 pub fn open(dir: &Path) -> Result<SoftHsm, CliError> {
-    SoftHsm::open(dir, LmkSource::Auto).map_err(CliError::from)
+    crate::store::open(dir)
+}
+
+/// A key's KCV on stdout (its JSON description with `--json`).
+fn print_key(info: &pmp_core::hsm::KeyInfo) {
+    output::result(|| println!("{}", info.kcv), || output::key_json(info));
+}
+
+/// Whether a key may wrap others (K0, K1).
+fn is_kek(k: &pmp_core::hsm::KeyInfo) -> bool {
+    matches!(k.spec.usage, KeyUsage::K0 | KeyUsage::K1)
+}
+
+/// The environment variable that may hold officer `id`'s passphrase.
+fn passphrase_var(id: &str) -> String {
+    let id: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("PMP_PASSPHRASE_{id}")
+}
+
+/// Officer `id`'s passphrase: from `PMP_PASSPHRASE_<ID>`, else prompted for on standard
+/// error and read as one line from standard input.
+fn passphrase(id: &str) -> Result<Zeroizing<String>, CliError> {
+    if let Ok(v) = std::env::var(passphrase_var(id)) {
+        return Ok(Zeroizing::new(v));
+    }
+    eprint!("passphrase for officer {id}: ");
+    let mut line = Zeroizing::new(String::new());
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| CliError::rejected(format!("reading the passphrase of officer {id}: {e}")))?;
+    let trimmed = Zeroizing::new(line.trim_end_matches(['\n', '\r']).to_string());
+    Ok(trimmed)
+}
+
+/// Dual control: with two `--officer` values, they authorise `activity` for this command
+/// (five minutes at most). Without, nothing is asked: a production store then refuses the
+/// sensitive operation itself, naming the missing authorisation.
+fn authorise(hsm: &dyn Hsm, officers: &[String], activity: Activity) -> Result<(), CliError> {
+    match officers.len() {
+        0 => Ok(()),
+        2 => {
+            let p1 = passphrase(&officers[0])?;
+            let p2 = passphrase(&officers[1])?;
+            hsm.authorise(
+                &Officer {
+                    id: &officers[0],
+                    passphrase: p1.as_bytes(),
+                },
+                &Officer {
+                    id: &officers[1],
+                    passphrase: p2.as_bytes(),
+                },
+                &[activity],
+                std::time::Duration::from_secs(300),
+            )?;
+            Ok(())
+        }
+        n => Err(CliError::usage(format!(
+            "give --officer twice (two different officers), not {n} times"
+        ))),
+    }
+}
+
+/// Where a command finds its keys: a software-HSM key store (`--dir`), or a PKCS#11 token
+/// (`--pkcs11-module` and `--token`; the user PIN from the environment variable
+/// `PMP_PKCS11_PIN`, never a flag).
+#[derive(Args, Clone, Debug)]
+pub struct BackendArgs {
+    /// The software-HSM key store directory.
+    #[arg(
+        long,
+        value_name = "KEYSTORE",
+        required_unless_present = "pkcs11_module",
+        conflicts_with_all = ["pkcs11_module", "token"]
+    )]
+    dir: Option<PathBuf>,
+    /// A PKCS#11 module (.so) instead of --dir, with --token. The user PIN comes from
+    /// PMP_PKCS11_PIN; PMP_PKCS11_HOST_KEY_FALLBACK=1 allows key-block import and export
+    /// through host memory where the token has no mechanism for them (SoftHSMv2).
+    #[arg(long, value_name = "PATH", requires = "token")]
+    pkcs11_module: Option<PathBuf>,
+    /// The label of the token in the PKCS#11 module.
+    #[arg(long, value_name = "LABEL", requires = "pkcs11_module")]
+    token: Option<String>,
+}
+
+impl BackendArgs {
+    /// The key store directory, when the keys are in a software-HSM store.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// Where the keys are, for messages: the key store (with the command that lists it) or
+    /// the token.
+    pub fn place(&self) -> String {
+        match (&self.dir, &self.token) {
+            (Some(dir), _) => format!(
+                "the key store {} (see `pmp key list --dir {}`)",
+                dir.display(),
+                dir.display()
+            ),
+            (None, Some(token)) => format!("the token {token}"),
+            (None, None) => "the key store".to_string(),
+        }
+    }
+}
+
+/// Opens the backend the arguments name: the software HSM's store, or the PKCS#11 token.
+pub fn open_backend(b: &BackendArgs) -> Result<Box<dyn Hsm>, CliError> {
+    match (&b.dir, &b.pkcs11_module, &b.token) {
+        (Some(dir), None, None) => Ok(Box::new(open(dir)?)),
+        (None, Some(module), Some(token)) => open_pkcs11(module, token, None),
+        _ => Err(CliError::usage(
+            "give --dir KEYSTORE, or --pkcs11-module PATH and --token LABEL",
+        )),
+    }
+}
+
+/// Opens the token `token` of the PKCS#11 module `module`, the PIN from `PMP_PKCS11_PIN`;
+/// `host_key_fallback` overrides `PMP_PKCS11_HOST_KEY_FALLBACK` when given.
+#[cfg(feature = "pkcs11")]
+pub fn open_pkcs11(
+    module: &Path,
+    token: &str,
+    host_key_fallback: Option<bool>,
+) -> Result<Box<dyn Hsm>, CliError> {
+    use pmp_core::hsm::{Pkcs11Config, Pkcs11Hsm};
+    let mut config = Pkcs11Config::from_env(module, token)?;
+    if let Some(allowed) = host_key_fallback {
+        config = config.with_host_key_fallback(allowed);
+    }
+    Ok(Box::new(Pkcs11Hsm::open(&config)?))
+}
+
+/// Without the `pkcs11` feature: refused, naming the feature.
+#[cfg(not(feature = "pkcs11"))]
+pub fn open_pkcs11(
+    _module: &Path,
+    _token: &str,
+    _host_key_fallback: Option<bool>,
+) -> Result<Box<dyn Hsm>, CliError> {
+    Err(CliError::usage(
+        "--pkcs11-module: this pmp was built without PKCS#11 support (build pmp-cli with --features pkcs11)",
+    ))
 }
 
 fn usage_arg(s: &str) -> Result<KeyUsage, CliError> {
@@ -216,11 +420,21 @@ pub fn run_keystore(args: KeystoreArgs) -> CliResult {
                 )
             };
             let hsm = SoftHsm::init(&dir, source)?;
-            println!(
-                "key store created in {} (LMK {})",
-                dir.display(),
-                if hsm.is_test() { "TEST" } else { "PRODUCTION" }
+            let lmk = if hsm.is_test() { "TEST" } else { "PRODUCTION" };
+            output::result(
+                || println!("key store created in {} (LMK {lmk})", dir.display()),
+                || json!({"dir": dir.display().to_string(), "lmk": lmk, "test": hsm.is_test()}),
             );
+            Ok(())
+        }
+        KeystoreCommand::EnrolOfficer { dir, id, officer } => {
+            let hsm = open(&dir)?;
+            authorise(&hsm, &officer, Activity::ManageOfficers)?;
+            let p = passphrase(&id)?;
+            let r = hsm.enrol_officer(&id, p.as_bytes());
+            let _ = hsm.end_authorisation();
+            r?;
+            println!("officer {id} enrolled");
             Ok(())
         }
     }
@@ -230,14 +444,16 @@ pub fn run_keystore(args: KeystoreArgs) -> CliResult {
 pub fn run_key(args: KeyArgs) -> CliResult {
     match args.command {
         KeyCommand::Components {
-            dir,
+            backend,
             label,
             usage,
             algorithm,
             component,
             kcv,
             mode,
+            officer,
         } => {
+            label_arg("--label", &label)?;
             let usage = usage_arg(&usage)?;
             let mode = mode_arg(mode.as_deref(), usage)?;
             let comps = components_arg(component)?;
@@ -246,23 +462,28 @@ pub fn run_key(args: KeyArgs) -> CliResult {
                 .map(Kcv::from_hex)
                 .transpose()
                 .map_err(|e| CliError::rejected(format!("--kcv: {e}")))?;
-            let hsm = open(&dir)?;
+            let hsm = open_backend(&backend)?;
             let alg: Algorithm = algorithm.into();
             let spec = KeySpec::new(&label, alg, comps[0].len(), usage, mode);
             let parts: Vec<&[u8]> = comps.iter().map(|c| c.as_slice()).collect();
-            let info = hsm.form_key_from_components(&spec, &parts, &[], expected.as_ref())?;
-            println!("{}", info.kcv);
+            authorise(&*hsm, &officer, Activity::FormKey)?;
+            let r = hsm.form_key_from_components(&spec, &parts, &[], expected.as_ref());
+            let _ = hsm.end_authorisation();
+            let info = r?;
+            print_key(&info);
             Ok(())
         }
         KeyCommand::Generate {
-            dir,
+            backend,
             label,
             usage,
             algorithm,
             bits,
             mode,
             exportable,
+            officer,
         } => {
+            label_arg("--label", &label)?;
             let usage = usage_arg(&usage)?;
             let mode = mode_arg(mode.as_deref(), usage)?;
             let alg: Algorithm = algorithm.into();
@@ -272,51 +493,136 @@ pub fn run_key(args: KeyArgs) -> CliResult {
                     "--bits: {bits} is not a {alg} key size"
                 )));
             }
-            let hsm = open(&dir)?;
+            let hsm = open_backend(&backend)?;
             let mut spec = KeySpec::new(&label, alg, len, usage, mode);
             if exportable {
                 spec = spec.exportable();
+                authorise(&*hsm, &officer, Activity::GenerateExportable)?;
             }
-            let info = hsm.generate_key(&spec)?;
-            println!("{}", info.kcv);
+            let r = hsm.generate_key(&spec);
+            let _ = hsm.end_authorisation();
+            let info = r?;
+            print_key(&info);
             Ok(())
         }
         KeyCommand::Import {
-            dir,
+            backend,
             label,
             kek,
             block,
+            usage,
             kcv,
+            officer,
         } => {
+            label_arg("--label", &label)?;
+            let block = block.trim();
+            // As in the library (hierarchy::import_issuer_key): the usages expected are
+            // checked before anything is stored; a KEK only when named.
+            let usages: Vec<KeyUsage> = match usage.as_deref() {
+                Some(list) => list
+                    .split(',')
+                    .map(|u| usage_arg(u.trim()))
+                    .collect::<Result<_, _>>()?,
+                None => {
+                    // Without --usage: whatever the block carries, unless it is a KEK.
+                    let h = pmp_core::keyblock::inspect(block)?;
+                    if matches!(h.usage, KeyUsage::K0 | KeyUsage::K1) {
+                        return Err(CliError::rejected(format!(
+                            "the key block carries a key-encryption key ({}): name the usage \
+                             with --usage {} to import one (a sensitive activity)",
+                            h.usage, h.usage
+                        )));
+                    }
+                    vec![h.usage]
+                }
+            };
             let expected = kcv
                 .as_deref()
                 .map(Kcv::from_hex)
                 .transpose()
                 .map_err(|e| CliError::rejected(format!("--kcv: {e}")))?;
-            let hsm = open(&dir)?;
-            let kek = hsm.find_key(&kek)?;
-            let info = hsm.import_key_block_checked(
+            let hsm = open_backend(&backend)?;
+            let kek_label = kek;
+            let kek = crate::store::find_key(&*hsm, &backend.place(), "--kek", &kek_label, is_kek)?;
+            authorise(&*hsm, &officer, Activity::ImportKek)?;
+            let r = hsm.import_key_block_checked(
                 &label,
                 &kek,
-                &block,
+                block,
                 &ImportCheck {
                     kcv: expected.as_ref(),
-                    usages: &[],
+                    usages: &usages,
                 },
-            )?;
-            println!("{}", info.kcv);
+            );
+            let _ = hsm.end_authorisation();
+            let info = match r {
+                Err(pmp_core::Error::Crypto) => {
+                    // Opaque on purpose in the library (no oracle); the operator still
+                    // learns which block and which KEK, neither of them secret.
+                    let kcv = hsm.key_info(&kek).map(|i| i.kcv.to_string());
+                    return Err(CliError::rejected(format!(
+                        "--block {}...: the key block does not verify under the KEK {kek_label} (KCV {}): it was changed on the way, or made under another key-encryption key; ask the sender to check the KEK's KCV and send the block again",
+                        block.get(..16).unwrap_or(block),
+                        kcv.as_deref().unwrap_or("unknown")
+                    )));
+                }
+                r => r?,
+            };
+            print_key(&info);
             Ok(())
         }
-        KeyCommand::Export { dir, label, kek } => {
-            let hsm = open(&dir)?;
-            let key = hsm.find_key(&label)?;
-            let kek = hsm.find_key(&kek)?;
-            println!("{}", hsm.export_key_block(&key, &kek)?);
+        KeyCommand::Export {
+            backend,
+            label,
+            kek,
+            officer,
+        } => {
+            let hsm = open_backend(&backend)?;
+            let key = crate::store::find_key(&*hsm, &backend.place(), "--label", &label, |k| {
+                k.spec.exportability != Exportability::N
+            })?;
+            let kek_label = kek;
+            let kek = crate::store::find_key(&*hsm, &backend.place(), "--kek", &kek_label, is_kek)?;
+            authorise(&*hsm, &officer, Activity::Export)?;
+            let r = hsm.export_key_block(&key, &kek);
+            let _ = hsm.end_authorisation();
+            let block = r?;
+            output::result(
+                || println!("{block}"),
+                || {
+                    let kcv = hsm.key_info(&key).map(|i| i.kcv.to_string()).ok();
+                    json!({"label": label, "kek": kek_label, "block": block, "kcv": kcv})
+                },
+            );
             Ok(())
         }
-        KeyCommand::List { dir } => {
-            let hsm = open(&dir)?;
-            for k in hsm.list_keys()? {
+        KeyCommand::Delete {
+            backend,
+            label,
+            officer,
+        } => {
+            let hsm = open_backend(&backend)?;
+            let key = crate::store::find_key(&*hsm, &backend.place(), "--label", &label, |_| true)?;
+            authorise(&*hsm, &officer, Activity::DeleteKey)?;
+            let r = hsm.delete_key(&key);
+            let _ = hsm.end_authorisation();
+            r?;
+            println!("deleted {label}");
+            Ok(())
+        }
+        KeyCommand::List { backend } => {
+            let hsm = open_backend(&backend)?;
+            let keys = hsm.list_keys()?;
+            if output::json() {
+                output::print_json(&json!({
+                    "dir": backend.dir.as_ref().map(|d| d.display().to_string()),
+                    "token": backend.token,
+                    "test": hsm.capabilities().is_test(),
+                    "keys": keys.iter().map(output::key_json).collect::<Vec<_>>(),
+                }));
+                return Ok(());
+            }
+            for k in keys {
                 println!(
                     "{} usage={} algorithm={} bits={} mode={:?} exportability={:?} kcv={}",
                     k.spec.label,
@@ -337,8 +643,15 @@ pub fn run_key(args: KeyArgs) -> CliResult {
 pub fn run_audit(args: AuditArgs) -> CliResult {
     match args.command {
         AuditCommand::Verify { dir } => {
+            crate::store::check_is_store(&dir)?;
+            if crate::store::looks_test(&dir) {
+                crate::store::note_test(&dir);
+            }
             let v = pmp_core::hsm::verify_audit_log(&dir, LmkSource::Auto)?;
-            println!("audit log intact: {} entries", v.entries);
+            output::result(
+                || println!("audit log intact: {} entries", v.entries),
+                || json!({"dir": dir.display().to_string(), "intact": true, "entries": v.entries}),
+            );
             Ok(())
         }
     }

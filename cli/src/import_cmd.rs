@@ -1,26 +1,27 @@
 //! `pmp import` (issuer file → XOF) and `pmp demo` (the bureau's main job end to end on
-//! the built-in software HSM with a TEST LMK).
+//! the built-in software HSM with a TEST LMK, or on a PKCS#11 token).
 //!
 //! Both print a summary on stdout (first line: `read=N written=N rejected=N`), and a
 //! progress bar on stderr when stderr is a terminal. Nothing secret is printed: key labels
 //! and KCVs, counts, reasons and paths only.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use pmp_core::import::{self, Options, Progress, Summary};
 use pmp_core::order::product::Product;
 
-use crate::{CliResult, hsm_cmd};
+use serde_json::json;
+
+use crate::output::{self, Reporter};
+use crate::{CliError, CliResult, hsm_cmd};
 
 /// `pmp import`
 #[derive(Args)]
 pub struct ImportArgs {
-    /// The key store directory (TK_issuer, PIN keys, DKeps and the XOF MAC key).
-    #[arg(long)]
-    dir: PathBuf,
+    /// The key store or token (TK_issuer, PIN keys, DKeps and the XOF MAC key).
+    #[command(flatten)]
+    backend: hsm_cmd::BackendArgs,
     /// The product (order profile) file, `pmp-product-1` XML (docs/product.md).
     #[arg(long)]
     product: PathBuf,
@@ -38,12 +39,15 @@ pub struct ImportArgs {
     /// product on a real file.
     #[arg(long)]
     dry_run: bool,
-    /// The XOF order id (default: PRODUCT-TIMESTAMP).
+    /// The XOF order id (default: PRODUCT-TIMESTAMP-RANDOM, unique per import).
     #[arg(long)]
     order_id: Option<String>,
-    /// Worker threads (default: all cores).
+    /// Worker threads; 0 = one per core.
     #[arg(long, default_value_t = 0)]
     workers: usize,
+    /// Replace the XOF and the reject report when they exist (refused otherwise).
+    #[arg(long)]
+    force: bool,
 }
 
 /// `pmp demo`
@@ -56,21 +60,41 @@ pub struct DemoArgs {
     /// non-empty directory is refused).
     #[arg(long, default_value = "pmp-demo")]
     out: PathBuf,
+    /// Run the demo on this PKCS#11 module's token instead of a fresh software HSM (with
+    /// --token; the user PIN from PMP_PKCS11_PIN). The token must not hold the demo's key
+    /// labels yet; key-block import and export through host memory is allowed for the
+    /// demo's own keys where the token has no mechanism for them.
+    #[arg(long, value_name = "PATH", requires = "token")]
+    pkcs11_module: Option<PathBuf>,
+    /// The label of the token in the PKCS#11 module.
+    #[arg(long, value_name = "LABEL", requires = "pkcs11_module")]
+    token: Option<String>,
 }
 
-fn bar(total: Option<u64>) -> ProgressBar {
-    let pb = match total {
-        Some(t) => ProgressBar::new(t),
-        None => ProgressBar::new_spinner(),
-    };
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    pb.enable_steady_tick(Duration::from_millis(200));
-    pb
+/// The import summary as JSON (docs/cli-json.md, `import`).
+fn import_json(s: &Summary) -> serde_json::Value {
+    json!({
+        "order_id": s.order_id,
+        "read": s.read,
+        "written": s.written,
+        "rejected": s.rejected,
+        "declared": s.declared,
+        "elapsed_seconds": s.elapsed.as_secs_f64(),
+        "records_per_second": s.records_per_second(),
+        "workers": s.workers,
+        "rejects_by_reason": s
+            .reasons
+            .iter()
+            .map(|(r, n)| (r.code().to_string(), json!(n)))
+            .collect::<serde_json::Map<_, _>>(),
+        "records_per_attribute": s
+            .attributes
+            .iter()
+            .map(|(a, n)| (a.clone(), json!(n)))
+            .collect::<serde_json::Map<_, _>>(),
+        "warnings": s.warnings,
+        "dry_run": s.dry_run,
+    })
 }
 
 fn print_import(s: &Summary) {
@@ -91,6 +115,12 @@ fn print_import(s: &Summary) {
         s.records_per_second(),
         s.workers
     );
+    if !s.host_fallbacks.is_empty() {
+        // The backend could not keep these clear values in the device (its capabilities say
+        // so): the operator sees it on every run.
+        let list: Vec<String> = s.host_fallbacks.iter().map(|c| c.to_string()).collect();
+        println!("  on the host:  {}", list.join("; "));
+    }
     if !s.reasons.is_empty() {
         println!("  rejects by reason:");
         for (r, n) in &s.reasons {
@@ -111,58 +141,169 @@ fn print_import(s: &Summary) {
     }
 }
 
+/// Refuses outputs of `pmp import` that would replace the product file or land inside the
+/// key store (a key file, the audit log): the store would be broken and a key lost.
+fn check_import_outputs(
+    args: &ImportArgs,
+    out: &std::path::Path,
+    rejects: &std::path::Path,
+) -> CliResult {
+    let mut protected: Vec<&std::path::Path> = vec![&args.product];
+    if let Some(dir) = args.backend.dir() {
+        protected.push(dir);
+    }
+    import::check_output_paths(out, rejects, &protected)?;
+    Ok(())
+}
+
 /// Runs `pmp import`.
 pub fn run_import(args: ImportArgs) -> CliResult {
-    let hsm = hsm_cmd::open(&args.dir)?;
+    let Some(out) = args.out.clone().filter(|_| !args.dry_run) else {
+        return run_dry_run(args);
+    };
+    let rejects = args
+        .rejects
+        .clone()
+        .unwrap_or_else(|| import::default_rejects_path(&out));
+    // Key-store files and the product are never outputs, not even with --force.
+    check_import_outputs(&args, &out, &rejects)?;
+    if !args.force {
+        for (flag, path) in [("--out", &out), ("--rejects", &rejects)] {
+            if path.exists() {
+                return Err(CliError::rejected(format!(
+                    "{flag} {}: the file exists; give --force to replace it, or choose another name",
+                    path.display()
+                )));
+            }
+        }
+    }
+    let hsm = hsm_cmd::open_backend(&args.backend)?;
     let product = Product::load(&args.product)?;
     let total = std::fs::metadata(&args.input).ok().map(|m| m.len());
-    let pb = bar(total);
-    let progress = |p: Progress| {
-        pb.set_position(p.bytes);
-        pb.set_message(format!("{} records", p.records));
-    };
+    let reporter = Reporter::new("import", total);
+    let progress = |p: Progress| reporter.update(p.bytes, p.records);
     let opts = Options {
         order_id: args.order_id,
         workers: args.workers,
         progress: Some(&progress),
         ..Options::default()
     };
-    let Some(out) = args.out.filter(|_| !args.dry_run) else {
-        let r = import::dry_run(&hsm, &product, &args.input, &opts);
-        pb.finish_and_clear();
-        print_import(&r?);
-        println!("  nothing written (dry run)");
-        return Ok(());
-    };
-    let rejects = args
-        .rejects
-        .clone()
-        .unwrap_or_else(|| import::default_rejects_path(&out));
-    let r = import::import_file(&hsm, &product, &args.input, &out, Some(&rejects), &opts);
-    pb.finish_and_clear();
+    let r = import::import_file(&*hsm, &product, &args.input, &out, Some(&rejects), &opts);
+    reporter.finish();
     let s = r?;
-    print_import(&s);
-    println!("  XOF:          {}", out.display());
-    println!("  rejects:      {}", rejects.display());
+    output::result(
+        || {
+            print_import(&s);
+            println!("  XOF:          {}", out.display());
+            println!("  rejects:      {}", rejects.display());
+        },
+        || {
+            let mut v = import_json(&s);
+            v["xof"] = json!(out.display().to_string());
+            v["rejects"] = json!(rejects.display().to_string());
+            v["test"] = json!(hsm.capabilities().is_test());
+            v
+        },
+    );
+    Ok(())
+}
+
+/// Runs `pmp import --dry-run`: the whole import, nothing written.
+fn run_dry_run(args: ImportArgs) -> CliResult {
+    let hsm = hsm_cmd::open_backend(&args.backend)?;
+    let product = Product::load(&args.product)?;
+    let total = std::fs::metadata(&args.input).ok().map(|m| m.len());
+    let reporter = Reporter::new("import", total);
+    let progress = |p: Progress| reporter.update(p.bytes, p.records);
+    let opts = Options {
+        order_id: args.order_id,
+        workers: args.workers,
+        progress: Some(&progress),
+        ..Options::default()
+    };
+    let r = import::dry_run(&*hsm, &product, &args.input, &opts);
+    reporter.finish();
+    let s = r?;
+    output::result(
+        || {
+            print_import(&s);
+            println!("  nothing written (dry run)");
+        },
+        || {
+            let mut v = import_json(&s);
+            v["test"] = json!(hsm.capabilities().is_test());
+            v
+        },
+    );
     Ok(())
 }
 
 /// Runs `pmp demo`.
 pub fn run_demo(args: DemoArgs) -> CliResult {
-    println!(
-        "pmp demo: {} cards, software HSM with a TEST LMK, output in {}",
-        args.cards,
-        args.out.display()
-    );
-    let pb = bar(None);
-    let progress = |p: Progress| pb.set_message(format!("importing: {} records", p.records));
+    // The demo's keys are its own: on a token, their key-block exchange may pass through
+    // host memory where the token has no mechanism for it (the issuer's keys arrive as key
+    // blocks, the transport keys leave as key blocks).
+    let token = match (&args.pkcs11_module, &args.token) {
+        (Some(module), Some(label)) => Some((
+            hsm_cmd::open_pkcs11(module, label, Some(true))?,
+            label.clone(),
+        )),
+        _ => None,
+    };
+    let backend = match &token {
+        Some((hsm, label)) => {
+            if !output::json() {
+                println!(
+                    "pmp demo: {} cards, PKCS#11 token '{label}' ({} keys), output in {}",
+                    args.cards,
+                    if hsm.capabilities().is_test() {
+                        "TEST"
+                    } else {
+                        "device"
+                    },
+                    args.out.display()
+                );
+            }
+            pmp_demo::Backend::Open(&**hsm)
+        }
+        None => {
+            if !output::json() {
+                println!(
+                    "pmp demo: {} cards, software HSM with a TEST LMK, output in {}",
+                    args.cards,
+                    args.out.display()
+                );
+            }
+            pmp_demo::Backend::SoftHsm
+        }
+    };
+    let reporter = Reporter::new("demo import", None);
+    let progress = |p: Progress| reporter.update(p.bytes, p.records);
     let opts = Options {
         progress: Some(&progress),
         ..Options::default()
     };
-    let r = pmp_demo::run(&args.out, args.cards, &opts);
-    pb.finish_and_clear();
+    let r = pmp_demo::run(&args.out, args.cards, backend, &opts);
+    reporter.finish();
     let d = r?;
+    if output::json() {
+        let t = &d.transport;
+        output::print_json(&json!({
+            "dir": d.dir.display().to_string(),
+            "test": true,
+            "keys": d.keys.iter().map(output::key_json).collect::<Vec<_>>(),
+            "import": import_json(&d.import),
+            "xof_verified": d.xof_verified,
+            "round_trip": d.round_trip,
+            "transport_keys": {
+                "ktk": output::key_json(&t.ktk.info),
+                "ptk": output::key_json(&t.ptk.info),
+                "mtk": output::key_json(&t.mtk.info),
+            },
+            "files": d.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+        }));
+        return Ok(());
+    }
     println!();
     println!("Keys (label, algorithm, usage, mode, KCV):");
     for k in &d.keys {
@@ -201,10 +342,61 @@ pub fn run_demo(args: DemoArgs) -> CliResult {
         println!("  {}", f.display());
     }
     println!();
-    println!(
-        "Check it yourself: pmp xof verify --dir {} {}",
-        d.dir.join("keystore").display(),
-        d.dir.join("order.xof").display()
-    );
+    // Hints that work as printed: `pmp` when that is this binary on the PATH, else the
+    // path of the running binary.
+    let (pmp, installed) = pmp_command();
+    let xof = quoted(&d.dir.join("order.xof").display().to_string());
+    let keys = match (&args.pkcs11_module, &args.token) {
+        (Some(module), Some(label)) => format!(
+            "--pkcs11-module {} --token {}",
+            quoted(&module.display().to_string()),
+            quoted(label)
+        ),
+        _ => format!(
+            "--dir {}",
+            quoted(&d.dir.join("keystore").display().to_string())
+        ),
+    };
+    let pin = if token.is_some() {
+        "PMP_PKCS11_PIN=... "
+    } else {
+        ""
+    };
+    println!("Check it yourself:");
+    println!("  {pin}{pmp} xof verify {keys} {xof}");
+    println!("  {pmp} xof inspect {xof}");
+    println!("  {pin}{pmp} key list {keys}");
+    if !installed {
+        println!("(to call it `pmp`: cargo install --path cli, from the source checkout)");
+    }
     Ok(())
+}
+
+/// How to call this binary from a shell: `pmp` when the `pmp` found on the PATH is this
+/// very file, else its full path; and whether it was `pmp`.
+fn pmp_command() -> (String, bool) {
+    let Ok(me) = std::env::current_exe().and_then(std::fs::canonicalize) else {
+        return ("pmp".to_string(), true);
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .any(|dir| std::fs::canonicalize(dir.join("pmp")).is_ok_and(|p| p == me))
+    });
+    if on_path {
+        ("pmp".to_string(), true)
+    } else {
+        (quoted(&me.display().to_string()), false)
+    }
+}
+
+/// A path as a POSIX shell word (single-quoted when it holds anything but safe characters).
+fn quoted(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:,@".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }

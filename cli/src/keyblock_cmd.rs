@@ -5,6 +5,9 @@ use clap::{Args, Subcommand};
 use pmp_core::keyblock::{self, Header, UnwrapPolicy};
 use zeroize::Zeroizing;
 
+use serde_json::json;
+
+use crate::output;
 use crate::{CliError, CliResult};
 
 /// TR-31 / ANSI X9.143 key block commands.
@@ -70,9 +73,12 @@ pub fn run(args: KeyblockArgs) -> CliResult {
             let kbpk = crate::key_arg("--kbpk", header.version.kbpk_algorithm(), &kbpk)?;
             let key = crate::key_arg("--key", key_alg, &key)?;
             let block = keyblock::wrap(&kbpk, &header, &key, masked_length)?;
-            println!("{block}");
+            output::result(|| println!("{block}"), || json!({"block": block}));
             Ok(())
         }
+        KeyblockCommand::Unwrap { .. } if output::json() => Err(CliError::usage(
+            "--json: `pmp keyblock unwrap` has no JSON output (it prints a clear key)",
+        )),
         KeyblockCommand::Unwrap { kbpk, block } => {
             let block = block.trim();
             let header = keyblock::inspect(block)?;
@@ -90,6 +96,22 @@ pub fn run(args: KeyblockArgs) -> CliResult {
         KeyblockCommand::Inspect { block } => {
             let block = block.trim();
             let header = keyblock::inspect(block)?;
+            if output::json() {
+                let h = &header;
+                output::print_json(&json!({
+                    "version": h.version.to_string(),
+                    "length": block.len(),
+                    "key_usage": h.usage.as_str(),
+                    "algorithm": h.algorithm.to_string(),
+                    "mode_of_use": h.mode_of_use.to_string(),
+                    "key_version": h.key_version_str(),
+                    "exportability": h.exportability.to_string(),
+                    "optional_blocks": h.optional_blocks.iter()
+                        .map(|b| json!({"id": b.id_str(), "data": b.data}))
+                        .collect::<Vec<_>>(),
+                }));
+                return Ok(());
+            }
             let mut out = String::new();
             print_header(&mut out, &header, block.len());
             print!("{out}");

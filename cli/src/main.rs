@@ -7,7 +7,10 @@
 mod hsm_cmd;
 mod import_cmd;
 mod keyblock_cmd;
+mod output;
 mod pinblock_cmd;
+mod store;
+mod usage_error;
 mod xof_cmd;
 
 use std::process::ExitCode;
@@ -26,6 +29,14 @@ use zeroize::Zeroizing;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Print the result as one JSON document on stdout instead of the human text (schema:
+    /// docs/cli-json.md). Errors stay one line on stderr.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Report the progress of long commands (import, xof verify) as plain lines on stderr
+    /// (percent, records, rate), for logs; without it a bar is drawn on a terminal only.
+    #[arg(long, global = true)]
+    progress: bool,
 }
 
 #[derive(Subcommand)]
@@ -64,7 +75,8 @@ enum Command {
     Keyblock(keyblock_cmd::KeyblockArgs),
     /// Create a software-HSM key store.
     Keystore(hsm_cmd::KeystoreArgs),
-    /// Key management in a software-HSM key store (no command prints a clear key).
+    /// Key management in a software-HSM key store (--dir) or on a PKCS#11 token
+    /// (--pkcs11-module, --token; PIN in PMP_PKCS11_PIN). No command prints a clear key.
     Key(hsm_cmd::KeyArgs),
     /// Verify a key store's audit log.
     Audit(hsm_cmd::AuditArgs),
@@ -73,8 +85,9 @@ enum Command {
     /// Import an issuer's card file into an XOF order: every attribute re-encrypted under
     /// its DKep inside the HSM, rejects reported, counts reconciled (docs/product.md).
     Import(import_cmd::ImportArgs),
-    /// The bureau's main job end to end on the built-in software HSM with a TEST LMK:
-    /// keys, product, issuer file, import, XOF verification, transport keys.
+    /// The bureau's main job end to end on the built-in software HSM with a TEST LMK (or
+    /// on a PKCS#11 token): keys, product, issuer file, import, XOF verification,
+    /// transport keys.
     Demo(import_cmd::DemoArgs),
 }
 
@@ -149,14 +162,69 @@ impl From<pmp_core::Error> for CliError {
     }
 }
 
+/// The usage error of `--json` on a command that has no JSON output.
+fn no_json(command: &str) -> CliError {
+    CliError::usage(format!(
+        "--json: `pmp {command}` has no JSON output (see docs/cli-json.md for the commands that do)"
+    ))
+}
+
 /// Result of a command.
 pub type CliResult = Result<(), CliError>;
 
-/// Decodes a hex argument; the error names the flag, never the value.
+/// Decodes a hex argument; the error names the flag and the first character that is not
+/// a hex digit with its position, never the value.
 pub fn hex_arg(flag: &str, value: &str) -> Result<Zeroizing<Vec<u8>>, CliError> {
-    hex::decode(value.trim())
+    let value = value.trim();
+    if let Some((i, c)) = value
+        .chars()
+        .enumerate()
+        .find(|(_, c)| !c.is_ascii_hexdigit())
+    {
+        let shown = if c.is_ascii_graphic() {
+            format!("'{c}'")
+        } else {
+            format!("U+{:04X}", u32::from(c))
+        };
+        return Err(CliError::rejected(format!(
+            "{flag}: character {} ({shown}) is not a hex digit (0-9, A-F)",
+            i + 1
+        )));
+    }
+    if !value.len().is_multiple_of(2) {
+        return Err(CliError::rejected(format!(
+            "{flag}: {} hex digits; bytes take two digits each, so the count must be even",
+            value.len()
+        )));
+    }
+    hex::decode(value)
         .map(Zeroizing::new)
-        .map_err(|_| CliError::rejected(format!("{flag}: not an even-length hex string")))
+        .map_err(|_| CliError::rejected(format!("{flag}: not a hex string")))
+}
+
+/// Checks a new key label against the one label rule (`pmp_core::label`), naming the
+/// first character that breaks it. Labels are not secret: the message repeats it.
+pub fn label_arg(flag: &str, value: &str) -> Result<(), CliError> {
+    use pmp_core::label;
+    if label::is_valid(value) {
+        return Ok(());
+    }
+    let why = if value.is_empty() {
+        "it is empty".to_string()
+    } else if value.len() > label::MAX_LEN {
+        format!("it has {} characters", value.len())
+    } else {
+        let (i, c) = value
+            .chars()
+            .enumerate()
+            .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+            .unwrap_or((0, '?'));
+        format!("character {} ({c:?}) is not allowed", i + 1)
+    };
+    Err(CliError::rejected(format!(
+        "{flag} {value:?}: {why}; a label is {} (for example ZMK-PROD or DKEP_PAN.v2)",
+        label::RULE
+    )))
 }
 
 /// A clear key from a hex argument.
@@ -166,10 +234,15 @@ pub fn key_arg(flag: &str, algorithm: Algorithm, value: &str) -> Result<SecretKe
 }
 
 fn run(cli: Cli) -> CliResult {
+    output::set(output::Mode {
+        json: cli.json,
+        progress: cli.progress,
+    });
     match cli.command {
         Command::Kcv { algorithm, key } => {
             let key = key_arg("--key", algorithm.into(), &key)?;
-            println!("{}", key.kcv());
+            let kcv = key.kcv().to_string();
+            output::result(|| println!("{kcv}"), || serde_json::json!({"kcv": kcv}));
             Ok(())
         }
         Command::Mac {
@@ -190,9 +263,11 @@ fn run(cli: Cli) -> CliResult {
             let key = key_arg("--key", alg.key_algorithm(), &key)?;
             let data = hex_arg("--data", &data)?;
             let tag = pmp_core::mac(alg, &key, padding, &data)?;
-            println!("{}", hex::encode_upper(tag.as_bytes()));
+            let tag = hex::encode_upper(tag.as_bytes());
+            output::result(|| println!("{tag}"), || serde_json::json!({"mac": tag}));
             Ok(())
         }
+        Command::Pinblock(_) if cli.json => Err(no_json("pinblock")),
         Command::Pinblock(args) => pinblock_cmd::run(args),
         Command::Keyblock(args) => keyblock_cmd::run(args),
         Command::Keystore(args) => hsm_cmd::run_keystore(args),
@@ -205,7 +280,7 @@ fn run(cli: Cli) -> CliResult {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = usage_error::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -56,6 +56,7 @@ impl IssuerSide {
         let zmk = hierarchy::zmk_ceremony(
             hsm,
             labels::ZMK_ISSUER,
+            hierarchy::Zone::Import,
             Algorithm::Aes,
             &[c1.expose_secret(), c2.expose_secret()],
             &[Some(c1.kcv()), Some(c2.kcv())],

@@ -50,6 +50,6 @@ mod verify;
 pub use crate::bureau::{DKEP_CLASSES, bureau_keys};
 pub use crate::cards::{Card, Cards, Defect};
 pub use crate::issuer_sim::IssuerSide;
-pub use crate::run::{DEMO_ENTRIES, DemoSummary, run};
+pub use crate::run::{Backend, DEMO_ENTRIES, DemoSummary, run};
 pub use crate::scenario::{LayoutChoice, Scenario};
 pub use crate::verify::verify_against;

@@ -15,11 +15,25 @@ use crate::labels;
 use crate::scenario::Scenario;
 use crate::verify::verify_against;
 
+/// Where [`run`] keeps the demo's keys.
+#[derive(Clone, Copy)]
+pub enum Backend<'a> {
+    /// A fresh software HSM with a TEST LMK in `DIR/keystore` (the default demo).
+    SoftHsm,
+    /// A backend the caller opened, e.g. a `Pkcs11Hsm` on a fresh token: the demo creates
+    /// its keys there (their labels must be free) and writes no key store. Key-block
+    /// import and export must be offered (on SoftHSMv2: the operator-allowed host key
+    /// fallback).
+    Open(&'a dyn Hsm),
+}
+
 /// What [`run`] did.
 #[derive(Debug)]
 pub struct DemoSummary {
     /// The output directory.
     pub dir: PathBuf,
+    /// The backend's name (its capabilities' `backend`).
+    pub backend: &'static str,
     /// The keys in the store after the demo.
     pub keys: Vec<KeyInfo>,
     /// The import's summary.
@@ -85,16 +99,30 @@ fn prepare_dir(dir: &Path) -> Result<()> {
     .map_err(|e| Error::io(dir, e))
 }
 
-/// Runs the demo in `dir` with `cards` cards. See the [crate documentation](crate).
-pub fn run(dir: &Path, cards: u64, opts: &import::Options<'_>) -> Result<DemoSummary> {
+/// Runs the demo in `dir` with `cards` cards on `backend`. See the [crate
+/// documentation](crate).
+pub fn run(
+    dir: &Path,
+    cards: u64,
+    backend: Backend<'_>,
+    opts: &import::Options<'_>,
+) -> Result<DemoSummary> {
     prepare_dir(dir)?;
     let ks = dir.join("keystore");
-    let hsm = SoftHsm::create_with_test_lmk(&ks)?;
+    let soft = match backend {
+        Backend::SoftHsm => Some(SoftHsm::create_with_test_lmk(&ks)?),
+        Backend::Open(_) => None,
+    };
+    let hsm: &dyn Hsm = match (&soft, backend) {
+        (Some(s), _) => s,
+        (None, Backend::Open(h)) => h,
+        (None, Backend::SoftHsm) => unreachable!("the software HSM was created above"),
+    };
     // Issuer: keys arrive as key blocks under the ZMK from the ceremony.
     let scenario = Scenario::default();
     let issuer = IssuerSide::new(scenario)?;
-    issuer.send_keys(&hsm)?;
-    bureau_keys(&hsm, scenario.dkep_algorithm)?;
+    issuer.send_keys(hsm)?;
+    bureau_keys(hsm, scenario.dkep_algorithm)?;
     let product_path = dir.join("product.xml");
     std::fs::write(&product_path, issuer.product_xml()).map_err(|e| Error::io(&product_path, e))?;
     let product = pmp_core::order::product::Product::load(&product_path)?;
@@ -109,22 +137,23 @@ pub fn run(dir: &Path, cards: u64, opts: &import::Options<'_>) -> Result<DemoSum
     drop(issuer); // the issuer's clear keys go
     let xof_path = dir.join("order.xof");
     let rej_path = dir.join("rejects.txt");
-    let summary = import::import_file(&hsm, &product, &in_path, &xof_path, Some(&rej_path), opts)?;
-    let xof_verified = pmp_core::xof::verify_file_with_key(&xof_path, &hsm, labels::XOF_MAC)?;
-    let round_trip = verify_against(&hsm, &xof_path, Cards::new(seed, cards))?;
+    let summary = import::import_file(hsm, &product, &in_path, &xof_path, Some(&rej_path), opts)?;
+    let xof_verified = pmp_core::xof::verify_file_with_key(&xof_path, hsm, labels::XOF_MAC)?;
+    let round_trip = verify_against(hsm, &xof_path, Cards::new(seed, cards))?;
     // Data prep: transport keys for production, exported under ZMK-prod.
     let c1 = SecretKey::generate(Algorithm::Aes, 32)?;
     let c2 = SecretKey::generate(Algorithm::Aes, 32)?;
     let zmk_prod = hierarchy::zmk_ceremony(
-        &hsm,
+        hsm,
         labels::ZMK_PROD,
+        hierarchy::Zone::Export,
         Algorithm::Aes,
         &[c1.expose_secret(), c2.expose_secret()],
         &[Some(c1.kcv()), Some(c2.kcv())],
         None,
     )?;
     let transport =
-        hierarchy::issue_transport_keys(&hsm, &zmk_prod.handle, "PROD1", Algorithm::Aes, 32)?;
+        hierarchy::issue_transport_keys(hsm, &zmk_prod.handle, "PROD1", Algorithm::Aes, 32)?;
     let tk_path = dir.join("transport-keys.txt");
     let mut t = String::from(
         "# Transport keys for production: TR-31 version D key blocks under ZMK-PROD, with KCVs\n",
@@ -140,14 +169,19 @@ pub fn run(dir: &Path, cards: u64, opts: &import::Options<'_>) -> Result<DemoSum
         ));
     }
     std::fs::write(&tk_path, t).map_err(|e| Error::io(&tk_path, e))?;
-    hsm.flush_audit()?;
+    let mut files = vec![product_path, in_path, xof_path, rej_path, tk_path];
+    if let Some(soft) = &soft {
+        soft.flush_audit()?;
+        files.insert(0, ks);
+    }
     Ok(DemoSummary {
         dir: dir.to_path_buf(),
+        backend: hsm.capabilities().backend(),
         keys: hsm.list_keys()?,
         import: summary,
         xof_verified,
         round_trip,
         transport,
-        files: vec![ks, product_path, in_path, xof_path, rej_path, tk_path],
+        files,
     })
 }

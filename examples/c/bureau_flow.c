@@ -31,13 +31,11 @@ static const char *dir;
 /* Stops the program with the library's message when a call fails. */
 static void check(pmp_status status, const char *what) {
     char message[512];
-    size_t written = 0;
     if (status == PMP_STATUS_OK) {
         return;
     }
-    if (pmp_last_error_message((uint8_t *)message, sizeof message, &written) != PMP_STATUS_OK) {
-        strcpy(message, "(no message)");
-    }
+    /* Cut to the buffer if longer, never lost. */
+    pmp_last_error_text(message, sizeof message, NULL);
     fprintf(stderr, "error: %s: status %u: %s\n", what, (unsigned)status, message);
     exit(1);
 }
@@ -162,10 +160,9 @@ static void ceremony(pmp_hsm *hsm, const char *label, pmp_algorithm algorithm, s
     pmp_key_spec s = spec(label, algorithm, len, "K0", "B", "N");
     size_t i;
     for (i = 0; i < count; i++) {
-        uint8_t kcv[8];
         size_t n = 0;
-        check(pmp_kcv(algorithm, components[i], len, kcv, sizeof kcv, &n), "component KCV");
-        hex(kcv, n, kcvs[i]);
+        check(pmp_kcv(algorithm, components[i], len, kcvs[i], sizeof kcvs[i], &n),
+              "component KCV");
         c[i].key = components[i];
         c[i].key_len = len;
         c[i].kcv = kcvs[i];
@@ -285,6 +282,7 @@ int main(int argc, char **argv) {
         printf("4. issuer file %s (PAN and track 2 under TK_issuer), product %s\n", cards,
                product);
         memset(&opts, 0, sizeof opts);
+        opts.struct_size = sizeof opts;
         opts.order_id = "ORDER-0042";
         opts.progress = on_progress;
         check(pmp_import_run(bureau, product, cards, xof, &opts, &summary), "import");
@@ -352,8 +350,9 @@ int main(int argc, char **argv) {
     printf("   bureau audit log intact: %llu entries (%s)\n", (unsigned long long)audit_entries,
            path("bureau/audit.log"));
 
-    pmp_hsm_free(production);
-    pmp_hsm_free(issuer);
-    pmp_hsm_free(bureau);
+    /* _close, not _free: it reports whether the last audit entries reached the disk. */
+    check(pmp_hsm_close(production), "close production HSM");
+    check(pmp_hsm_close(issuer), "close issuer HSM");
+    check(pmp_hsm_close(bureau), "close bureau HSM");
     return 0;
 }

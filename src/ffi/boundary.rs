@@ -175,6 +175,42 @@ pub(super) unsafe fn input_str<'a>(
         .map_err(|_| FfiError::invalid(argument, "not valid UTF-8"))
 }
 
+/// Borrows a file or directory path given as a NUL-terminated UTF-8 string: like
+/// [`input_str`], and the empty string is refused (it would otherwise mean "the current
+/// directory" to the file system calls below).
+///
+/// # Safety
+///
+/// As for [`input_str`].
+pub(super) unsafe fn input_path<'a>(
+    ptr: *const c_char,
+    argument: &'static str,
+) -> FfiResult<&'a std::path::Path> {
+    // SAFETY: forwarded contract.
+    let s = unsafe { input_str(ptr, argument) }?;
+    if s.is_empty() {
+        return Err(FfiError::invalid(argument, "empty path"));
+    }
+    Ok(std::path::Path::new(s))
+}
+
+/// Like [`input_path`], but NULL gives `None` (an optional path); "" is still refused.
+///
+/// # Safety
+///
+/// As for [`input_str`].
+pub(super) unsafe fn input_opt_path<'a>(
+    ptr: *const c_char,
+    argument: &'static str,
+) -> FfiResult<Option<&'a std::path::Path>> {
+    if ptr.is_null() {
+        Ok(None)
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe { input_path(ptr, argument) }.map(Some)
+    }
+}
+
 /// Like [`input_str`], but NULL gives `None` (an optional string argument).
 ///
 /// # Safety
@@ -227,21 +263,64 @@ impl<'a, T> OutPtr<'a, T> {
     }
 
     /// Writes the value. Infallible: call it once everything that can fail has succeeded.
+    ///
+    /// Only for types without padding bytes (a typed copy leaves padding undefined); a
+    /// struct with padding goes through [`OutPtr::write_zeroed`].
     pub(super) fn write(self, value: T) {
         self.ptr.write(value);
     }
+}
+
+impl<T: PlainData> OutPtr<'_, T> {
+    /// Writes a value built by `fill` on an all-zero `T`, padding bytes included: `fill`
+    /// assigns fields (which writes those fields' bytes only), and the result is copied to
+    /// the caller byte for byte, so padding reaches C as zeros, never as library stack
+    /// bytes. Nothing is written when `fill` fails.
+    pub(super) fn write_zeroed(self, fill: impl FnOnce(&mut T) -> FfiResult) -> FfiResult {
+        let value = zeroed_with(fill)?;
+        // SAFETY: `value` and `self.ptr` are both valid for one `T` and distinct; this is an
+        // untyped copy, so the zero padding bytes of `value` are copied as they are.
+        unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), self.ptr.as_mut_ptr(), 1) };
+        Ok(())
+    }
+}
+
+/// Plain C data for which all-zero bytes are a valid value (integers, floats, byte arrays,
+/// raw pointers, `Option` of a function pointer, and structs of those).
+///
+/// # Safety
+///
+/// Implement only for `#[repr(C)]` types whose every field accepts all-zero bytes.
+pub(super) unsafe trait PlainData: Copy {}
+
+// SAFETY: an array of plain data is plain data.
+unsafe impl<T: PlainData, const N: usize> PlainData for [T; N] {}
+
+/// An all-zero `T` (padding included) with the fields `fill` assigns.
+pub(super) fn zeroed_with<T: PlainData>(
+    fill: impl FnOnce(&mut T) -> FfiResult,
+) -> FfiResult<MaybeUninit<T>> {
+    let mut value = MaybeUninit::<T>::zeroed();
+    // SAFETY: all-zero bytes are a valid `T` (`PlainData`). Assigning fields through this
+    // reference writes those fields' bytes only; padding stays zero.
+    fill(unsafe { value.assume_init_mut() })?;
+    Ok(value)
 }
 
 /// A caller's output buffer, given as `(buf, cap, &written)`.
 ///
 /// On success `*written` is the number of bytes written. If the buffer is too small nothing
 /// is written to it, `*written` is set to the capacity needed and the call fails with
-/// `PMP_STATUS_BUFFER_TOO_SMALL` (so `buf = NULL, cap = 0` asks for the size). On any other
-/// failure neither is touched.
+/// `PMP_STATUS_BUFFER_TOO_SMALL`. `buf = NULL, cap = 0` is a size query: it always fails
+/// with `PMP_STATUS_BUFFER_TOO_SMALL` and the size needed, even when that size is 0, so a
+/// caller's size query works the same way for every function and every result. On any
+/// other failure neither is touched.
 #[derive(Debug)]
 pub(super) struct OutBuf<'a, T = u8> {
     buf: &'a mut [MaybeUninit<T>],
     written: &'a mut usize,
+    /// `buf` was NULL: only the size is asked for.
+    size_query: bool,
 }
 
 impl<'a, T: Copy> OutBuf<'a, T> {
@@ -264,6 +343,7 @@ impl<'a, T: Copy> OutBuf<'a, T> {
         if written.is_null() {
             return Err(FfiError::null(format_args!("{name}_written")));
         }
+        let size_query = buf.is_null() && cap == 0;
         let buf: &'a mut [MaybeUninit<T>] = if cap == 0 {
             &mut []
         } else if buf.is_null() {
@@ -283,7 +363,11 @@ impl<'a, T: Copy> OutBuf<'a, T> {
         // SAFETY: `written` is non-NULL and, by this function's contract, valid and aligned
         // for a write of one usize for 'a and not aliased.
         let written = unsafe { &mut *written };
-        Ok(Self { buf, written })
+        Ok(Self {
+            buf,
+            written,
+            size_query,
+        })
     }
 
     /// Writes `data` (see the type's documentation for what happens when it does not fit).
@@ -293,7 +377,7 @@ impl<'a, T: Copy> OutBuf<'a, T> {
 
     fn write_parts(self, data: &[T], terminator: &[T]) -> FfiResult {
         let needed = data.len() + terminator.len();
-        if needed > self.buf.len() {
+        if needed > self.buf.len() || self.size_query {
             *self.written = needed;
             return Err(FfiError::from(crate::Error::BufferTooSmall {
                 needed,
@@ -308,7 +392,48 @@ impl<'a, T: Copy> OutBuf<'a, T> {
     }
 }
 
+impl<T: PlainData> OutBuf<'_, T> {
+    /// Writes values built with [`zeroed_with`], byte for byte (their zero padding
+    /// included); otherwise as [`OutBuf::write`].
+    pub(super) fn write_zeroed(self, data: &[MaybeUninit<T>]) -> FfiResult {
+        let needed = data.len();
+        if needed > self.buf.len() || self.size_query {
+            *self.written = needed;
+            return Err(FfiError::from(crate::Error::BufferTooSmall {
+                needed,
+                got: self.buf.len(),
+            }));
+        }
+        // SAFETY: `data` and `self.buf` are distinct allocations, the destination holds at
+        // least `needed` values; an untyped copy keeps the zero padding.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.buf.as_mut_ptr(), needed);
+        }
+        *self.written = needed;
+        Ok(())
+    }
+}
+
 impl OutBuf<'_, u8> {
+    /// Writes as much of `s` as fits with a NUL (cut at a UTF-8 character boundary), like
+    /// `snprintf`: never fails for a short buffer. `*written` is the full length of `s`
+    /// (without the NUL), so `*written >= cap` tells the caller the text was cut. With
+    /// `cap` 0 nothing is written but the length.
+    pub(super) fn write_c_str_truncated(self, s: &str) {
+        let room = self.buf.len().saturating_sub(1);
+        let mut cut = s.len().min(room);
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        if !self.buf.is_empty() {
+            for (dst, &src) in self.buf.iter_mut().zip(s.as_bytes()[..cut].iter()) {
+                dst.write(src);
+            }
+            self.buf[cut].write(0);
+        }
+        *self.written = s.len();
+    }
+
     /// Writes `s` followed by a NUL byte. `*written` is then `strlen`; the capacity needed
     /// (reported when too small) counts the NUL.
     pub(super) fn write_c_str(self, s: &str) -> FfiResult {

@@ -19,47 +19,50 @@ use crate::{MacAlgorithm, Mode, Padding};
 /// A block cipher mode: `PMP_MODE_ECB` or `PMP_MODE_CBC`.
 pub type pmp_mode = u32;
 /// Electronic codebook (no IV).
-pub const PMP_MODE_ECB: pmp_mode = 1;
+pub const PMP_MODE_ECB: pmp_mode = 0x0201;
 /// Cipher block chaining (IV of one block).
-pub const PMP_MODE_CBC: pmp_mode = 2;
+pub const PMP_MODE_CBC: pmp_mode = 0x0202;
 
 /// A padding method: `PMP_PADDING_*`.
 pub type pmp_padding = u32;
 /// No padding: the data is a whole number of blocks.
-pub const PMP_PADDING_NONE: pmp_padding = 1;
+pub const PMP_PADDING_NONE: pmp_padding = 0x0301;
 /// ISO/IEC 9797-1 method 1 (zeros; not removable).
-pub const PMP_PADDING_ISO9797_M1: pmp_padding = 2;
+pub const PMP_PADDING_ISO9797_M1: pmp_padding = 0x0302;
 /// ISO/IEC 9797-1 method 2 (0x80 then zeros).
-pub const PMP_PADDING_ISO9797_M2: pmp_padding = 3;
+pub const PMP_PADDING_ISO9797_M2: pmp_padding = 0x0303;
 /// PKCS#7.
-pub const PMP_PADDING_PKCS7: pmp_padding = 4;
+pub const PMP_PADDING_PKCS7: pmp_padding = 0x0304;
 
 /// A MAC algorithm: `PMP_MAC_*`. The key's TR-31 usage must match it.
 pub type pmp_mac_algorithm = u32;
 /// ISO/IEC 9797-1 algorithm 3 ("retail MAC", ANSI X9.19), 2-key TDES, usage M3.
-pub const PMP_MAC_RETAIL: pmp_mac_algorithm = 1;
+pub const PMP_MAC_RETAIL: pmp_mac_algorithm = 0x0401;
 /// ISO/IEC 9797-1 algorithm 1 with TDES (CBC-MAC), usage M0 or M1.
-pub const PMP_MAC_CBC_TDES: pmp_mac_algorithm = 2;
+pub const PMP_MAC_CBC_TDES: pmp_mac_algorithm = 0x0402;
 /// ISO/IEC 9797-1 algorithm 1 with AES (CBC-MAC), usage M1.
-pub const PMP_MAC_CBC_AES: pmp_mac_algorithm = 3;
+pub const PMP_MAC_CBC_AES: pmp_mac_algorithm = 0x0403;
 /// CMAC with TDES (NIST SP 800-38B), usage M5 or M6.
-pub const PMP_MAC_CMAC_TDES: pmp_mac_algorithm = 4;
+pub const PMP_MAC_CMAC_TDES: pmp_mac_algorithm = 0x0404;
 /// CMAC with AES (NIST SP 800-38B), usage M5 or M6.
-pub const PMP_MAC_CMAC_AES: pmp_mac_algorithm = 5;
+pub const PMP_MAC_CMAC_AES: pmp_mac_algorithm = 0x0405;
 
 /// An ISO 9564-1 PIN block format: `PMP_PIN_FORMAT_ISO0` to `PMP_PIN_FORMAT_ISO4` (the value
-/// is the format number).
+/// is `0x0500` plus the format number).
 pub type pmp_pin_format = u32;
 /// Format 0 (ANSI X9.8), TDES, bound to the PAN.
-pub const PMP_PIN_FORMAT_ISO0: pmp_pin_format = 0;
+pub const PMP_PIN_FORMAT_ISO0: pmp_pin_format = 0x0500;
 /// Format 1, TDES, no PAN.
-pub const PMP_PIN_FORMAT_ISO1: pmp_pin_format = 1;
+pub const PMP_PIN_FORMAT_ISO1: pmp_pin_format = 0x0501;
 /// Format 2 (ICC offline PIN only; not accepted by translation).
-pub const PMP_PIN_FORMAT_ISO2: pmp_pin_format = 2;
+pub const PMP_PIN_FORMAT_ISO2: pmp_pin_format = 0x0502;
 /// Format 3, TDES, bound to the PAN.
-pub const PMP_PIN_FORMAT_ISO3: pmp_pin_format = 3;
+pub const PMP_PIN_FORMAT_ISO3: pmp_pin_format = 0x0503;
 /// Format 4, AES, bound to the PAN.
-pub const PMP_PIN_FORMAT_ISO4: pmp_pin_format = 4;
+pub const PMP_PIN_FORMAT_ISO4: pmp_pin_format = 0x0504;
+
+/// The shortest MAC truncation `pmp_mac_verify` accepts.
+const MIN_MAC_LEN: usize = 4;
 
 fn mode_from_c(value: pmp_mode) -> FfiResult<Mode> {
     match value {
@@ -94,8 +97,9 @@ fn mac_from_c(value: pmp_mac_algorithm) -> FfiResult<MacAlgorithm> {
 }
 
 fn pin_format_from_c(value: pmp_pin_format, argument: &'static str) -> FfiResult<PinBlockFormat> {
-    u8::try_from(value)
-        .ok()
+    value
+        .checked_sub(PMP_PIN_FORMAT_ISO0)
+        .and_then(|n| u8::try_from(n).ok())
         .and_then(PinBlockFormat::from_number)
         .ok_or_else(|| FfiError::invalid(argument, "unknown pmp_pin_format value"))
 }
@@ -360,7 +364,15 @@ pub unsafe extern "C" fn pmp_data_translate_batch(
         // SAFETY: as above.
         let out = unsafe { OutBuf::new(out, out_cap, out_written, "out") }?;
         let mut ends_written = 0usize;
-        // SAFETY: as above; `count` entries.
+        // `out_ends` is an array of `count` entries, never a size query: with `count` 0 it
+        // may be NULL and an empty array stands for it.
+        let out_ends = if count == 0 {
+            std::ptr::NonNull::dangling().as_ptr()
+        } else {
+            out_ends
+        };
+        // SAFETY: as above; `count` entries (or a dangling pointer with capacity 0, never
+        // dereferenced).
         let ends = unsafe { OutBuf::new(out_ends, count, &mut ends_written, "out_ends") }?;
         let mut keys = Keys::default();
         let mut sides = Vec::with_capacity(items.len());
@@ -436,6 +448,23 @@ pub unsafe extern "C" fn pmp_pin_translate(
             key: &from_key,
             format: pin_format_from_c(from_format, "from_format")?,
         };
+        // The length is public (it depends on the format only): a wrong one is the caller's
+        // mistake, not a cryptographic failure.
+        let block_size = if from.format == PinBlockFormat::Iso4 {
+            16
+        } else {
+            8
+        };
+        if block.len() != block_size {
+            return Err(FfiError::invalid(
+                "block_len",
+                if block_size == 16 {
+                    "a format 4 PIN block is 16 bytes"
+                } else {
+                    "a format 0 to 3 PIN block is 8 bytes"
+                },
+            ));
+        }
         let to = PinSpec {
             key: &to_key,
             format: pin_format_from_c(to_format, "to_format")?,
@@ -514,13 +543,24 @@ pub unsafe extern "C" fn pmp_mac_verify(
                 input_bytes(mac, mac_len, "mac")?,
             )
         };
-        hsm.verify_mac(
-            &key,
-            mac_from_c(algorithm)?,
-            padding_from_c(padding)?,
-            data,
-            mac,
-        )?;
+        let algorithm = mac_from_c(algorithm)?;
+        // The accepted lengths are public: a MAC of another length is the caller's mistake,
+        // refused before any cryptography, not a (deliberately opaque) MAC mismatch.
+        let block = match algorithm {
+            MacAlgorithm::CbcAes | MacAlgorithm::CmacAes => 16,
+            _ => 8,
+        };
+        if !(MIN_MAC_LEN..=block).contains(&mac.len()) {
+            return Err(FfiError::invalid(
+                "mac_len",
+                if block == 16 {
+                    "an AES MAC is 4 to 16 bytes"
+                } else {
+                    "a TDES MAC is 4 to 8 bytes"
+                },
+            ));
+        }
+        hsm.verify_mac(&key, algorithm, padding_from_c(padding)?, data, mac)?;
         Ok(())
     })
 }

@@ -1,10 +1,12 @@
 //! The import pipeline (issuer file → XOF under the DKeps, with a reject report) for C.
 
 use std::ffi::{c_char, c_void};
-use std::path::Path;
 use std::thread::{self, ThreadId};
 
-use super::boundary::{FfiResult, OutPtr, ffi_call, input_opt_str, input_str};
+use super::boundary::{
+    FfiError, FfiResult, OutPtr, PlainData, ffi_call, input_bytes, input_opt_path, input_opt_str,
+    input_path as path_arg,
+};
 use super::hsm::{hsm_arg, pmp_hsm};
 use super::key::fill;
 use super::pmp_status;
@@ -21,15 +23,26 @@ pub const PMP_ORDER_ID_CAP: usize = 257;
 /// through it, or a `longjmp` out of it, crosses Rust frames and is undefined behaviour.
 pub type pmp_import_progress = Option<unsafe extern "C" fn(records_done: u64, user: *mut c_void)>;
 
-/// Options of `pmp_import_run`. Zero-initialized (or a NULL pointer) means all defaults.
+/// The most worker threads `pmp_import_run` accepts (`pmp_import_options.workers`).
+pub const PMP_MAX_WORKERS: u32 = 256;
+
+/// Options of `pmp_import_run`: set `struct_size` to `sizeof(pmp_import_options)` and the
+/// rest to zero for all defaults (or pass a NULL pointer).
+///
+/// `struct_size` lets the struct grow: a library reads only the first `struct_size` bytes
+/// (fields beyond them take their defaults), and refuses a larger struct whose bytes beyond
+/// the fields it knows are not all zero (`PMP_STATUS_UNSUPPORTED`: an option this library
+/// does not have).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct pmp_import_options {
+    /// `sizeof(pmp_import_options)` as the caller was compiled; 0 is refused.
+    pub struct_size: usize,
     /// The XOF order id, NUL-terminated; NULL for `<product name>-<UTC time>`.
     pub order_id: *const c_char,
     /// Where to write the reject report; NULL for `<XOF file stem>.rejects.txt` beside the XOF.
     pub rejects_path: *const c_char,
-    /// Worker threads translating records; 0 for one per core.
+    /// Worker threads translating records; 0 for one per core, at most `PMP_MAX_WORKERS`.
     pub workers: u32,
     /// Called after each batch of records is written, on the thread that called
     /// `pmp_import_run`, never concurrently; NULL for none. It must not free the HSM handle.
@@ -62,20 +75,56 @@ pub struct pmp_import_summary {
     pub workers: u32,
 }
 
-fn summary_to_c(s: &Summary) -> FfiResult<pmp_import_summary> {
-    let mut out = pmp_import_summary {
-        order_id: [0; PMP_ORDER_ID_CAP],
-        read: s.read,
-        written: s.written,
-        rejected: s.rejected,
-        has_declared: u32::from(s.declared.is_some()),
-        declared: s.declared.unwrap_or(0),
-        bytes: s.bytes,
-        elapsed_seconds: s.elapsed.as_secs_f64(),
-        workers: u32::try_from(s.workers).unwrap_or(u32::MAX),
-    };
-    fill(&mut out.order_id, &s.order_id, "order id")?;
-    Ok(out)
+// SAFETY: #[repr(C)], fields of integers, a float and a `c_char` array.
+unsafe impl PlainData for pmp_import_summary {}
+
+/// Fills a zeroed summary (its padding stays zero).
+fn summary_to_c(s: &Summary, out: &mut pmp_import_summary) -> FfiResult {
+    out.read = s.read;
+    out.written = s.written;
+    out.rejected = s.rejected;
+    out.has_declared = u32::from(s.declared.is_some());
+    out.declared = s.declared.unwrap_or(0);
+    out.bytes = s.bytes;
+    out.elapsed_seconds = s.elapsed.as_secs_f64();
+    out.workers = u32::try_from(s.workers).unwrap_or(u32::MAX);
+    fill(&mut out.order_id, &s.order_id, "order id")
+}
+
+/// Reads the caller's options by their `struct_size` (see `pmp_import_options`).
+///
+/// # Safety
+///
+/// `options` NULL or pointing to `options->struct_size` readable bytes that begin with a
+/// `pmp_import_options` prefix of that size.
+unsafe fn read_options(
+    options: *const pmp_import_options,
+) -> FfiResult<Option<pmp_import_options>> {
+    if options.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-NULL; every caller's struct begins with `struct_size` (# Safety).
+    let size = unsafe { options.cast::<usize>().read_unaligned() };
+    let ours = size_of::<pmp_import_options>();
+    // The first version of the struct with `struct_size` is this one: nothing smaller.
+    if size < ours {
+        return Err(FfiError::invalid(
+            "options.struct_size",
+            "not sizeof(pmp_import_options) (0 or too small: set it)",
+        ));
+    }
+    if size > ours {
+        // SAFETY: the caller says `size` bytes are readable (# Safety).
+        let tail = unsafe { input_bytes(options.cast::<u8>().add(ours), size - ours, "options") }?;
+        if tail.iter().any(|&b| b != 0) {
+            return Err(FfiError::new(
+                pmp_status::Unsupported,
+                "options: a field this version of the library does not know is set",
+            ));
+        }
+    }
+    // SAFETY: at least `ours` readable bytes holding a `pmp_import_options` (plain data).
+    Ok(Some(unsafe { options.read() }))
 }
 
 /// The C progress callback with its user pointer, called only on the thread that called
@@ -106,7 +155,11 @@ impl Callback {
 /// the HSM (with its KCV) before anything is read; each field is translated from TK_issuer
 /// to its DKep (or encrypted under it) inside the HSM; each record goes to the XOF or, with a
 /// reason, to the reject report. Both output files are written to temporary files and
-/// renamed only on success: on any error neither exists afterwards.
+/// renamed only on success: on any error neither exists afterwards. A commit journal
+/// (`.<XOF name>.pmp-commit`) makes the two renames one decision: after a kill between them
+/// the next import into the same XOF path completes them first, and removes temporaries a
+/// killed run left. Outputs are refused (`PMP_STATUS_INVALID_ARGUMENT`) inside a key-store
+/// directory and over the product file, and empty paths are refused.
 ///
 /// `options`: NULL or zero for the defaults (see `pmp_import_options`). On success writes the
 /// counts to `*out_summary`.
@@ -137,21 +190,21 @@ pub unsafe extern "C" fn pmp_import_run(
         let (hsm, product_path, input, out_path, out) = unsafe {
             (
                 hsm_arg(hsm)?,
-                input_str(product_path, "product_path")?,
-                input_str(input_path, "input_path")?,
-                input_str(xof_path, "xof_path")?,
+                path_arg(product_path, "product_path")?,
+                path_arg(input_path, "input_path")?,
+                path_arg(xof_path, "xof_path")?,
                 OutPtr::new(out_summary, "out_summary")?,
             )
         };
-        // SAFETY: as above; `pmp_import_options` is plain data.
-        let options = unsafe { options.as_ref() }.copied();
+        // SAFETY: as above.
+        let options = unsafe { read_options(options) }?;
         let (order_id, rejects, workers, callback) = match options {
             None => (None, None, 0, None),
             Some(o) => (
                 // SAFETY: as above, for the option strings.
                 unsafe { input_opt_str(o.order_id, "options.order_id") }?,
                 // SAFETY: as above.
-                unsafe { input_opt_str(o.rejects_path, "options.rejects_path") }?,
+                unsafe { input_opt_path(o.rejects_path, "options.rejects_path") }?,
                 o.workers,
                 o.progress.map(|f| Callback {
                     f,
@@ -160,6 +213,12 @@ pub unsafe extern "C" fn pmp_import_run(
                 }),
             ),
         };
+        if workers > PMP_MAX_WORKERS {
+            return Err(FfiError::invalid(
+                "options.workers",
+                "more than PMP_MAX_WORKERS (256)",
+            ));
+        }
         let report = |p: Progress| {
             if let Some(c) = &callback {
                 c.call(p);
@@ -171,16 +230,19 @@ pub unsafe extern "C" fn pmp_import_run(
             progress: Some(&report),
             ..Options::default()
         };
-        let product = Product::load(Path::new(product_path))?;
-        let summary = import::import_file(
-            hsm.hsm(),
-            &product,
-            Path::new(input),
-            Path::new(out_path),
-            rejects.map(Path::new),
-            &opts,
-        )?;
-        out.write(summary_to_c(&summary)?);
-        Ok(())
+        // Outputs must not replace the product file (the key store is recognized by its
+        // files in `import_file`).
+        let default_rejects;
+        let rejects_out = match rejects {
+            Some(r) => r,
+            None => {
+                default_rejects = import::default_rejects_path(out_path);
+                &default_rejects
+            }
+        };
+        import::check_output_paths(out_path, rejects_out, &[product_path])?;
+        let product = Product::load(product_path)?;
+        let summary = import::import_file(hsm.hsm(), &product, input, out_path, rejects, &opts)?;
+        out.write_zeroed(|o| summary_to_c(&summary, o))
     })
 }

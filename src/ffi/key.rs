@@ -5,7 +5,8 @@
 use std::ffi::c_char;
 
 use super::boundary::{
-    FfiError, FfiResult, OutBuf, OutPtr, ffi_call, input_opt_str, input_ref, input_str,
+    FfiError, FfiResult, OutBuf, OutPtr, PlainData, ffi_call, input_opt_str, input_ref, input_str,
+    zeroed_with,
 };
 use super::hsm::{hsm_arg, pmp_component, pmp_hsm, read_components};
 use super::{PMP_ALGORITHM_AES, PMP_ALGORITHM_TDES, algorithm_from_c, pmp_algorithm, pmp_status};
@@ -41,7 +42,8 @@ pub struct pmp_key_spec {
 }
 
 /// What the HSM reports about a key: attributes and KCV, never key material. Plain data:
-/// every string is NUL-terminated inside its array.
+/// every string is NUL-terminated inside its array; the bytes after a string's NUL and the
+/// struct's padding are zero.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct pmp_key_info {
@@ -81,19 +83,17 @@ pub(super) fn fill<const N: usize>(
     Ok(())
 }
 
-pub(super) fn key_info_to_c(info: &KeyInfo) -> FfiResult<pmp_key_info> {
-    let mut out = pmp_key_info {
-        label: [0; PMP_LABEL_CAP],
-        algorithm: match info.spec.algorithm {
-            Algorithm::Tdes => PMP_ALGORITHM_TDES,
-            Algorithm::Aes => PMP_ALGORITHM_AES,
-        },
-        length: info.spec.len,
-        usage: [0; 3],
-        mode_of_use: [0; 2],
-        exportability: [0; 2],
-        kcv: [0; PMP_KCV_CAP],
+// SAFETY: #[repr(C)], fields of integers and `c_char` arrays.
+unsafe impl PlainData for pmp_key_info {}
+
+/// Fills `out`, a `pmp_key_info` that starts all-zero (`OutPtr::write_zeroed`,
+/// `zeroed_with`): only fields are assigned, so its padding stays zero.
+pub(super) fn key_info_to_c(info: &KeyInfo, out: &mut pmp_key_info) -> FfiResult {
+    out.algorithm = match info.spec.algorithm {
+        Algorithm::Tdes => PMP_ALGORITHM_TDES,
+        Algorithm::Aes => PMP_ALGORITHM_AES,
     };
+    out.length = info.spec.len;
     fill(&mut out.label, &info.spec.label, "label")?;
     fill(&mut out.usage, info.spec.usage.as_str(), "usage")?;
     fill(
@@ -106,8 +106,7 @@ pub(super) fn key_info_to_c(info: &KeyInfo) -> FfiResult<pmp_key_info> {
         info.spec.exportability.as_char().encode_utf8(&mut [0; 4]),
         "exportability",
     )?;
-    fill(&mut out.kcv, &info.kcv.to_string(), "KCV")?;
-    Ok(out)
+    fill(&mut out.kcv, &info.kcv.to_string(), "KCV")
 }
 
 /// # Safety
@@ -191,8 +190,7 @@ pub unsafe extern "C" fn pmp_key_generate(
             )
         };
         let info = hsm.hsm().generate_key(&spec)?;
-        out.write(key_info_to_c(&info)?);
-        Ok(())
+        out.write_zeroed(|o| key_info_to_c(&info, o))
     })
 }
 
@@ -233,8 +231,7 @@ pub unsafe extern "C" fn pmp_key_form(
         let info = hsm
             .hsm()
             .form_key_from_components(&spec, &parts, &kcvs, expected.as_ref())?;
-        out.write(key_info_to_c(&info)?);
-        Ok(())
+        out.write_zeroed(|o| key_info_to_c(&info, o))
     })
 }
 
@@ -283,8 +280,7 @@ pub unsafe extern "C" fn pmp_key_import(
                 usages: &[],
             },
         )?;
-        out.write(key_info_to_c(&info)?);
-        Ok(())
+        out.write_zeroed(|o| key_info_to_c(&info, o))
     })
 }
 
@@ -353,8 +349,7 @@ pub unsafe extern "C" fn pmp_key_find(
             )
         };
         let info = hsm.key_info(&key)?;
-        out.write(key_info_to_c(&info)?);
-        Ok(())
+        out.write_zeroed(|o| key_info_to_c(&info, o))
     })
 }
 
@@ -362,7 +357,9 @@ pub unsafe extern "C" fn pmp_key_find(
 /// `*out_written` is the number of keys written.
 ///
 /// When the array is too small: `PMP_STATUS_BUFFER_TOO_SMALL`, nothing written to `out`,
-/// and `*out_written` = the number of keys (so `out = NULL, out_cap = 0` counts them).
+/// and `*out_written` = the number of keys. `out = NULL, out_cap = 0` counts them: it
+/// returns `PMP_STATUS_BUFFER_TOO_SMALL` with the count, even when the store is empty
+/// (count 0), like every size query of this API.
 ///
 /// # Safety
 ///
@@ -386,9 +383,9 @@ pub unsafe extern "C" fn pmp_key_list(
         let list = hsm
             .list_keys()?
             .iter()
-            .map(key_info_to_c)
+            .map(|info| zeroed_with(|o| key_info_to_c(info, o)))
             .collect::<FfiResult<Vec<_>>>()?;
-        out.write(&list)
+        out.write_zeroed(&list)
     })
 }
 

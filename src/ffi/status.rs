@@ -45,6 +45,9 @@ pub enum pmp_status {
     Io = 301,
     /// A named object (key label...) already exists.
     AlreadyExists = 302,
+    /// The HSM could not be reached or its session was lost (a device, token or session
+    /// failure): transient, the same call may succeed when retried.
+    HsmUnavailable = 303,
 
     /// A Rust panic was caught at the C API boundary: a bug in pmp-core. Please report it.
     Panic = 900,
@@ -67,6 +70,7 @@ impl From<&Error> for pmp_status {
             Error::NotFound(_) => pmp_status::NotFound,
             Error::Io { .. } => pmp_status::Io,
             Error::AlreadyExists(_) => pmp_status::AlreadyExists,
+            Error::Transport(_) => pmp_status::HsmUnavailable,
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::ffi::c_char;
 
-use super::boundary::{FfiError, FfiResult, OutPtr, ffi_call, input_ref, input_str};
+use super::boundary::{FfiError, FfiResult, OutPtr, PlainData, ffi_call, input_ref, input_str};
 use super::hsm::{hsm_arg, pmp_hsm};
 use super::key::{PMP_KEY_BLOCK_CAP, key_arg, key_info_to_c, pmp_key_info};
 use super::{algorithm_from_c, pmp_algorithm, pmp_status};
@@ -34,11 +34,14 @@ pub struct pmp_transport_keys {
     pub mtk: pmp_issued_key,
 }
 
-fn issued_to_c(k: &IssuedKey) -> FfiResult<pmp_issued_key> {
-    let mut out = pmp_issued_key {
-        info: key_info_to_c(&k.info)?,
-        block: [0; PMP_KEY_BLOCK_CAP],
-    };
+// SAFETY: #[repr(C)], fields of plain data (`pmp_key_info`, a `c_char` array).
+unsafe impl PlainData for pmp_issued_key {}
+// SAFETY: #[repr(C)], fields of plain data (`pmp_issued_key`).
+unsafe impl PlainData for pmp_transport_keys {}
+
+/// Fills a zeroed `pmp_issued_key` (padding stays zero, see `OutPtr::write_zeroed`).
+fn issued_to_c(k: &IssuedKey, out: &mut pmp_issued_key) -> FfiResult {
+    key_info_to_c(&k.info, &mut out.info)?;
     let b = k.block.as_bytes();
     if b.len() >= PMP_KEY_BLOCK_CAP {
         return Err(FfiError::new(
@@ -49,7 +52,7 @@ fn issued_to_c(k: &IssuedKey) -> FfiResult<pmp_issued_key> {
     for (d, &s) in out.block.iter_mut().zip(b) {
         *d = s as c_char;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Generates KTK, PTK and MTK (labels `<prefix>-KTK`, `<prefix>-PTK`, `<prefix>-MTK`) of
@@ -86,12 +89,11 @@ pub unsafe extern "C" fn pmp_transport_keys_issue(
         };
         let algorithm = algorithm_from_c(algorithm)?;
         let keys = hierarchy::issue_transport_keys(hsm, &zmk, prefix, algorithm, length)?;
-        out.write(pmp_transport_keys {
-            ktk: issued_to_c(&keys.ktk)?,
-            ptk: issued_to_c(&keys.ptk)?,
-            mtk: issued_to_c(&keys.mtk)?,
-        });
-        Ok(())
+        out.write_zeroed(|o| {
+            issued_to_c(&keys.ktk, &mut o.ktk)?;
+            issued_to_c(&keys.ptk, &mut o.ptk)?;
+            issued_to_c(&keys.mtk, &mut o.mtk)
+        })
     })
 }
 
@@ -152,11 +154,11 @@ pub unsafe extern "C" fn pmp_transport_keys_import(
                 (parsed[2].0, &parsed[2].1),
             ],
         )?;
-        out.write([
-            key_info_to_c(&infos[0])?,
-            key_info_to_c(&infos[1])?,
-            key_info_to_c(&infos[2])?,
-        ]);
-        Ok(())
+        out.write_zeroed(|o| {
+            for (dst, info) in o.iter_mut().zip(&infos) {
+                key_info_to_c(info, dst)?;
+            }
+            Ok(())
+        })
     })
 }

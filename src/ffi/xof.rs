@@ -1,9 +1,8 @@
 //! XOF files (the bureau's internal order format, `docs/xof.md`): verification.
 
 use std::ffi::c_char;
-use std::path::Path;
 
-use super::boundary::{OutPtr, ffi_call, input_opt_str, input_str};
+use super::boundary::{OutPtr, ffi_call, input_opt_str, input_path};
 use super::hsm::{hsm_arg, pmp_hsm};
 use super::pmp_status;
 
@@ -35,11 +34,11 @@ pub unsafe extern "C" fn pmp_xof_verify(
         let (hsm, path, out) = unsafe {
             (
                 hsm_arg(hsm)?,
-                input_str(path, "path")?,
+                input_path(path, "path")?,
                 OutPtr::new(out_records, "out_records")?,
             )
         };
-        let records = crate::xof::verify_file(Path::new(path), hsm.hsm())?;
+        let records = crate::xof::verify_file(path, hsm.hsm())?;
         out.write(records);
         Ok(())
     })
@@ -64,14 +63,14 @@ pub unsafe extern "C" fn pmp_xof_verify_with_key(
         let (hsm, path, mac_key, out) = unsafe {
             (
                 hsm_arg(hsm)?,
-                input_str(path, "path")?,
+                input_path(path, "path")?,
                 input_opt_str(mac_key, "mac_key")?,
                 OutPtr::new(out_records, "out_records")?,
             )
         };
         let records = match mac_key {
-            Some(label) => crate::xof::verify_file_with_key(Path::new(path), hsm.hsm(), label)?,
-            None => crate::xof::verify_file(Path::new(path), hsm.hsm())?,
+            Some(label) => crate::xof::verify_file_with_key(path, hsm.hsm(), label)?,
+            None => crate::xof::verify_file(path, hsm.hsm())?,
         };
         out.write(records);
         Ok(())

@@ -48,6 +48,18 @@ pub enum Capability {
     /// Decrypts a whole issuer file and re-encrypts its attributes inside the HSM
     /// boundary. Without it the host decrypts into wiped buffers (a weaker boundary).
     InBoundaryFileImport,
+    /// Key-block import and export run with the clear key in host memory (zeroizing
+    /// buffers), because the device has no mechanism that keeps it inside; offered only
+    /// when the operator allowed it. Without it such a backend refuses key-block exchange.
+    HostKeyFallback,
+    /// PIN blocks are translated with the clear PIN in host memory (zeroizing buffers): the
+    /// device deciphers and enciphers the blocks, the host re-formats them.
+    HostPinFallback,
+    /// Data is translated with the clear text in host memory (zeroizing buffers): the device
+    /// decrypts and encrypts, the host moves the padding. A backend without
+    /// [`TranslateInDevice`](Self::TranslateInDevice) may offer it instead; the import
+    /// accepts it and its summary says so.
+    HostTranslateFallback,
 }
 
 /// A key check value method.
@@ -75,6 +87,13 @@ impl fmt::Display for Capability {
             Capability::PolicyInDevice => f.write_str("key usage enforced in the device"),
             Capability::InBoundaryFileImport => {
                 f.write_str("whole-file import inside the HSM boundary")
+            }
+            Capability::HostKeyFallback => {
+                f.write_str("key-block exchange through host memory (operator-allowed fallback)")
+            }
+            Capability::HostPinFallback => f.write_str("PIN translation through host memory"),
+            Capability::HostTranslateFallback => {
+                f.write_str("data translation through host memory")
             }
         }
     }

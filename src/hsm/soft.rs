@@ -1,332 +1,101 @@
-//! `SoftHsm`: the built-in software HSM.
-//!
-//! Key store: one file per key, `DIR/keys/<label>.kb`, holding a TR-31 version D key block
-//! under the store's AES-256 LMK. The block binds the key's usage, mode of use,
-//! exportability and (in the proprietary optional block `0L`) its label, so a key file that
-//! is edited, swapped or renamed fails to load. Files are written atomically (temporary
-//! file, fsync, rename). `DIR/store.meta` records the LMK's kind (TEST or PRODUCTION) and
-//! KCV, never the LMK.
-//!
-//! The LMK:
-//! - **Production**: formed from 2 or 3 components (XOR) with their KCVs at a key ceremony.
-//!   It is never written to disk: each process that opens the store receives the
-//!   components again — through the API ([`LmkSource::Components`]) or, for the CLI, the
-//!   environment variable `PMP_LMK_COMPONENTS` (comma-separated hex components, which the
-//!   operator's wrapper sets from the custodians' smart cards or a secrets manager; the
-//!   variable is read once and pmp's copy wiped; the process environment itself still holds
-//!   it, so the wrapper should set it for the one process only). A wrong component set is refused by the
-//!   KCV recorded in `store.meta`.
-//! - **TEST**: generated at `init` and kept in clear in `DIR/lmk.test` (mode 0600) for
-//!   development. The store is marked TEST, [`Capabilities::is_test`] says so, every
-//!   audit entry carries `lmk=TEST`, and [`SoftHsm::require_production`] refuses it.
-//!
-//! Concurrency: the key table is behind an `RwLock` (data operations take the read lock
-//! only and use per-key cached key schedules); the audit log has its own mutex.
-//!
-//! Audit: key management operations and every failure are logged one entry per call.
-//! Successful data operations (encrypt, decrypt, translate, PIN translate, MAC) are counted
-//! per key and operation and logged as `usage` summary entries when [`SoftHsm::flush_audit`]
-//! is called, on any key-management operation and on drop — one line per call would cost
-//! more than the operation itself on the import path.
+//! `SoftHsm`: the built-in software HSM, a library in the caller's process. The type's own
+//! documentation describes it (this module is private); its parts, one file each under
+//! `soft/`: the key store (`store.rs`), the LMK and `store.meta` (`lmk.rs`), the store lock
+//! (`lock.rs`), the audit log (`audit.rs`), the per-key usage counters (`usage.rs`) and the
+//! data cryptography on loaded keys (`data.rs`).
 
-use std::collections::HashMap;
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
-use super::audit::AuditLog;
 use super::policy::{self, Operation};
-use super::{Capabilities, CipherSpec, Hsm, ImportCheck, KeyHandle, KeyInfo, KeySpec, PinSpec};
-use crate::keyblock::{self, Exportability, Header, KeyAlgorithm, OptionalBlock, Version};
-use crate::pinblock::{self, Pan, PinBlockFormat};
-use crate::{
-    Algorithm, BlockCipher, Error, Kcv, MacAlgorithm, MacTag, Mode, Padding, Result, SecretKey,
+use super::{
+    Activity, Capabilities, CipherSpec, Hsm, ImportCheck, KeyHandle, KeyInfo, KeyOrigin, KeySpec,
+    Officer, PinSpec,
 };
+use crate::keyblock::{self, Exportability, KeyUsage, ModeOfUse, Version};
+use crate::pinblock::{Pan, PinBlockFormat};
+use crate::{Algorithm, Error, Kcv, MacAlgorithm, MacTag, Padding, Result, SecretKey};
 
-const META: &str = "store.meta";
-const TEST_LMK: &str = "lmk.test";
-const KEYS: &str = "keys";
-const AUDIT: &str = "audit.log";
-const LABEL_BLOCK: [u8; 2] = *b"0L";
-/// Environment variable through which the CLI receives production LMK components.
-pub const LMK_ENV: &str = "PMP_LMK_COMPONENTS";
+mod audit;
+mod auth;
+mod data;
+mod lmk;
+mod lock;
+mod manifest;
+mod store;
+mod usage;
 
-/// LMK components: clear AES-256 components, each with an optional KCV.
-pub type LmkComponents = Vec<LmkComponent>;
+use audit::AuditLog;
+pub use audit::{AuditVerdict, verify_audit_log};
+use data::check_alg;
+pub use lmk::{LmkComponent, LmkComponents, LmkSource};
+use lmk::{LmkKind, Meta};
+use lock::StoreLock;
+use manifest::Manifest;
+use store::{Entry, KeyStore, header_for, spec_from_header};
+use usage::Counted;
 
-/// One clear LMK component with its optional KCV. Zeroized on drop; `Debug` shows only the
-/// KCV.
-#[derive(Clone)]
-pub struct LmkComponent {
-    bytes: Zeroizing<Vec<u8>>,
-    kcv: Option<Kcv>,
-}
-
-impl LmkComponent {
-    /// A component (its bytes are copied) and the KCV its custodian read out, if any.
-    pub fn new(bytes: &[u8], kcv: Option<Kcv>) -> Self {
-        Self {
-            bytes: Zeroizing::new(bytes.to_vec()),
-            kcv,
-        }
-    }
-
-    /// The KCV given with the component.
-    pub fn kcv(&self) -> Option<&Kcv> {
-        self.kcv.as_ref()
-    }
-
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-}
-
-impl core::fmt::Debug for LmkComponent {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("LmkComponent")
-            .field("kcv", &self.kcv)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Where the LMK comes from.
-#[derive(Clone)]
-pub enum LmkSource {
-    /// The store's TEST LMK (`init` generates it; `open` reads `DIR/lmk.test`).
-    Test,
-    /// A production LMK from 2 or 3 clear AES-256 components, each with an optional KCV.
-    Components(LmkComponents),
-    /// Whatever the store is: TEST stores use their TEST LMK, production stores read the
-    /// components from the environment variable `PMP_LMK_COMPONENTS`.
-    Auto,
-}
-
-impl core::fmt::Debug for LmkSource {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            LmkSource::Test => f.write_str("LmkSource::Test"),
-            LmkSource::Components(c) => write!(f, "LmkSource::Components({} components)", c.len()),
-            LmkSource::Auto => f.write_str("LmkSource::Auto"),
-        }
-    }
-}
-
-fn lmk_from_components(components: &[LmkComponent]) -> Result<SecretKey> {
-    let parts: Vec<(&[u8], Option<&Kcv>)> = components
-        .iter()
-        .map(|c| (c.bytes.as_slice(), c.kcv.as_ref()))
-        .collect();
-    let lmk = crate::combine_components(Algorithm::Aes, &parts)?;
-    if lmk.len() != 32 {
-        return Err(Error::invalid(
-            "LMK components",
-            format!(
-                "the LMK is AES-256: components must be 32 bytes, not {}",
-                lmk.len()
-            ),
-        ));
-    }
-    Ok(lmk)
-}
-
-fn components_from_env() -> Result<LmkComponents> {
-    let raw = Zeroizing::new(std::env::var(LMK_ENV).map_err(|_| {
-        Error::Policy(format!(
-            "this key store has a production LMK: set {LMK_ENV} to its comma-separated hex components"
-        ))
-    })?);
-    raw.split(',')
-        .enumerate()
-        .map(|(i, c)| {
-            hex::decode(c.trim())
-                .map(|v| LmkComponent::new(&Zeroizing::new(v), None))
-                .map_err(|_| {
-                    Error::invalid(
-                        "LMK component",
-                        format!("component {} in {LMK_ENV} is not hex", i + 1),
-                    )
-                })
-        })
-        .collect()
-}
-
-struct Meta {
-    test: bool,
-    kcv: Kcv,
-}
-
-fn read_meta(dir: &Path) -> Result<Meta> {
-    let path = dir.join(META);
-    let text = fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let mut test = None;
-    let mut kcv = None;
-    let mut format_ok = false;
-    for line in text.lines() {
-        match line.split_once('=') {
-            Some(("format", "pmp-softhsm-1")) => format_ok = true,
-            Some(("lmk", "TEST")) => test = Some(true),
-            Some(("lmk", "PRODUCTION")) => test = Some(false),
-            Some(("lmk_kcv", v)) => kcv = Some(Kcv::from_hex(v)?),
-            _ => {}
-        }
-    }
-    match (format_ok, test, kcv) {
-        (true, Some(test), Some(kcv)) => Ok(Meta { test, kcv }),
-        _ => Err(Error::Integrity {
-            what: path.display().to_string(),
-            reason: "not a pmp-softhsm-1 store description".into(),
-        }),
-    }
-}
-
-/// Loads the LMK of the store in `dir` and checks it against the recorded KCV.
-pub(crate) fn load_lmk(dir: &Path, source: LmkSource) -> Result<SecretKey> {
-    let meta = read_meta(dir)?;
-    let lmk = match (source, meta.test) {
-        (LmkSource::Test | LmkSource::Auto, true) => {
-            let path = dir.join(TEST_LMK);
-            let hex_text =
-                Zeroizing::new(fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?);
-            SecretKey::from_hex(Algorithm::Aes, &hex_text)?
-        }
-        (LmkSource::Test, false) => {
-            return Err(Error::Policy(
-                "this key store has a production LMK, not a TEST LMK".into(),
-            ));
-        }
-        (LmkSource::Components(c), _) => lmk_from_components(&c)?,
-        (LmkSource::Auto, false) => lmk_from_components(&components_from_env()?)?,
-    };
-    meta.kcv.check(&lmk.kcv(), "LMK (against store.meta)")?;
-    Ok(lmk)
-}
-
-/// Writes `contents` to `path` atomically: a temporary file in the same directory, fsync,
-/// rename, fsync of the directory.
-pub(crate) fn write_atomic(path: &Path, contents: &[u8], private: bool) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    // Unique per process and per write, so two writers never share a temporary file.
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let tmp = dir.join(format!(
-        ".{}.tmp{}-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    if private {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    #[cfg(not(unix))]
-    let _ = private;
-    let mut f = opts.open(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(contents)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| Error::io(&tmp, e))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-/// Takes the store's exclusive lock (`DIR/lock`), or says who holds it.
-fn lock_store(dir: &Path) -> Result<fs::File> {
-    let path = dir.join("lock");
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(fs::TryLockError::WouldBlock) => Err(Error::Policy(format!(
-            "key store {} is open in another process or handle (open it once and share the handle)",
-            dir.display()
-        ))),
-        Err(fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
-    }
-}
-
-fn check_label(label: &str) -> Result<()> {
-    crate::label::check(label, "label")
-}
-
-/// Per-key counters of successful data operations, for the audit summaries.
-#[derive(Default)]
-struct Usage {
-    counts: [AtomicU64; 6],
-    logged: [AtomicU64; 6],
-}
-
-const USAGE_NAMES: [&str; 6] = [
-    "encrypt",
-    "decrypt",
-    "translate-from",
-    "translate-to",
-    "pin",
-    "mac",
-];
-
-struct Entry {
-    handle: KeyHandle,
-    spec: KeySpec,
-    kcv: Kcv,
-    key: SecretKey,
-    cipher: BlockCipher,
-    usage: Usage,
-}
-
-#[derive(Default)]
-struct Table {
-    /// Entry `id` lives at `slots[id - 1]`; ids are never reused, deleted keys leave `None`.
-    slots: Vec<Option<Arc<Entry>>>,
-    by_label: HashMap<String, u64>,
-}
-
-impl Table {
-    fn get(&self, h: &KeyHandle) -> Result<&Arc<Entry>> {
-        usize::try_from(h.id())
-            .ok()
-            .and_then(|id| self.slots.get(id.wrapping_sub(1)))
-            .and_then(Option::as_ref)
-            .filter(|e| e.handle == *h)
-            .ok_or_else(|| Error::NotFound(format!("key '{}'", h.label())))
-    }
-
-    fn live(&self) -> impl Iterator<Item = &Arc<Entry>> {
-        self.slots.iter().flatten()
-    }
-}
-
-/// The built-in software HSM: key store, LMK and audit as described in `src/hsm/soft.rs`.
+/// The built-in software HSM: keys in a directory, under a local master key (LMK).
+///
+/// - **Key store**: one file per key, `DIR/keys/<label>.kb`, a TR-31 version D key block
+///   under the store's AES-256 LMK that binds the key's usage, mode of use, exportability
+///   and label, so a key file that is edited, swapped or renamed fails to load. Files are
+///   written atomically (temporary file, fsync, rename).
+/// - **LMK**: formed from 2 or 3 components at a key ceremony and never written to disk
+///   ([`LmkSource::Components`], or for the CLI the environment variable
+///   `PMP_LMK_COMPONENTS`); or, for development, a TEST LMK generated at
+///   [`init`](SoftHsm::init) and kept in `DIR/lmk.test`. `DIR/store.meta` records the LMK's
+///   kind and KCV, never the LMK. A TEST store says so in
+///   [`Capabilities::is_test`], in every audit entry (`lmk=TEST`), and
+///   [`require_production`](SoftHsm::require_production) refuses it.
+/// - **Manifest**: `DIR/manifest` lists every key file with its keyed hash, the audit log's
+///   tail and a generation counter, MACed under a key derived from the LMK and bound to the
+///   store id of `store.meta` (which every key block binds too). On open, a key file that is
+///   missing, added, replaced, rolled back or copied from another store under the same LMK,
+///   and an audit log that is truncated or rolled back, are refused with
+///   [`Error::Integrity`]. Temporary files left by an interrupted write are removed on open
+///   (and the removal audited).
+/// - **Key origin**: every key block binds how the key came to be ([`KeyOrigin`]:
+///   generated, formed from components, imported under a named KEK);
+///   [`Hsm::key_origin`] reports it.
+/// - **Lock**: one instance per store, across threads and processes: `flock` on the store
+///   directory itself, which cannot be removed from under a running process; share the
+///   instance.
+/// - **Audit**: `DIR/audit.log`, MAC-chained under a key derived from the LMK
+///   ([`verify_audit_log`](super::verify_audit_log)). Key-management operations and every
+///   failure are logged one entry per call. Successful data operations (encrypt, decrypt,
+///   translate, PIN translate, MAC) are counted per key and operation and logged as `usage`
+///   summary entries when [`flush_audit`](SoftHsm::flush_audit) is called, on any
+///   key-management operation and on drop — one line per call would cost more than the
+///   operation itself on the import path.
+/// - **Boundary**: the "device" is host code in the caller's process. The usage policy is
+///   enforced there and whole files are decrypted there, so `SoftHsm` does **not** claim
+///   [`Capability::PolicyInDevice`](super::Capability::PolicyInDevice) nor
+///   [`Capability::InBoundaryFileImport`](super::Capability::InBoundaryFileImport); a caller
+///   that needs either needs a hardware backend.
+/// - **Concurrency**: the key table is behind an `RwLock` (data operations take the read
+///   lock only and use per-key cached key schedules); the audit log has its own mutex.
 pub struct SoftHsm {
-    /// Held (exclusive advisory lock on `DIR/lock`) for the life of the instance: one
-    /// instance per store, across threads and processes.
-    _lock: fs::File,
+    /// Held for the life of the instance: one instance per store.
+    _lock: StoreLock,
     dir: PathBuf,
     lmk: SecretKey,
-    test: bool,
-    table: RwLock<Table>,
+    kind: LmkKind,
+    keys: KeyStore,
     audit: AuditLog,
+    manifest: Arc<Manifest>,
+    authority: auth::Authority,
     /// Serialises [`SoftHsm::flush_audit`], so no usage is counted twice.
-    flush: std::sync::Mutex<()>,
+    flush: Mutex<()>,
 }
 
 impl core::fmt::Debug for SoftHsm {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SoftHsm")
             .field("dir", &self.dir)
-            .field("test_lmk", &self.test)
+            .field("test_lmk", &self.is_test())
             .finish_non_exhaustive()
     }
 }
@@ -335,33 +104,20 @@ impl SoftHsm {
     /// Creates a new key store in `dir` (which must not hold one) with the given LMK
     /// (`Test` generates a TEST LMK; `Components` forms a production LMK).
     pub fn init(dir: &Path, lmk: LmkSource) -> Result<Self> {
-        if dir.join(META).exists() {
+        if Meta::exists(dir) {
             return Err(Error::AlreadyExists(format!(
                 "a key store already exists in {}",
                 dir.display()
             )));
         }
-        fs::create_dir_all(dir.join(KEYS)).map_err(|e| Error::io(dir, e))?;
-        let (key, test) = match lmk {
-            LmkSource::Test => {
-                let k = SecretKey::generate(Algorithm::Aes, 32)?;
-                let hex_text = Zeroizing::new(hex::encode_upper(k.expose_secret()) + "\n");
-                write_atomic(&dir.join(TEST_LMK), hex_text.as_bytes(), true)?;
-                (k, true)
-            }
-            LmkSource::Components(c) => (lmk_from_components(&c)?, false),
-            LmkSource::Auto => (lmk_from_components(&components_from_env()?)?, false),
-        };
-        let meta = format!(
-            "format=pmp-softhsm-1\nlmk={}\nlmk_kcv={}\n",
-            if test { "TEST" } else { "PRODUCTION" },
-            key.kcv()
-        );
-        write_atomic(&dir.join(META), meta.as_bytes(), false)?;
-        let hsm = Self::open_with_lmk(dir, key)?;
+        KeyStore::create_dir(dir)?;
+        let (lmk, meta) = lmk::create(dir, lmk)?;
+        Manifest::create(dir, &lmk, &meta.store_id, meta.kind)?;
+        let hsm = Self::open_with_lmk(dir, lmk)?;
         hsm.audit.record(&format!(
-            "op=keystore-init lmk={} lmk_kcv={} outcome=ok",
-            if test { "TEST" } else { "PRODUCTION" },
+            "op=keystore-init store={} lmk={} lmk_kcv={} outcome=ok",
+            meta.store_id,
+            meta.kind.as_str(),
             hsm.lmk.kcv()
         ))?;
         Ok(hsm)
@@ -372,103 +128,102 @@ impl SoftHsm {
         Self::init(dir, LmkSource::Test)
     }
 
-    /// Opens the key store in `dir`, loading and verifying every key block. Any key file
-    /// that fails to verify (changed, swapped, renamed, wrong LMK) stops the open with an
-    /// [`Error::Integrity`] naming the file; the audit log's chain is verified too.
+    /// Opens the key store in `dir`, loading and verifying every key block against the
+    /// manifest. Any key file that fails to verify (changed, swapped, renamed, wrong LMK,
+    /// another store's, missing, added, rolled back) stops the open with an
+    /// [`Error::Integrity`] naming the file; the audit log's chain and its tail anchored in
+    /// the manifest are verified too (a torn final line is kept as evidence and recovered).
+    /// A store of the first format (`pmp-softhsm-1`) is refused with
+    /// [`Error::Unsupported`] saying how to move its keys.
     pub fn open(dir: &Path, lmk: LmkSource) -> Result<Self> {
-        let lmk = match lmk {
-            LmkSource::Components(ref c) if c.is_empty() => {
-                return Err(Error::invalid("LMK components", "none given"));
-            }
-            other => load_lmk(dir, other)?,
-        };
-        Self::open_with_lmk(dir, lmk)
+        if matches!(&lmk, LmkSource::Components(c) if c.is_empty()) {
+            return Err(Error::invalid("LMK components", "none given"));
+        }
+        Self::open_with_lmk(dir, lmk::load(dir, lmk)?)
     }
 
     fn open_with_lmk(dir: &Path, lmk: SecretKey) -> Result<Self> {
-        let lock = lock_store(dir)?;
-        let meta = read_meta(dir)?;
-        meta.kcv.check(&lmk.kcv(), "LMK (against store.meta)")?;
-        let audit = AuditLog::open(dir.join(AUDIT), &lmk)?;
-        let hsm = Self {
+        let lock = StoreLock::take(dir)?;
+        let meta = Meta::read(dir)?;
+        meta.check(&lmk)?;
+        let cleaned =
+            manifest::clean_temporaries(dir)? + manifest::clean_temporaries(&dir.join("keys"))?;
+        let manifest = Arc::new(Manifest::open(dir, &lmk, &meta.store_id, meta.kind)?);
+        let audit = AuditLog::open(dir, &lmk, meta.kind, manifest.clone())?;
+        let keys = KeyStore::load(dir, &lmk, &meta.store_id, manifest.clone())?;
+        if cleaned > 0 {
+            audit.record(&format!(
+                "op=keystore-open temporary_files_removed={cleaned} outcome=ok lmk={}",
+                meta.kind.as_str()
+            ))?;
+        }
+        Ok(Self {
             _lock: lock,
             dir: dir.to_path_buf(),
             lmk,
-            test: meta.test,
-            table: RwLock::new(Table::default()),
+            kind: meta.kind,
+            keys,
             audit,
-            flush: std::sync::Mutex::new(()),
-        };
-        hsm.load_keys()?;
-        Ok(hsm)
+            manifest,
+            authority: auth::Authority::default(),
+            flush: Mutex::new(()),
+        })
     }
 
-    fn load_keys(&self) -> Result<()> {
-        let keys_dir = self.dir.join(KEYS);
-        let mut files: Vec<PathBuf> = fs::read_dir(&keys_dir)
-            .map_err(|e| Error::io(&keys_dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "kb"))
-            .collect();
-        files.sort();
-        let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
-        for path in files {
-            let integrity = |reason: &str| Error::Integrity {
-                what: path.display().to_string(),
-                reason: reason.to_string(),
-            };
-            let label = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .ok_or_else(|| integrity("file name is not a label"))?
-                .to_string();
-            let text = fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-            let (header, key) = keyblock::unwrap(
-                &self.lmk,
-                text.trim(),
-                &keyblock::UnwrapPolicy {
-                    allow_legacy: false,
-                },
-            )
-            .map_err(|_| {
-                integrity(
-                    "key block does not verify under the LMK (changed, or another store's key)",
-                )
-            })?;
-            let bound = header
-                .optional_blocks
-                .iter()
-                .find(|b| b.id == LABEL_BLOCK)
-                .map(|b| b.data.as_str());
-            if bound != Some(label.as_str()) {
-                return Err(integrity(
-                    "the label bound in the key block differs from the file name (file renamed or swapped)",
-                ));
+    /// Enrols officer `id` (a label) with `passphrase` (at least 12 bytes): its Argon2id
+    /// hash is kept in the store's manifest, under the LMK. The first two officers enrol
+    /// freely (the ceremony that creates the store); a further officer, or a new passphrase
+    /// for an enrolled one, is the sensitive activity [`Activity::ManageOfficers`].
+    pub fn enrol_officer(&self, id: &str, passphrase: &[u8]) -> Result<()> {
+        let mut note = String::new();
+        let r = (|| {
+            crate::label::check(id, "officer id")?;
+            if self.manifest.officer_count() >= 2 || self.manifest.officer(id).is_some() {
+                note = self.require(
+                    Activity::ManageOfficers,
+                    &format!("enrolling officer '{id}'"),
+                )?;
             }
-            let spec = spec_from_header(&label, &header, key.len())?;
-            Self::insert(&mut table, spec, key);
-        }
-        Ok(())
+            let c = auth::credential(passphrase)?;
+            self.manifest.set_officer(id, c)
+        })();
+        self.logged(&format!("op=enrol-officer officer={id}{note}"), r)
     }
 
-    fn insert(table: &mut Table, spec: KeySpec, key: SecretKey) -> Arc<Entry> {
-        let id = table.slots.len() as u64 + 1;
-        let entry = Arc::new(Entry {
-            handle: KeyHandle::new(id, &spec.label),
-            kcv: key.kcv(),
-            cipher: key.cipher(),
-            spec,
-            key,
-            usage: Usage::default(),
-        });
-        table.by_label.insert(entry.spec.label.clone(), id);
-        table.slots.push(Some(entry.clone()));
-        entry
+    /// The audit note of a sensitive activity `a` (`what` names it in a refusal): on a
+    /// TEST-LMK store it is waived (and says so), else a current authorisation must cover
+    /// it.
+    fn require(&self, a: Activity, what: &str) -> Result<String> {
+        if self.is_test() {
+            return Ok(format!(" activity={} auth=waived-test-lmk", a.name()));
+        }
+        self.authority
+            .check(a, what)
+            .map(|o| format!(" activity={} auth={o}", a.name()))
+    }
+
+    /// KEK zones: a KEK (K0/K1) formed from components or imported belongs to one zone —
+    /// mode D (it only imports: an issuer zone) or E (it only exports: a production zone).
+    /// A two-way KEK (mode B) is refused, except on a TEST-LMK store (waived, and said).
+    fn zone(&self, spec: &KeySpec, how: &str) -> Result<String> {
+        if !matches!(spec.usage, KeyUsage::K0 | KeyUsage::K1) {
+            return Ok(String::new());
+        }
+        match spec.mode_of_use {
+            ModeOfUse::D => Ok(" zone=import".into()),
+            ModeOfUse::E => Ok(" zone=export".into()),
+            _ if self.is_test() => Ok(" zone=waived-test-lmk".into()),
+            m => Err(Error::Policy(format!(
+                "KEK '{}' {how} must belong to one zone: mode D (imports only, an issuer zone) \
+                 or E (exports only, a production zone), not {m:?}",
+                spec.label
+            ))),
+        }
     }
 
     /// Refuses a TEST LMK (for operations that require production keys).
     pub fn require_production(&self) -> Result<()> {
-        if self.test {
+        if self.is_test() {
             Err(Error::Policy(
                 "this key store has a TEST LMK; a production LMK is required".into(),
             ))
@@ -479,7 +234,7 @@ impl SoftHsm {
 
     /// Whether the LMK is a TEST LMK.
     pub fn is_test(&self) -> bool {
-        self.test
+        self.kind == LmkKind::Test
     }
 
     /// The key store directory.
@@ -488,122 +243,94 @@ impl SoftHsm {
     }
 
     /// Verifies the audit log chain.
-    pub fn verify_audit(&self) -> Result<super::AuditVerdict> {
+    pub fn verify_audit(&self) -> Result<AuditVerdict> {
         self.flush_audit()?;
-        super::audit::verify(&self.dir.join(AUDIT), &self.lmk)
+        let meta = Meta::read(&self.dir)?;
+        let manifest = Manifest::open(&self.dir, &self.lmk, &meta.store_id, meta.kind)?;
+        audit::verify(
+            &self.dir.join(audit::AUDIT),
+            &self.lmk,
+            manifest.audit_anchor(),
+        )
     }
 
-    /// Writes the pending usage counters as summary entries.
+    /// Writes the pending usage counters as summary entries and anchors the audit log's
+    /// tail in the manifest.
     pub fn flush_audit(&self) -> Result<()> {
+        self.flush_usage()?;
+        self.audit.anchor()
+    }
+
+    /// Writes the pending usage counters as summary entries (anchored by the next entry
+    /// that anchors).
+    fn flush_usage(&self) -> Result<()> {
         let _one_at_a_time = self.flush.lock().unwrap_or_else(|p| p.into_inner());
-        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+        let table = self.keys.read();
         let mut entries: Vec<&Arc<Entry>> = table.live().collect();
         entries.sort_by(|a, b| a.spec.label.cmp(&b.spec.label));
         for e in entries {
-            for (i, name) in USAGE_NAMES.iter().enumerate() {
-                let now = e.usage.counts[i].load(Ordering::Relaxed);
-                let before = e.usage.logged[i].swap(now, Ordering::Relaxed);
-                if now > before {
-                    self.audit.record(&format!(
-                        "op=usage what={name} key={} kcv={} count={} outcome=ok lmk={}",
-                        e.spec.label,
-                        e.kcv,
-                        now - before,
-                        self.lmk_kind()
-                    ))?;
-                }
+            for (op, count) in e.usage.take_unlogged() {
+                self.audit.usage(e, op, count)?;
             }
         }
         Ok(())
     }
 
-    fn lmk_kind(&self) -> &'static str {
-        if self.test { "TEST" } else { "PRODUCTION" }
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
-        self.table.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn entry(&self, h: &KeyHandle) -> Result<Arc<Entry>> {
-        self.read().get(h).cloned()
-    }
-
-    /// Records a management operation's outcome and passes the result through.
+    /// Records a management operation's outcome (after the pending usage summaries) and
+    /// passes the result through.
     fn logged<T>(&self, what: &str, r: Result<T>) -> Result<T> {
-        let outcome = match &r {
-            Ok(_) => "ok".to_string(),
-            Err(e) => format!("refused ({})", audit_reason(e)),
-        };
-        let _ = self.flush_audit();
-        self.audit
-            .record(&format!("{what} outcome={outcome} lmk={}", self.lmk_kind()))?;
+        let _ = self.flush_usage();
+        self.audit.outcome(what, &r)?;
         r
     }
 
-    /// Records a failed data operation (one entry per failure).
+    /// Records a failed data operation (one entry per failure) and returns the error.
     fn data_failure<T>(&self, what: &str, keys: &[&Entry], e: Error) -> Result<T> {
-        let names: Vec<String> = keys
-            .iter()
-            .map(|k| format!("{}/{}", k.spec.label, k.kcv))
-            .collect();
-        let _ = self.audit.record(&format!(
-            "op={what} keys={} outcome=refused ({}) lmk={}",
-            names.join(","),
-            audit_reason(&e),
-            self.lmk_kind()
-        ));
+        let _ = self.audit.failure(what, keys, &e);
         Err(e)
     }
 
-    fn store(&self, spec: KeySpec, key: SecretKey) -> Result<KeyInfo> {
-        check_label(&spec.label)?;
-        let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
-        if table.by_label.contains_key(&spec.label) {
-            return Err(Error::AlreadyExists(format!(
-                "label '{}' is in use",
-                spec.label
-            )));
+    fn store(&self, spec: KeySpec, key: SecretKey, origin: KeyOrigin) -> Result<KeyInfo> {
+        self.keys.add(&self.lmk, spec, key, origin)
+    }
+
+    /// Decrypting to clear under a data key generated here (a DKep, which protects the
+    /// bureau's own data at rest) is the sensitive activity [`Activity::DecryptToClear`];
+    /// under an imported key (an issuer's transport key: its files must be read to be
+    /// imported) it stays open. Successful decryptions are counted in the usage summaries.
+    fn clear_decrypt(&self, e: &Entry) -> Result<()> {
+        if e.origin != KeyOrigin::Generated {
+            return Ok(());
         }
-        let header = header_for(&spec, Version::D, Some(&spec.label))?;
-        let block = keyblock::wrap(&self.lmk, &header, &key, None)?;
-        let path = self.dir.join(KEYS).join(format!("{}.kb", spec.label));
-        write_atomic(&path, format!("{block}\n").as_bytes(), true)?;
-        let e = Self::insert(&mut table, spec, key);
-        Ok(info(&e))
+        self.require(
+            Activity::DecryptToClear,
+            &format!("decrypting to clear under '{}'", e.spec.label),
+        )
+        .map(|_| ())
+    }
+
+    fn policy(op: Operation, e: &Entry) -> Result<()> {
+        policy::check(op, &e.spec.label, e.spec.usage, e.spec.mode_of_use)
     }
 
     /// One data operation on one key: look the key up, check `op` against its usage and
-    /// mode of use, run `f`, then count the success (usage slot `slot`) or log the failure
+    /// mode of use, run `f`, then count the success as `counted` or log the failure
     /// (`what`).
     fn data_op<T>(
         &self,
         key: &KeyHandle,
         op: Operation,
-        slot: usize,
+        counted: Counted,
         what: &str,
         f: impl FnOnce(&Arc<Entry>) -> Result<T>,
     ) -> Result<T> {
-        let e = self.entry(key)?;
-        let r =
-            policy::check(op, &e.spec.label, e.spec.usage, e.spec.mode_of_use).and_then(|()| f(&e));
-        match r {
+        let e = self.keys.entry(key)?;
+        match Self::policy(op, &e).and_then(|()| f(&e)) {
             Ok(v) => {
-                e.usage.counts[slot].fetch_add(1, Ordering::Relaxed);
+                e.usage.add(counted);
                 Ok(v)
             }
             Err(err) => self.data_failure(what, &[&e], err),
-        }
-    }
-
-    fn check_alg(e: &Entry, alg: Algorithm, what: &str) -> Result<()> {
-        if e.spec.algorithm == alg {
-            Ok(())
-        } else {
-            Err(Error::Policy(format!(
-                "key '{}' is {}, {what} needs {alg}",
-                e.spec.label, e.spec.algorithm
-            )))
         }
     }
 }
@@ -614,87 +341,9 @@ impl Drop for SoftHsm {
     }
 }
 
-/// CBC decryption is parallel (each block needs only its own and the previous ciphertext
-/// block): a large chunk is split in two halves decrypted on two threads when the machine
-/// has more than one core, so that the single stream of a whole-file import does not tie
-/// the import to one core.
-fn parallel_cbc_decrypt(cipher: &BlockCipher, iv: &[u8], buf: &mut [u8]) -> Result<()> {
-    const MIN_SPLIT: usize = 16 * 1024;
-    let bs = cipher.block_size();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if buf.len() < MIN_SPLIT || cores < 2 || !buf.len().is_multiple_of(bs) {
-        return cipher.decrypt_cbc(iv, buf);
-    }
-    let half = buf.len() / bs / 2 * bs;
-    let mut iv2 = [0u8; 16];
-    iv2[..bs].copy_from_slice(&buf[half - bs..half]);
-    let (a, b) = buf.split_at_mut(half);
-    std::thread::scope(|s| {
-        let h = s.spawn(|| cipher.decrypt_cbc(&iv2[..bs], b));
-        let ra = cipher.decrypt_cbc(iv, a);
-        let rb = h.join().unwrap_or(Err(Error::Crypto));
-        ra.and(rb)
-    })
-}
-
-/// An error's reason for the audit log: the error text, which never carries a secret.
-fn audit_reason(e: &Error) -> String {
-    e.to_string().replace(['\n', '\r'], " ")
-}
-
-fn info(e: &Entry) -> KeyInfo {
-    KeyInfo {
-        handle: e.handle.clone(),
-        spec: e.spec.clone(),
-        kcv: e.kcv,
-    }
-}
-
-fn key_algorithm(alg: Algorithm) -> KeyAlgorithm {
-    match alg {
-        Algorithm::Tdes => KeyAlgorithm::Tdes,
-        Algorithm::Aes => KeyAlgorithm::Aes,
-    }
-}
-
-fn header_for(spec: &KeySpec, version: Version, label: Option<&str>) -> Result<Header> {
-    let mut h = Header::new(
-        version,
-        spec.usage,
-        key_algorithm(spec.algorithm),
-        spec.mode_of_use,
-        spec.exportability,
-    );
-    if let Some(label) = label {
-        h.optional_blocks.push(OptionalBlock {
-            id: LABEL_BLOCK,
-            data: label.to_string(),
-        });
-    }
-    Ok(h)
-}
-
-fn spec_from_header(label: &str, h: &Header, len: usize) -> Result<KeySpec> {
-    let algorithm = h.algorithm.to_pmp().ok_or_else(|| {
-        Error::Unsupported(format!(
-            "key block algorithm {:?} (TDES and AES only)",
-            h.algorithm
-        ))
-    })?;
-    Ok(KeySpec {
-        label: label.to_string(),
-        algorithm,
-        len,
-        usage: h.usage,
-        mode_of_use: h.mode_of_use,
-        exportability: h.exportability,
-    })
-}
-
 impl Hsm for SoftHsm {
     fn capabilities(&self) -> Capabilities {
         use super::{Capability as C, KcvMethod};
-        use crate::keyblock::Version;
         Capabilities::new("softhsm")
             .with_all([
                 C::KeyAlgorithm(Algorithm::Tdes),
@@ -720,15 +369,24 @@ impl Hsm for SoftHsm {
                 // host code, so neither the policy nor a whole-file import is inside a
                 // separate boundary (InBoundaryFileImport and PolicyInDevice are absent).
             ])
-            .with_test_keys(self.test)
+            .with_test_keys(self.is_test())
     }
 
     fn generate_key(&self, spec: &KeySpec) -> Result<KeyInfo> {
-        let r =
-            SecretKey::generate(spec.algorithm, spec.len).and_then(|k| self.store(spec.clone(), k));
+        let mut note = String::new();
+        let r = (|| {
+            if spec.exportability != Exportability::N {
+                note = self.require(
+                    Activity::GenerateExportable,
+                    &format!("generating exportable key '{}'", spec.label),
+                )?;
+            }
+            SecretKey::generate(spec.algorithm, spec.len)
+                .and_then(|k| self.store(spec.clone(), k, KeyOrigin::Generated))
+        })();
         self.logged(
             &format!(
-                "op=generate key={} alg={} len={} usage={} mode={:?} export={:?}{}",
+                "op=generate key={} alg={} len={} usage={} mode={:?} export={:?}{note}{}",
                 spec.label,
                 spec.algorithm,
                 spec.len,
@@ -750,7 +408,13 @@ impl Hsm for SoftHsm {
         component_kcvs: &[Option<Kcv>],
         expected_kcv: Option<&Kcv>,
     ) -> Result<KeyInfo> {
+        let mut note = String::new();
         let r = (|| {
+            note = self.require(
+                Activity::FormKey,
+                &format!("forming key '{}' from components", spec.label),
+            )?;
+            note.push_str(&self.zone(spec, "formed from components")?);
             if !component_kcvs.is_empty() && component_kcvs.len() != components.len() {
                 return Err(Error::invalid(
                     "component KCVs",
@@ -776,11 +440,11 @@ impl Hsm for SoftHsm {
             if let Some(expected) = expected_kcv {
                 expected.check(&key.kcv(), "the key formed from the components")?;
             }
-            self.store(spec.clone(), key)
+            self.store(spec.clone(), key, KeyOrigin::Components)
         })();
         self.logged(
             &format!(
-                "op=form-from-components key={} components={} alg={} usage={} mode={:?}{}",
+                "op=form-from-components key={} components={} alg={} usage={} mode={:?}{note}{}",
                 spec.label,
                 components.len(),
                 spec.algorithm,
@@ -801,15 +465,11 @@ impl Hsm for SoftHsm {
         block: &str,
         check: &ImportCheck<'_>,
     ) -> Result<KeyInfo> {
+        let mut note = String::new();
         let r = (|| {
-            check_label(label)?;
-            let k = self.entry(kek)?;
-            policy::check(
-                Operation::Unwrap,
-                &k.spec.label,
-                k.spec.usage,
-                k.spec.mode_of_use,
-            )?;
+            crate::label::check(label, "label")?;
+            let k = self.keys.entry(kek)?;
+            Self::policy(Operation::Unwrap, &k)?;
             let (header, key) = keyblock::unwrap(
                 &k.key,
                 block.trim(),
@@ -852,11 +512,24 @@ impl Hsm for SoftHsm {
             if let Some(expected) = check.kcv {
                 expected.check(&key.kcv(), format!("imported key '{label}'"))?;
             }
-            self.store(spec, key)
+            if matches!(spec.usage, KeyUsage::K0 | KeyUsage::K1) {
+                note = self.require(
+                    Activity::ImportKek,
+                    &format!("importing KEK '{label}' under '{}'", k.spec.label),
+                )?;
+                note.push_str(&self.zone(&spec, "imported")?);
+            }
+            self.store(
+                spec,
+                key,
+                KeyOrigin::Imported {
+                    kek: k.spec.label.clone(),
+                },
+            )
         })();
         self.logged(
             &format!(
-                "op=import key={label} kek={}{}",
+                "op=import key={label} kek={}{note}{}",
                 kek.label(),
                 r.as_ref()
                     .map(|i| format!(" usage={} kcv={}", i.spec.usage, i.kcv))
@@ -867,14 +540,14 @@ impl Hsm for SoftHsm {
     }
 
     fn export_key_block(&self, key: &KeyHandle, kek: &KeyHandle) -> Result<String> {
+        let mut note = String::new();
         let r = (|| {
-            let e = self.entry(key)?;
-            let k = self.entry(kek)?;
-            policy::check(
-                Operation::Wrap,
-                &k.spec.label,
-                k.spec.usage,
-                k.spec.mode_of_use,
+            let e = self.keys.entry(key)?;
+            let k = self.keys.entry(kek)?;
+            Self::policy(Operation::Wrap, &k)?;
+            note = self.require(
+                Activity::Export,
+                &format!("exporting key '{}' under '{}'", e.spec.label, k.spec.label),
             )?;
             if e.spec.exportability != Exportability::E {
                 return Err(Error::Policy(format!(
@@ -900,7 +573,7 @@ impl Hsm for SoftHsm {
             let header = header_for(&e.spec, version, None)?;
             keyblock::wrap(&k.key, &header, &e.key, None).map(|b| (b, e.kcv, k.kcv))
         })();
-        let what = format!("op=export key={} kek={}", key.label(), kek.label());
+        let what = format!("op=export key={} kek={}{note}", key.label(), kek.label());
         let what = match &r {
             Ok((_, kcv, kek_kcv)) => format!("{what} kcv={kcv} kek_kcv={kek_kcv}"),
             Err(_) => what,
@@ -909,38 +582,95 @@ impl Hsm for SoftHsm {
     }
 
     fn key_info(&self, key: &KeyHandle) -> Result<KeyInfo> {
-        self.entry(key).map(|e| info(&e))
+        self.keys.entry(key).map(|e| e.info())
     }
 
     fn find_key(&self, label: &str) -> Result<KeyHandle> {
-        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
-        table
-            .by_label
-            .get(label)
-            .and_then(|id| table.slots.get(*id as usize - 1))
-            .and_then(Option::as_ref)
-            .map(|e| e.handle.clone())
-            .ok_or_else(|| Error::NotFound(format!("key '{label}'")))
+        self.keys.read().find(label).map(|e| e.handle.clone())
+    }
+
+    fn authorise(
+        &self,
+        first: &Officer<'_>,
+        second: &Officer<'_>,
+        activities: &[Activity],
+        valid_for: std::time::Duration,
+    ) -> Result<()> {
+        let names: Vec<&str> = activities.iter().map(|a| a.name()).collect();
+        let r = (|| {
+            crate::label::check(first.id, "officer id")?;
+            crate::label::check(second.id, "officer id")?;
+            if first.id == second.id {
+                return Err(Error::Policy(
+                    "dual control needs two different officers".into(),
+                ));
+            }
+            if activities.is_empty() {
+                return Err(Error::invalid("activities", "name at least one"));
+            }
+            if valid_for.is_zero() || valid_for > auth::MAX_VALIDITY {
+                return Err(Error::invalid(
+                    "validity",
+                    format!(
+                        "between 1 second and {} hours",
+                        auth::MAX_VALIDITY.as_secs() / 3600
+                    ),
+                ));
+            }
+            for o in [first, second] {
+                let ok = match self.manifest.officer(o.id) {
+                    Some(c) => auth::verify(&c, o.passphrase)?,
+                    None => false,
+                };
+                if !ok {
+                    return Err(Error::Policy(format!(
+                        "officer '{}' is not enrolled or the passphrase does not verify",
+                        o.id
+                    )));
+                }
+            }
+            self.authority
+                .grant(format!("{}+{}", first.id, second.id), activities, valid_for);
+            Ok(())
+        })();
+        self.logged(
+            &format!(
+                "op=authorise officers={}+{} activities={} valid_for={}s",
+                first.id.replace(' ', "_"),
+                second.id.replace(' ', "_"),
+                names.join(","),
+                valid_for.as_secs()
+            ),
+            r,
+        )
+    }
+
+    fn end_authorisation(&self) -> Result<()> {
+        self.authority.end();
+        self.logged("op=end-authorisation", Ok(()))
+    }
+
+    fn key_origin(&self, key: &KeyHandle) -> Result<KeyOrigin> {
+        self.keys.entry(key).map(|e| e.origin.clone())
     }
 
     fn list_keys(&self) -> Result<Vec<KeyInfo>> {
-        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
-        let mut v: Vec<KeyInfo> = table.live().map(|e| info(e)).collect();
+        let mut v: Vec<KeyInfo> = self.keys.read().live().map(|e| e.info()).collect();
         v.sort_by(|a, b| a.spec.label.cmp(&b.spec.label));
         Ok(v)
     }
 
     fn delete_key(&self, key: &KeyHandle) -> Result<()> {
+        let mut note = String::new();
         let r = (|| {
-            let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
-            let e = table.get(key)?.clone();
-            let path = self.dir.join(KEYS).join(format!("{}.kb", e.spec.label));
-            fs::remove_file(&path).map_err(|err| Error::io(&path, err))?;
-            table.slots[key.id() as usize - 1] = None;
-            table.by_label.remove(&e.spec.label);
-            Ok(e.kcv)
+            self.keys.entry(key)?;
+            note = self.require(
+                Activity::DeleteKey,
+                &format!("deleting key '{}'", key.label()),
+            )?;
+            self.keys.remove(key)
         })();
-        let what = format!("op=delete key={}", key.label());
+        let what = format!("op=delete key={}{note}", key.label());
         let what = match &r {
             Ok(kcv) => format!("{what} kcv={kcv}"),
             Err(_) => what,
@@ -949,10 +679,16 @@ impl Hsm for SoftHsm {
     }
 
     fn encrypt(&self, spec: &CipherSpec<'_>, data: &[u8], out: &mut [u8]) -> Result<usize> {
-        self.data_op(spec.key, Operation::Encrypt, 0, "encrypt", |e| {
-            e.cipher
-                .encrypt(spec.mode, spec.iv, spec.padding, data, out)
-        })
+        self.data_op(
+            spec.key,
+            Operation::Encrypt,
+            Counted::Encrypt,
+            "encrypt",
+            |e| {
+                e.cipher
+                    .encrypt(spec.mode, spec.iv, spec.padding, data, out)
+            },
+        )
     }
 
     /// In the boundary: the policy is checked once, then blocks are decrypted with the
@@ -962,25 +698,39 @@ impl Hsm for SoftHsm {
         spec: &CipherSpec<'_>,
         input: Box<dyn std::io::Read + Send + 'a>,
     ) -> Result<Box<dyn std::io::Read + Send + 'a>> {
-        self.data_op(spec.key, Operation::Decrypt, 1, "decrypt-file", |e| {
-            let entry = e.clone();
-            let reader = super::CbcDecryptReader::new(
-                input,
-                Box::new(move |iv: &[u8], buf: &mut [u8]| {
-                    parallel_cbc_decrypt(&entry.cipher, iv, buf)
-                }),
-                e.cipher.block_size(),
-                spec,
-            )?;
-            Ok(Box::new(reader) as Box<dyn std::io::Read + Send + 'a>)
-        })
+        self.data_op(
+            spec.key,
+            Operation::Decrypt,
+            Counted::Decrypt,
+            "decrypt-file",
+            |e| {
+                self.clear_decrypt(e)?;
+                let entry = e.clone();
+                let reader = super::CbcDecryptReader::new(
+                    input,
+                    Box::new(move |iv: &[u8], buf: &mut [u8]| {
+                        data::parallel_cbc_decrypt(&entry.cipher, iv, buf)
+                    }),
+                    e.cipher.block_size(),
+                    spec,
+                )?;
+                Ok(Box::new(reader) as Box<dyn std::io::Read + Send + 'a>)
+            },
+        )
     }
 
     fn decrypt(&self, spec: &CipherSpec<'_>, data: &[u8], out: &mut [u8]) -> Result<usize> {
-        self.data_op(spec.key, Operation::Decrypt, 1, "decrypt", |e| {
-            e.cipher
-                .decrypt(spec.mode, spec.iv, spec.padding, data, out)
-        })
+        self.data_op(
+            spec.key,
+            Operation::Decrypt,
+            Counted::Decrypt,
+            "decrypt",
+            |e| {
+                self.clear_decrypt(e)?;
+                e.cipher
+                    .decrypt(spec.mode, spec.iv, spec.padding, data, out)
+            },
+        )
     }
 
     fn translate(
@@ -990,88 +740,16 @@ impl Hsm for SoftHsm {
         data: &[u8],
         out: &mut [u8],
     ) -> Result<usize> {
-        let table = self.read();
+        let table = self.keys.read();
         let a = table.get(from.key)?;
         let b = table.get(to.key)?;
-        let r = (|| {
-            policy::check(
-                Operation::Decrypt,
-                &a.spec.label,
-                a.spec.usage,
-                a.spec.mode_of_use,
-            )?;
-            policy::check(
-                Operation::Encrypt,
-                &b.spec.label,
-                b.spec.usage,
-                b.spec.mode_of_use,
-            )?;
-            // What can be checked without the plaintext is checked before decrypting: the
-            // output capacity for the longest possible result, the target IV, and a length
-            // that cannot fit the target block when neither side pads.
-            let bs_to = b.cipher.block_size();
-            let needed = to.padding.padded_len(data.len(), bs_to);
-            if out.len() < needed {
-                return Err(Error::BufferTooSmall {
-                    needed,
-                    got: out.len(),
-                });
-            }
-            match (to.mode, to.iv) {
-                (Mode::Cbc, Some(iv)) if iv.len() == bs_to => {}
-                (Mode::Ecb, None) => {}
-                _ => {
-                    return Err(Error::invalid(
-                        "IV",
-                        format!(
-                            "the target ({}) needs a {bs_to}-byte IV for CBC and none for ECB",
-                            to.mode
-                        ),
-                    ));
-                }
-            }
-            if from.padding == Padding::None
-                && to.padding == Padding::None
-                && !data.len().is_multiple_of(bs_to)
-            {
-                return Err(Error::invalid(
-                    "data length",
-                    format!(
-                        "{} bytes do not fill whole {bs_to}-byte target blocks and no padding was asked for",
-                        data.len()
-                    ),
-                ));
-            }
-            // Small fields (the common case: PAN, expiry, track data) stay in a small stack
-            // buffer (a large one costs more to initialise than the cipher work); larger
-            // fields use a zeroizing heap buffer. Only the bytes used are
-            // wiped afterwards (on success and on failure): zeroizing the whole scratch
-            // area would cost more than the cipher work for a 32-byte field.
-            let mut stack = [0u8; 64];
-            let mut heap: Option<Zeroizing<Vec<u8>>> = None;
-            let clear: &mut [u8] = if data.len() <= stack.len() {
-                &mut stack[..data.len()]
-            } else {
-                heap.insert(Zeroizing::new(vec![0u8; data.len()]))
-            };
-            let r = a
-                .cipher
-                .decrypt(from.mode, from.iv, from.padding, data, clear)
-                .and_then(|n| {
-                    // Past the decryption, every failure is the opaque one: a specific error
-                    // here (length, buffer size) would reveal the plaintext length, i.e.
-                    // where the padding was.
-                    b.cipher
-                        .encrypt(to.mode, to.iv, to.padding, &clear[..n], out)
-                        .map_err(|_| Error::Crypto)
-                });
-            clear.zeroize();
-            r
-        })();
+        let r = Self::policy(Operation::Decrypt, a)
+            .and_then(|()| Self::policy(Operation::Encrypt, b))
+            .and_then(|()| data::translate(a, b, from, to, data, out));
         match r {
             Ok(n) => {
-                a.usage.counts[2].fetch_add(1, Ordering::Relaxed);
-                b.usage.counts[3].fetch_add(1, Ordering::Relaxed);
+                a.usage.add(Counted::TranslateFrom);
+                b.usage.add(Counted::TranslateTo);
                 Ok(n)
             }
             Err(err) => self.data_failure("translate", &[a, b], err),
@@ -1085,57 +763,15 @@ impl Hsm for SoftHsm {
         pan: &Pan,
         block: &[u8],
     ) -> Result<Vec<u8>> {
-        let a = self.entry(from.key)?;
-        let b = self.entry(to.key)?;
-        let r = (|| {
-            policy::check(
-                Operation::PinDecrypt,
-                &a.spec.label,
-                a.spec.usage,
-                a.spec.mode_of_use,
-            )?;
-            policy::check(
-                Operation::PinEncrypt,
-                &b.spec.label,
-                b.spec.usage,
-                b.spec.mode_of_use,
-            )?;
-            pinblock::check_translation(from.format, to.format)?;
-            for (e, f) in [(&a, from.format), (&b, to.format)] {
-                match f {
-                    PinBlockFormat::Iso4 => Self::check_alg(e, Algorithm::Aes, "ISO format 4")?,
-                    _ => Self::check_alg(e, Algorithm::Tdes, "ISO formats 0, 1 and 3")?,
-                }
-            }
-            // From here on, every failure is the same opaque error.
-            let pin = match from.format {
-                PinBlockFormat::Iso4 => pinblock::decode_iso4(&a.key, block, pan),
-                f => {
-                    let mut clear = Zeroizing::new([0u8; 8]);
-                    if block.len() != 8 {
-                        return Err(Error::Crypto);
-                    }
-                    clear.copy_from_slice(block);
-                    a.cipher.decrypt_ecb(&mut clear[..])?;
-                    pinblock::decode(f, &clear[..], Some(pan))
-                }
-            }
-            .map_err(|_| Error::Crypto)?;
-            match to.format {
-                PinBlockFormat::Iso4 => {
-                    pinblock::encode_iso4(&b.key, &pin, pan).map(|blk| blk.to_vec())
-                }
-                f => {
-                    let mut clear = pinblock::encode(f, &pin, Some(pan))?;
-                    b.cipher.encrypt_ecb(&mut clear[..])?;
-                    Ok(clear.to_vec())
-                }
-            }
-            .map_err(|_| Error::Crypto)
-        })();
+        let a = self.keys.entry(from.key)?;
+        let b = self.keys.entry(to.key)?;
+        let r = Self::policy(Operation::PinDecrypt, &a)
+            .and_then(|()| Self::policy(Operation::PinEncrypt, &b))
+            .and_then(|()| data::translate_pin(&a, &b, from, to, pan, block));
         match r {
             Ok(v) => {
-                a.usage.counts[4].fetch_add(1, Ordering::Relaxed);
+                a.usage.add(Counted::PinTranslate);
+                b.usage.add(Counted::PinTranslateTo);
                 Ok(v)
             }
             Err(err) => self.data_failure("translate-pin", &[&a, &b], err),
@@ -1149,10 +785,16 @@ impl Hsm for SoftHsm {
         padding: Padding,
         data: &[u8],
     ) -> Result<MacTag> {
-        self.data_op(key, Operation::MacGenerate(alg), 5, "mac-generate", |e| {
-            Self::check_alg(e, alg.key_algorithm(), alg.name())?;
-            crate::primitives::mac::mac(alg, &e.key, padding, data)
-        })
+        self.data_op(
+            key,
+            Operation::MacGenerate(alg),
+            Counted::Mac,
+            "mac-generate",
+            |e| {
+                check_alg(e, alg.key_algorithm(), alg.name())?;
+                crate::primitives::mac::mac(alg, &e.key, padding, data)
+            },
+        )
     }
 
     fn verify_mac(
@@ -1163,9 +805,15 @@ impl Hsm for SoftHsm {
         data: &[u8],
         mac: &[u8],
     ) -> Result<()> {
-        self.data_op(key, Operation::MacVerify(alg), 5, "mac-verify", |e| {
-            Self::check_alg(e, alg.key_algorithm(), alg.name())?;
-            crate::verify_mac(alg, &e.key, padding, data, mac)
-        })
+        self.data_op(
+            key,
+            Operation::MacVerify(alg),
+            Counted::Mac,
+            "mac-verify",
+            |e| {
+                check_alg(e, alg.key_algorithm(), alg.name())?;
+                crate::verify_mac(alg, &e.key, padding, data, mac)
+            },
+        )
     }
 }

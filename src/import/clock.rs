@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub(super) struct Stamp {
     /// `YYYY-MM-DDTHH:MM:SSZ` (ISO 8601 extended): the XOF header's `created`.
     pub(super) extended: String,
-    /// `YYYYMMDDTHHMMSSZ` (ISO 8601 basic): the default order id's suffix.
+    /// `YYYYMMDDTHHMMSSZ` (ISO 8601 basic): the default order id's time stamp.
     pub(super) basic: String,
 }
 

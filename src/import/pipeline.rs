@@ -71,10 +71,16 @@ where
 {
     let t0 = Instant::now();
     let now = clock::now();
-    let order_id = opts
-        .order_id
-        .clone()
-        .unwrap_or_else(|| format!("{}-{}", product.name, now.basic));
+    let order_id = match &opts.order_id {
+        Some(id) => id.clone(),
+        None => {
+            // A random suffix: two imports of one product within the same second still get
+            // different order ids.
+            let mut r = [0u8; 3];
+            crate::fill_random(&mut r)?;
+            format!("{}-{}-{}", product.name, now.basic, hex::encode_upper(r))
+        }
+    };
     let header = Header {
         order_id: order_id.clone(),
         issuer: product.issuer.clone(),
@@ -82,6 +88,7 @@ where
         created: now.extended,
         keys: plan.keys.iter().map(key_ref).collect(),
         mac_key: plan.mac.spec.label.clone(),
+        test: plan.hsm.capabilities().is_test(),
     };
     let workers = if opts.workers == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -115,6 +122,7 @@ where
             .iter()
             .map(|a| (a.clone(), 0))
             .collect(),
+        host_fallbacks: plan.host_fallbacks.clone(),
         ..Summary::default()
     };
 

@@ -73,6 +73,8 @@ pub(super) struct Plan<'h> {
     pub(super) mac: KeyInfo,
     /// TK_issuer, when the product names one.
     pub(super) transport: Option<KeyInfo>,
+    /// The host fallbacks this import uses (clear values in host memory).
+    pub(super) host_fallbacks: Vec<Capability>,
 }
 
 /// `caps.require(c)`, with what needs `c` said first.
@@ -84,8 +86,10 @@ fn require(caps: &Capabilities, c: Capability, why: impl FnOnce() -> String) -> 
 }
 
 /// Refuses, before any key is looked up or any byte read, what the product needs and the
-/// backend does not offer.
-fn check_capabilities(caps: &Capabilities, p: &Product) -> Result<()> {
+/// backend does not offer; returns the host fallbacks the import will use (clear values in
+/// host memory), for the summary to state.
+fn check_capabilities(caps: &Capabilities, p: &Product) -> Result<Vec<Capability>> {
+    let mut host = Vec::new();
     let product = || format!("product '{}'", p.name);
     require(caps, Capability::Mac(XOF_MAC), || {
         format!("{}: the XOF's record MACs", product())
@@ -121,26 +125,36 @@ fn check_capabilities(caps: &Capabilities, p: &Product) -> Result<()> {
                 })?;
             }
         }
+        if caps.supports(Capability::HostPinFallback) {
+            host.push(Capability::HostPinFallback);
+        }
     }
     // An individually encrypted field that becomes an attribute is translated TK_issuer →
-    // DKep inside the device. Without that, the only way would be to decrypt it to the host
-    // and encrypt it again: the import does not fall back to that silently.
+    // DKep inside the device. Without that, the only way is to decrypt it to the host and
+    // encrypt it again: the import does that only where the backend offers it as
+    // `HostTranslateFallback` (and the summary says so), never silently.
     if let Some(f) = p
         .fields
         .iter()
         .find(|f| f.encrypted && f.attribute.is_some())
     {
-        require(caps, Capability::TranslateInDevice, || {
-            format!(
-                "{}: field '{}' is translated from the transport key to its DKep with the \
-                 clear value kept in the device (the import does not decrypt it on the host \
-                 instead)",
-                product(),
-                f.name
-            )
-        })?;
+        if !caps.supports(Capability::TranslateInDevice)
+            && caps.supports(Capability::HostTranslateFallback)
+        {
+            host.push(Capability::HostTranslateFallback);
+        } else {
+            require(caps, Capability::TranslateInDevice, || {
+                format!(
+                    "{}: field '{}' is translated from the transport key to its DKep with the \
+                     clear value kept in the device (the backend offers no data translation \
+                     through host memory either)",
+                    product(),
+                    f.name
+                )
+            })?;
+        }
     }
-    Ok(())
+    Ok(host)
 }
 
 /// The KCV method the backend must use for the product's KCV of a key of `a` to compare.
@@ -197,7 +211,7 @@ impl<'h> Plan<'h> {
     /// Reads no input and writes no output.
     pub(super) fn new(hsm: &'h dyn Hsm, p: &Product) -> Result<Self> {
         let caps = hsm.capabilities();
-        check_capabilities(&caps, p)?;
+        let host_fallbacks = check_capabilities(&caps, p)?;
         let tk = p
             .keys
             .transport
@@ -364,6 +378,7 @@ impl<'h> Plan<'h> {
             keys,
             mac,
             transport: tk,
+            host_fallbacks,
         })
     }
 

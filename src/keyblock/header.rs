@@ -166,6 +166,10 @@ macro_rules! key_usages {
                 }
             }
 
+            /// Every named usage, in the order of the standard's table: the codes
+            /// [`str::parse`] accepts.
+            pub const KNOWN: &'static [KeyUsage] = &[$( KeyUsage::$v, )*];
+
             fn from_code(b: [u8; 2]) -> Self {
                 match &b {
                     $( x if x == $code.as_bytes() => KeyUsage::$v, )*
@@ -228,19 +232,55 @@ impl fmt::Display for KeyUsage {
     }
 }
 
+/// Parses a named usage only, upper-case as the standard writes it (`P0`, not `p0`): a code
+/// given by an operator or a caller must be one pmp-core knows, since a key with an
+/// unknown usage is one no operation accepts. (A key block read from elsewhere may carry
+/// a proprietary usage: [`Header::parse`] keeps it as [`KeyUsage::Other`].)
 impl FromStr for KeyUsage {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         match s.as_bytes() {
-            [a, b] if a.is_ascii_alphanumeric() && b.is_ascii_alphanumeric() => {
+            [a, b] if !matches!(KeyUsage::from_code([*a, *b]), KeyUsage::Other(_)) => {
                 Ok(KeyUsage::from_code([*a, *b]))
+            }
+            [a, b] if a.is_ascii_alphanumeric() && b.is_ascii_alphanumeric() => {
+                let upper = [a.to_ascii_uppercase(), b.to_ascii_uppercase()];
+                let hint = if upper != [*a, *b]
+                    && !matches!(KeyUsage::from_code(upper), KeyUsage::Other(_))
+                {
+                    format!(
+                        " (codes are upper-case: {})",
+                        core::str::from_utf8(&upper).unwrap_or("??")
+                    )
+                } else {
+                    String::new()
+                };
+                Err(Error::invalid(
+                    "key usage",
+                    format!(
+                        "{s} is not a known TR-31 key usage{hint}; known: {}",
+                        known_usages()
+                    ),
+                ))
             }
             _ => Err(Error::invalid(
                 "key usage",
-                "expected two letters or digits (for example P0)",
+                format!(
+                    "expected a two-character TR-31 code; known: {}",
+                    known_usages()
+                ),
             )),
         }
     }
+}
+
+/// The known usage codes, space-separated, for error messages.
+pub fn known_usages() -> String {
+    KeyUsage::KNOWN
+        .iter()
+        .map(KeyUsage::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The algorithm of the wrapped key (header position 7).
@@ -323,7 +363,7 @@ impl KeyAlgorithm {
             b'E' => KeyAlgorithm::Ec,
             b'H' => KeyAlgorithm::Hmac,
             b'S' => KeyAlgorithm::Dsa,
-            b if b.is_ascii_alphanumeric() => KeyAlgorithm::Other(b),
+            b if b.is_ascii_uppercase() || b.is_ascii_digit() => KeyAlgorithm::Other(b),
             _ => return None,
         })
     }
@@ -339,10 +379,15 @@ impl FromStr for KeyAlgorithm {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         match s.as_bytes() {
-            [b] => KeyAlgorithm::from_byte(*b),
+            [b] => KeyAlgorithm::from_byte(*b).filter(|a| !matches!(a, KeyAlgorithm::Other(_))),
             _ => None,
         }
-        .ok_or_else(|| Error::invalid("key algorithm", "expected one letter or digit (T, A, ...)"))
+        .ok_or_else(|| {
+            Error::invalid(
+                "key algorithm",
+                format!("{s:?} is not a known TR-31 algorithm; known: T A D R E H S (upper-case)"),
+            )
+        })
     }
 }
 
@@ -439,7 +484,14 @@ impl FromStr for ModeOfUse {
             [b] => ModeOfUse::from_byte(*b),
             _ => None,
         }
-        .ok_or_else(|| Error::invalid("mode of use", "expected one of B C D E G N S T V X Y"))
+        .ok_or_else(|| {
+            Error::invalid(
+                "mode of use",
+                format!(
+                    "{s:?} is not a TR-31 mode of use; known: B C D E G N S T V X Y (upper-case)"
+                ),
+            )
+        })
     }
 }
 
@@ -496,7 +548,12 @@ impl FromStr for Exportability {
             [b] => Exportability::from_byte(*b),
             _ => None,
         }
-        .ok_or_else(|| Error::invalid("exportability", "expected E, N or S"))
+        .ok_or_else(|| {
+            Error::invalid(
+                "exportability",
+                format!("{s:?} is not a TR-31 exportability; known: E N S (upper-case)"),
+            )
+        })
     }
 }
 
@@ -836,20 +893,51 @@ pub(crate) fn parse_prefix(s: &[u8], strict_len: bool) -> Result<(Header, usize)
     if strict_len && !s[1..5].iter().all(u8::is_ascii_digit) {
         return Err(herr(1, "the length field must be four decimal digits"));
     }
-    if !s[5..7].iter().all(u8::is_ascii_alphanumeric) {
-        return Err(herr(5, "key usage must be two letters or digits"));
+    if !s[5..7]
+        .iter()
+        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    {
+        return Err(herr(
+            5,
+            format!(
+                "key usage {:?} must be two upper-case letters or digits; known: {}",
+                String::from_utf8_lossy(&s[5..7]),
+                known_usages()
+            ),
+        ));
     }
     let usage = KeyUsage::from_code([s[5], s[6]]);
-    let algorithm = KeyAlgorithm::from_byte(s[7])
-        .ok_or_else(|| herr(7, format!("unknown algorithm {}", shown(s[7]))))?;
-    let mode_of_use = ModeOfUse::from_byte(s[8])
-        .ok_or_else(|| herr(8, format!("unknown mode of use {}", shown(s[8]))))?;
+    let algorithm = KeyAlgorithm::from_byte(s[7]).ok_or_else(|| {
+        herr(
+            7,
+            format!(
+                "unknown algorithm {}; known: T A D R E H S (upper-case)",
+                shown(s[7])
+            ),
+        )
+    })?;
+    let mode_of_use = ModeOfUse::from_byte(s[8]).ok_or_else(|| {
+        herr(
+            8,
+            format!(
+                "unknown mode of use {}; known: B C D E G N S T V X Y (upper-case)",
+                shown(s[8])
+            ),
+        )
+    })?;
     if !s[9..11].iter().all(u8::is_ascii_alphanumeric) {
         return Err(herr(9, "key version must be two letters or digits"));
     }
     let key_version = [s[9], s[10]];
-    let exportability = Exportability::from_byte(s[11])
-        .ok_or_else(|| herr(11, format!("unknown exportability {}", shown(s[11]))))?;
+    let exportability = Exportability::from_byte(s[11]).ok_or_else(|| {
+        herr(
+            11,
+            format!(
+                "unknown exportability {}; known: E N S (upper-case)",
+                shown(s[11])
+            ),
+        )
+    })?;
     if !s[12..14].iter().all(u8::is_ascii_digit) {
         return Err(herr(
             12,

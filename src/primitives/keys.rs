@@ -6,8 +6,11 @@
 //!   with the `des` crate's table, which also lists the "possibly weak" keys.
 //! - Degenerate TDES: K1 == K2 or K2 == K3 collapses to single DES and is refused
 //!   (K1 == K3 is the ordinary 2-key TDES expressed in 24 bytes and is allowed).
+//! - Degenerate keys, for AES as for TDES: an all-zero key (parity bits aside) is refused.
 //! - Components: a key formed as the XOR of 2 or 3 clear components (key ceremony), each
-//!   optionally checked against its KCV; a TDES result is parity-adjusted.
+//!   optionally checked against its KCV; a TDES result is parity-adjusted. An all-zero
+//!   component and two identical components (whose XOR cancels) are refused, for AES as for
+//!   TDES.
 //!
 //! ```
 //! use pmp_core::{combine_components, Algorithm};
@@ -35,11 +38,14 @@ pub fn set_odd_parity(key: &mut [u8]) {
     }
 }
 
-/// Key hygiene for a key that is being created or imported: TDES keys must have odd
-/// parity, no weak or semi-weak DES part, and neither K1 == K2 nor K2 == K3. AES keys only
-/// need a valid length.
+/// Key hygiene for a key that is being created or imported: no key may be all zero
+/// (parity bits aside); TDES keys must also have odd parity, no weak or semi-weak DES part,
+/// and neither K1 == K2 nor K2 == K3.
 pub fn check_key_hygiene(algorithm: Algorithm, key: &[u8]) -> Result<()> {
     algorithm.check_key_len(key.len())?;
+    if is_zero(algorithm, key) {
+        return Err(Error::WeakKey("the key is all zero"));
+    }
     if algorithm == Algorithm::Aes {
         return Ok(());
     }
@@ -47,6 +53,16 @@ pub fn check_key_hygiene(algorithm: Algorithm, key: &[u8]) -> Result<()> {
         return Err(Error::WeakKey("TDES key does not have odd parity"));
     }
     check_tdes_structure(key)
+}
+
+/// Whether `bytes` are all zero — for TDES the parity bits (each byte's lowest bit) aside,
+/// so `01 01 ...` counts as zero. Runs over every byte (no early exit).
+fn is_zero(algorithm: Algorithm, bytes: &[u8]) -> bool {
+    let mask = match algorithm {
+        Algorithm::Tdes => 0xFE,
+        Algorithm::Aes => 0xFF,
+    };
+    bytes.iter().fold(0u8, |acc, b| acc | (b & mask)) == 0
 }
 
 /// The parity-independent TDES checks: weak parts and degenerate K1 == K2 / K2 == K3.
@@ -72,7 +88,9 @@ fn check_tdes_structure(key: &[u8]) -> Result<()> {
 /// Forms a key as the XOR of 2 or 3 clear components (key ceremony).
 ///
 /// Each component may come with its KCV, checked before anything is combined (the error
-/// names the component). A TDES result is parity-adjusted and must pass
+/// names the component). A component that is all zero, or equal to another component, is
+/// refused (for TDES parity bits aside): either would leave the key to fewer custodians than
+/// the ceremony claims. A TDES result is parity-adjusted and must pass
 /// [`check_key_hygiene`]; components themselves need not have odd parity.
 pub fn combine_components(
     algorithm: Algorithm,
@@ -97,6 +115,18 @@ pub fn combine_components(
                     c.len()
                 ),
             ));
+        }
+        if is_zero(algorithm, c) {
+            return Err(Error::WeakKey("a key component is all zero"));
+        }
+        for (other, _) in &components[..i] {
+            let mut diff = Zeroizing::new(vec![0u8; len]);
+            for ((d, a), b) in diff.iter_mut().zip(c.iter()).zip(other.iter()) {
+                *d = a ^ b;
+            }
+            if is_zero(algorithm, &diff) {
+                return Err(Error::WeakKey("two key components are identical"));
+            }
         }
         if let Some(expected) = kcv {
             let ck = SecretKey::new(algorithm, c)?;

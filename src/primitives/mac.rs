@@ -107,7 +107,7 @@ pub struct MacTag {
 }
 
 impl MacTag {
-    fn from_slice(s: &[u8]) -> Self {
+    pub(crate) fn from_slice(s: &[u8]) -> Self {
         let mut bytes = [0u8; 16];
         bytes[..s.len()].copy_from_slice(s);
         Self {

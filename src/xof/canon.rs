@@ -37,7 +37,9 @@ pub(crate) fn padding_code(p: Padding) -> u8 {
 }
 
 /// `"XOF1-HDR" || LP(version) || LP(order-id) || LP(issuer) || LP(product) || LP(created)
-/// || LP(mac-key) || u32(n) || n × (LP(label) || LP(usage) || LP(algorithm) || LP(kcv))`.
+/// || LP(mac-key) || u32(n) || n × (LP(label) || LP(usage) || LP(algorithm) || LP(kcv))`,
+/// followed by `LP("test") || LP("true")` when the header carries the TEST marker (absent
+/// otherwise, so that a production header's input is unchanged).
 pub(crate) fn header_input(out: &mut Vec<u8>, version: &str, h: &Header) {
     out.clear();
     out.extend_from_slice(TAG_HEADER);
@@ -53,6 +55,10 @@ pub(crate) fn header_input(out: &mut Vec<u8>, version: &str, h: &Header) {
         lp(out, k.usage.as_str().as_bytes());
         lp(out, k.algorithm.name().as_bytes());
         lp(out, k.kcv.as_bytes());
+    }
+    if h.test {
+        lp(out, b"test");
+        lp(out, b"true");
     }
 }
 

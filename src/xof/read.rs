@@ -212,6 +212,7 @@ impl<R: BufRead> Parser<R> {
                 created: String::new(),
                 keys: Vec::new(),
                 mac_key: String::new(),
+                test: false,
             },
             header_mac: [0; 16],
             header_line: 1,
@@ -291,6 +292,15 @@ impl<R: BufRead> Parser<R> {
                                     self.ctx.err("header mac must be 32 hex digits")
                                 })?);
                                 seen |= 32;
+                                return Ok(true);
+                            }
+                            "test" => {
+                                if v != "true" {
+                                    return Err(self.ctx.err(
+                                        "header test must be \"true\" when present (omit it for production)",
+                                    ));
+                                }
+                                h.test = true;
                                 return Ok(true);
                             }
                             _ => return Ok(false),
@@ -656,6 +666,17 @@ fn mac_check(r: Result<()>, what: impl FnOnce() -> String, reason: &str) -> Resu
     }
 }
 
+/// What a [`Reader`] accepts beyond its defaults.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadOptions<'a> {
+    /// The label of the key that must MAC the file: a header naming any other key is
+    /// refused with [`Error::Policy`].
+    pub mac_key: Option<&'a str>,
+    /// Accept a TEST-marked order (`test="true"`) on a production HSM (refused by default:
+    /// an order made under a TEST LMK must not reach production by mistake).
+    pub allow_test: bool,
+}
+
 impl<'h, R: BufRead> Reader<'h, R> {
     /// Reads and verifies the header of `input`; errors name the source `"XOF input"`.
     pub fn new(input: R, hsm: &'h dyn Hsm) -> Result<Self> {
@@ -674,8 +695,28 @@ impl<'h, R: BufRead> Reader<'h, R> {
     }
 
     /// Reads and verifies the header: errors name the source `name`; with `mac_key`, the
-    /// header must name that MAC key.
+    /// header must name that MAC key. A TEST-marked order on a production HSM is refused.
     pub fn open(input: R, hsm: &'h dyn Hsm, name: &str, mac_key: Option<&str>) -> Result<Self> {
+        Self::open_with(
+            input,
+            hsm,
+            name,
+            &ReadOptions {
+                mac_key,
+                allow_test: false,
+            },
+        )
+    }
+
+    /// As [`open`](Reader::open), with every option: the expected MAC key, and whether a
+    /// TEST-marked order is accepted on a production HSM.
+    pub fn open_with(
+        input: R,
+        hsm: &'h dyn Hsm,
+        name: &str,
+        opts: &ReadOptions<'_>,
+    ) -> Result<Self> {
+        let mac_key = opts.mac_key;
         let mut p = Parser::new(input, name);
         p.read_header()?;
         let h = &p.header;
@@ -696,7 +737,7 @@ impl<'h, R: BufRead> Reader<'h, R> {
         })?;
         let info = hsm.key_info(&key)?;
         let listed = h.key(&h.mac_key).expect("checked by check_header");
-        check_mac_key_policy(&info)?;
+        check_mac_key_policy(hsm, &info)?;
         listed.kcv.check(
             &info.kcv,
             format!("XOF MAC key '{}' of {}", h.mac_key, name),
@@ -714,6 +755,11 @@ impl<'h, R: BufRead> Reader<'h, R> {
             || format!("{} line {} (header)", name, p.header_line),
             "header MAC does not verify",
         )?;
+        if h.test && !opts.allow_test && !hsm.capabilities().is_test() {
+            return Err(Error::Policy(format!(
+                "{name} is a TEST order (test=\"true\": made under a TEST LMK) and this HSM is a production one; TEST orders are for development and tests only"
+            )));
+        }
         let chain = p.header_mac;
         Ok(Self {
             p,

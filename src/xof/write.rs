@@ -92,7 +92,7 @@ impl<'h, W: Write> Writer<'h, W> {
                 ),
             ));
         }
-        check_mac_key_policy(&info)?;
+        check_mac_key_policy(hsm, &info)?;
         let listed = header
             .key(&header.mac_key)
             .expect("checked by check_header");
@@ -122,6 +122,9 @@ impl<'h, W: Write> Writer<'h, W> {
         push_attr(&mut xml, "product", &header.product);
         push_attr(&mut xml, "created", &header.created);
         push_attr(&mut xml, "mac-key", &header.mac_key);
+        if header.test {
+            push_attr(&mut xml, "test", "true");
+        }
         push_hex_attr(&mut xml, "mac", &header_mac);
         xml.extend_from_slice(b">\n");
         for k in &header.keys {

@@ -28,9 +28,8 @@ static_assert(sizeof(pmp_issued_key{}.block) == PMP_KEY_BLOCK_CAP, "key block ca
 int main() {
     const std::uint8_t key[16] = {0xD9, 0xEA, 0x02, 0x51, 0x73, 0x8F, 0x3E, 0xF1,
                                   0x08, 0x85, 0x64, 0x2F, 0xAB, 0x7A, 0xC2, 0xF8};
-    std::uint8_t kcv[3] = {};
+    char kcv[PMP_KCV_CAP] = {};
     std::size_t written = 0;
-    const std::uint8_t expected[3] = {0xB5, 0x30, 0x05};
     if (pmp_version() == nullptr) {
         return 1;
     }
@@ -40,8 +39,11 @@ int main() {
         return 3;
     }
     pmp_status status = pmp_kcv(PMP_ALGORITHM_TDES, key, sizeof key, kcv, sizeof kcv, &written);
-    if (status != PMP_STATUS_OK || written != 3 || std::memcmp(kcv, expected, 3) != 0) {
+    if (status != PMP_STATUS_OK || written != 6 || std::strcmp(kcv, "B53005") != 0) {
         return 2;
+    }
+    if (pmp_abi_version() != PMP_ABI_VERSION || pmp_hsm_close(nullptr) != PMP_STATUS_OK) {
+        return 4;
     }
     return 0;
 }

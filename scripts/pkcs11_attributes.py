@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Prints the PKCS#11 attributes of every secret key on a token, one JSON object a line.
+
+An independent reader for tests/pkcs11.rs (python-pkcs11, not pmp-core's own view):
+
+    PMP_PKCS11_PIN=1234 python3 scripts/pkcs11_attributes.py MODULE TOKEN_LABEL
+
+Needs python-pkcs11 (pip install python-pkcs11==0.10.1).
+"""
+
+import json
+import os
+import sys
+
+import pkcs11
+from pkcs11 import Attribute, ObjectClass
+
+FLAGS = {
+    "token": Attribute.TOKEN,
+    "private": Attribute.PRIVATE,
+    "sensitive": Attribute.SENSITIVE,
+    "always_sensitive": Attribute.ALWAYS_SENSITIVE,
+    "extractable": Attribute.EXTRACTABLE,
+    "never_extractable": Attribute.NEVER_EXTRACTABLE,
+    "modifiable": Attribute.MODIFIABLE,
+    "wrap_with_trusted": Attribute.WRAP_WITH_TRUSTED,
+    "encrypt": Attribute.ENCRYPT,
+    "decrypt": Attribute.DECRYPT,
+    "sign": Attribute.SIGN,
+    "verify": Attribute.VERIFY,
+    "wrap": Attribute.WRAP,
+    "unwrap": Attribute.UNWRAP,
+    "derive": Attribute.DERIVE,
+}
+
+
+def main() -> None:
+    module, token_label = sys.argv[1], sys.argv[2]
+    lib = pkcs11.lib(module)
+    token = lib.get_token(token_label=token_label)
+    with token.open(user_pin=os.environ["PMP_PKCS11_PIN"]) as session:
+        for obj in session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY}):
+            try:
+                row = {
+                    "label": obj[Attribute.LABEL],
+                    "id": bytes(obj[Attribute.ID]).decode("ascii", "replace"),
+                }
+            except pkcs11.exceptions.PKCS11Error:
+                # Destroyed by another process (the tests run in parallel) after listing.
+                continue
+            for name, attr in FLAGS.items():
+                try:
+                    row[name] = bool(obj[attr])
+                except (pkcs11.exceptions.AttributeTypeInvalid, KeyError):
+                    row[name] = None
+            print(json.dumps(row, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
