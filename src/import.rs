@@ -40,6 +40,12 @@
 //! [`import_file`] then leaves no output: both files are written to temporary files in the
 //! target directory and renamed only when everything succeeded.
 //!
+//! [`dry_run`] does all of it — every record read, checked, translated and counted, the
+//! totals reconciled — into [`std::io::sink`]: the way to try a new product on a real file.
+//! The [`Summary`] lists per attribute how many written records carry it, and warns of
+//! optional fields that are in no record of the file (`absent-fields="warn"`; by default
+//! such a field stops the file).
+//!
 //! Not detected here: an issuer record id that occurs twice (it would need memory that
 //! grows with the file); such records are imported as they are. The XOF's record MAC chain
 //! detects a record duplicated after import.
@@ -175,6 +181,14 @@ pub struct Summary {
     pub keys: Vec<KeyInfo>,
     /// The TK_issuer, when the product names one.
     pub transport_key: Option<KeyInfo>,
+    /// Per XOF attribute the product produces, in field order: how many records written
+    /// carry it (an optional field's attribute is absent from records without the field).
+    pub attributes: Vec<(String, u64)>,
+    /// Warnings for the operator: optional fields that are in no record of the file (with
+    /// `absent-fields="warn"`; otherwise such a file fails).
+    pub warnings: Vec<String>,
+    /// A dry run ([`dry_run`]): nothing was written.
+    pub dry_run: bool,
     /// The host fallbacks the import ran on, because the backend offers no way to keep the
     /// clear values in the device: [`Capability::HostTranslateFallback`] (fields translated
     /// from TK_issuer to their DKep through host memory) and [`Capability::HostPinFallback`]
@@ -228,6 +242,25 @@ pub fn import_file(
     let (summary, xof_w, rej_w) =
         pipeline::run(&plan, product, f, xof_w, rej_w, opts).map_err(|e| e.into_error(input))?;
     outputs.commit(xof_w, rej_w)?;
+    Ok(summary)
+}
+
+/// A dry run of [`import_file`]: reads, decrypts, parses, checks, translates and reconciles
+/// the whole file exactly as an import does — every record written or rejected, the counts
+/// reconciled, every failure an error — but writes no XOF and no reject report (both go to
+/// [`std::io::sink`]). The way to try a new product on a real file.
+pub fn dry_run(
+    hsm: &dyn Hsm,
+    product: &Product,
+    input: &Path,
+    opts: &Options<'_>,
+) -> Result<Summary> {
+    let plan = plan::Plan::new(hsm, product)?;
+    let f = fs::File::open(input).map_err(|e| Error::io(input, e))?;
+    let (mut summary, _, _) =
+        pipeline::run(&plan, product, f, std::io::sink(), std::io::sink(), opts)
+            .map_err(|e| e.into_error(input))?;
+    summary.dry_run = true;
     Ok(summary)
 }
 

@@ -10,6 +10,7 @@
 //! This folder depends on the primitives and the PIN block formats only; it never touches a
 //! key. The import pipeline ([`crate::import`]) puts it together with the HSM.
 
+pub mod encoding;
 pub mod issuer;
 pub mod product;
 pub mod validate;

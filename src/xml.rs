@@ -12,10 +12,11 @@
 //! - every event is read under a byte budget ([`Budget`]): the read fails as soon as the
 //!   event passes the budget, before the extra bytes are buffered;
 //! - every event is screened ([`screen`]) against the parser's [`Rules`]: a DOCTYPE (hence
-//!   any entity declaration, internal or external) and CDATA are always refused; comments,
-//!   processing instructions and references in text only where the parser allows them, and
-//!   then only the five predefined entities and character references; no element deeper
-//!   than the parser's depth limit.
+//!   any entity declaration, internal or external) is always refused; CDATA, comments,
+//!   processing instructions and references in text only where the parser allows them (the
+//!   issuer XML layout takes CDATA as text; the XOF and product files refuse it), and then
+//!   only the five predefined entities and character references; no element deeper than the
+//!   parser's depth limit.
 //!
 //! Attribute values go through [`attribute_value`]: the same predefined entities and
 //! character references, nothing else.
@@ -27,9 +28,9 @@ use std::io::{self, BufRead, Read};
 use quick_xml::XmlVersion;
 use quick_xml::escape::resolve_xml_entity;
 use quick_xml::events::attributes::Attribute;
-use quick_xml::events::{BytesDecl, BytesEnd, BytesRef, BytesStart, BytesText, Event};
+use quick_xml::events::{BytesCData, BytesDecl, BytesEnd, BytesRef, BytesStart, BytesText, Event};
 
-/// What a parser lets through. Everything not named here (a DOCTYPE, CDATA) is refused.
+/// What a parser lets through. Everything not named here (a DOCTYPE) is refused.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Rules {
     /// Bytes one event may take from the input (a tag with its attributes, a text node, a
@@ -45,6 +46,8 @@ pub(crate) struct Rules {
     /// and character references, any other entity refused. Otherwise every reference in
     /// text is refused (attribute values are [`attribute_value`]'s business).
     pub text_references: bool,
+    /// CDATA sections are text ([`Content::CData`]); otherwise refused.
+    pub cdata: bool,
 }
 
 /// One screened event: only what [`Rules`] let through.
@@ -62,6 +65,8 @@ pub(crate) enum Content<'b> {
     Text(BytesText<'b>),
     /// A reference in text, resolved (only with [`Rules::text_references`]).
     Char(char),
+    /// A CDATA section's text, as it stands (only with [`Rules::cdata`]).
+    CData(BytesCData<'b>),
     /// A comment or processing instruction that the rules allow: nothing to do.
     Skipped,
     /// The end of the input.
@@ -280,6 +285,7 @@ pub(crate) fn screen<'b>(
         Event::Decl(d) => Content::Decl(d),
         Event::Eof => Content::Eof,
         Event::DocType(_) => return Err(Refused::DocType),
+        Event::CData(c) if rules.cdata => Content::CData(c),
         Event::CData(_) => return Err(Refused::Cdata),
         Event::Comment(_) if rules.comments => Content::Skipped,
         Event::Comment(_) => return Err(Refused::Comment),
@@ -365,11 +371,13 @@ mod tests {
         comments: true,
         processing_instructions: true,
         text_references: true,
+        cdata: true,
     };
     const NONE: Rules = Rules {
         comments: false,
         processing_instructions: false,
         text_references: false,
+        cdata: false,
         ..ALL
     };
 
@@ -386,6 +394,7 @@ mod tests {
                 Content::End(e) => format!("</{}>", e.name().as_ref()),
                 Content::Text(t) => format!("{:?}", &*t),
                 Content::Char(c) => format!("&{c}"),
+                Content::CData(c) => format!("cdata {:?}", &*c),
                 Content::Skipped => "skip".to_string(),
                 Content::Eof => return Ok(out),
             };
@@ -417,15 +426,20 @@ mod tests {
     }
 
     #[test]
-    fn doctype_and_cdata_are_always_refused() {
+    fn doctype_is_always_refused_and_cdata_follows_the_rules() {
         for rules in [ALL, NONE] {
             assert_eq!(refused("<!DOCTYPE a><a/>", rules), Refused::DocType);
             assert_eq!(
                 refused("<!DOCTYPE a [<!ENTITY x \"y\">]><a>&x;</a>", rules),
                 Refused::DocType
             );
-            assert_eq!(refused("<a><![CDATA[x]]></a>", rules), Refused::Cdata);
         }
+        assert_eq!(refused("<a><![CDATA[x]]></a>", NONE), Refused::Cdata);
+        // CDATA as it stands: no reference is expanded inside it.
+        assert_eq!(
+            events("<a><![CDATA[x &amp; <y>]]></a>", ALL).unwrap(),
+            ["<a>", "cdata \"x &amp; <y>\"", "</a>"]
+        );
     }
 
     #[test]

@@ -155,6 +155,9 @@ fn every_layout_and_encryption_mode_round_trips() {
         LayoutChoice::Delimited,
         LayoutChoice::Fixed,
         LayoutChoice::Xml,
+        LayoutChoice::ProcessorXml {
+            totals_after: false,
+        },
     ] {
         for (mode, scenario) in [
             ("clear", sc(layout, false, false, Algorithm::Tdes)),
@@ -166,6 +169,21 @@ fn every_layout_and_encryption_mode_round_trips() {
             run_scenario(&format!("{layout:?}-{mode}"), scenario, 83, 2);
         }
     }
+}
+
+#[test]
+fn a_processor_file_with_its_totals_after_the_records_round_trips() {
+    run_scenario(
+        "processor-totals-after",
+        sc(
+            LayoutChoice::ProcessorXml { totals_after: true },
+            true,
+            false,
+            Algorithm::Tdes,
+        ),
+        120,
+        2,
+    );
 }
 
 #[test]
@@ -1323,5 +1341,87 @@ fn a_record_id_that_occurs_twice_is_imported_as_it_comes() {
     assert_eq!(
         pmp_core::xof::verify_file(&out, &s.hsm).unwrap(),
         sum.written
+    );
+}
+
+/// Imports `n` generated records (environment `PMP_LARGE_RECORDS`, default 200,000) in
+/// `scenario` and checks that every record is accounted for: read = declared, every record
+/// written or rejected (the reject report has one line per reject), the XOF's MAC chain
+/// holds the written ones. Prints records/s; peak memory is measured from outside
+/// (`/usr/bin/time -v`, docs/product.md gives the figures).
+fn large(name: &str, scenario: Scenario) {
+    let n: u64 = std::env::var("PMP_LARGE_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let s = setup(name, scenario);
+    let input = write_issuer_file(&s, Cards::new(11, n));
+    let out = s.dir.0.join("order.xof");
+    let sum = import::import_file(&s.hsm, &s.product, &input, &out, None, &Options::default())
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let bad = defects(11, n);
+    assert_eq!((sum.read, sum.declared), (n, Some(n)), "{name}");
+    assert_eq!((sum.written, sum.rejected), (n - bad, bad), "{name}");
+    let rej = std::fs::read_to_string(import::default_rejects_path(&out)).unwrap();
+    assert_eq!(
+        rej.lines().filter(|l| !l.starts_with('#')).count() as u64,
+        bad,
+        "{name}"
+    );
+    assert_eq!(pmp_core::xof::verify_file(&out, &s.hsm).unwrap(), n - bad);
+    println!(
+        "{name}: {n} records, {} input bytes, {:.3} s, {:.0} records/s on {} workers",
+        sum.bytes,
+        sum.elapsed.as_secs_f64(),
+        sum.records_per_second(),
+        sum.workers
+    );
+}
+
+#[test]
+#[ignore = "large: run in release, one at a time (cargo test --release --test import -- --ignored --exact NAME)"]
+fn large_processor_file_clear() {
+    large(
+        "processor-clear",
+        sc(
+            LayoutChoice::ProcessorXml {
+                totals_after: false,
+            },
+            false,
+            false,
+            Algorithm::Tdes,
+        ),
+    );
+}
+
+#[test]
+#[ignore = "large: run in release, one at a time"]
+fn large_processor_file_tdes() {
+    large(
+        "processor-tdes",
+        sc(
+            LayoutChoice::ProcessorXml { totals_after: true },
+            true,
+            false,
+            Algorithm::Tdes,
+        ),
+    );
+}
+
+#[test]
+#[ignore = "large: run in release, one at a time"]
+fn large_flat_file_clear() {
+    large(
+        "flat-clear",
+        sc(LayoutChoice::Delimited, false, false, Algorithm::Tdes),
+    );
+}
+
+#[test]
+#[ignore = "large: run in release, one at a time"]
+fn large_flat_file_tdes() {
+    large(
+        "flat-tdes",
+        sc(LayoutChoice::Delimited, true, false, Algorithm::Tdes),
     );
 }

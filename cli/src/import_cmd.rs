@@ -29,11 +29,16 @@ pub struct ImportArgs {
     #[arg(long = "in")]
     input: PathBuf,
     /// The XOF order file to write.
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required_unless_present = "dry_run")]
+    out: Option<PathBuf>,
     /// The reject report (default: ORDER.rejects.txt beside the XOF).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dry_run")]
     rejects: Option<PathBuf>,
+    /// Read, decrypt, parse, check and reconcile the whole file and print the summary and
+    /// the rejects by reason, writing no XOF and no reject report: the way to try a new
+    /// product on a real file.
+    #[arg(long)]
+    dry_run: bool,
     /// The XOF order id (default: PRODUCT-TIMESTAMP-RANDOM, unique per import).
     #[arg(long)]
     order_id: Option<String>,
@@ -82,13 +87,23 @@ fn import_json(s: &Summary) -> serde_json::Value {
             .iter()
             .map(|(r, n)| (r.code().to_string(), json!(n)))
             .collect::<serde_json::Map<_, _>>(),
+        "records_per_attribute": s
+            .attributes
+            .iter()
+            .map(|(a, n)| (a.clone(), json!(n)))
+            .collect::<serde_json::Map<_, _>>(),
+        "warnings": s.warnings,
+        "dry_run": s.dry_run,
     })
 }
 
 fn print_import(s: &Summary) {
     println!(
-        "read={} written={} rejected={}",
-        s.read, s.written, s.rejected
+        "read={} written={} rejected={}{}",
+        s.read,
+        s.written,
+        s.rejected,
+        if s.dry_run { " (dry run)" } else { "" }
     );
     println!("  order:        {}", s.order_id);
     if let Some(d) = s.declared {
@@ -112,29 +127,48 @@ fn print_import(s: &Summary) {
             println!("    {:<18} {n}", r.code());
         }
     }
+    if !s.attributes.is_empty() {
+        println!(
+            "  records carrying each attribute (of {} written):",
+            s.written
+        );
+        for (a, n) in &s.attributes {
+            println!("    {a:<18} {n}");
+        }
+    }
+    for w in &s.warnings {
+        println!("  warning: {w}");
+    }
 }
 
 /// Refuses outputs of `pmp import` that would replace the product file or land inside the
 /// key store (a key file, the audit log): the store would be broken and a key lost.
-fn check_import_outputs(args: &ImportArgs, rejects: &std::path::Path) -> CliResult {
+fn check_import_outputs(
+    args: &ImportArgs,
+    out: &std::path::Path,
+    rejects: &std::path::Path,
+) -> CliResult {
     let mut protected: Vec<&std::path::Path> = vec![&args.product];
     if let Some(dir) = args.backend.dir() {
         protected.push(dir);
     }
-    import::check_output_paths(&args.out, rejects, &protected)?;
+    import::check_output_paths(out, rejects, &protected)?;
     Ok(())
 }
 
 /// Runs `pmp import`.
 pub fn run_import(args: ImportArgs) -> CliResult {
+    let Some(out) = args.out.clone().filter(|_| !args.dry_run) else {
+        return run_dry_run(args);
+    };
     let rejects = args
         .rejects
         .clone()
-        .unwrap_or_else(|| import::default_rejects_path(&args.out));
+        .unwrap_or_else(|| import::default_rejects_path(&out));
     // Key-store files and the product are never outputs, not even with --force.
-    check_import_outputs(&args, &rejects)?;
+    check_import_outputs(&args, &out, &rejects)?;
     if !args.force {
-        for (flag, path) in [("--out", &args.out), ("--rejects", &rejects)] {
+        for (flag, path) in [("--out", &out), ("--rejects", &rejects)] {
             if path.exists() {
                 return Err(CliError::rejected(format!(
                     "{flag} {}: the file exists; give --force to replace it, or choose another name",
@@ -154,26 +188,49 @@ pub fn run_import(args: ImportArgs) -> CliResult {
         progress: Some(&progress),
         ..Options::default()
     };
-    let r = import::import_file(
-        &*hsm,
-        &product,
-        &args.input,
-        &args.out,
-        Some(&rejects),
-        &opts,
-    );
+    let r = import::import_file(&*hsm, &product, &args.input, &out, Some(&rejects), &opts);
     reporter.finish();
     let s = r?;
     output::result(
         || {
             print_import(&s);
-            println!("  XOF:          {}", args.out.display());
+            println!("  XOF:          {}", out.display());
             println!("  rejects:      {}", rejects.display());
         },
         || {
             let mut v = import_json(&s);
-            v["xof"] = json!(args.out.display().to_string());
+            v["xof"] = json!(out.display().to_string());
             v["rejects"] = json!(rejects.display().to_string());
+            v["test"] = json!(hsm.capabilities().is_test());
+            v
+        },
+    );
+    Ok(())
+}
+
+/// Runs `pmp import --dry-run`: the whole import, nothing written.
+fn run_dry_run(args: ImportArgs) -> CliResult {
+    let hsm = hsm_cmd::open_backend(&args.backend)?;
+    let product = Product::load(&args.product)?;
+    let total = std::fs::metadata(&args.input).ok().map(|m| m.len());
+    let reporter = Reporter::new("import", total);
+    let progress = |p: Progress| reporter.update(p.bytes, p.records);
+    let opts = Options {
+        order_id: args.order_id,
+        workers: args.workers,
+        progress: Some(&progress),
+        ..Options::default()
+    };
+    let r = import::dry_run(&*hsm, &product, &args.input, &opts);
+    reporter.finish();
+    let s = r?;
+    output::result(
+        || {
+            print_import(&s);
+            println!("  nothing written (dry run)");
+        },
+        || {
+            let mut v = import_json(&s);
             v["test"] = json!(hsm.capabilities().is_test());
             v
         },

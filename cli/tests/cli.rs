@@ -249,19 +249,37 @@ fn key_store_flow() {
     let (h, k) = pmp_core::keyblock::unwrap(&zmk, &block, &Default::default()).unwrap();
     assert_eq!(h.usage, pmp_core::keyblock::KeyUsage::P0);
     assert_eq!(k.kcv().to_string(), ptk_kcv);
-    // Import it back under another label: same KCV.
-    let o = pmp(&[
-        "key",
-        "import",
-        "--dir",
-        d.s(),
-        "--label",
-        "PTK2",
-        "--kek",
-        "ZMK",
-        "--block",
-        &block,
-    ]);
+    // Import it back under another label: same KCV. With the KCV the sender gave: a wrong
+    // one is refused and nothing is stored; the right one imports.
+    let import = |label: &str, kcv: Option<&str>| {
+        let mut args = vec![
+            "key",
+            "import",
+            "--dir",
+            d.s(),
+            "--label",
+            label,
+            "--kek",
+            "ZMK",
+            "--block",
+            &block,
+        ];
+        if let Some(k) = kcv {
+            args.extend(["--kcv", k]);
+        }
+        pmp(&args)
+    };
+    let o = import("PTK-WRONG", Some("000000"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("KCV mismatch"), "{}", stderr(&o));
+    let o = import("PTK-BADHEX", Some("XYZ"));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let o = pmp(&["key", "list", "--dir", d.s()]);
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("PTK-"),
+        "nothing stored after a refused import"
+    );
+    let o = import("PTK2", Some(&ptk_kcv));
     assert_eq!(first_line(&o), ptk_kcv, "{}", stderr(&o));
     let o = pmp(&["key", "list", "--dir", d.s()]);
     let list = String::from_utf8_lossy(&o.stdout).to_string();
@@ -316,6 +334,80 @@ fn production_lmk_comes_from_the_environment() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1), "wrong components refused");
     assert!(!stderr(&o).contains(c1));
+}
+
+#[test]
+fn import_dry_run_writes_nothing() {
+    let d = TempDir::new("dry-run");
+    let demo = d.0.join("demo");
+    let o = pmp(&["demo", "--cards", "60", "--out", demo.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let before: Vec<_> = std::fs::read_dir(&demo)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let ks = demo.join("keystore");
+    let product = demo.join("product.xml");
+    let input = demo.join("issuer-cards.csv.enc");
+    let o = pmp(&[
+        "import",
+        "--dir",
+        ks.to_str().unwrap(),
+        "--product",
+        product.to_str().unwrap(),
+        "--in",
+        input.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    // 60 generated cards, records 7, 31 and 53 defective (pmp_demo::Cards).
+    assert_eq!(
+        first_line(&o),
+        "read=60 written=57 rejected=3 (dry run)",
+        "{out}"
+    );
+    assert!(
+        out.contains("rejects by reason:") && out.contains("pan-luhn"),
+        "{out}"
+    );
+    assert!(
+        out.contains("records carrying each attribute") && out.contains("PAN"),
+        "{out}"
+    );
+    assert!(out.contains("nothing written (dry run)"), "{out}");
+    let mut after: Vec<_> = std::fs::read_dir(&demo)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let mut before = before;
+    before.sort();
+    after.sort();
+    assert_eq!(before, after, "a dry run writes no file");
+    // --rejects makes no sense with --dry-run; --out is needed without it.
+    let o = pmp(&[
+        "import",
+        "--dir",
+        ks.to_str().unwrap(),
+        "--product",
+        product.to_str().unwrap(),
+        "--in",
+        input.to_str().unwrap(),
+        "--dry-run",
+        "--rejects",
+        "r.txt",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = pmp(&[
+        "import",
+        "--dir",
+        ks.to_str().unwrap(),
+        "--product",
+        product.to_str().unwrap(),
+        "--in",
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
 }
 
 /// A usage error never echoes what was typed in a value's place: a key given without its

@@ -173,6 +173,24 @@ impl IssuerSide {
                 writeln!(w, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>").map_err(io)?;
                 writeln!(w, "<cards count=\"{count}\">").map_err(io)?;
             }
+            LayoutChoice::ProcessorXml { totals_after } => {
+                writeln!(w, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>").map_err(io)?;
+                writeln!(
+                    w,
+                    "<!-- card generation file, processor style (synthetic) -->"
+                )
+                .map_err(io)?;
+                writeln!(w, "<CARDGEN>").map_err(io)?;
+                writeln!(
+                    w,
+                    "  <HEADER><FILE_ID>DEMO-0001</FILE_ID><CREATED>2026-01-01T00:00:00Z</CREATED></HEADER>"
+                )
+                .map_err(io)?;
+                if !totals_after {
+                    write_totals(w, count)?;
+                }
+                writeln!(w, "  <PRODUCT CODE=\"DEMO-VISA-CLASSIC\">").map_err(io)?;
+            }
             LayoutChoice::Fixed => {}
         }
         for c in cards {
@@ -201,6 +219,9 @@ impl IssuerSide {
                     }
                     line.push('\n');
                 }
+                LayoutChoice::ProcessorXml { .. } => {
+                    processor_record(&c, &v, &mut line);
+                }
                 LayoutChoice::Xml => {
                     line.push_str("  <card>");
                     for (f, (name, _)) in v.iter().zip(widths.iter()) {
@@ -219,7 +240,64 @@ impl IssuerSide {
             LayoutChoice::Delimited => writeln!(w, "TRL,{n}").map_err(io)?,
             LayoutChoice::Fixed => writeln!(w, "TRL{n:09}").map_err(io)?,
             LayoutChoice::Xml => writeln!(w, "</cards>").map_err(io)?,
+            LayoutChoice::ProcessorXml { totals_after } => {
+                writeln!(w, "  </PRODUCT>").map_err(io)?;
+                if totals_after {
+                    write_totals(w, count)?;
+                }
+                writeln!(w, "</CARDGEN>").map_err(io)?;
+            }
         }
         Ok(n)
     }
+}
+
+/// The processor file's summary block with the declared total.
+fn write_totals(w: &mut dyn Write, count: usize) -> Result<()> {
+    writeln!(
+        w,
+        "  <CARDSUM><NO_OF_CARDS>{count}</NO_OF_CARDS><PRODUCT_REF>DEMO-VISA-CLASSIC</PRODUCT_REF></CARDSUM>"
+    )
+    .map_err(|e| Error::io("issuer file", e))
+}
+
+/// One `CARDHOLDER` record of the processor file: `v` are the card's values in field order
+/// (as [`IssuerSide::values`] gives them). An empty value's element is left out, as
+/// processors do.
+fn processor_record(c: &Card, v: &[Zeroizing<String>; 10], line: &mut String) {
+    let el = |line: &mut String, name: &str, value: &str| {
+        if !value.is_empty() {
+            line.push_str(&format!(
+                "<{name}>{}</{name}>",
+                quick_xml::escape::escape(value)
+            ));
+        }
+    };
+    line.push_str(&format!(
+        "    <CARDHOLDER UID=\"{}\">\n",
+        quick_xml::escape::escape(v[0].as_str())
+    ));
+    line.push_str("      <CARRIER>");
+    el(line, "NAME", &v[4]);
+    line.push_str("<ADDRESS>");
+    // The address line as CDATA (it never holds "]]>").
+    line.push_str(&format!("<ADD1><![CDATA[{}]]></ADD1>", v[7].as_str()));
+    el(line, "CITY", &v[8]);
+    el(line, "POSTCODE", &v[9]);
+    line.push_str("</ADDRESS></CARRIER>\n");
+    let kind = if c.pan.starts_with('5') {
+        "CREDIT"
+    } else {
+        "DEBIT"
+    };
+    line.push_str(&format!("      <CARD type=\"{kind}\">"));
+    el(line, "PAN", &v[1]);
+    el(line, "EXPIRY", &v[2]);
+    el(line, "SERVICE_CODE", &v[3]);
+    line.push_str("<EMBOSS>");
+    el(line, "LINE1", &v[4]);
+    line.push_str("</EMBOSS>");
+    el(line, "TRACK2", &v[5]);
+    el(line, "PIN_BLOCK", &v[6]);
+    line.push_str("</CARD>\n    </CARDHOLDER>\n");
 }

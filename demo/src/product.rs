@@ -5,7 +5,7 @@ use pmp_core::Algorithm;
 
 use crate::issuer_sim::IssuerSide;
 use crate::labels;
-use crate::scenario::{LayoutChoice, field_widths};
+use crate::scenario::{LayoutChoice, PROCESSOR_PATHS, field_widths};
 
 impl IssuerSide {
     /// The product (`pmp-product-1` XML) for this scenario, with the KCVs of the issuer's
@@ -19,6 +19,10 @@ impl IssuerSide {
             LayoutChoice::Fixed => r#"<layout kind="fixed" record-id="card_id">"#.to_string(),
             LayoutChoice::Xml => {
                 r#"<layout kind="xml" root="cards" record="card" record-id="card_id">"#.to_string()
+            }
+            LayoutChoice::ProcessorXml { .. } => {
+                r#"<layout kind="xml" record-path="CARDGEN/PRODUCT/CARDHOLDER" record-id="card_id">"#
+                    .to_string()
             }
         };
         let mut x = String::new();
@@ -62,6 +66,9 @@ impl IssuerSide {
             LayoutChoice::Delimited => "    <count trailer=\"TRL\" column=\"2\"/>\n",
             LayoutChoice::Fixed => "    <count trailer=\"TRL\" start=\"4\" length=\"9\"/>\n",
             LayoutChoice::Xml => "    <count root-attribute=\"count\"/>\n",
+            LayoutChoice::ProcessorXml { .. } => {
+                "    <count element=\"CARDGEN/CARDSUM/NO_OF_CARDS\"/>\n"
+            }
         });
         x.push_str("  </layout>\n  <fields>\n");
         let enc = if s.per_field {
@@ -71,7 +78,15 @@ impl IssuerSide {
         };
         let mut pos = 1;
         let widths = field_widths(s);
+        let processor = matches!(s.layout, LayoutChoice::ProcessorXml { .. });
         let mut at = |name: &str| -> String {
+            if processor {
+                let path = PROCESSOR_PATHS
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map_or(name, |(_, p)| *p);
+                return format!(" column=\"{path}\"");
+            }
             if s.layout != LayoutChoice::Fixed {
                 return String::new();
             }
@@ -105,7 +120,12 @@ impl IssuerSide {
                 at("name")
             ),
             format!(
-                "<field name=\"track2\" required=\"true\"{enc} attribute=\"TRACK2\" dkep=\"DKEP-TRACK\"{}/>",
+                "<field name=\"track2\" required=\"true\"{enc}{} attribute=\"TRACK2\" dkep=\"DKEP-TRACK\"{}/>",
+                if processor {
+                    " check=\"track2\" pan-field=\"pan\" expiry-field=\"expiry\""
+                } else {
+                    ""
+                },
                 at("track2")
             ),
             format!(
@@ -129,6 +149,12 @@ impl IssuerSide {
             x.push_str("    ");
             x.push_str(&line);
             x.push('\n');
+        }
+        if processor {
+            // An attribute of a child element, read and checked, not written.
+            x.push_str(
+                "    <field name=\"card_type\" column=\"CARD/@type\" required=\"true\" min-length=\"3\" max-length=\"8\"/>\n",
+            );
         }
         x.push_str("  </fields>\n</product>\n");
         x

@@ -12,7 +12,32 @@ pub enum LayoutChoice {
     Fixed,
     /// `<cards count="N"><card>...</card></cards>`.
     Xml,
+    /// A processor-style card-generation file: a header and a summary block with the
+    /// total (`CARDGEN/CARDSUM/NO_OF_CARDS`, before the records or, with `totals_after`,
+    /// after them), then one `CARDHOLDER` element per card inside `PRODUCT`, its id in
+    /// the attribute `UID`, a nested `CARRIER` section (name and address, the address line
+    /// in CDATA) and a nested `CARD` section (with an attribute `type`, the card data and
+    /// the embossing name in `EMBOSS/LINE1`). The product reads it with `record-path`
+    /// and field paths.
+    ProcessorXml {
+        /// The summary block comes after the records.
+        totals_after: bool,
+    },
 }
+
+/// The processor file's path of each field inside a `CARDHOLDER` record.
+pub(crate) const PROCESSOR_PATHS: [(&str, &str); 10] = [
+    ("card_id", "@UID"),
+    ("pan", "CARD/PAN"),
+    ("expiry", "CARD/EXPIRY"),
+    ("service_code", "CARD/SERVICE_CODE"),
+    ("name", "CARD/EMBOSS/LINE1"),
+    ("track2", "CARD/TRACK2"),
+    ("pin_block", "CARD/PIN_BLOCK"),
+    ("address1", "CARRIER/ADDRESS/ADD1"),
+    ("city", "CARRIER/ADDRESS/CITY"),
+    ("postcode", "CARRIER/ADDRESS/POSTCODE"),
+];
 
 /// How a generated issuer file is laid out and encrypted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

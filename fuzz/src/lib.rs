@@ -150,12 +150,15 @@ pub fn product(data: &[u8]) {
 
 /// The demo's product for `layout` (clear file, no per-field encryption).
 fn layout_product(layout: LayoutChoice) -> &'static Product {
-    static P: OnceLock<[Product; 3]> = OnceLock::new();
+    static P: OnceLock<[Product; 4]> = OnceLock::new();
     let products = P.get_or_init(|| {
         [
             LayoutChoice::Delimited,
             LayoutChoice::Fixed,
             LayoutChoice::Xml,
+            LayoutChoice::ProcessorXml {
+                totals_after: false,
+            },
         ]
         .map(|layout| {
             let side = IssuerSide::new(Scenario {
@@ -172,6 +175,7 @@ fn layout_product(layout: LayoutChoice) -> &'static Product {
         LayoutChoice::Delimited => &products[0],
         LayoutChoice::Fixed => &products[1],
         LayoutChoice::Xml => &products[2],
+        LayoutChoice::ProcessorXml { .. } => &products[3],
     }
 }
 

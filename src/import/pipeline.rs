@@ -117,11 +117,16 @@ where
         workers,
         keys: plan.keys.clone(),
         transport_key: plan.transport.clone(),
+        attributes: plan
+            .attribute_names
+            .iter()
+            .map(|a| (a.clone(), 0))
+            .collect(),
         host_fallbacks: plan.host_fallbacks.clone(),
         ..Summary::default()
     };
 
-    let declared = std::thread::scope(|s| {
+    let (declared, absent) = std::thread::scope(|s| {
         let in_flight = workers * 2;
         let (job_tx, job_rx) = sync_channel::<Batch>(in_flight);
         let (done_tx, done_rx) = sync_channel::<Done>(in_flight);
@@ -157,9 +162,9 @@ where
             Err(Error::invalid("issuer file", "the reader thread panicked").into())
         });
         // A reader error explains a short write; report it first.
-        let declared = r?;
+        let read = r?;
         w?;
-        Ok::<_, Failure>(declared)
+        Ok::<_, Failure>(read)
     })?;
     summary.declared = declared;
     summary.bytes = bytes.load(Ordering::Relaxed);
@@ -185,6 +190,18 @@ where
         }
         .into());
     }
+    for i in absent {
+        let f = &product.fields[i];
+        summary.warnings.push(format!(
+            "field {} (column {}) is in none of the file's {} records{}",
+            f.name,
+            f.column,
+            summary.read,
+            f.attribute.as_ref().map_or(String::new(), |a| format!(
+                ": no record carries attribute {a}"
+            ))
+        ));
+    }
     let (xof_out, n) = xof.finish()?;
     debug_assert_eq!(n, summary.written);
     writeln!(
@@ -201,9 +218,12 @@ where
     Ok((summary, xof_out, rejects_out))
 }
 
-/// The reader thread: decrypt (if the file is encrypted), parse, batch. Returns the
-/// issuer's declared count, if the layout has one. A failure to read the input itself is
-/// [`Failure::Input`], however it surfaced.
+/// What the reader thread found beside the records: the issuer's declared count, if the
+/// layout has one, and the optional fields the file never had.
+type ReadResult = (Option<u64>, Vec<usize>);
+
+/// The reader thread: decrypt (if the file is encrypted), parse, batch. A failure to read
+/// the input itself is [`Failure::Input`], however it surfaced.
 fn read_batches<R: Read + Send>(
     plan: &Plan<'_>,
     product: &Product,
@@ -212,7 +232,7 @@ fn read_batches<R: Read + Send>(
     batch: usize,
     tx: SyncSender<Batch>,
     permits: Receiver<()>,
-) -> core::result::Result<Option<u64>, Failure> {
+) -> core::result::Result<ReadResult, Failure> {
     let failure = Mutex::new(None);
     let input = Input {
         inner: input,
@@ -234,7 +254,11 @@ fn parse_into_batches<R: Read + Send>(
     batch: usize,
     tx: SyncSender<Batch>,
     permits: Receiver<()>,
-) -> Result<Option<u64>> {
+) -> Result<ReadResult> {
+    let origin = match product.layout.file_encryption {
+        Some(_) => issuer::Origin::Decrypted,
+        None => issuer::Origin::File,
+    };
     let clear: Box<dyn Read + Send + '_> = match &product.layout.file_encryption {
         None => Box::new(input),
         Some(fe) => {
@@ -256,14 +280,14 @@ fn parse_into_batches<R: Read + Send>(
             plan.hsm.decrypting_reader(&spec, Box::new(input))?
         }
     };
-    let mut src = issuer::open(product, clear)?;
+    let mut src = issuer::open_from(product, clear, origin).map_err(explain_file_error)?;
     let mut idx = 0u64;
     let mut cur = Vec::with_capacity(batch);
     while let Some(rec) = src.next_record().map_err(explain_file_error)? {
         cur.push(rec);
         if cur.len() == batch {
             if permits.recv().is_err() || tx.send((idx, core::mem::take(&mut cur))).is_err() {
-                return Ok(None); // the writer stopped; its error is reported
+                return Ok((None, Vec::new())); // the writer stopped; its error is reported
             }
             idx += 1;
             cur.reserve(batch);
@@ -272,7 +296,7 @@ fn parse_into_batches<R: Read + Send>(
     if !cur.is_empty() && permits.recv().is_ok() {
         let _ = tx.send((idx, core::mem::take(&mut cur)));
     }
-    Ok(src.declared_count())
+    Ok((src.declared_count(), src.absent_fields()))
 }
 
 /// Makes a whole-file decryption failure say what it means.
@@ -340,6 +364,17 @@ fn write_in_order<W: Write, J: Write>(
                     Outcome::Written(mut r) => {
                         summary.written += 1;
                         r.seq = summary.written;
+                        // Attributes come in field order, as `summary.attributes` lists them.
+                        let mut j = 0;
+                        for a in &r.attributes {
+                            while j < summary.attributes.len() && summary.attributes[j].0 != a.name
+                            {
+                                j += 1;
+                            }
+                            if let Some((_, n)) = summary.attributes.get_mut(j) {
+                                *n += 1;
+                            }
+                        }
                         xof.write_record(&r)?;
                     }
                     Outcome::Rejected(j) => {

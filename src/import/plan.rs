@@ -20,6 +20,11 @@ pub(super) struct FieldPlan {
     pub(super) name: String,
     pub(super) required: bool,
     pub(super) check: Option<Check>,
+    /// Length bounds in characters.
+    pub(super) min_length: Option<usize>,
+    pub(super) max_length: Option<usize>,
+    /// `check="track2"`: the PAN and expiry fields it must agree with.
+    pub(super) track2: Option<(usize, usize)>,
     pub(super) encrypted: bool,
     /// The clear value is needed on the host (a check, or the PAN of a PIN block).
     pub(super) need_clear: bool,
@@ -58,6 +63,8 @@ pub(super) struct Plan<'h> {
     pub(super) bureau_pin: Option<(KeyHandle, PinBlockFormat, String)>,
     /// Data attributes per record (one random IV each).
     pub(super) data_attributes: usize,
+    /// Every attribute a record may carry, in field order.
+    pub(super) attribute_names: Vec<String>,
     /// The most items one [`Hsm::translate_batch`] call may carry.
     pub(super) max_batch_items: usize,
     /// The keys the XOF header lists (DKeps, the bureau PIN key, the MAC key).
@@ -259,7 +266,9 @@ impl<'h> Plan<'h> {
             keys.push(b.clone());
         }
         keys.push(mac.clone());
-        let pans: Vec<&str> = p
+        // Fields whose clear value another field needs: the PAN of a PIN block, the PAN
+        // and expiry a track 2 is compared with.
+        let mut pans: Vec<&str> = p
             .fields
             .iter()
             .filter_map(|f| match &f.role {
@@ -267,6 +276,17 @@ impl<'h> Plan<'h> {
                 Role::Data => None,
             })
             .collect();
+        for f in &p.fields {
+            if let Some(Check::Track2 {
+                pan_field,
+                expiry_field,
+            }) = &f.check
+            {
+                pans.push(pan_field);
+                pans.push(expiry_field);
+            }
+        }
+        let index = |name: &str| p.field_index(name).unwrap_or_default();
         let tk_block = tk.as_ref().map_or(8, |t| t.spec.algorithm.block_size());
         let mut data_attributes = 0;
         let fields = p
@@ -294,9 +314,21 @@ impl<'h> Plan<'h> {
                 FieldPlan {
                     name: f.name.clone(),
                     required: f.required,
-                    check: f.check,
+                    check: f.check.clone(),
+                    min_length: f.min_length,
+                    max_length: f.max_length,
+                    track2: match &f.check {
+                        Some(Check::Track2 {
+                            pan_field,
+                            expiry_field,
+                        }) => Some((index(pan_field), index(expiry_field))),
+                        _ => None,
+                    },
                     encrypted: f.encrypted,
-                    need_clear: f.check.is_some() || pans.contains(&f.name.as_str()),
+                    need_clear: f.check.is_some()
+                        || f.min_length.is_some()
+                        || f.max_length.is_some()
+                        || pans.contains(&f.name.as_str()),
                     out,
                 }
             })
@@ -337,6 +369,11 @@ impl<'h> Plan<'h> {
             issuer_pin: ipk.map(|(i, f)| (i.handle, f)),
             bureau_pin: bpk.map(|(i, f)| (i.handle.clone(), f, i.spec.label)),
             data_attributes,
+            attribute_names: p
+                .fields
+                .iter()
+                .filter_map(|f| f.attribute.clone())
+                .collect(),
             max_batch_items: caps.max_batch_items().max(1),
             keys,
             mac,

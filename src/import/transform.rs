@@ -14,7 +14,7 @@ use super::Reject;
 use super::plan::{Out, Plan};
 use crate::hsm::{CipherSpec, PinSpec, TranslateItem};
 use crate::order::issuer::RawRecord;
-use crate::order::validate::Reason;
+use crate::order::validate::{self, Check, Reason};
 use crate::pinblock::Pan;
 use crate::xof::{Attribute, Record};
 use crate::{Error, Mode, Padding, Result};
@@ -66,6 +66,24 @@ impl Drop for Scratch {
     }
 }
 
+/// A field's own checks on its clear value: UTF-8 (the XOF holds text), its check, its
+/// length in characters.
+fn check_value(f: &super::plan::FieldPlan, v: &[u8]) -> core::result::Result<(), Reason> {
+    if !f.encrypted && core::str::from_utf8(v).is_err() {
+        return Err(Reason::FieldFormat);
+    }
+    if let Some(c) = &f.check {
+        c.run(v)?;
+    }
+    if f.min_length.is_some() || f.max_length.is_some() {
+        validate::check_length(v, f.min_length, f.max_length).map_err(|r| match r {
+            Reason::FieldLength => Check::length_reason(f.check.as_ref()),
+            r => r,
+        })?;
+    }
+    Ok(())
+}
+
 impl Plan<'_> {
     /// One record → an XOF record (seq 0, set by the writer) or a reject. `Err` only for
     /// failures that are not the record's fault (HSM refusals by policy, RNG).
@@ -86,7 +104,11 @@ impl Plan<'_> {
             .then(|| String::from_utf8_lossy(v).into_owned())
         });
         if let Some(reason) = rec.problem {
-            return reject(id, "-", reason);
+            let field = rec
+                .problem_field
+                .and_then(|i| self.fields.get(i))
+                .map_or("-", |f| f.name.as_str());
+            return reject(id, field, reason);
         }
         let Some(id) = id else {
             return reject(None, &self.fields[self.id].name, Reason::RecordId);
@@ -128,22 +150,45 @@ impl Plan<'_> {
                     }
                 }
             }
-            if let Some(check) = f.check {
-                let clear = match scratch.clear_span[i] {
-                    Some((a, b)) => &scratch.clear[a..b],
-                    None => v,
+            let clear = match scratch.clear_span[i] {
+                Some((a, b)) => &scratch.clear[a..b],
+                None => v,
+            };
+            let checked = if f.encrypted && !f.need_clear {
+                Ok(())
+            } else {
+                check_value(f, clear)
+            };
+            if let Err(reason) = checked {
+                // After decryption under TK_issuer, every failure is one reason: a report
+                // that told bad padding from a bad format (not digits, length, Luhn) would
+                // be a padding oracle on the issuer's ciphertext.
+                let reason = if f.encrypted {
+                    Reason::FieldDecrypt
+                } else {
+                    reason
                 };
-                if let Err(reason) = check.run(clear) {
-                    // After decryption under TK_issuer, every failure is one reason: a
-                    // report that told bad padding from a bad format (not digits, length,
-                    // Luhn) would be a padding oracle on the issuer's ciphertext.
-                    let reason = if f.encrypted {
-                        Reason::FieldDecrypt
-                    } else {
-                        reason
-                    };
-                    return reject(Some(id), &f.name, reason);
-                }
+                return reject(Some(id), &f.name, reason);
+            }
+        }
+        // Cross-field checks, once every field has passed its own.
+        for (i, f) in self.fields.iter().enumerate() {
+            let Some((pan, expiry)) = f.track2 else {
+                continue;
+            };
+            let clear = |k: usize| match scratch.clear_span[k] {
+                Some((a, b)) => Some(&scratch.clear[a..b]),
+                None if self.fields[k].encrypted => None,
+                None => rec.field(k),
+            };
+            let Some(t2) = clear(i) else { continue };
+            if let Err(reason) = validate::track2_matches(t2, clear(pan), clear(expiry)) {
+                let reason = if f.encrypted {
+                    Reason::FieldDecrypt
+                } else {
+                    reason
+                };
+                return reject(Some(id), &f.name, reason);
             }
         }
         // Pass 2: attributes, in field order.

@@ -33,7 +33,8 @@ use std::path::Path;
 
 use quick_xml::events::BytesStart;
 
-use crate::order::validate::Check;
+use crate::order::encoding::Encoding;
+use crate::order::validate::{Charset, Check};
 use crate::pinblock::PinBlockFormat;
 use crate::xml::{self, Content, XmlError};
 use crate::{Algorithm, Error, Kcv, Mode, Padding, Result};
@@ -121,14 +122,106 @@ pub enum LayoutKind {
     /// One record per line, each field at a fixed position (`start`, `length`; trailing
     /// spaces removed).
     Fixed,
-    /// One `record` element per record inside the `root` element, one child element per
-    /// field.
+    /// One element per record, found by its path from the root element
+    /// (`record-path="CARDGEN/PRODUCT/CARDHOLDER"`, or the older `root` and `record` for a
+    /// record element directly inside the root); each field a [`FieldPath`] inside it.
+    /// Elements off the record path are skipped. Names match by local name, or by
+    /// `prefix:name` as written when the step has a prefix.
     Xml {
-        /// The root element's name.
-        root: String,
-        /// The record element's name.
-        record: String,
+        /// The element names from the root element to the record element.
+        record_path: Vec<String>,
     },
+}
+
+/// Where a field is inside an XML record: the element path relative to the record element
+/// (`CARD/PAN`), and optionally an attribute of that element (`@UID` for an attribute of
+/// the record element itself, `CARD/@type`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldPath {
+    /// Element names below the record element (empty: the record element itself).
+    pub elements: Vec<String>,
+    /// The attribute, for `.../@name`.
+    pub attribute: Option<String>,
+}
+
+/// Whether `n` is an element or attribute name as paths write it: an XML name, with at most
+/// one `prefix:`.
+fn is_xml_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 128
+        && n.matches(':').count() <= 1
+        && !n.starts_with(':')
+        && !n.ends_with(':')
+        && !n.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '.')
+        && n.chars().all(|c| {
+            c.is_alphanumeric()
+                || matches!(c, '_' | '-' | '.' | ':')
+                || (!c.is_ascii() && !c.is_whitespace())
+        })
+}
+
+/// The local part of a name (after its `prefix:`, if any).
+pub(crate) fn local(n: &str) -> &str {
+    n.rsplit_once(':').map_or(n, |(_, l)| l)
+}
+
+/// Parses a slash path of element names (`A/B/C`).
+fn element_path(p: &str) -> Option<Vec<String>> {
+    let steps: Vec<String> = p.split('/').map(str::to_string).collect();
+    steps.iter().all(|s| is_xml_name(s)).then_some(steps)
+}
+
+impl FieldPath {
+    /// Parses a `column` of an XML layout: `PAN`, `CARD/PAN`, `@UID`, `CARD/@type`.
+    pub fn parse(column: &str) -> Option<Self> {
+        let (elements, attribute) = match column.rsplit_once('@') {
+            Some((head, attr)) => {
+                if !is_xml_name(attr) {
+                    return None;
+                }
+                let head = match head {
+                    "" => Vec::new(),
+                    h => element_path(h.strip_suffix('/')?)?,
+                };
+                (head, Some(attr.to_string()))
+            }
+            None => (element_path(column)?, None),
+        };
+        Some(Self {
+            elements,
+            attribute,
+        })
+    }
+
+    /// Whether the field is read from an attribute.
+    pub fn is_attribute(&self) -> bool {
+        self.attribute.is_some()
+    }
+}
+
+impl core::fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.elements.join("/"))?;
+        if let Some(a) = &self.attribute {
+            if !self.elements.is_empty() {
+                f.write_str("/")?;
+            }
+            write!(f, "@{a}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What to do when a mapped column or XML path is in no record of the file (a typo in the
+/// product, or data the issuer did not send).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AbsentFields {
+    /// Stop the file (the default): a typo never drops data silently.
+    #[default]
+    Error,
+    /// For optional fields only: import, and name the field with a warning in the summary.
+    /// A required field absent from the whole file still stops it.
+    Warn,
 }
 
 /// Where the issuer's declared record count is.
@@ -149,6 +242,9 @@ pub enum CountSpec {
     },
     /// An attribute of the root element (XML layouts).
     RootAttribute(String),
+    /// The text of an element anywhere in the file, before or after the records, by its
+    /// path from the root element (`CARDGEN/CARDSUM/NO_OF_CARDS`; XML layouts).
+    Element(Vec<String>),
 }
 
 /// The issuer layout.
@@ -164,8 +260,14 @@ pub struct Layout {
     pub field_encryption: Option<FieldEncryption>,
     /// The declared count, if the layout has one.
     pub count: Option<CountSpec>,
-    /// The longest record (line or element) accepted, in bytes.
+    /// The longest record (line or element) accepted, in bytes of UTF-8 text.
     pub max_record_bytes: usize,
+    /// The file's character encoding (line layouts; an XML file says its own).
+    pub encoding: Encoding,
+    /// Fixed-width layouts: the first line is a header, starting with this marker.
+    pub header_marker: Option<String>,
+    /// A mapped column or XML path in no record of the file: an error, or a warning.
+    pub absent_fields: AbsentFields,
 }
 
 /// What a field is.
@@ -187,10 +289,16 @@ pub struct FieldSpec {
     /// The field's name (also its column header or XML element name unless `column` says
     /// otherwise).
     pub name: String,
-    /// The column header / element name in the issuer file.
+    /// The column header, or for XML layouts the path inside the record ([`FieldPath`]).
     pub column: String,
-    /// Fixed layouts: first byte (1-based) and length.
+    /// XML layouts: `column` as a path.
+    pub path: Option<FieldPath>,
+    /// Fixed layouts: first character (1-based) and length in characters.
     pub position: Option<(usize, usize)>,
+    /// The fewest characters a present value may have (`min-length`, or `length`).
+    pub min_length: Option<usize>,
+    /// The most characters a present value may have (`max-length`, or `length`).
+    pub max_length: Option<usize>,
     /// Whether a record without it is rejected.
     pub required: bool,
     /// The content check on the clear value.
@@ -233,6 +341,7 @@ const XML_RULES: xml::Rules = xml::Rules {
     comments: true,
     processing_instructions: false,
     text_references: false,
+    cdata: false,
 };
 
 /// A parsed element: name and attributes.
@@ -376,7 +485,7 @@ impl Product {
         let mut path: Vec<String> = Vec::new();
         let mut product: Option<(String, String)> = None;
         let mut keys = (None, None, None, None);
-        let mut layout: Option<(LayoutKind, String, usize)> = None;
+        let mut layout: Option<LayoutAttrs> = None;
         let mut file_enc = None;
         let mut field_enc = None;
         let mut count = None;
@@ -480,6 +589,10 @@ impl Product {
                     ("layout", "count") => {
                         count = Some(if let Some(a) = e.get("root-attribute") {
                             CountSpec::RootAttribute(a)
+                        } else if let Some(p) = e.get("element") {
+                            CountSpec::Element(element_path(&p).ok_or_else(|| {
+                                bad(&e.name, "element must be a slash path of element names")
+                            })?)
                         } else {
                             CountSpec::Trailer {
                                 marker: e.req("trailer")?,
@@ -526,7 +639,20 @@ impl Product {
             }
         }
         let (name, issuer) = product.ok_or_else(|| bad("product", "missing"))?;
-        let (kind, record_id, max_record_bytes) = layout.ok_or_else(|| bad("layout", "missing"))?;
+        let l = layout.ok_or_else(|| bad("layout", "missing"))?;
+        if matches!(l.kind, LayoutKind::Xml { .. }) {
+            for f in &mut fields {
+                f.path = Some(FieldPath::parse(&f.column).ok_or_else(|| {
+                    bad(
+                        "field",
+                        &format!(
+                            "{}: column '{}' is not a path of element names (CARD/PAN), with optionally an attribute last (@UID, CARD/@type)",
+                            f.name, f.column
+                        ),
+                    )
+                })?);
+            }
+        }
         // Fill in a zero IV's length now that the algorithm of TK_issuer is not known
         // here: `zero` for field encryption means one block of the key's size, resolved at
         // import time (an empty IV stands for it).
@@ -540,12 +666,15 @@ impl Product {
                 mac: keys.3.ok_or_else(|| bad("mac-key", "missing"))?,
             },
             layout: Layout {
-                kind,
-                record_id,
+                kind: l.kind,
+                record_id: l.record_id,
                 file_encryption: file_enc,
                 field_encryption: field_enc,
                 count,
-                max_record_bytes,
+                max_record_bytes: l.max_record_bytes,
+                encoding: l.encoding,
+                header_marker: l.header_marker,
+                absent_fields: l.absent_fields,
             },
             fields,
         };
@@ -640,6 +769,27 @@ impl Product {
                 }
                 _ => {}
             }
+            if let Some(Check::Track2 {
+                pan_field,
+                expiry_field,
+            }) = &fs.check
+            {
+                for (what, other) in [("pan-field", pan_field), ("expiry-field", expiry_field)] {
+                    if *other == fs.name || !self.fields.iter().any(|o| o.name == *other) {
+                        return f(
+                            "field",
+                            &format!("{}: {what} {other} is not another defined field", fs.name),
+                        );
+                    }
+                }
+            }
+            if fs
+                .path
+                .as_ref()
+                .is_some_and(|p| p.elements.is_empty() && p.attribute.is_none())
+            {
+                return f("field", &format!("{}: column is empty", fs.name));
+            }
             if fs.encrypted && self.layout.field_encryption.is_none() {
                 return f(
                     "layout",
@@ -684,6 +834,24 @@ impl Product {
                     }
                 }
                 None => {
+                    if let (Some(p), LayoutKind::Xml { .. }) = (&fs.path, &self.layout.kind)
+                        && let Some(o) = self.fields.iter().find(|o| {
+                            o.path.as_ref().is_some_and(|q| {
+                                q.attribute.is_none()
+                                    && q.elements.len() < p.elements.len()
+                                    && p.elements.starts_with(&q.elements)
+                                    && !q.elements.is_empty()
+                            })
+                        })
+                    {
+                        return f(
+                            "field",
+                            &format!(
+                                "{} reads the text of {}, which holds element {} of field {}: a field's element holds only text",
+                                o.name, o.column, fs.column, fs.name
+                            ),
+                        );
+                    }
                     if let Some(o) = self.fields[..i].iter().find(|o| o.column == fs.column) {
                         return f(
                             "field",
@@ -712,11 +880,25 @@ impl Product {
         }
         match (&self.layout.kind, &self.layout.count) {
             (LayoutKind::Xml { .. }, Some(CountSpec::Trailer { .. })) => {
-                return f("count", "XML layouts give the count as root-attribute");
+                return f(
+                    "count",
+                    "XML layouts give the count as element or root-attribute",
+                );
+            }
+            (LayoutKind::Xml { record_path }, Some(CountSpec::Element(path))) => {
+                if path.first().map(|r| local(r)) != record_path.first().map(|r| local(r)) {
+                    return f(
+                        "count",
+                        "the count element's path starts at the root element, as record-path does",
+                    );
+                }
+                if path.starts_with(record_path) {
+                    return f("count", "the count element may not be inside a record");
+                }
             }
             (
                 LayoutKind::Delimited { .. } | LayoutKind::Fixed,
-                Some(CountSpec::RootAttribute(_)),
+                Some(CountSpec::RootAttribute(_) | CountSpec::Element(_)),
             ) => {
                 return f("count", "line layouts give the count in a trailer line");
             }
@@ -739,6 +921,11 @@ impl Product {
         Ok(())
     }
 
+    /// The index of the record-id field.
+    pub fn record_id_index(&self) -> Option<usize> {
+        self.field_index(&self.layout.record_id)
+    }
+
     /// The distinct DKep labels the product uses, in order of first use.
     pub fn dkep_labels(&self) -> Vec<&str> {
         let mut v: Vec<&str> = Vec::new();
@@ -758,7 +945,17 @@ impl Product {
     }
 }
 
-fn parse_layout(e: &mut Elem) -> Result<(LayoutKind, String, usize)> {
+/// The attributes of `<layout>`.
+struct LayoutAttrs {
+    kind: LayoutKind,
+    record_id: String,
+    max_record_bytes: usize,
+    encoding: Encoding,
+    header_marker: Option<String>,
+    absent_fields: AbsentFields,
+}
+
+fn parse_layout(e: &mut Elem) -> Result<LayoutAttrs> {
     let kind = match e.req("kind")?.as_str() {
         "delimited" => LayoutKind::Delimited {
             separator: one_byte(e, "separator")?.unwrap_or(b','),
@@ -771,10 +968,33 @@ fn parse_layout(e: &mut Elem) -> Result<(LayoutKind, String, usize)> {
             header: e.bool("header", true)?,
         },
         "fixed" => LayoutKind::Fixed,
-        "xml" => LayoutKind::Xml {
-            root: e.req("root")?,
-            record: e.req("record")?,
-        },
+        "xml" => {
+            let record_path = match (e.get("record-path"), e.get("root"), e.get("record")) {
+                (Some(p), None, None) => element_path(&p).ok_or_else(|| {
+                    bad(&e.name, "record-path must be a slash path of element names")
+                })?,
+                (None, Some(root), Some(record)) => {
+                    let p = vec![root, record];
+                    if !p.iter().all(|n| is_xml_name(n)) {
+                        return Err(bad(&e.name, "root and record must be element names"));
+                    }
+                    p
+                }
+                _ => {
+                    return Err(bad(
+                        &e.name,
+                        "an xml layout needs record-path (or root and record, not both)",
+                    ));
+                }
+            };
+            if record_path.len() < 2 {
+                return Err(bad(
+                    &e.name,
+                    "record-path goes from the root element to the record element (at least two names)",
+                ));
+            }
+            LayoutKind::Xml { record_path }
+        }
         _ => return Err(bad(&e.name, "kind must be delimited, fixed or xml")),
     };
     if let LayoutKind::Delimited {
@@ -792,7 +1012,41 @@ fn parse_layout(e: &mut Elem) -> Result<(LayoutKind, String, usize)> {
     if !(16..=1024 * 1024).contains(&max) {
         return Err(bad(&e.name, "max-record-bytes must be 16 to 1048576"));
     }
-    Ok((kind, record_id, max))
+    let encoding = match e.get("encoding") {
+        None => Encoding::Utf8,
+        Some(_) if matches!(kind, LayoutKind::Xml { .. }) => {
+            return Err(bad(
+                &e.name,
+                "an XML file declares its own encoding (byte order mark or XML declaration): drop encoding=",
+            ));
+        }
+        Some(l) => Encoding::from_label(&l).ok_or_else(|| {
+            bad(
+                &e.name,
+                "encoding must be UTF-8, UTF-16, UTF-16LE, UTF-16BE, ISO-8859-1, windows-1252 or IBM037",
+            )
+        })?,
+    };
+    let header_marker = e.get("header-marker");
+    if header_marker.is_some() && kind != LayoutKind::Fixed {
+        return Err(bad(&e.name, "header-marker is for fixed layouts"));
+    }
+    if header_marker.as_deref() == Some("") {
+        return Err(bad(&e.name, "header-marker may not be empty"));
+    }
+    let absent_fields = match e.get("absent-fields").as_deref() {
+        None | Some("error") => AbsentFields::Error,
+        Some("warn") => AbsentFields::Warn,
+        Some(_) => return Err(bad(&e.name, "absent-fields must be error or warn")),
+    };
+    Ok(LayoutAttrs {
+        kind,
+        record_id,
+        max_record_bytes: max,
+        encoding,
+        header_marker,
+        absent_fields,
+    })
 }
 
 fn parse_field(e: &mut Elem) -> Result<FieldSpec> {
@@ -800,9 +1054,22 @@ fn parse_field(e: &mut Elem) -> Result<FieldSpec> {
     let column = e.get("column").unwrap_or_else(|| name.clone());
     let start = e.usize("start")?;
     let length = e.usize("length")?;
+    let mut min = e.usize("min-length")?;
+    let mut max = e.usize("max-length")?;
+    // `start` with `length`: a fixed-width position. `length` alone: the exact length.
     let position = match (start, length) {
         (None, None) => None,
         (Some(s), Some(l)) if s >= 1 && l >= 1 => Some((s, l)),
+        (None, Some(l)) => {
+            if min.is_some() || max.is_some() {
+                return Err(bad(
+                    &e.name,
+                    &format!("{name}: length (exact) or min-length/max-length, not both"),
+                ));
+            }
+            (min, max) = (Some(l), Some(l));
+            None
+        }
         _ => {
             return Err(bad(
                 &e.name,
@@ -810,30 +1077,66 @@ fn parse_field(e: &mut Elem) -> Result<FieldSpec> {
             ));
         }
     };
-    let max = e.usize("max-length")?;
-    let min = e.usize("min-length")?;
+    let charset = match e.get("charset").as_deref() {
+        None => None,
+        Some("ascii") => Some(Charset::Ascii),
+        Some("latin") => Some(Charset::Latin),
+        Some(_) => {
+            return Err(bad(
+                &e.name,
+                &format!("{name}: charset must be ascii or latin"),
+            ));
+        }
+    };
     let check = match e.get("check").as_deref() {
         None => None,
         Some("pan") => Some(Check::Pan),
         Some("yymm") => Some(Check::Expiry),
         Some("service-code") => Some(Check::ServiceCode),
-        Some("name") => Some(Check::Name {
-            min: min.unwrap_or(2),
-            max: max.unwrap_or(26),
-        }),
+        Some("name") => {
+            // ISO/IEC 7813 track 1 holds 2 to 26 characters of name.
+            min = min.or(Some(2));
+            max = max.or(Some(26));
+            Some(Check::Name {
+                charset: charset.unwrap_or_default(),
+            })
+        }
         Some("digits") => Some(Check::Digits),
+        Some("track2") => Some(Check::Track2 {
+            pan_field: e.req("pan-field")?,
+            expiry_field: e.req("expiry-field")?,
+        }),
         Some(_) => {
             return Err(bad(
                 &e.name,
-                &format!("{name}: check must be pan, yymm, service-code, name or digits"),
+                &format!("{name}: check must be pan, yymm, service-code, name, digits or track2"),
             ));
         }
     };
+    if charset.is_some() && !matches!(check, Some(Check::Name { .. })) {
+        return Err(bad(
+            &e.name,
+            &format!("{name}: charset goes with check=\"name\""),
+        ));
+    }
+    if let (Some(a), Some(b)) = (min, max)
+        && a > b
+    {
+        return Err(bad(
+            &e.name,
+            &format!("{name}: min-length is over max-length"),
+        ));
+    }
     let role = match e.get("role").as_deref() {
         None | Some("data") => Role::Data,
-        Some("pin-block") => Role::PinBlock {
-            pan_field: e.req("pan-field")?,
-        },
+        Some("pin-block") => {
+            if matches!(check, Some(Check::Track2 { .. })) {
+                return Err(bad(&e.name, &format!("{name}: a PIN block is not track 2")));
+            }
+            Role::PinBlock {
+                pan_field: e.req("pan-field")?,
+            }
+        }
         Some(_) => {
             return Err(bad(
                 &e.name,
@@ -848,7 +1151,10 @@ fn parse_field(e: &mut Elem) -> Result<FieldSpec> {
         dkep: e.get("dkep"),
         name,
         column,
+        path: None,
         position,
+        min_length: min,
+        max_length: max,
         check,
         role,
     })
@@ -900,7 +1206,16 @@ mod tests {
             p.layout.file_encryption.as_ref().unwrap().iv,
             IvSource::Prefix
         );
-        assert_eq!(p.fields[2].check, Some(Check::Name { min: 2, max: 20 }));
+        assert_eq!(
+            p.fields[2].check,
+            Some(Check::Name {
+                charset: Charset::Ascii
+            })
+        );
+        assert_eq!(
+            (p.fields[2].min_length, p.fields[2].max_length),
+            (Some(2), Some(20))
+        );
         assert_eq!(p.dkep_labels(), vec!["DK1", "DK2"]);
         assert!(matches!(
             p.layout.count,
@@ -998,6 +1313,159 @@ mod tests {
         for (xml, want) in cases {
             let e = Product::parse(&xml).unwrap_err().to_string();
             assert!(e.contains(want), "{want}: {e}");
+        }
+        // XML layouts: record paths, field paths, the count element.
+        let xml = |layout: &str, fields: &str| {
+            Product::parse(&format!(
+                r#"<product format="pmp-product-1" name="P" issuer="B"><keys><mac-key label="M"/></keys>
+                {layout}<fields><field name="id" column="@UID"/>{fields}</fields></product>"#
+            ))
+        };
+        let nested = r#"<layout kind="xml" record-path="CARDGEN/PRODUCT/CARD" record-id="id"><count element="CARDGEN/CARDSUM/NO_OF_CARDS"/></layout>"#;
+        let p = xml(
+            nested,
+            r#"<field name="pan" column="CARD/PAN"/><field name="t" column="CARD/@type"/><field name="a" column="c:X/Y/Z"/>"#,
+        )
+        .unwrap();
+        assert_eq!(
+            p.layout.kind,
+            LayoutKind::Xml {
+                record_path: vec!["CARDGEN".into(), "PRODUCT".into(), "CARD".into()]
+            }
+        );
+        assert_eq!(
+            p.layout.count,
+            Some(CountSpec::Element(vec![
+                "CARDGEN".into(),
+                "CARDSUM".into(),
+                "NO_OF_CARDS".into()
+            ]))
+        );
+        let path = |i: usize| p.fields[i].path.clone().unwrap();
+        assert_eq!(
+            path(0),
+            FieldPath {
+                elements: vec![],
+                attribute: Some("UID".into())
+            }
+        );
+        assert_eq!(path(1).elements, ["CARD", "PAN"]);
+        assert_eq!(path(2).attribute.as_deref(), Some("type"));
+        assert_eq!(path(3).to_string(), "c:X/Y/Z");
+        let old = xml(
+            r#"<layout kind="xml" root="cards" record="card" record-id="id"/>"#,
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            old.layout.kind,
+            LayoutKind::Xml {
+                record_path: vec!["cards".into(), "card".into()]
+            }
+        );
+        for (layout, fields, want) in [
+            (
+                r#"<layout kind="xml" record-path="CARD" record-id="id"/>"#,
+                "",
+                "at least two names",
+            ),
+            (
+                r#"<layout kind="xml" record-path="A//B" record-id="id"/>"#,
+                "",
+                "record-path must be",
+            ),
+            (
+                r#"<layout kind="xml" record-path="A/B" root="A" record="B" record-id="id"/>"#,
+                "",
+                "not both",
+            ),
+            (
+                r#"<layout kind="xml" record-path="A/B" record-id="id" encoding="ISO-8859-1"/>"#,
+                "",
+                "declares its own encoding",
+            ),
+            (
+                r#"<layout kind="xml" record-path="A/B" record-id="id"><count element="X/N"/></layout>"#,
+                "",
+                "starts at the root",
+            ),
+            (
+                r#"<layout kind="xml" record-path="A/B" record-id="id"><count element="A/B/N"/></layout>"#,
+                "",
+                "inside a record",
+            ),
+            (
+                r#"<layout kind="xml" record-path="A/B" record-id="id"><count trailer="T"/></layout>"#,
+                "",
+                "element or root-attribute",
+            ),
+            (nested, r#"<field name="x" column="CARD/"/>"#, "not a path"),
+            (nested, r#"<field name="x" column="CARD/@"/>"#, "not a path"),
+            (nested, r#"<field name="x" column="A B"/>"#, "not a path"),
+            (nested, r#"<field name="x" column="@a/b"/>"#, "not a path"),
+            (
+                nested,
+                r#"<field name="x" column="CARD"/><field name="y" column="CARD/PAN"/>"#,
+                "holds only text",
+            ),
+            (
+                nested,
+                r#"<field name="x" column="CARD/PAN"/><field name="y" column="CARD/PAN"/>"#,
+                "same column",
+            ),
+            (
+                nested,
+                r#"<field name="x" check="name" charset="greek"/>"#,
+                "charset must be",
+            ),
+            (
+                nested,
+                r#"<field name="x" charset="latin"/>"#,
+                "goes with check",
+            ),
+            (
+                nested,
+                r#"<field name="x" length="3" max-length="4"/>"#,
+                "not both",
+            ),
+            (
+                nested,
+                r#"<field name="x" min-length="5" max-length="4"/>"#,
+                "over max-length",
+            ),
+            (
+                nested,
+                r#"<field name="x" check="track2" pan-field="id"/>"#,
+                "expiry-field is required",
+            ),
+        ] {
+            let e = xml(layout, fields).unwrap_err().to_string();
+            assert!(e.contains(want), "{layout} {fields}: {e}");
+        }
+        let delimited = |attrs: &str| {
+            Product::parse(&format!(
+                r#"<product format="pmp-product-1" name="P" issuer="B"><keys><mac-key label="M"/></keys>
+                <layout kind="delimited" record-id="id" {attrs}/><fields><field name="id"/></fields></product>"#
+            ))
+        };
+        assert_eq!(
+            delimited(r#"encoding="latin1""#).unwrap().layout.encoding,
+            Encoding::Iso8859_1
+        );
+        assert_eq!(
+            delimited(r#"absent-fields="warn""#)
+                .unwrap()
+                .layout
+                .absent_fields,
+            AbsentFields::Warn
+        );
+        for (attrs, want) in [
+            (r#"encoding="EBCDIC-500""#, "encoding must be"),
+            (r#"header-marker="HDR""#, "for fixed layouts"),
+            (r#"absent-fields="ignore""#, "error or warn"),
+        ] {
+            let e = delimited(attrs).unwrap_err().to_string();
+            assert!(e.contains(want), "{attrs}: {e}");
         }
         // Fixed layouts: positions may not overlap, nor pass max-record-bytes (so that
         // start + length cannot overflow).

@@ -35,6 +35,7 @@ const RULES: xml::Rules = xml::Rules {
     comments: false,
     processing_instructions: false,
     text_references: false,
+    cdata: false,
 };
 
 /// Where the parser is, for error messages.
@@ -96,7 +97,8 @@ fn unexpected(ev: &Content<'_>, ctx: &Ctx, expected: &str) -> Error {
     match &ev {
         Content::Decl(_) => ctx.err("an XML declaration is allowed only at the start"),
         Content::Text(_) => ctx.err(format!("unexpected text (expected {expected})")),
-        Content::Char(_) | Content::Skipped => {
+        // CData: refused by RULES before it gets here.
+        Content::Char(_) | Content::CData(_) | Content::Skipped => {
             ctx.err(format!("unexpected content (expected {expected})"))
         }
         Content::Start(e) | Content::Empty(e) => ctx.err(format!(
