@@ -566,7 +566,7 @@ impl Hsm for SoftHsm {
     ) -> Result<Vec<usize>> {
         let batched = {
             let table = self.keys.read();
-            let r = (|| {
+            (|| {
                 let mut keys = Vec::with_capacity(items.len());
                 for it in items {
                     let a = table.get(it.from.key)?;
@@ -581,8 +581,7 @@ impl Hsm for SoftHsm {
                     b.usage.add(Counted::TranslateTo);
                 }
                 Ok::<_, Error>(ends)
-            })();
-            r
+            })()
         };
         match batched {
             Ok(ends) => Ok(ends),

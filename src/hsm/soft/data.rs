@@ -250,7 +250,7 @@ fn translate_batch_inner(
                 it.from.mode == Mode::Cbc && matches!(a.cipher.algorithm(), Algorithm::Tdes);
             if !tdes_cbc {
                 a.cipher
-                    .decrypt_blocks(it.from.mode, it.from.iv, &mut regions[i])?;
+                    .decrypt_blocks(it.from.mode, it.from.iv, regions[i])?;
                 done[i] = true;
                 continue;
             }
@@ -269,7 +269,7 @@ fn translate_batch_inner(
                         .from
                         .iv
                         .ok_or_else(|| Error::invalid("IV", "CBC needs an IV"))?,
-                    data: &mut **one,
+                    data: one,
                 });
                 rest = tail;
                 base = j + 1;
@@ -312,7 +312,7 @@ fn translate_batch_inner(
         let tdes_cbc = it.to.mode == Mode::Cbc && matches!(b.cipher.algorithm(), Algorithm::Tdes);
         if !tdes_cbc {
             b.cipher
-                .encrypt_blocks(it.to.mode, it.to.iv, &mut regions[i])
+                .encrypt_blocks(it.to.mode, it.to.iv, regions[i])
                 .map_err(|_| Error::Crypto)?;
             done[i] = true;
             continue;
@@ -328,7 +328,7 @@ fn translate_batch_inner(
             let (one, tail) = tail.split_first_mut().expect("index in range");
             chains.push(crate::CbcChain {
                 iv: items[j].to.iv.ok_or(Error::Crypto)?,
-                data: &mut **one,
+                data: one,
             });
             rest = tail;
             base = j + 1;
