@@ -575,17 +575,24 @@ impl Hsm for SoftHsm {
                     Self::policy(Operation::Encrypt, b)?;
                     keys.push((&**a, &**b));
                 }
+                // Without a TDES key there is nothing to batch (AES-NI is fast one field at
+                // a time, and the per-item path has no scratch copies).
+                if keys.iter().all(|(a, b)| {
+                    a.spec.algorithm == Algorithm::Aes && b.spec.algorithm == Algorithm::Aes
+                }) {
+                    return Ok(None);
+                }
                 let ends = data::translate_batch(&keys, items, out)?;
                 for (a, b) in &keys {
                     a.usage.add(Counted::TranslateFrom);
                     b.usage.add(Counted::TranslateTo);
                 }
-                Ok::<_, Error>(ends)
+                Ok::<_, Error>(Some(ends))
             })()
         };
         match batched {
-            Ok(ends) => Ok(ends),
-            Err(_) => self.translate_each(items, out),
+            Ok(Some(ends)) => Ok(ends),
+            Ok(None) | Err(_) => self.translate_each(items, out),
         }
     }
 
