@@ -242,6 +242,22 @@ impl SoftHsm {
     }
 }
 
+/// `h`'s entry, looked up once per handle (by address) in `seen`; `true` the first time.
+fn cached_entry<'t>(
+    seen: &mut Vec<(*const KeyHandle, &'t Entry)>,
+    table: &'t store::Table,
+    h: &KeyHandle,
+) -> Result<(&'t Entry, bool)> {
+    if let Some(&(_, e)) = seen.iter().find(|(p, _)| core::ptr::eq(*p, h)) {
+        return Ok((e, false));
+    }
+    let e = &**table.get(h)?;
+    if seen.len() < 32 {
+        seen.push((h, e));
+    }
+    Ok((e, true))
+}
+
 impl Drop for SoftHsm {
     fn drop(&mut self) {
         let _ = self.flush_audit();
@@ -567,20 +583,29 @@ impl Hsm for SoftHsm {
         let batched = {
             let table = self.keys.read();
             (|| {
+                // Items of a batch share a few keys (one TK, a DKep per attribute): each
+                // handle is looked up once (by address) and its policy checked once per role.
+                let mut from_seen: Vec<(*const KeyHandle, &Entry)> = Vec::new();
+                let mut to_seen: Vec<(*const KeyHandle, &Entry)> = Vec::new();
                 let mut keys = Vec::with_capacity(items.len());
+                let mut any_tdes = false;
                 for it in items {
-                    keys.push((&**table.get(it.from.key)?, &**table.get(it.to.key)?));
+                    let (a, new_a) = cached_entry(&mut from_seen, &table, it.from.key)?;
+                    let (b, new_b) = cached_entry(&mut to_seen, &table, it.to.key)?;
+                    if new_a {
+                        Self::policy(Operation::Decrypt, a)?;
+                    }
+                    if new_b {
+                        Self::policy(Operation::Encrypt, b)?;
+                    }
+                    any_tdes |=
+                        a.spec.algorithm == Algorithm::Tdes || b.spec.algorithm == Algorithm::Tdes;
+                    keys.push((a, b));
                 }
                 // Without a TDES key there is nothing to batch (AES-NI is fast one field at
                 // a time, and the per-item path has no scratch copies).
-                if keys.iter().all(|(a, b)| {
-                    a.spec.algorithm == Algorithm::Aes && b.spec.algorithm == Algorithm::Aes
-                }) {
+                if !any_tdes {
                     return Ok(None);
-                }
-                for (a, b) in &keys {
-                    Self::policy(Operation::Decrypt, a)?;
-                    Self::policy(Operation::Encrypt, b)?;
                 }
                 let ends = data::translate_batch(&keys, items, out)?;
                 for (a, b) in &keys {
