@@ -540,6 +540,9 @@ impl Tdes {
                     active += 1;
                 }
             }
+            if active == 0 {
+                break;
+            }
             if active < self.small_batch && next == order.len() {
                 // The last few: a pass would be mostly empty.
                 for l in 0..top {
