@@ -22,8 +22,9 @@
 //!    decrypted once on the host for it).
 //! 3. **Translate.** Worker threads (all cores by default) turn each record into an XOF
 //!    record or a reject: checks ([`validate`](crate::order::validate)), per-field ciphertext
-//!    translated TK_issuer → DKep with [`Hsm::translate_batch`] (one call per record, split
-//!    to the backend's [`max_batch_items`](crate::hsm::Capabilities::max_batch_items)),
+//!    translated TK_issuer → DKep with [`Hsm::translate_batch`] (one call for the fields
+//!    of a whole batch of records, split to the backend's
+//!    [`max_batch_items`](crate::hsm::Capabilities::max_batch_items)),
 //!    clear fields encrypted under their DKep with [`Hsm::encrypt`] (CBC, a fresh random IV
 //!    per attribute, ISO 9797-1 padding method 2 so the length is recoverable), PIN blocks
 //!    translated from the issuer PIN key to the bureau PIN key with [`Hsm::translate_pin`].
@@ -102,8 +103,9 @@ pub struct Options<'a> {
     pub order_id: Option<String>,
     /// Worker threads; 0 = the number of cores.
     pub workers: usize,
-    /// Records per batch handed to a worker. (Not an HSM batch: the HSM's batch calls
-    /// carry one record's fields, at most the backend's `max_batch_items`.)
+    /// Records per batch handed to a worker. The encrypted fields of a batch's records go
+    /// to the HSM together, in `translate_batch` calls of at most the backend's
+    /// `max_batch_items`.
     pub batch: usize,
     /// Called after each batch is written.
     pub progress: Option<&'a (dyn Fn(Progress) + Sync)>,

@@ -16,3 +16,4 @@ pub(crate) mod key;
 pub(crate) mod keys;
 pub(crate) mod mac;
 pub(crate) mod rng;
+pub(crate) mod tdes;

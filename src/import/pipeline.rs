@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::plan::{Plan, key_ref};
-use super::transform::{Outcome, Scratch};
+use super::transform::{BatchScratch, Outcome};
 use super::{Failure, Options, Progress, Summary, clock};
 use crate::hsm::CipherSpec;
 use crate::order::issuer::{self, RawRecord};
@@ -312,7 +312,7 @@ fn explain_file_error(e: Error) -> Error {
 
 /// A worker thread: transforms batches until the reader is done or a batch fails.
 fn work(plan: &Plan<'_>, rx: &Mutex<Receiver<Batch>>, tx: &SyncSender<Done>) {
-    let mut scratch = Scratch::default();
+    let mut scratch = BatchScratch::default();
     loop {
         let job = {
             let guard = rx.lock().unwrap_or_else(|p| p.into_inner());
@@ -323,10 +323,7 @@ fn work(plan: &Plan<'_>, rx: &Mutex<Receiver<Batch>>, tx: &SyncSender<Done>) {
         // leaves no output; it must not re-panic out of the thread scope.
         let out: Result<Vec<Outcome>> =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                records
-                    .iter()
-                    .map(|r| plan.process(r, &mut scratch))
-                    .collect()
+                plan.process_batch(&records, &mut scratch)
             }))
             .unwrap_or_else(|_| {
                 Err(Error::Integrity {

@@ -1,9 +1,11 @@
 //! The per-record transform: one issuer record in, one XOF record or one reject out.
 //!
 //! Checks run on the clear value ([`validate`](crate::order::validate)); individually
-//! encrypted fields are translated TK_issuer → DKep inside the HSM, all of a record's in
-//! one [`Hsm::translate_batch`](crate::hsm::Hsm::translate_batch) call (split to the backend's
-//! [`max_batch_items`](crate::hsm::Capabilities::max_batch_items)); clear fields are
+//! encrypted fields are translated TK_issuer → DKep inside the HSM, the fields of a whole
+//! batch of records in one [`Hsm::translate_batch`](crate::hsm::Hsm::translate_batch) call
+//! (split to the backend's [`max_batch_items`](crate::hsm::Capabilities::max_batch_items)),
+//! so that a backend that batches (the software HSM's bitsliced TDES) fills its lanes with
+//! many records' fields side by side; clear fields are
 //! encrypted under their DKep (AES-CBC or TDES-CBC, a fresh random IV each, ISO 9797-1
 //! padding method 2); PIN blocks are translated from the issuer PIN key to the bureau PIN
 //! key. Clear values live only in zeroizing buffers, wiped after each record.
@@ -39,10 +41,16 @@ pub(super) struct Scratch {
     clear_span: Vec<Option<(usize, usize)>>,
     /// The record's random IVs, one slot per data attribute (not secret: they go to the XOF).
     ivs: Vec<u8>,
-    /// Ciphertexts under the DKeps, from the batch translation.
-    translated: Vec<u8>,
-    /// Per field: where its translation is in `translated`, or why it failed.
+    /// Per field: where its translation is in the batch's `translated`, or why it failed.
     translation: Vec<Option<Result<(usize, usize)>>>,
+}
+
+/// Per-worker buffers for a batch of records: one [`Scratch`] per record, and the
+/// ciphertexts under the DKeps from the batch translation.
+#[derive(Default)]
+pub(super) struct BatchScratch {
+    records: Vec<Scratch>,
+    translated: Vec<u8>,
 }
 
 impl Scratch {
@@ -54,7 +62,6 @@ impl Scratch {
         self.ct_span.resize(n, None);
         self.clear_span.clear();
         self.clear_span.resize(n, None);
-        self.translated.clear();
         self.translation.clear();
         self.translation.resize_with(n, || None);
     }
@@ -85,17 +92,46 @@ fn check_value(f: &super::plan::FieldPlan, v: &[u8]) -> core::result::Result<(),
 }
 
 impl Plan<'_> {
-    /// One record → an XOF record (seq 0, set by the writer) or a reject. `Err` only for
-    /// failures that are not the record's fault (HSM refusals by policy, RNG).
-    pub(super) fn process(&self, rec: &RawRecord, scratch: &mut Scratch) -> Result<Outcome> {
-        let reject = |id: Option<String>, field: &str, reason| {
-            Ok(Outcome::Rejected(Reject {
-                number: rec.number,
-                id,
-                field: field.to_string(),
-                reason,
-            }))
-        };
+    /// A batch of records → one XOF record (seq 0, set by the writer) or one reject each.
+    /// `Err` only for failures that are not a record's fault (HSM refusals by policy, RNG).
+    /// Every record is checked first, then the encrypted fields of all records that passed
+    /// are translated together, then the records are assembled.
+    pub(super) fn process_batch(
+        &self,
+        records: &[RawRecord],
+        scratch: &mut BatchScratch,
+    ) -> Result<Vec<Outcome>> {
+        if scratch.records.len() < records.len() {
+            scratch.records.resize_with(records.len(), Scratch::default);
+        }
+        let mut early = Vec::with_capacity(records.len());
+        for (rec, s) in records.iter().zip(scratch.records.iter_mut()) {
+            early.push(self.prepare(rec, s)?);
+        }
+        scratch.translated.clear();
+        self.translate_fields(
+            records
+                .iter()
+                .zip(&early)
+                .zip(scratch.records.iter_mut())
+                .filter_map(|((_, e), s)| e.is_none().then_some(s)),
+            &mut scratch.translated,
+        )?;
+        let mut out = Vec::with_capacity(records.len());
+        for ((rec, e), s) in records.iter().zip(early).zip(scratch.records.iter_mut()) {
+            out.push(match e {
+                Some(outcome) => outcome,
+                None => self.finish(rec, s, &scratch.translated)?,
+            });
+        }
+        for s in &mut scratch.records {
+            s.clear.zeroize();
+        }
+        Ok(out)
+    }
+
+    /// The record's record id, or the reject for a record without a usable one.
+    fn record_id(&self, rec: &RawRecord) -> core::result::Result<String, Outcome> {
         let id = rec.field(self.id).and_then(|v| {
             (v.len() <= 64
                 && v.iter().all(|b| {
@@ -103,22 +139,44 @@ impl Plan<'_> {
                 }))
             .then(|| String::from_utf8_lossy(v).into_owned())
         });
+        let reject = |id: Option<String>, field: &str, reason| {
+            Outcome::Rejected(Reject {
+                number: rec.number,
+                id,
+                field: field.to_string(),
+                reason,
+            })
+        };
         if let Some(reason) = rec.problem {
             let field = rec
                 .problem_field
                 .and_then(|i| self.fields.get(i))
                 .map_or("-", |f| f.name.as_str());
-            return reject(id, field, reason);
+            return Err(reject(id, field, reason));
         }
-        let Some(id) = id else {
-            return reject(None, &self.fields[self.id].name, Reason::RecordId);
+        id.ok_or_else(|| reject(None, &self.fields[self.id].name, Reason::RecordId))
+    }
+
+    /// Pass 1 of a record: presence, ciphertext shape, clear values where needed, checks,
+    /// the random IVs. `Some` when the record is already decided (a reject).
+    fn prepare(&self, rec: &RawRecord, scratch: &mut Scratch) -> Result<Option<Outcome>> {
+        let reject = |id: String, field: &str, reason| {
+            Ok(Some(Outcome::Rejected(Reject {
+                number: rec.number,
+                id: Some(id),
+                field: field.to_string(),
+                reason,
+            })))
         };
-        // Pass 1: presence, ciphertext shape, clear values where needed, checks.
         scratch.reset(self.fields.len());
+        let id = match self.record_id(rec) {
+            Ok(id) => id,
+            Err(outcome) => return Ok(Some(outcome)),
+        };
         for (i, f) in self.fields.iter().enumerate() {
             let Some(v) = rec.field(i) else {
                 if f.required {
-                    return reject(Some(id), &f.name, Reason::Missing);
+                    return reject(id, &f.name, Reason::Missing);
                 }
                 continue;
             };
@@ -126,11 +184,11 @@ impl Plan<'_> {
                 let at = scratch.ct.len();
                 let n = v.len() / 2;
                 if v.len() % 2 != 0 || n % self.tk_block != 0 {
-                    return reject(Some(id), &f.name, Reason::CiphertextFormat);
+                    return reject(id, &f.name, Reason::CiphertextFormat);
                 }
                 scratch.ct.resize(at + n, 0);
                 if hex::decode_to_slice(v, &mut scratch.ct[at..]).is_err() {
-                    return reject(Some(id), &f.name, Reason::CiphertextFormat);
+                    return reject(id, &f.name, Reason::CiphertextFormat);
                 }
                 scratch.ct_span[i] = Some((at, scratch.ct.len()));
                 if f.need_clear {
@@ -144,7 +202,7 @@ impl Plan<'_> {
                             scratch.clear_span[i] = Some((start, start + n));
                         }
                         Err(Error::Crypto) => {
-                            return reject(Some(id), &f.name, Reason::FieldDecrypt);
+                            return reject(id, &f.name, Reason::FieldDecrypt);
                         }
                         Err(e) => return Err(e),
                     }
@@ -168,7 +226,7 @@ impl Plan<'_> {
                 } else {
                     reason
                 };
-                return reject(Some(id), &f.name, reason);
+                return reject(id, &f.name, reason);
             }
         }
         // Cross-field checks, once every field has passed its own.
@@ -188,14 +246,30 @@ impl Plan<'_> {
                 } else {
                     reason
                 };
-                return reject(Some(id), &f.name, reason);
+                return reject(id, &f.name, reason);
             }
         }
-        // Pass 2: attributes, in field order.
         scratch.ivs.clear();
         scratch.ivs.resize(self.data_attributes * IV_SLOT, 0);
         crate::fill_random(&mut scratch.ivs)?;
-        self.translate_fields(scratch)?;
+        Ok(None)
+    }
+
+    /// Pass 2 of a record that passed pass 1 and whose fields were translated: the
+    /// attributes, in field order.
+    fn finish(&self, rec: &RawRecord, scratch: &mut Scratch, translated: &[u8]) -> Result<Outcome> {
+        let id = match self.record_id(rec) {
+            Ok(id) => id,
+            Err(outcome) => return Ok(outcome),
+        };
+        let reject = |id: String, field: &str, reason| {
+            Ok(Outcome::Rejected(Reject {
+                number: rec.number,
+                id: Some(id),
+                field: field.to_string(),
+                reason,
+            }))
+        };
         let mut attributes = Vec::with_capacity(self.fields.len());
         for (i, f) in self.fields.iter().enumerate() {
             let Some(v) = rec.field(i) else { continue };
@@ -210,9 +284,9 @@ impl Plan<'_> {
                 } => {
                     let iv = &scratch.ivs[iv_slot * IV_SLOT..][..*block];
                     let ciphertext = match scratch.translation[i].take() {
-                        Some(Ok((a, b))) => scratch.translated[a..b].to_vec(),
+                        Some(Ok((a, b))) => translated[a..b].to_vec(),
                         Some(Err(Error::Crypto)) => {
-                            return reject(Some(id), &f.name, Reason::FieldDecrypt);
+                            return reject(id, &f.name, Reason::FieldDecrypt);
                         }
                         Some(Err(e)) => return Err(e),
                         None => {
@@ -247,14 +321,14 @@ impl Plan<'_> {
                         .and_then(|p| Pan::new(p).ok())
                     {
                         Some(p) => p,
-                        None => return reject(Some(id), &f.name, Reason::PinBlock),
+                        None => return reject(id, &f.name, Reason::PinBlock),
                     };
                     let mut block = [0u8; 16];
                     let n = v.len() / 2;
                     if v.len() != ifmt.block_len() * 2
                         || hex::decode_to_slice(v, &mut block[..n]).is_err()
                     {
-                        return reject(Some(id), &f.name, Reason::PinBlock);
+                        return reject(id, &f.name, Reason::PinBlock);
                     }
                     let r = self.hsm.translate_pin(
                         &PinSpec {
@@ -279,7 +353,7 @@ impl Plan<'_> {
                             ciphertext: b,
                         }),
                         Err(Error::Crypto) => {
-                            return reject(Some(id), &f.name, Reason::PinBlock);
+                            return reject(id, &f.name, Reason::PinBlock);
                         }
                         Err(e) => return Err(e),
                     }
@@ -293,41 +367,50 @@ impl Plan<'_> {
         }))
     }
 
-    /// Translates every individually encrypted data field of the record TK_issuer → DKep
-    /// inside the HSM, in batches of at most `max_batch_items` (one call per record when the
-    /// backend allows it), and notes per field where its output is or why it failed. A batch
-    /// is all or nothing: when one fails cryptographically, its fields are translated one by
-    /// one to tell which field is at fault (the reason reported is the same either way).
-    fn translate_fields(&self, scratch: &mut Scratch) -> Result<()> {
+    /// Translates every individually encrypted data field of the given records TK_issuer →
+    /// DKep inside the HSM, all records' fields together in batches of at most
+    /// `max_batch_items`, and notes per field where its output is in `out` or why it
+    /// failed. A batch is all or nothing: when one fails cryptographically, its fields are
+    /// translated one by one to tell which field is at fault (the reason reported is the
+    /// same either way).
+    fn translate_fields<'s>(
+        &self,
+        scratches: impl Iterator<Item = &'s mut Scratch>,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
         let Some(from) = self.tk_spec() else {
             return Ok(());
         };
+        let mut scratches: Vec<&mut Scratch> = scratches.collect();
+        // (record, field, block) per item, and the items.
         let mut fields = Vec::new();
         let mut items = Vec::new();
-        for (i, f) in self.fields.iter().enumerate() {
-            if let (
-                Out::Data {
-                    key,
-                    block,
-                    iv_slot,
-                    ..
-                },
-                Some((a, b)),
-            ) = (&f.out, scratch.ct_span[i])
-            {
-                fields.push((i, *block));
-                items.push(TranslateItem {
-                    from,
-                    to: CipherSpec::cbc(
+        for (r, scratch) in scratches.iter().enumerate() {
+            for (i, f) in self.fields.iter().enumerate() {
+                if let (
+                    Out::Data {
                         key,
-                        &scratch.ivs[iv_slot * IV_SLOT..][..*block],
-                        Padding::Iso9797M2,
-                    ),
-                    data: &scratch.ct[a..b],
-                });
+                        block,
+                        iv_slot,
+                        ..
+                    },
+                    Some((a, b)),
+                ) = (&f.out, scratch.ct_span[i])
+                {
+                    fields.push((r, i, *block));
+                    items.push(TranslateItem {
+                        from,
+                        to: CipherSpec::cbc(
+                            key,
+                            &scratch.ivs[iv_slot * IV_SLOT..][..*block],
+                            Padding::Iso9797M2,
+                        ),
+                        data: &scratch.ct[a..b],
+                    });
+                }
             }
         }
-        let out = &mut scratch.translated;
+        let mut results = Vec::with_capacity(items.len());
         for (items, fields) in items
             .chunks(self.max_batch_items)
             .zip(fields.chunks(self.max_batch_items))
@@ -346,26 +429,30 @@ impl Plan<'_> {
                         });
                     }
                     let mut at = start;
-                    for (&(i, _), end) in fields.iter().zip(ends) {
-                        scratch.translation[i] = Some(Ok((at, end)));
+                    for (&(r, i, _), end) in fields.iter().zip(ends) {
+                        results.push((r, i, Ok((at, end))));
                         at = end;
                     }
                 }
                 Err(Error::Crypto) => {
                     out.truncate(start);
-                    for (item, &(i, block)) in items.iter().zip(fields) {
+                    for (item, &(r, i, block)) in items.iter().zip(fields) {
                         let at = out.len();
                         out.resize(at + item.data.len() + 2 * block, 0);
-                        let r = self
+                        let res = self
                             .hsm
                             .translate(&item.from, &item.to, item.data, &mut out[at..])
                             .map(|n| (at, at + n));
-                        out.truncate(r.as_ref().map_or(at, |&(_, end)| end));
-                        scratch.translation[i] = Some(r);
+                        out.truncate(res.as_ref().map_or(at, |&(_, end)| end));
+                        results.push((r, i, res));
                     }
                 }
                 Err(e) => return Err(e),
             }
+        }
+        drop(items);
+        for (r, i, res) in results {
+            scratches[r].translation[i] = Some(res);
         }
         Ok(())
     }

@@ -1,7 +1,10 @@
 //! Block cipher modes (ECB, CBC) and paddings for TDES and AES.
 //!
-//! Built on RustCrypto: the `des` and `aes` block ciphers, the `cbc` mode. All operations
-//! work in place on caller buffers and allocate nothing per block.
+//! AES is RustCrypto's `aes` with the `cbc` mode. TDES is [`Tdes`]: the bitsliced,
+//! constant-time core of this crate for batches (ECB over several blocks, CBC decryption,
+//! many CBC messages at once with [`BlockCipher::encrypt_cbc_chains`]), the RustCrypto
+//! `des` crate for a single block or a single CBC encryption (sequential by nature). All
+//! operations work in place on caller buffers.
 //!
 //! Paddings: ISO/IEC 9797-1 method 1 (zeros; the empty message becomes one zero block),
 //! method 2 (0x80 then zeros, always at least one byte) and PKCS#7 (RFC 5652 §6.3).
@@ -20,16 +23,15 @@
 
 use core::fmt;
 
+use crate::primitives::key::{Algorithm, SecretKey};
+use crate::primitives::tdes::{CbcChain, Tdes};
+use crate::{Error, Result};
 use aes::{Aes128, Aes192, Aes256};
 use cipher::array::Array;
 use cipher::{
     BlockCipherDecrypt, BlockCipherEncrypt, BlockModeDecrypt, BlockModeEncrypt, InnerIvInit,
     KeyInit,
 };
-use des::{TdesEde2, TdesEde3};
-
-use crate::primitives::key::{Algorithm, SecretKey};
-use crate::{Error, Result};
 
 /// A block cipher mode of operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -174,9 +176,9 @@ impl core::str::FromStr for Padding {
 #[derive(Clone)]
 pub enum BlockCipher {
     /// 2-key TDES (keying option 2).
-    Tdes2(TdesEde2),
+    Tdes2(Tdes),
     /// 3-key TDES (keying option 1).
-    Tdes3(TdesEde3),
+    Tdes3(Tdes),
     /// AES-128.
     Aes128(Aes128),
     /// AES-192.
@@ -197,15 +199,15 @@ impl fmt::Debug for BlockCipher {
     }
 }
 
-/// Runs `$body` with `$c` bound to the inner RustCrypto cipher, whatever its type.
+/// Runs `$tdes` with `$t` bound to the [`Tdes`] key, or `$aes` with `$c` bound to the
+/// RustCrypto AES cipher, whatever its size.
 macro_rules! with_cipher {
-    ($self:expr, $c:ident => $body:expr) => {
+    ($self:expr, $t:ident => $tdes:expr, $c:ident => $aes:expr) => {
         match $self {
-            BlockCipher::Tdes2($c) => $body,
-            BlockCipher::Tdes3($c) => $body,
-            BlockCipher::Aes128($c) => $body,
-            BlockCipher::Aes192($c) => $body,
-            BlockCipher::Aes256($c) => $body,
+            BlockCipher::Tdes2($t) | BlockCipher::Tdes3($t) => $tdes,
+            BlockCipher::Aes128($c) => $aes,
+            BlockCipher::Aes192($c) => $aes,
+            BlockCipher::Aes256($c) => $aes,
         }
     };
 }
@@ -244,12 +246,8 @@ impl BlockCipher {
         let k = key.expose_secret();
         // Lengths were validated when the SecretKey was made, so these cannot fail.
         match (key.algorithm(), k.len()) {
-            (Algorithm::Tdes, 16) => {
-                BlockCipher::Tdes2(TdesEde2::new_from_slice(k).expect("16-byte key"))
-            }
-            (Algorithm::Tdes, _) => {
-                BlockCipher::Tdes3(TdesEde3::new_from_slice(k).expect("24-byte key"))
-            }
+            (Algorithm::Tdes, 16) => BlockCipher::Tdes2(Tdes::new(k).expect("16-byte key")),
+            (Algorithm::Tdes, _) => BlockCipher::Tdes3(Tdes::new(k).expect("24-byte key")),
             (Algorithm::Aes, 16) => {
                 BlockCipher::Aes128(Aes128::new_from_slice(k).expect("16-byte key"))
             }
@@ -290,27 +288,90 @@ impl BlockCipher {
     /// Encrypts whole blocks in place in ECB mode.
     pub fn encrypt_ecb(&self, buf: &mut [u8]) -> Result<()> {
         self.check_blocks(buf.len())?;
-        with_cipher!(self, c => ecb_encrypt(c, buf));
-        Ok(())
+        with_cipher!(self, t => t.encrypt_ecb(buf), c => {
+            ecb_encrypt(c, buf);
+            Ok(())
+        })
     }
 
     /// Decrypts whole blocks in place in ECB mode.
     pub fn decrypt_ecb(&self, buf: &mut [u8]) -> Result<()> {
         self.check_blocks(buf.len())?;
-        with_cipher!(self, c => ecb_decrypt(c, buf));
-        Ok(())
+        with_cipher!(self, t => t.decrypt_ecb(buf), c => {
+            ecb_decrypt(c, buf);
+            Ok(())
+        })
     }
 
     /// Encrypts whole blocks in place in CBC mode with `iv` (one block).
     pub fn encrypt_cbc(&self, iv: &[u8], buf: &mut [u8]) -> Result<()> {
         self.check_blocks(buf.len())?;
-        with_cipher!(self, c => cbc_encrypt(c, iv, buf))
+        self.check_iv(iv)?;
+        with_cipher!(self, t => t.encrypt_cbc(iv, buf), c => cbc_encrypt(c, iv, buf))
     }
 
     /// Decrypts whole blocks in place in CBC mode with `iv` (one block).
     pub fn decrypt_cbc(&self, iv: &[u8], buf: &mut [u8]) -> Result<()> {
         self.check_blocks(buf.len())?;
-        with_cipher!(self, c => cbc_decrypt(c, iv, buf))
+        self.check_iv(iv)?;
+        with_cipher!(self, t => t.decrypt_cbc(iv, buf), c => cbc_decrypt(c, iv, buf))
+    }
+
+    /// Encrypts many independent CBC messages in place, each with its own IV. For TDES
+    /// they run side by side in the lanes of the bitsliced core (one message per lane);
+    /// for AES one after the other. Every length and IV is checked before anything is
+    /// encrypted.
+    pub fn encrypt_cbc_chains(&self, chains: &mut [CbcChain<'_>]) -> Result<()> {
+        self.check_chains(chains)?;
+        with_cipher!(self, t => t.encrypt_cbc_chains(chains), c => {
+            for ch in chains.iter_mut() {
+                cbc_encrypt(c, ch.iv, ch.data)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Decrypts many independent CBC messages in place, each with its own IV. For TDES
+    /// every block of every message is decrypted side by side. Every length and IV is
+    /// checked before anything is decrypted.
+    pub fn decrypt_cbc_chains(&self, chains: &mut [CbcChain<'_>]) -> Result<()> {
+        self.check_chains(chains)?;
+        with_cipher!(self, t => t.decrypt_cbc_chains(chains), c => {
+            for ch in chains.iter_mut() {
+                cbc_decrypt(c, ch.iv, ch.data)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn check_iv(&self, iv: &[u8]) -> Result<()> {
+        if iv.len() == self.block_size() {
+            Ok(())
+        } else {
+            Err(Error::invalid("IV", "length differs from the block size"))
+        }
+    }
+
+    fn check_chains(&self, chains: &[CbcChain<'_>]) -> Result<()> {
+        let b = self.block_size();
+        for (i, c) in chains.iter().enumerate() {
+            if c.iv.len() != b {
+                return Err(Error::invalid(
+                    "IV",
+                    format!("chain {i}: {} bytes, the block is {b}", c.iv.len()),
+                ));
+            }
+            if !c.data.len().is_multiple_of(b) {
+                return Err(Error::invalid(
+                    "data length",
+                    format!(
+                        "chain {i}: {} bytes is not a multiple of the {b}-byte block",
+                        c.data.len()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Encrypts whole blocks in place in `mode` (`iv` required for CBC, refused for ECB).
