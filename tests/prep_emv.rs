@@ -87,7 +87,10 @@ fn derivation_inputs_by_hand() {
     // Option A: rightmost 16 digits of PAN || PSN ("12345678901234567" || "01").
     let pan = Pan::new("12345678901234567").unwrap();
     let psn = Psn::new(1).unwrap();
-    assert_eq!(hex::encode_upper(option_a_input(&pan, psn)), "4567890123456701");
+    assert_eq!(
+        hex::encode_upper(option_a_input(&pan, psn)),
+        "4567890123456701"
+    );
     // A short PAN is left-padded with zeros: "123456789012" || "07" = 14 digits.
     let short = Pan::new("123456789012").unwrap();
     assert_eq!(
@@ -102,7 +105,10 @@ fn derivation_inputs_by_hand() {
     // Option B: SHA-1 over the BCD bytes 01 23 45 67 89 01 23 45 67 01 (a leading 0 digit:
     // 19 digits) is 42018cced92658095af334207976ca56f2278dd6 (Python hashlib); its first 16
     // decimal digits, left to right, are Y.
-    assert_eq!(hex::encode_upper(option_b_input(&pan, psn)), "4201892658095334");
+    assert_eq!(
+        hex::encode_upper(option_b_input(&pan, psn)),
+        "4201892658095334"
+    );
 }
 
 #[test]
@@ -120,5 +126,8 @@ fn options_that_do_not_suit_the_imk_are_refused() {
     assert!(Psn::parse("123").is_err());
     assert_eq!(Psn::parse("7").unwrap().value(), 7);
     assert!("a".parse::<IccDerivation>().is_err());
-    assert_eq!("auto".parse::<IccDerivation>().unwrap(), IccDerivation::Auto);
+    assert_eq!(
+        "auto".parse::<IccDerivation>().unwrap(),
+        IccDerivation::Auto
+    );
 }

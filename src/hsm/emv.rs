@@ -146,7 +146,11 @@ impl Psn {
         if !(1..=2).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Error::invalid("PSN", "must be one or two decimal digits"));
         }
-        Self::new(digits.parse().map_err(|_| Error::invalid("PSN", "not a number"))?)
+        Self::new(
+            digits
+                .parse()
+                .map_err(|_| Error::invalid("PSN", "not a number"))?,
+        )
     }
 
     /// The value, 0 to 99.

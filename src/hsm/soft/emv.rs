@@ -6,10 +6,10 @@
 
 use zeroize::Zeroizing;
 
+use super::SoftHsm;
 use super::data::{check_alg, decode_pin};
 use super::store::Entry;
 use super::usage::Counted;
-use super::SoftHsm;
 use crate::hsm::emv::{IccKeyRequest, IccKeyRole, IccMasterKeys, derive_icc_master_key};
 use crate::hsm::policy::{self, Operation};
 use crate::hsm::{KeyHandle, PinSpec};
@@ -47,7 +47,10 @@ impl SoftHsm {
             }
             check(Operation::Wrap, ktk)?;
             let alg = imks[0].spec.algorithm;
-            if imks.iter().any(|e| e.spec.algorithm != alg || e.key.len() != imks[0].key.len()) {
+            if imks
+                .iter()
+                .any(|e| e.spec.algorithm != alg || e.key.len() != imks[0].key.len())
+            {
                 return Err(Error::invalid(
                     "issuer master keys",
                     "IMK-AC, IMK-SMI and IMK-SMC must have the same algorithm and length",
@@ -125,7 +128,8 @@ impl SoftHsm {
             }
             // From here on, every failure is the same opaque error.
             let pin = decode_pin(&a, from.format, pan, block)?;
-            let card = pinblock::encode(PinBlockFormat::Iso2, &pin, None).map_err(|_| Error::Crypto)?;
+            let card =
+                pinblock::encode(PinBlockFormat::Iso2, &pin, None).map_err(|_| Error::Crypto)?;
             let mut out = Zeroizing::new([0u8; 16]);
             out[..8].copy_from_slice(&card[..]);
             let n = match b.spec.algorithm {
@@ -136,7 +140,9 @@ impl SoftHsm {
                     16
                 }
             };
-            b.cipher.encrypt_ecb(&mut out[..n]).map_err(|_| Error::Crypto)?;
+            b.cipher
+                .encrypt_ecb(&mut out[..n])
+                .map_err(|_| Error::Crypto)?;
             Ok(out[..n].to_vec())
         })();
         match r {
