@@ -523,7 +523,13 @@ impl Profile {
                     }
                     path.pop();
                 }
-                Event::Eof => break,
+                Event::Eof if path.is_empty() => break,
+                Event::Eof => {
+                    return Err(bad(
+                        path.last().map_or("profile", String::as_str),
+                        "not well-formed XML: the file ends inside the element (truncated)",
+                    ));
+                }
                 Event::Decl(_) | Event::Comment(_) => {}
                 Event::DocType(_) => return Err(bad("profile", "a DOCTYPE is not allowed")),
                 Event::PI(_) => {
