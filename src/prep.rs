@@ -9,4 +9,5 @@
 //!   [`Hsm::derive_icc_master_keys`](crate::hsm::Hsm::derive_icc_master_keys)).
 
 pub mod dgi;
+pub mod production;
 pub mod profile;
