@@ -11,3 +11,6 @@
 pub mod dgi;
 pub mod production;
 pub mod profile;
+mod run;
+
+pub use run::{Options, Reason, Reject, Summary, default_rejects_path, run, run_files};

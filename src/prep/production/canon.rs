@@ -67,7 +67,11 @@ pub(crate) fn card_input(
                     Mode::Cbc => 2,
                 });
                 lp(out, p.iv.as_deref().unwrap_or(&[]));
-                out.push(if p.padding == Padding::Iso9797M2 { 2 } else { 0 });
+                out.push(if p.padding == Padding::Iso9797M2 {
+                    2
+                } else {
+                    0
+                });
             }
         }
         lp(out, &d.data);

@@ -60,10 +60,13 @@ impl<'h, W: Write> Writer<'h, W> {
             ));
         }
         check_mac_key(&info)?;
-        let listed = header.key(&header.mac_key).expect("checked by check_header");
-        listed
-            .kcv
-            .check(&info.kcv, format!("production MAC key '{}'", header.mac_key))?;
+        let listed = header
+            .key(&header.mac_key)
+            .expect("checked by check_header");
+        listed.kcv.check(
+            &info.kcv,
+            format!("production MAC key '{}'", header.mac_key),
+        )?;
 
         let mut mac_in = Vec::with_capacity(1024);
         canon::header_input(&mut mac_in, VERSION, header);
