@@ -34,7 +34,7 @@ impl Drop for TempDir {
     }
 }
 
-pub const PROFILE: &str = r#"<profile format="pmp-profile-1" name="VISA-CLASSIC-EMV" product="DEMO-VISA-CLASSIC">
+const PROFILE: &str = r#"<profile format="pmp-profile-1" name="VISA-CLASSIC-EMV" product="DEMO-VISA-CLASSIC">
   <keys ktk="PROD1-KTK" ptk="PROD1-PTK" mtk="PROD1-MTK" dtk="PROD1-DTK" xof-mac-key="XOF-MAC"/>
   <icc-keys option="A" imk-ac="IMK-AC" imk-smi="IMK-SMI" imk-smc="IMK-SMC"
             pan="PAN" psn="PAN_SEQ" psn-default="00"/>
@@ -48,13 +48,13 @@ pub const PROFILE: &str = r#"<profile format="pmp-profile-1" name="VISA-CLASSIC-
 </profile>"#;
 
 /// Clear test keys (test values only).
-pub const IMK: &str = "0123456789ABCDEFFEDCBA9876543210";
-pub const KTK: &str = "1C1C1C1C1C1C1C1C1C1C1C1C1C1C1C1C2A2A2A2A2A2A2A2A2A2A2A2A2A2A2A2A";
-pub const PTK: &str = "89ABCDEF0123456776543210FEDCBA98";
-pub const DTK: &str = "3D3D3D3D3D3D3D3D3D3D3D3D3D3D3D3D4E4E4E4E4E4E4E4E4E4E4E4E4E4E4E4E";
-pub const MTK: &str = "5F5F5F5F5F5F5F5F5F5F5F5F5F5F5F5F6A6A6A6A6A6A6A6A6A6A6A6A6A6A6A6A";
-pub const DKEP: &str = "7B7B7B7B7B7B7B7B7B7B7B7B7B7B7B7B8C8C8C8C8C8C8C8C8C8C8C8C8C8C8C8C";
-pub const BUREAU_PIN: &str = "9D9D9D9D9D9D9D9D9D9D9D9D9D9D9D9DAEAEAEAEAEAEAEAEAEAEAEAEAEAEAEAE";
+const IMK: &str = "0123456789ABCDEFFEDCBA9876543210";
+const KTK: &str = "1C1C1C1C1C1C1C1C1C1C1C1C1C1C1C1C2A2A2A2A2A2A2A2A2A2A2A2A2A2A2A2A";
+const PTK: &str = "89ABCDEF0123456776543210FEDCBA98";
+const DTK: &str = "3D3D3D3D3D3D3D3D3D3D3D3D3D3D3D3D4E4E4E4E4E4E4E4E4E4E4E4E4E4E4E4E";
+const MTK: &str = "5F5F5F5F5F5F5F5F5F5F5F5F5F5F5F5F6A6A6A6A6A6A6A6A6A6A6A6A6A6A6A6A";
+const DKEP: &str = "7B7B7B7B7B7B7B7B7B7B7B7B7B7B7B7B8C8C8C8C8C8C8C8C8C8C8C8C8C8C8C8C";
+const BUREAU_PIN: &str = "9D9D9D9D9D9D9D9D9D9D9D9D9D9D9D9DAEAEAEAEAEAEAEAEAEAEAEAEAEAEAEAE";
 
 fn known(hsm: &SoftHsm, spec: KeySpec, clear_hex: &str) -> KeyHandle {
     let clear = hex::decode(clear_hex).unwrap();
@@ -68,7 +68,7 @@ fn known(hsm: &SoftHsm, spec: KeySpec, clear_hex: &str) -> KeyHandle {
 }
 
 /// The data-prep key store: IMKs, transport keys, a DKep, the bureau PIN key, the XOF MAC.
-pub fn store(dir: &Path) -> SoftHsm {
+fn store(dir: &Path) -> SoftHsm {
     let hsm = SoftHsm::create_with_test_lmk(dir).unwrap();
     for (l, u) in [
         ("IMK-AC", KeyUsage::E0),
@@ -124,16 +124,16 @@ pub fn store(dir: &Path) -> SoftHsm {
 }
 
 /// One card's clear data (test values).
-pub struct TestCard {
-    pub pan: &'static str,
-    pub psn: Option<&'static str>,
-    pub expiry: &'static str,
-    pub name: &'static str,
-    pub track2: &'static str,
-    pub pin: &'static str,
+struct TestCard {
+    pan: &'static str,
+    psn: Option<&'static str>,
+    expiry: &'static str,
+    name: &'static str,
+    track2: &'static str,
+    pin: &'static str,
 }
 
-pub fn cards() -> Vec<TestCard> {
+fn cards() -> Vec<TestCard> {
     vec![
         TestCard {
             pan: "12345678901234567",
@@ -166,7 +166,7 @@ fn key_ref(hsm: &SoftHsm, label: &str) -> KeyRef {
 
 /// An XOF holding `cards` (attributes encrypted under DKEP-CARD, the PIN block in ISO
 /// format 4 under BUREAU-PIN), written to `path`.
-pub fn write_xof(hsm: &SoftHsm, cards: &[TestCard], path: &Path) {
+fn write_xof(hsm: &SoftHsm, cards: &[TestCard], path: &Path) {
     let header = xof::Header {
         order_id: "ORD-1".into(),
         issuer: "Example Bank".into(),
@@ -238,7 +238,7 @@ pub fn write_xof(hsm: &SoftHsm, cards: &[TestCard], path: &Path) {
 }
 
 /// The DGIs of each card of a production file: id -> (attributes text, data bytes).
-pub fn dgis(file: &str) -> Vec<BTreeMap<String, (String, Vec<u8>)>> {
+fn dgis(file: &str) -> Vec<BTreeMap<String, (String, Vec<u8>)>> {
     let mut cards = Vec::new();
     for line in file.lines() {
         let l = line.trim();
