@@ -55,7 +55,7 @@ use crate::keyblock::{Exportability, KeyUsage};
 use crate::{Algorithm, Error, Kcv, Mode, Padding, Result};
 
 pub(crate) mod canon;
-mod read;
+pub(crate) mod read;
 pub(crate) mod write;
 
 pub use read::{ReadOptions, Reader};

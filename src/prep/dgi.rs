@@ -241,7 +241,7 @@ impl Format {
                     1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
                     4 | 6 | 9 | 11 => 30,
                     // Years 2000-2099: every fourth year is a leap year, 2000 included.
-                    2 if yy % 4 == 0 => 29,
+                    2 if yy.is_multiple_of(4) => 29,
                     2 => 28,
                     _ => return Err("has a month outside 01-12"),
                 };

@@ -11,16 +11,20 @@
 //! MTK, exactly as the XOF is under its MAC key, so a lost, repeated, reordered, altered or
 //! appended card, a dropped last card and a truncated file are each detected.
 //!
-//! [`Writer`] writes one card at a time.
+//! [`Writer`] writes one card at a time; the reader ([`Reader`], [`verify_file`]) is a
+//! strict streaming pull parser built on the XOF reader's pieces, with its hostile-input
+//! rules and limits.
 
-use crate::hsm::{Hsm, KeyInfo};
+use crate::hsm::KeyInfo;
 use crate::keyblock::KeyUsage;
 use crate::xof::KeyRef;
 use crate::{Algorithm, Error, Mode, Padding, Result};
 
 mod canon;
+mod read;
 mod write;
 
+pub use read::{Reader, verify_file};
 pub use write::Writer;
 
 /// The production-file version this module writes and the only one it reads.
@@ -29,16 +33,17 @@ pub const VERSION: &str = "1";
 /// Hard limits of a production file (`docs/production.md` §7). A file beyond any of them is
 /// refused.
 pub mod limits {
-    /// Bytes in one XML event (a tag with its attributes, or one text node).
-    pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+    /// Bytes in one XML event (a tag with its attributes, or one text node): the XOF's.
+    pub const MAX_EVENT_BYTES: usize = crate::xof::limits::MAX_EVENT_BYTES;
     /// Bytes of one `card` element, from its start tag to its end tag.
     pub const MAX_CARD_BYTES: u64 = 1024 * 1024;
     /// `dgi` elements in one card.
     pub const MAX_DGIS: usize = 256;
-    /// XML attributes on one element.
-    pub const MAX_XML_ATTRIBUTES: usize = 8;
-    /// Element nesting depth (`production` 1, `header`/`card`/`trailer` 2, `key`/`dgi` 3).
-    pub const MAX_DEPTH: usize = 3;
+    /// XML attributes on one element: the XOF's.
+    pub const MAX_XML_ATTRIBUTES: usize = crate::xof::limits::MAX_XML_ATTRIBUTES;
+    /// Element nesting depth (`production` 1, `header`/`card`/`trailer` 2, `key`/`dgi` 3):
+    /// the XOF's.
+    pub const MAX_DEPTH: usize = crate::xof::limits::MAX_DEPTH;
     /// `key` entries in the header.
     pub const MAX_KEYS: usize = 16;
     /// Bytes of one DGI's data (what a CPS DGI length can state).

@@ -488,15 +488,15 @@ impl Profile {
                         tags.push(t);
                     }
                     (p, n) => {
-                        let why = if p.is_empty() && n == "profile" {
-                            "given more than once".to_string()
-                        } else if matches!((p, n), ("profile", "keys" | "icc-keys")) {
-                            "given more than once".to_string()
-                        } else if p.is_empty() {
-                            "unexpected element (the root is <profile>)".to_string()
-                        } else {
-                            format!("unexpected element inside <{p}>")
-                        };
+                        let why =
+                            if matches!((p, n), ("", "profile") | ("profile", "keys" | "icc-keys"))
+                            {
+                                "given more than once".to_string()
+                            } else if p.is_empty() {
+                                "unexpected element (the root is <profile>)".to_string()
+                            } else {
+                                format!("unexpected element inside <{p}>")
+                            };
                         return Err(bad(n, why));
                     }
                 }

@@ -476,7 +476,12 @@ impl Ctx<'_> {
                             Some(v) => match core::str::from_utf8(v).ok().map(Psn::parse) {
                                 Some(Ok(p)) => p,
                                 _ => {
-                                    return Self::reject(rec, None, icc.psn.as_deref(), Reason::Psn);
+                                    return Self::reject(
+                                        rec,
+                                        None,
+                                        icc.psn.as_deref(),
+                                        Reason::Psn,
+                                    );
                                 }
                             },
                             None => match icc.psn_default {
