@@ -23,7 +23,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,7 @@ use super::production::{self, Card, Dgi, Protection};
 use super::profile::{DgiContent, Profile, TagSource};
 use crate::hsm::emv::{IccKeyRequest, IccMasterKeys, Psn};
 use crate::hsm::{Capability, CipherSpec, Hsm, KeyHandle, KeyInfo, PinSpec};
+use crate::import::output::Outputs;
 use crate::keyblock::{KeyUsage, ModeOfUse};
 use crate::pinblock::{Pan, PinBlockFormat};
 use crate::xof::{self, KeyRef, Record};
@@ -633,7 +634,7 @@ pub fn run<R: BufRead, W: Write, J: Write>(
         created: opts
             .created
             .clone()
-            .unwrap_or_else(|| crate::import::utc_now().0),
+            .unwrap_or_else(|| crate::import::clock::now().extended),
         keys: keys.key_refs(),
         mac_key: keys.mtk.spec.label.clone(),
     };
@@ -752,71 +753,11 @@ pub fn default_rejects_path(out: &Path) -> PathBuf {
     out.with_file_name(format!("{stem}.rejects.txt"))
 }
 
-/// A path as a rename sees it: the canonical parent directory and the file name.
-fn identity(p: &Path) -> Result<PathBuf> {
-    let name = p
-        .file_name()
-        .ok_or_else(|| Error::invalid("output", format!("{} is not a file name", p.display())))?;
-    let dir = match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    Ok(fs::canonicalize(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .join(name))
-}
-
-/// An output written under a temporary name beside its target, removed unless committed.
-struct Staged {
-    tmp: PathBuf,
-    target: PathBuf,
-    committed: bool,
-}
-
-impl Staged {
-    fn create(target: &Path) -> Result<(Self, fs::File)> {
-        let mut r = [0u8; 8];
-        crate::fill_random(&mut r)?;
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = target.with_file_name(format!(".{name}.{}.tmp", hex::encode(r)));
-        let f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| Error::io(&tmp, e))?;
-        Ok((
-            Self {
-                tmp,
-                target: target.to_path_buf(),
-                committed: false,
-            },
-            f,
-        ))
-    }
-
-    fn commit(&mut self) -> Result<()> {
-        fs::rename(&self.tmp, &self.target).map_err(|e| Error::io(&self.target, e))?;
-        self.committed = true;
-        Ok(())
-    }
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = fs::remove_file(&self.tmp);
-        }
-    }
-}
-
 /// [`run`] over files: reads the XOF `input`, writes the production file `out` and the
 /// reject report (`rejects`, default [`default_rejects_path`]) under temporary names and
-/// renames them only on success; on any error neither output exists afterwards (the
-/// report, renamed first, is removed again if the production file's rename fails). The
-/// outputs must be two different files, neither of them the input.
+/// renames them only on success; on any error neither output exists afterwards (an
+/// existing file of the same name is left as it was). The outputs must be two different
+/// files, neither of them the input.
 pub fn run_files(
     hsm: &dyn Hsm,
     profile: &Profile,
@@ -827,34 +768,19 @@ pub fn run_files(
 ) -> Result<Summary> {
     let rejects = rejects.map_or_else(|| default_rejects_path(out), Path::to_path_buf);
     let f = fs::File::open(input).map_err(|e| Error::io(input, e))?;
-    let (i, o, j) = (identity(input)?, identity(out)?, identity(&rejects)?);
-    if o == i || j == i || o == j {
-        return Err(Error::invalid(
-            "output",
-            "the production file, the reject report and the XOF must be three different files",
-        ));
-    }
-    let (mut prod_tmp, prod_f) = Staged::create(out)?;
-    let (mut rej_tmp, rej_f) = Staged::create(&rejects)?;
+    // The import's output transaction: temporary files beside the targets, renamed only
+    // on success, the report's rename undone if the production file's fails.
+    let outputs = Outputs::create(input, out, &rejects)?;
+    let (prod_w, rej_w) = outputs.writers()?;
     let (summary, prod_w, rej_w) = run(
         hsm,
         profile,
         BufReader::with_capacity(256 * 1024, f),
         &input.display().to_string(),
-        BufWriter::with_capacity(256 * 1024, prod_f),
-        BufWriter::new(rej_f),
+        prod_w,
+        rej_w,
         opts,
     )?;
-    for (w, t) in [(prod_w, &prod_tmp), (rej_w, &rej_tmp)] {
-        let file = w
-            .into_inner()
-            .map_err(|e| Error::io(&t.tmp, e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(&t.tmp, e))?;
-    }
-    rej_tmp.commit()?;
-    if let Err(e) = prod_tmp.commit() {
-        let _ = fs::remove_file(&rej_tmp.target);
-        return Err(e);
-    }
+    outputs.commit(prod_w, rej_w)?;
     Ok(summary)
 }
