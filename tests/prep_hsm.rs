@@ -385,3 +385,83 @@ fn card_pin_blocks_are_format_2_under_the_ptk_only() {
     ));
     hsm.verify_audit().unwrap();
 }
+
+#[test]
+fn transport_keys_include_the_dtk_and_imks_import_only_for_derivation() {
+    use pmp_core::hierarchy;
+    use pmp_core::keyblock::{self, Exportability, Header, KeyAlgorithm, Version};
+    let d1 = TempDir::new("emv-hier-prep");
+    let d2 = TempDir::new("emv-hier-prod");
+    let prep = SoftHsm::create_with_test_lmk(&d1.0).unwrap();
+    let prod = SoftHsm::create_with_test_lmk(&d2.0).unwrap();
+    let zmk_clear = [0x4Cu8; 32];
+    let zspec = KeySpec::new("ZMK", Algorithm::Aes, 32, KeyUsage::K0, ModeOfUse::B);
+    let zp = known(&prep, zspec.clone(), &zmk_clear);
+    let zq = known(&prod, zspec, &zmk_clear);
+    let tks = hierarchy::issue_transport_keys(&prep, &zp, "LINE1", Algorithm::Aes, 32).unwrap();
+    assert_eq!(tks.dtk.info.spec.label, "LINE1-DTK");
+    assert_eq!(tks.dtk.info.spec.usage, KeyUsage::D0);
+    let got = hierarchy::import_transport_keys(
+        &prod,
+        &zq,
+        "LINE1",
+        [
+            (tks.ktk.block.as_str(), &tks.ktk.info.kcv),
+            (tks.ptk.block.as_str(), &tks.ptk.info.kcv),
+            (tks.mtk.block.as_str(), &tks.mtk.info.kcv),
+            (tks.dtk.block.as_str(), &tks.dtk.info.kcv),
+        ],
+    )
+    .unwrap();
+    assert_eq!(got[3].kcv, tks.dtk.info.kcv);
+    assert_eq!(got[3].spec.usage, KeyUsage::D0);
+
+    // IMKs as TR-31 blocks under the issuer's ZMK: E0/E2/E1 with mode X.
+    let zmk_key = SecretKey::new(Algorithm::Aes, &zmk_clear).unwrap();
+    let imk = SecretKey::from_hex(Algorithm::Tdes, IMK).unwrap();
+    let block = |usage, mode| {
+        let h = Header::new(
+            Version::D,
+            usage,
+            KeyAlgorithm::Tdes,
+            mode,
+            Exportability::N,
+        );
+        keyblock::wrap(&zmk_key, &h, &imk, None).unwrap()
+    };
+    let (b0, b2, b1) = (
+        block(KeyUsage::E0, ModeOfUse::X),
+        block(KeyUsage::E2, ModeOfUse::X),
+        block(KeyUsage::E1, ModeOfUse::X),
+    );
+    let kcv = imk.kcv();
+    // Swapped usages are refused, and nothing of the call stays.
+    assert!(
+        hierarchy::import_issuer_master_keys(
+            &prep,
+            &zp,
+            [("AC", &b0, &kcv), ("SMI", &b1, &kcv), ("SMC", &b2, &kcv)]
+        )
+        .is_err()
+    );
+    assert!(prep.find_key("AC").is_err());
+    // Mode N is refused after the usage check, and nothing stays.
+    let n = block(KeyUsage::E1, ModeOfUse::N);
+    assert!(matches!(
+        hierarchy::import_issuer_master_keys(
+            &prep,
+            &zp,
+            [("AC", &b0, &kcv), ("SMI", &b2, &kcv), ("SMC", &n, &kcv)]
+        ),
+        Err(Error::Policy(_))
+    ));
+    assert!(prep.find_key("AC").is_err() && prep.find_key("SMC").is_err());
+    let imks = hierarchy::import_issuer_master_keys(
+        &prep,
+        &zp,
+        [("AC", &b0, &kcv), ("SMI", &b2, &kcv), ("SMC", &b1, &kcv)],
+    )
+    .unwrap();
+    assert_eq!(imks[0].spec.usage, KeyUsage::E0);
+    assert_eq!(imks[2].spec.usage, KeyUsage::E1);
+}
