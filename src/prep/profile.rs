@@ -24,11 +24,12 @@
 
 use std::path::Path;
 
-use quick_xml::events::{BytesStart, Event};
+use quick_xml::events::BytesStart;
 
 use super::dgi::{self, Format};
 use crate::hsm::emv::{IccDerivation, Psn};
 use crate::pinblock::PinBlockFormat;
+use crate::xml::{self, Content, XmlError};
 use crate::{Error, Result};
 
 /// The format identifier a profile declares.
@@ -158,6 +159,18 @@ pub struct Profile {
     pub dgis: Vec<DgiSpec>,
 }
 
+/// The profile's rules for the one strict XML guard: the whole file is in memory already
+/// (at most [`MAX_PROFILE_BYTES`]), so one event may take all of it; comments skipped; no
+/// DOCTYPE, processing instruction, CDATA or reference in text; elements no deeper than
+/// `profile/dgi/tag`.
+const XML_RULES: xml::Rules = xml::Rules {
+    event_bytes: MAX_PROFILE_BYTES,
+    max_depth: 3,
+    comments: true,
+    processing_instructions: false,
+    text_references: false,
+};
+
 /// An element's attributes, each to be used exactly once.
 struct Elem {
     name: String,
@@ -175,8 +188,7 @@ impl Elem {
         for a in e.attributes() {
             let a = a.map_err(|err| bad(&name, format!("malformed attribute ({err})")))?;
             let key = a.key.as_ref().to_string();
-            let value = a
-                .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+            let value = xml::attribute_value(&a)
                 .map_err(|err| bad(&name, format!("attribute {key}: {err}")))?
                 .into_owned();
             if attrs.iter().any(|(k, _, _)| *k == key) {
@@ -315,9 +327,8 @@ impl Profile {
         if xml.len() > MAX_PROFILE_BYTES {
             return Err(bad("profile", "file larger than 1 MiB"));
         }
-        let mut r = quick_xml::Reader::from_str(xml);
-        r.config_mut().trim_text(true);
-        r.config_mut().check_end_names = true;
+        let mut r = xml::StrictReader::new(xml.as_bytes(), XML_RULES);
+        let mut buf = Vec::new();
         let mut path: Vec<String> = Vec::new();
         let mut head: Option<(String, String)> = None;
         let mut keys: Option<ProfileKeys> = None;
@@ -325,12 +336,27 @@ impl Profile {
         let mut dgis: Vec<DgiSpec> = Vec::new();
         let mut open_tags: Option<Vec<TagSpec>> = None;
         loop {
-            let ev = r
-                .read_event()
-                .map_err(|e| bad("profile", format!("not well-formed XML: {e}")))?;
+            let ev = r.next(&mut buf).map_err(|e| {
+                let at = path.last().map_or("profile", String::as_str);
+                match e {
+                    XmlError::Refused(r) => bad(at, r),
+                    XmlError::Malformed {
+                        truncated: true, ..
+                    } => bad(
+                        at,
+                        "not well-formed XML: the file ends inside the element (truncated)",
+                    ),
+                    XmlError::Malformed { error, .. } => {
+                        bad(at, format!("not well-formed XML: {error}"))
+                    }
+                    XmlError::TooLarge { .. } | XmlError::Io(_) => {
+                        bad("profile", "file larger than 1 MiB")
+                    }
+                }
+            })?;
             let (start, empty) = match &ev {
-                Event::Start(s) => (Some(s), false),
-                Event::Empty(s) => (Some(s), true),
+                Content::Start(s) => (Some(s), false),
+                Content::Empty(s) => (Some(s), true),
                 _ => (None, false),
             };
             if let Some(s) = start {
@@ -510,7 +536,7 @@ impl Profile {
                 continue;
             }
             match ev {
-                Event::End(end) => {
+                Content::End(end) => {
                     if end.name().as_ref() == "dgi"
                         && let Some(tags) = open_tags.take()
                     {
@@ -523,19 +549,15 @@ impl Profile {
                     }
                     path.pop();
                 }
-                Event::Eof if path.is_empty() => break,
-                Event::Eof => {
+                Content::Eof if path.is_empty() => break,
+                Content::Eof => {
                     return Err(bad(
                         path.last().map_or("profile", String::as_str),
                         "not well-formed XML: the file ends inside the element (truncated)",
                     ));
                 }
-                Event::Decl(_) | Event::Comment(_) => {}
-                Event::DocType(_) => return Err(bad("profile", "a DOCTYPE is not allowed")),
-                Event::PI(_) => {
-                    return Err(bad("profile", "processing instructions are not allowed"));
-                }
-                Event::CData(_) => return Err(bad("profile", "CDATA is not allowed")),
+                Content::Decl(_) | Content::Skipped => {}
+                Content::Text(t) if t.trim().is_empty() => {}
                 _ => {
                     return Err(bad(
                         path.last().map_or("profile", String::as_str),

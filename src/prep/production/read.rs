@@ -5,15 +5,14 @@
 
 use std::io::BufRead;
 
-
 use crate::hsm::{Hsm, KeyHandle};
 use crate::keyblock::KeyUsage;
+use crate::xml::Content as Event;
 use crate::xof::KeyRef;
 use crate::xof::canon::Mac16;
-use crate::xml::Content as Event;
 use crate::xof::read::{
-    Ctx, RULES, Xml, decode_hex_into, each_attr, is_ws, name_is, parse_mac, parse_u64,
-    read_event, set, unexpected,
+    Ctx, RULES, Xml, decode_hex_into, each_attr, is_ws, name_is, parse_mac, parse_u64, read_event,
+    set, unexpected,
 };
 use crate::{Algorithm, Error, Kcv, MacAlgorithm, Padding, Result};
 
