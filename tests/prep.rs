@@ -49,6 +49,18 @@ const PROFILE: &str = r#"<profile format="pmp-profile-1" name="VISA-CLASSIC-EMV"
 
 /// Clear test keys (test values only).
 const IMK: &str = "0123456789ABCDEFFEDCBA9876543210";
+const IMK_SMI: &str = "1F2F3D4C5B6B79890123456789ABCDEF";
+const IMK_SMC: &str = "A1B3C2D5E5F70719293B4A5D6D7F8F91";
+/// MK-SMI and MK-SMC of the two test cards (Option A), with their KCVs: computed with
+/// pyemv 1.5.0 (kd.derive_icc_mk_a, tools.encrypt_tdes_ecb).
+const MK_SMI: [(&str, &str); 2] = [
+    ("C2E94FE67C512AC21F02014623B5E9BF", "E83E7F"),
+    ("2619926D9EBA970D98A4D91FDCE95DB5", "D7CC8D"),
+];
+const MK_SMC: [(&str, &str); 2] = [
+    ("541F6B38708F2934078C4A0E4F0B4FF7", "6F2F8A"),
+    ("D93DEFF4A4D0ADCE8004FDA8312615F2", "80BB6F"),
+];
 const KTK: &str = "1C1C1C1C1C1C1C1C1C1C1C1C1C1C1C1C2A2A2A2A2A2A2A2A2A2A2A2A2A2A2A2A";
 const PTK: &str = "89ABCDEF0123456776543210FEDCBA98";
 const DTK: &str = "3D3D3D3D3D3D3D3D3D3D3D3D3D3D3D3D4E4E4E4E4E4E4E4E4E4E4E4E4E4E4E4E";
@@ -70,15 +82,15 @@ fn known(hsm: &SoftHsm, spec: KeySpec, clear_hex: &str) -> KeyHandle {
 /// The data-prep key store: IMKs, transport keys, a DKep, the bureau PIN key, the XOF MAC.
 fn store(dir: &Path) -> SoftHsm {
     let hsm = SoftHsm::create_with_test_lmk(dir).unwrap();
-    for (l, u) in [
-        ("IMK-AC", KeyUsage::E0),
-        ("IMK-SMI", KeyUsage::E2),
-        ("IMK-SMC", KeyUsage::E1),
+    for (l, u, v) in [
+        ("IMK-AC", KeyUsage::E0, IMK),
+        ("IMK-SMI", KeyUsage::E2, IMK_SMI),
+        ("IMK-SMC", KeyUsage::E1, IMK_SMC),
     ] {
         known(
             &hsm,
             KeySpec::new(l, Algorithm::Tdes, 16, u, ModeOfUse::X),
-            IMK,
+            v,
         );
     }
     let t = |l: &str, alg, len, u, m| KeySpec::new(l, alg, len, u, m).exportable();
@@ -168,7 +180,7 @@ fn key_ref(hsm: &SoftHsm, label: &str) -> KeyRef {
 /// format 4 under BUREAU-PIN), written to `path`.
 fn write_xof(hsm: &SoftHsm, cards: &[TestCard], path: &Path) {
     let header = xof::Header {
-        order_id: "ORD-1".into(),
+        order_id: "ORD-2025-0042".into(),
         issuer: "Example Bank".into(),
         product: "DEMO-VISA-CLASSIC".into(),
         created: "2025-03-01T09:30:00Z".into(),
@@ -333,19 +345,18 @@ fn prepares_the_example_profile_and_every_dgi_decrypts_to_what_the_rules_say() {
     // 70 L | 5A 09 12345678901234567F | 5F24 03 240229 | 5F34 01 45 | 9F08 02 0096.
     let want = "701A5A0912345678901234567F5F24032402295F3401459F08020096";
     assert_eq!(hex::encode_upper(&clear[..want.len() / 2]), want);
-    // 8000: under the KTK, ECB, no padding; the three keys of tests/data/emv.txt (pyemv:
-    // Option A, IMK 0123..3210, PAN 12345678901234567, PSN 45).
+    // 8000: under the KTK, ECB, no padding; MK-AC from tests/data/emv.txt (pyemv: Option
+    // A, IMK 0123..3210, PAN 12345678901234567, PSN 45), MK-SMI and MK-SMC from pyemv.
     let (a, d) = &card1["8000"];
     assert_eq!(a, "key=\"PROD1-KTK\" mode=\"ecb\" padding=\"none\"");
     let clear = decrypt(Algorithm::Aes, KTK, Mode::Ecb, None, d);
-    assert_eq!(
-        hex::encode_upper(&clear),
-        "946DC1A8C78A624519BC4645CB073737".repeat(3)
+    let want = format!(
+        "946DC1A8C78A624519BC4645CB073737{}{}",
+        MK_SMI[0].0, MK_SMC[0].0
     );
-    assert_eq!(
-        card1["9000"],
-        (String::new(), hex::decode("FF089D".repeat(3)).unwrap())
-    );
+    assert_eq!(hex::encode_upper(&clear), want);
+    let kcvs = format!("FF089D{}{}", MK_SMI[0].1, MK_SMC[0].1);
+    assert_eq!(card1["9000"], (String::new(), hex::decode(kcvs).unwrap()));
     let (a, d) = &card1["8010"];
     assert_eq!(a, "key=\"PROD1-PTK\" mode=\"ecb\" padding=\"none\"");
     // ISO 9564-1 format 2 of PIN 1234, by hand.
@@ -362,6 +373,16 @@ fn prepares_the_example_profile_and_every_dgi_decrypts_to_what_the_rules_say() {
     // 70 L | 5A 08 4111111111111111 | 5F24 03 251231 | 5F34 01 00 | 9F08 02 0096.
     let want = "70195A0841111111111111115F24032512315F3401009F08020096";
     assert_eq!(hex::encode_upper(&clear[..want.len() / 2]), want);
+    // Card 2's keys: MK-SMI and MK-SMC from pyemv as above.
+    let clear = decrypt(Algorithm::Aes, KTK, Mode::Ecb, None, &card2["8000"].1);
+    assert_eq!(
+        hex::encode_upper(&clear[16..]),
+        format!("{}{}", MK_SMI[1].0, MK_SMC[1].0)
+    );
+    assert_eq!(
+        hex::encode_upper(&card2["9000"].1[3..]),
+        format!("{}{}", MK_SMI[1].1, MK_SMC[1].1)
+    );
     let (_, d) = &card2["8010"];
     assert_eq!(
         hex::encode_upper(decrypt(Algorithm::Tdes, PTK, Mode::Ecb, None, d)),
@@ -505,4 +526,79 @@ fn failures_leave_no_output() {
     let mut left: Vec<_> = left.into_iter().filter(|n| n != "ks").collect();
     left.sort();
     assert_eq!(left, ["bad.xof", "order.xof"]);
+}
+
+const EXAMPLE: &str = "tests/data/production/example.xml";
+
+fn example_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(EXAMPLE)
+}
+
+/// Writes the example of `docs/production.md` §8 (run once with `--ignored`; its IVs are
+/// random, so the file is generated, committed, then checked by the next test and by
+/// `scripts/interop_prep.py`).
+#[test]
+#[ignore]
+fn write_the_docs_example() {
+    let dir = TempDir::new("prep-example");
+    let hsm = store(&dir.path("ks"));
+    write_xof(&hsm, &cards(), &dir.path("order.xof"));
+    let profile = Profile::parse(PROFILE).unwrap();
+    prep::run_files(
+        &hsm,
+        &profile,
+        &dir.path("order.xof"),
+        &example_path(),
+        Some(&dir.path("r.txt")),
+        &Options {
+            created: Some("2025-03-01T10:00:00Z".into()),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+}
+
+/// The example of `docs/production.md` verifies on a store holding only the published
+/// transport keys, and the writer reproduces it byte for byte from the cards read.
+#[test]
+fn the_docs_example_verifies_and_the_writer_reproduces_it() {
+    use pmp_core::prep::production::{Reader, Writer};
+    let dir = TempDir::new("prep-example-check");
+    let hsm = SoftHsm::create_with_test_lmk(&dir.path("ks")).unwrap();
+    let t = |l: &str, alg, len, u, m| KeySpec::new(l, alg, len, u, m).exportable();
+    known(
+        &hsm,
+        t("PROD1-KTK", Algorithm::Aes, 32, KeyUsage::K0, ModeOfUse::B),
+        KTK,
+    );
+    known(
+        &hsm,
+        t("PROD1-PTK", Algorithm::Tdes, 16, KeyUsage::P0, ModeOfUse::B),
+        PTK,
+    );
+    let mtk = known(
+        &hsm,
+        t("PROD1-MTK", Algorithm::Aes, 32, KeyUsage::M6, ModeOfUse::C),
+        MTK,
+    );
+    known(
+        &hsm,
+        t("PROD1-DTK", Algorithm::Aes, 32, KeyUsage::D0, ModeOfUse::B),
+        DTK,
+    );
+    let text = std::fs::read(example_path()).unwrap();
+    let mut r = Reader::open(&text[..], &hsm, EXAMPLE, Some("PROD1-MTK")).unwrap();
+    let header = r.header().clone();
+    let mut w = Writer::new(Vec::new(), &header, &hsm, &mtk).unwrap();
+    let mut n = 0;
+    while let Some(c) = r.next_card().unwrap() {
+        w.write_card(c).unwrap();
+        n += 1;
+    }
+    assert_eq!(n, 2);
+    let (again, _) = w.finish().unwrap();
+    assert_eq!(
+        String::from_utf8(again).unwrap(),
+        String::from_utf8(text).unwrap()
+    );
 }
