@@ -12,23 +12,55 @@
 #include <stdint.h>
 
 /**
- * The version of the binary interface described by this header. It changes whenever a
- * function, struct or constant changes incompatibly, and is the suffix of the shared
- * library's SONAME (`libpmp_core.so.2`). Version 2: `PMP_`-prefixed constants only, typed
- * value ranges, `pmp_kcv` in hex text, `struct_size` first in `pmp_import_options`.
+ * Bytes in one XML event (a tag with its attributes, or one text node).
  */
-#define PMP_ABI_VERSION 2
+#define MAX_EVENT_BYTES (256 * 1024)
+
+/**
+ * Bytes of one `record` element, from its start tag to its end tag.
+ */
+#define MAX_RECORD_BYTES (1024 * 1024)
+
+/**
+ * `attr` elements in one record.
+ */
+#define MAX_ATTRIBUTES 256
+
+/**
+ * XML attributes on one element.
+ */
+#define MAX_XML_ATTRIBUTES 8
+
+/**
+ * Element nesting depth (`xof` = 1, `header`/`record`/`trailer` = 2, `key`/`attr` = 3).
+ */
+#define MAX_DEPTH 3
+
+/**
+ * `key` entries in the header.
+ */
+#define MAX_KEYS 256
+
+/**
+ * Bytes of one attribute's ciphertext.
+ */
+#define MAX_CIPHERTEXT (64 * 1024)
+
+/**
+ * Bytes of a free-text field (order id, issuer, product, issuer record id).
+ */
+#define MAX_TEXT 256
+
+/**
+ * Bytes of a key label or an attribute name.
+ */
+#define MAX_NAME 64
 
 /**
  * The capacity of `pmp_import_summary.order_id`: an XOF order id (up to 256 bytes) and its
  * NUL.
  */
 #define PMP_ORDER_ID_CAP 257
-
-/**
- * The most worker threads `pmp_import_run` accepts (`pmp_import_options.workers`).
- */
-#define PMP_MAX_WORKERS 256
 
 /**
  * The capacity of `pmp_key_info.label`: a label of up to 64 characters and its NUL.
@@ -115,11 +147,6 @@ enum pmp_status
    * A named object (key label...) already exists.
    */
   PMP_STATUS_ALREADY_EXISTS = 302,
-  /**
-   * The HSM could not be reached or its session was lost (a device, token or session
-   * failure): transient, the same call may succeed when retried.
-   */
-  PMP_STATUS_HSM_UNAVAILABLE = 303,
   /**
    * A Rust panic was caught at the C API boundary: a bug in pmp-core. Please report it.
    */
@@ -208,7 +235,7 @@ typedef struct pmp_translate_item {
 
 /**
  * An ISO 9564-1 PIN block format: `PMP_PIN_FORMAT_ISO0` to `PMP_PIN_FORMAT_ISO4` (the value
- * is `0x0500` plus the format number).
+ * is the format number).
  */
 typedef uint32_t pmp_pin_format;
 
@@ -263,19 +290,9 @@ typedef struct pmp_lmk {
 typedef void (*pmp_import_progress)(uint64_t records_done, void *user);
 
 /**
- * Options of `pmp_import_run`: set `struct_size` to `sizeof(pmp_import_options)` and the
- * rest to zero for all defaults (or pass a NULL pointer).
- *
- * `struct_size` lets the struct grow: a library reads only the first `struct_size` bytes
- * (fields beyond them take their defaults), and refuses a larger struct whose bytes beyond
- * the fields it knows are not all zero (`PMP_STATUS_UNSUPPORTED`: an option this library
- * does not have).
+ * Options of `pmp_import_run`. Zero-initialized (or a NULL pointer) means all defaults.
  */
 typedef struct pmp_import_options {
-  /**
-   * `sizeof(pmp_import_options)` as the caller was compiled; 0 is refused.
-   */
-  size_t struct_size;
   /**
    * The XOF order id, NUL-terminated; NULL for `<product name>-<UTC time>`.
    */
@@ -285,7 +302,7 @@ typedef struct pmp_import_options {
    */
   const char *rejects_path;
   /**
-   * Worker threads translating records; 0 for one per core, at most `PMP_MAX_WORKERS`.
+   * Worker threads translating records; 0 for one per core.
    */
   uint32_t workers;
   /**
@@ -377,8 +394,7 @@ typedef struct pmp_key_spec {
 
 /**
  * What the HSM reports about a key: attributes and KCV, never key material. Plain data:
- * every string is NUL-terminated inside its array; the bytes after a string's NUL and the
- * struct's padding are zero.
+ * every string is NUL-terminated inside its array.
  */
 typedef struct pmp_key_info {
   /**
@@ -463,102 +479,96 @@ typedef struct pmp_transport_key_block {
 /**
  * Triple DES (16- or 24-byte keys).
  */
-#define PMP_ALGORITHM_TDES 257
+#define PMP_ALGORITHM_TDES 1
 
 /**
  * AES (16-, 24- or 32-byte keys).
  */
-#define PMP_ALGORITHM_AES 258
+#define PMP_ALGORITHM_AES 2
 
 /**
  * Electronic codebook (no IV).
  */
-#define PMP_MODE_ECB 513
+#define PMP_MODE_ECB 1
 
 /**
  * Cipher block chaining (IV of one block).
  */
-#define PMP_MODE_CBC 514
+#define PMP_MODE_CBC 2
 
 /**
  * No padding: the data is a whole number of blocks.
  */
-#define PMP_PADDING_NONE 769
+#define PMP_PADDING_NONE 1
 
 /**
  * ISO/IEC 9797-1 method 1 (zeros; not removable).
  */
-#define PMP_PADDING_ISO9797_M1 770
+#define PMP_PADDING_ISO9797_M1 2
 
 /**
  * ISO/IEC 9797-1 method 2 (0x80 then zeros).
  */
-#define PMP_PADDING_ISO9797_M2 771
+#define PMP_PADDING_ISO9797_M2 3
 
 /**
  * PKCS#7.
  */
-#define PMP_PADDING_PKCS7 772
+#define PMP_PADDING_PKCS7 4
 
 /**
  * ISO/IEC 9797-1 algorithm 3 ("retail MAC", ANSI X9.19), 2-key TDES, usage M3.
  */
-#define PMP_MAC_RETAIL 1025
+#define PMP_MAC_RETAIL 1
 
 /**
  * ISO/IEC 9797-1 algorithm 1 with TDES (CBC-MAC), usage M0 or M1.
  */
-#define PMP_MAC_CBC_TDES 1026
+#define PMP_MAC_CBC_TDES 2
 
 /**
  * ISO/IEC 9797-1 algorithm 1 with AES (CBC-MAC), usage M1.
  */
-#define PMP_MAC_CBC_AES 1027
+#define PMP_MAC_CBC_AES 3
 
 /**
  * CMAC with TDES (NIST SP 800-38B), usage M5 or M6.
  */
-#define PMP_MAC_CMAC_TDES 1028
+#define PMP_MAC_CMAC_TDES 4
 
 /**
  * CMAC with AES (NIST SP 800-38B), usage M5 or M6.
  */
-#define PMP_MAC_CMAC_AES 1029
+#define PMP_MAC_CMAC_AES 5
 
 /**
  * Format 0 (ANSI X9.8), TDES, bound to the PAN.
  */
-#define PMP_PIN_FORMAT_ISO0 1280
+#define PMP_PIN_FORMAT_ISO0 0
 
 /**
  * Format 1, TDES, no PAN.
  */
-#define PMP_PIN_FORMAT_ISO1 1281
+#define PMP_PIN_FORMAT_ISO1 1
 
 /**
  * Format 2 (ICC offline PIN only; not accepted by translation).
  */
-#define PMP_PIN_FORMAT_ISO2 1282
+#define PMP_PIN_FORMAT_ISO2 2
 
 /**
  * Format 3, TDES, bound to the PAN.
  */
-#define PMP_PIN_FORMAT_ISO3 1283
+#define PMP_PIN_FORMAT_ISO3 3
 
 /**
  * Format 4, AES, bound to the PAN.
  */
-#define PMP_PIN_FORMAT_ISO4 1284
+#define PMP_PIN_FORMAT_ISO4 4
 
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
-
-/**
- * The binary interface version of the library actually loaded: compare it with
- * `PMP_ABI_VERSION` from the header the program was compiled with.
- */
-uint32_t pmp_abi_version(void);
 
 /**
  * The version of pmp-core, such as "0.1.0": a static NUL-terminated string, never freed.
@@ -566,18 +576,15 @@ uint32_t pmp_abi_version(void);
 const char *pmp_version(void);
 
 /**
- * Computes the key check value of a clear key as upper-case hex text, like every other KCV
- * of this API (`pmp_key_info.kcv`, `pmp_component.kcv`): 6 digits for TDES (first 3 bytes
- * of TDES-ECB(K, 0^8)), 10 for AES (first 5 bytes of AES-CMAC(K, 0^16), X9.24-1:2017).
+ * Computes the key check value of a clear key: 3 bytes for TDES (first bytes of
+ * TDES-ECB(K, 0^8)), 5 bytes for AES (first bytes of AES-CMAC(K, 0^16), X9.24-1:2017).
  *
  * `key`/`key_len`: the clear key (TDES 16 or 24 bytes, AES 16, 24 or 32 bytes).
- * On success writes the KCV and a NUL to `out` (`PMP_KCV_CAP` always suffices) and its
- * length without the NUL to `*out_written`. (Before ABI version 2 this wrote raw bytes.)
+ * On success writes the KCV to `out` and its length to `*out_written`.
  *
  * Returns `PMP_STATUS_INVALID_ARGUMENT` for an unknown algorithm or a bad key length,
- * `PMP_STATUS_BUFFER_TOO_SMALL` (with `*out_written` = the size needed, NUL included) when
- * `out_cap` is too small, `PMP_STATUS_NULL_ARGUMENT` for a NULL `key`, `out` or
- * `out_written`.
+ * `PMP_STATUS_BUFFER_TOO_SMALL` (with `*out_written` = the size needed) when `out_cap` is
+ * too small, `PMP_STATUS_NULL_ARGUMENT` for a NULL `key`, `out` or `out_written`.
  *
  * # Safety
  *
@@ -588,7 +595,7 @@ const char *pmp_version(void);
 pmp_status pmp_kcv(pmp_algorithm algorithm,
                    const uint8_t *key,
                    size_t key_len,
-                   char *out,
+                   uint8_t *out,
                    size_t out_cap,
                    size_t *out_written);
 
@@ -605,25 +612,7 @@ pmp_status pmp_kcv(pmp_algorithm algorithm,
  * `out` must point to `out_cap` writable bytes (or be NULL with `out_cap` 0) and
  * `out_written` to a writable `size_t`, not overlapping.
  */
-pmp_status pmp_last_error_message(char *out, size_t out_cap, size_t *out_written);
-
-/**
- * Copies as much of the calling thread's last error message as fits into `out`, always
- * NUL-terminated when `out_cap` > 0 (cut at a UTF-8 character boundary), like `snprintf`;
- * "" if no call has failed on this thread. A message longer than the buffer is cut, never
- * lost (unlike `pmp_last_error_message`, which refuses a short buffer).
- *
- * `*out_len` (if `out_len` is not NULL) is the full message length without the NUL: the
- * message was cut when `*out_len >= out_cap`. Returns `PMP_STATUS_OK`, or
- * `PMP_STATUS_NULL_ARGUMENT` for a NULL `out` with `out_cap` > 0. Never changes the last
- * error itself.
- *
- * # Safety
- *
- * `out` must point to `out_cap` writable bytes (or be NULL with `out_cap` 0); `out_len`
- * must be NULL or point to a writable `size_t`, not overlapping `out`.
- */
-pmp_status pmp_last_error_text(char *out, size_t out_cap, size_t *out_len);
+pmp_status pmp_last_error_message(uint8_t *out, size_t out_cap, size_t *out_written);
 
 /**
  * Pads and encrypts `data` under the data key of `spec` (usage D0, mode B or E) and writes
@@ -794,8 +783,7 @@ pmp_status pmp_mac_verify(const struct pmp_hsm *hsm,
  * (development only: kept in clear in `dir/lmk.test`, and the store is marked TEST).
  * On success `*out` is a new handle, to be released with `pmp_hsm_free`.
  *
- * Returns `PMP_STATUS_INVALID_ARGUMENT` for an empty `dir` (never "the current
- * directory"), `PMP_STATUS_ALREADY_EXISTS` when `dir` holds a store, `PMP_STATUS_KCV_MISMATCH`
+ * Returns `PMP_STATUS_ALREADY_EXISTS` when `dir` holds a store, `PMP_STATUS_KCV_MISMATCH`
  * when a component does not match its KCV, `PMP_STATUS_IO` on a file-system error.
  *
  * # Safety
@@ -812,8 +800,7 @@ pmp_status pmp_hsm_init(const char *dir, const struct pmp_lmk *lmk, struct pmp_h
  * `lmk`: the store's production LMK components, or NULL for a store with a TEST LMK.
  * On success `*out` is a new handle, to be released with `pmp_hsm_free`.
  *
- * Returns `PMP_STATUS_INVALID_ARGUMENT` for an empty `dir`, `PMP_STATUS_IO` when there is
- * no store in `dir`, `PMP_STATUS_POLICY` for a NULL
+ * Returns `PMP_STATUS_IO` when there is no store in `dir`, `PMP_STATUS_POLICY` for a NULL
  * `lmk` on a store with a production LMK,
  * `PMP_STATUS_KCV_MISMATCH` for a wrong LMK, `PMP_STATUS_INTEGRITY_FAILURE` when a key
  * file or the audit log was altered.
@@ -826,8 +813,7 @@ pmp_status pmp_hsm_open(const char *dir, const struct pmp_lmk *lmk, struct pmp_h
 
 /**
  * Releases a handle from `pmp_hsm_init`/`pmp_hsm_open`: pending audit entries are written
- * (a failure to write them is not reported: use `pmp_hsm_close` to see it) and key
- * material held in memory is wiped. `pmp_hsm_free(NULL)` does nothing.
+ * and key material held in memory is wiped. `pmp_hsm_free(NULL)` does nothing.
  *
  * # Safety
  *
@@ -835,19 +821,6 @@ pmp_status pmp_hsm_open(const char *dir, const struct pmp_lmk *lmk, struct pmp_h
  * starting afterwards.
  */
 void pmp_hsm_free(struct pmp_hsm *hsm);
-
-/**
- * Writes the pending audit entries, then releases the handle as `pmp_hsm_free` does. The
- * handle is released whatever the result; the status says whether the audit log holds
- * every entry: `PMP_STATUS_OK`, or `PMP_STATUS_IO` when they could not be written (disk
- * full...), with the last error naming the file. `pmp_hsm_close(NULL)` returns
- * `PMP_STATUS_OK`.
- *
- * # Safety
- *
- * As for `pmp_hsm_free`.
- */
-pmp_status pmp_hsm_close(struct pmp_hsm *hsm);
 
 /**
  * Whether the backend runs on TEST keys (for the software HSM: whether the store's LMK is a
@@ -872,70 +845,12 @@ pmp_status pmp_hsm_is_test(const struct pmp_hsm *hsm, uint32_t *out_is_test);
 pmp_status pmp_hsm_verify_audit(const struct pmp_hsm *hsm, uint64_t *out_entries);
 
 /**
- * Dual control: two different officers, `officer1` and `officer2` (ids), each with a
- * passphrase of `pass1_len` / `pass2_len` bytes, authorise the activities named in
- * `activities` (comma-separated: `form-key`, `import-kek`, `export`,
- * `generate-exportable`, `decrypt-to-clear`, `delete-key`, `manage-officers`) on this
- * handle for `seconds` seconds (at most 12 hours), replacing any earlier authorisation.
- * The authorisation and every operation it permits are audited with both ids. A store
- * with a TEST LMK waives dual control (and its audit entries say so).
- *
- * Returns `PMP_STATUS_POLICY` when an officer is not enrolled, a passphrase does not
- * verify or the two ids are the same; `PMP_STATUS_INVALID_ARGUMENT` for an unknown
- * activity or a validity out of range; `PMP_STATUS_UNSUPPORTED` for a backend without
- * dual control.
- *
- * # Safety
- *
- * `hsm` must be a live handle; `officer1`, `officer2` and `activities` NUL-terminated;
- * `pass1` / `pass2` must point to `pass1_len` / `pass2_len` readable bytes.
- */
-pmp_status pmp_hsm_authorise(const struct pmp_hsm *hsm,
-                             const char *officer1,
-                             const uint8_t *pass1,
-                             size_t pass1_len,
-                             const char *officer2,
-                             const uint8_t *pass2,
-                             size_t pass2_len,
-                             const char *activities,
-                             uint64_t seconds);
-
-/**
- * Ends the handle's current dual-control authorisation, if any.
- *
- * # Safety
- *
- * `hsm` must be a live handle.
- */
-pmp_status pmp_hsm_end_authorisation(const struct pmp_hsm *hsm);
-
-/**
- * Enrols officer `id` with a passphrase of `pass_len` bytes (at least 12) in the software
- * HSM's store (its Argon2id hash is kept under the LMK). The first two officers enrol
- * freely; a further one, or a new passphrase, needs an authorisation for
- * `manage-officers`. Returns `PMP_STATUS_UNSUPPORTED` for another backend.
- *
- * # Safety
- *
- * `hsm` must be a live handle; `id` NUL-terminated; `pass` must point to `pass_len`
- * readable bytes.
- */
-pmp_status pmp_hsm_enrol_officer(const struct pmp_hsm *hsm,
-                                 const char *id,
-                                 const uint8_t *pass,
-                                 size_t pass_len);
-
-/**
  * Imports the issuer file `input_path` into the XOF file `xof_path` as the product file
  * `product_path` (`pmp-product-1` XML) says: every key the product names is checked in
  * the HSM (with its KCV) before anything is read; each field is translated from TK_issuer
  * to its DKep (or encrypted under it) inside the HSM; each record goes to the XOF or, with a
  * reason, to the reject report. Both output files are written to temporary files and
- * renamed only on success: on any error neither exists afterwards. A commit journal
- * (`.<XOF name>.pmp-commit`) makes the two renames one decision: after a kill between them
- * the next import into the same XOF path completes them first, and removes temporaries a
- * killed run left. Outputs are refused (`PMP_STATUS_INVALID_ARGUMENT`) inside a key-store
- * directory and over the product file, and empty paths are refused.
+ * renamed only on success: on any error neither exists afterwards.
  *
  * `options`: NULL or zero for the defaults (see `pmp_import_options`). On success writes the
  * counts to `*out_summary`.
@@ -1060,9 +975,7 @@ pmp_status pmp_key_find(const struct pmp_hsm *hsm,
  * `*out_written` is the number of keys written.
  *
  * When the array is too small: `PMP_STATUS_BUFFER_TOO_SMALL`, nothing written to `out`,
- * and `*out_written` = the number of keys. `out = NULL, out_cap = 0` counts them: it
- * returns `PMP_STATUS_BUFFER_TOO_SMALL` with the count, even when the store is empty
- * (count 0), like every size query of this API.
+ * and `*out_written` = the number of keys (so `out = NULL, out_cap = 0` counts them).
  *
  * # Safety
  *
@@ -1083,34 +996,6 @@ pmp_status pmp_key_list(const struct pmp_hsm *hsm,
  * `hsm` must be a live handle, `label` NUL-terminated.
  */
 pmp_status pmp_key_delete(const struct pmp_hsm *hsm, const char *label);
-
-/**
- * Opens the PKCS#11 token labelled `token_label` in the module (`.so`) `module_path` and
- * logs in as the user with `pin`. On success `*out` is a new handle, to be released with
- * `pmp_hsm_free`; every function that takes a `const pmp_hsm *` works with it (what the
- * token can do is reported by its capabilities; `pmp_hsm_verify_audit` answers
- * `PMP_STATUS_UNSUPPORTED`).
- *
- * Key-block import and export through host memory, where the token has no mechanism for
- * them (SoftHSMv2), is allowed only when the environment variable
- * `PMP_PKCS11_HOST_KEY_FALLBACK` is `1` (the operator's decision). pmp-core copies the PIN
- * into memory it wipes; the caller should wipe its own copy.
- *
- * Returns `PMP_STATUS_UNSUPPORTED` when the library was built without the `pkcs11` feature,
- * `PMP_STATUS_IO` when there is no file `module_path`, `PMP_STATUS_INVALID_ARGUMENT` when
- * it does not load as a PKCS#11 module, `PMP_STATUS_NOT_FOUND` when no token has that
- * label, `PMP_STATUS_POLICY` for a wrong PIN, and `PMP_STATUS_HSM_UNAVAILABLE` (retryable)
- * when the token fails or does not answer.
- *
- * # Safety
- *
- * `module_path`, `token_label` and `pin` must be NUL-terminated UTF-8 strings; `out` must
- * point to a writable `pmp_hsm *`.
- */
-pmp_status pmp_hsm_open_pkcs11(const char *module_path,
-                               const char *token_label,
-                               const char *pin,
-                               struct pmp_hsm **out);
 
 /**
  * Generates KTK, PTK and MTK (labels `<prefix>-KTK`, `<prefix>-PTK`, `<prefix>-MTK`) of

@@ -7,8 +7,8 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use pmp_core::hsm::{
-    Capabilities, CipherSpec, Hsm, ImportCheck, KeyHandle, KeyInfo, KeySpec, PinSpec, SoftHsm,
-    conformance,
+    Capabilities, Capability, CipherSpec, Hsm, ImportCheck, KeyHandle, KeyInfo, KeySpec, PinSpec,
+    SoftHsm, conformance,
 };
 use pmp_core::import::{self, Options};
 use pmp_core::order::product::Product;
@@ -86,6 +86,21 @@ impl Hsm for HostBoundary {
         block: &[u8],
     ) -> Result<Vec<u8>> {
         self.0.translate_pin(from, to, pan, block)
+    }
+    fn translate_pin_for_card(
+        &self,
+        from: &PinSpec<'_>,
+        ptk: &KeyHandle,
+        pan: &Pan,
+        block: &[u8],
+    ) -> Result<Vec<u8>> {
+        self.0.translate_pin_for_card(from, ptk, pan, block)
+    }
+    fn derive_icc_master_keys(
+        &self,
+        req: &pmp_core::hsm::emv::IccKeyRequest<'_>,
+    ) -> Result<pmp_core::hsm::emv::IccMasterKeys> {
+        self.0.derive_icc_master_keys(req)
     }
     fn generate_mac(
         &self,

@@ -287,7 +287,9 @@ pub enum IccKeyRole {
 
 impl IccKeyRole {
     /// AC, SMI, SMC: the order of the keys in DGI 8000 and their KCVs in DGI 9000.
-    pub const ALL: [IccKeyRole; 3] = [IccKeyRole::Ac, IccKeyRole::Smi, IccKeyRole::Smc];
+    pub fn all() -> [IccKeyRole; 3] {
+        [IccKeyRole::Ac, IccKeyRole::Smi, IccKeyRole::Smc]
+    }
 
     /// The TR-31 usage the issuer master key must have.
     pub fn usage(self) -> crate::keyblock::KeyUsage {

@@ -33,7 +33,7 @@ impl SoftHsm {
         ];
         let ktk = table.get(req.ktk)?;
         let r = (|| {
-            for (e, role) in imks.iter().zip(IccKeyRole::ALL) {
+            for (e, role) in imks.iter().zip(IccKeyRole::all()) {
                 check(Operation::DeriveIccKey, e)?;
                 if e.spec.usage != role.usage() {
                     return Err(Error::Policy(format!(
