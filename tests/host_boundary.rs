@@ -7,8 +7,8 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use pmp_core::hsm::{
-    Capabilities, Capability, CipherSpec, Hsm, ImportCheck, KeyHandle, KeyInfo, KeySpec, PinSpec,
-    SoftHsm, conformance,
+    Capabilities, CipherSpec, Hsm, ImportCheck, KeyHandle, KeyInfo, KeySpec, PinSpec, SoftHsm,
+    conformance,
 };
 use pmp_core::import::{self, Options};
 use pmp_core::order::product::Product;
