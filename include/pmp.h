@@ -12,55 +12,23 @@
 #include <stdint.h>
 
 /**
- * Bytes in one XML event (a tag with its attributes, or one text node).
+ * The version of the binary interface described by this header. It changes whenever a
+ * function, struct or constant changes incompatibly, and is the suffix of the shared
+ * library's SONAME (`libpmp_core.so.2`). Version 2: `PMP_`-prefixed constants only, typed
+ * value ranges, `pmp_kcv` in hex text, `struct_size` first in `pmp_import_options`.
  */
-#define MAX_EVENT_BYTES (256 * 1024)
-
-/**
- * Bytes of one `record` element, from its start tag to its end tag.
- */
-#define MAX_RECORD_BYTES (1024 * 1024)
-
-/**
- * `attr` elements in one record.
- */
-#define MAX_ATTRIBUTES 256
-
-/**
- * XML attributes on one element.
- */
-#define MAX_XML_ATTRIBUTES 8
-
-/**
- * Element nesting depth (`xof` = 1, `header`/`record`/`trailer` = 2, `key`/`attr` = 3).
- */
-#define MAX_DEPTH 3
-
-/**
- * `key` entries in the header.
- */
-#define MAX_KEYS 256
-
-/**
- * Bytes of one attribute's ciphertext.
- */
-#define MAX_CIPHERTEXT (64 * 1024)
-
-/**
- * Bytes of a free-text field (order id, issuer, product, issuer record id).
- */
-#define MAX_TEXT 256
-
-/**
- * Bytes of a key label or an attribute name.
- */
-#define MAX_NAME 64
+#define PMP_ABI_VERSION 2
 
 /**
  * The capacity of `pmp_import_summary.order_id`: an XOF order id (up to 256 bytes) and its
  * NUL.
  */
 #define PMP_ORDER_ID_CAP 257
+
+/**
+ * The most worker threads `pmp_import_run` accepts (`pmp_import_options.workers`).
+ */
+#define PMP_MAX_WORKERS 256
 
 /**
  * The capacity of `pmp_key_info.label`: a label of up to 64 characters and its NUL.
@@ -147,6 +115,11 @@ enum pmp_status
    * A named object (key label...) already exists.
    */
   PMP_STATUS_ALREADY_EXISTS = 302,
+  /**
+   * The HSM could not be reached or its session was lost (a device, token or session
+   * failure): transient, the same call may succeed when retried.
+   */
+  PMP_STATUS_HSM_UNAVAILABLE = 303,
   /**
    * A Rust panic was caught at the C API boundary: a bug in pmp-core. Please report it.
    */
@@ -235,7 +208,7 @@ typedef struct pmp_translate_item {
 
 /**
  * An ISO 9564-1 PIN block format: `PMP_PIN_FORMAT_ISO0` to `PMP_PIN_FORMAT_ISO4` (the value
- * is the format number).
+ * is `0x0500` plus the format number).
  */
 typedef uint32_t pmp_pin_format;
 
@@ -290,9 +263,19 @@ typedef struct pmp_lmk {
 typedef void (*pmp_import_progress)(uint64_t records_done, void *user);
 
 /**
- * Options of `pmp_import_run`. Zero-initialized (or a NULL pointer) means all defaults.
+ * Options of `pmp_import_run`: set `struct_size` to `sizeof(pmp_import_options)` and the
+ * rest to zero for all defaults (or pass a NULL pointer).
+ *
+ * `struct_size` lets the struct grow: a library reads only the first `struct_size` bytes
+ * (fields beyond them take their defaults), and refuses a larger struct whose bytes beyond
+ * the fields it knows are not all zero (`PMP_STATUS_UNSUPPORTED`: an option this library
+ * does not have).
  */
 typedef struct pmp_import_options {
+  /**
+   * `sizeof(pmp_import_options)` as the caller was compiled; 0 is refused.
+   */
+  size_t struct_size;
   /**
    * The XOF order id, NUL-terminated; NULL for `<product name>-<UTC time>`.
    */
@@ -302,7 +285,7 @@ typedef struct pmp_import_options {
    */
   const char *rejects_path;
   /**
-   * Worker threads translating records; 0 for one per core.
+   * Worker threads translating records; 0 for one per core, at most `PMP_MAX_WORKERS`.
    */
   uint32_t workers;
   /**
@@ -394,7 +377,8 @@ typedef struct pmp_key_spec {
 
 /**
  * What the HSM reports about a key: attributes and KCV, never key material. Plain data:
- * every string is NUL-terminated inside its array.
+ * every string is NUL-terminated inside its array; the bytes after a string's NUL and the
+ * struct's padding are zero.
  */
 typedef struct pmp_key_info {
   /**
@@ -428,6 +412,78 @@ typedef struct pmp_key_info {
 } pmp_key_info;
 
 /**
+ * A progress callback: `cards_done` records of the XOF have been prepared or rejected;
+ * `user` is `pmp_prep_options.user`. It runs only on the thread that called
+ * `pmp_prep_run`, never concurrently, and must return normally (no C++ exception or
+ * `longjmp` through it).
+ */
+typedef void (*pmp_prep_progress)(uint64_t cards_done, void *user);
+
+/**
+ * Options of `pmp_prep_run`: set `struct_size` to `sizeof(pmp_prep_options)` and the rest
+ * to zero for all defaults (or pass a NULL pointer). `struct_size` lets the struct grow,
+ * as for `pmp_import_options`.
+ */
+typedef struct pmp_prep_options {
+  /**
+   * `sizeof(pmp_prep_options)` as the caller was compiled; 0 is refused.
+   */
+  size_t struct_size;
+  /**
+   * Where to write the reject report; NULL for `<production file stem>.rejects.txt`
+   * beside the production file.
+   */
+  const char *rejects_path;
+  /**
+   * Worker threads preparing cards; 0 for one per core, at most `PMP_MAX_WORKERS`.
+   */
+  uint32_t workers;
+  /**
+   * 1 to accept a TEST-marked XOF on a production HSM (refused by default), else 0.
+   */
+  uint32_t allow_test;
+  /**
+   * Called after each batch of cards is written; NULL for none. It must not free the HSM
+   * handle.
+   */
+  pmp_prep_progress progress;
+  /**
+   * Passed to `progress` as it is.
+   */
+  void *user;
+} pmp_prep_options;
+
+/**
+ * What a data-preparation run did. Plain data.
+ */
+typedef struct pmp_prep_summary {
+  /**
+   * The order id (from the XOF).
+   */
+  char order_id[PMP_ORDER_ID_CAP];
+  /**
+   * XOF records read and verified.
+   */
+  uint64_t read;
+  /**
+   * Cards written to the production file (`read = prepared + rejected`).
+   */
+  uint64_t prepared;
+  /**
+   * Cards rejected (listed in the reject report with the DGI and reason; never a value).
+   */
+  uint64_t rejected;
+  /**
+   * Wall time in seconds.
+   */
+  double elapsed_seconds;
+  /**
+   * Worker threads used.
+   */
+  uint32_t workers;
+} pmp_prep_summary;
+
+/**
  * A transport key as issued: what the HSM holds (label, attributes, KCV) and its TR-31 key
  * block under ZMK-prod, NUL-terminated, to send to production with the KCV.
  */
@@ -443,22 +499,26 @@ typedef struct pmp_issued_key {
 } pmp_issued_key;
 
 /**
- * KTK (usage K0), PTK (P0) and MTK (M6, CMAC, mode C), as issued by
+ * KTK (usage K0), PTK (P0), MTK (M6, CMAC, mode C) and DTK (D0), as issued by
  * `pmp_transport_keys_issue`.
  */
 typedef struct pmp_transport_keys {
   /**
-   * Key transport key.
+   * Key transport key: encrypts keys (the ICC master keys) for production.
    */
   struct pmp_issued_key ktk;
   /**
-   * PIN transport key.
+   * PIN transport key: encrypts card PIN blocks for production.
    */
   struct pmp_issued_key ptk;
   /**
-   * MAC transport key.
+   * MAC transport key: MACs the production file.
    */
   struct pmp_issued_key mtk;
+  /**
+   * Data transport key: encrypts cardholder data for production.
+   */
+  struct pmp_issued_key dtk;
 } pmp_transport_keys;
 
 /**
@@ -479,96 +539,102 @@ typedef struct pmp_transport_key_block {
 /**
  * Triple DES (16- or 24-byte keys).
  */
-#define PMP_ALGORITHM_TDES 1
+#define PMP_ALGORITHM_TDES 257
 
 /**
  * AES (16-, 24- or 32-byte keys).
  */
-#define PMP_ALGORITHM_AES 2
+#define PMP_ALGORITHM_AES 258
 
 /**
  * Electronic codebook (no IV).
  */
-#define PMP_MODE_ECB 1
+#define PMP_MODE_ECB 513
 
 /**
  * Cipher block chaining (IV of one block).
  */
-#define PMP_MODE_CBC 2
+#define PMP_MODE_CBC 514
 
 /**
  * No padding: the data is a whole number of blocks.
  */
-#define PMP_PADDING_NONE 1
+#define PMP_PADDING_NONE 769
 
 /**
  * ISO/IEC 9797-1 method 1 (zeros; not removable).
  */
-#define PMP_PADDING_ISO9797_M1 2
+#define PMP_PADDING_ISO9797_M1 770
 
 /**
  * ISO/IEC 9797-1 method 2 (0x80 then zeros).
  */
-#define PMP_PADDING_ISO9797_M2 3
+#define PMP_PADDING_ISO9797_M2 771
 
 /**
  * PKCS#7.
  */
-#define PMP_PADDING_PKCS7 4
+#define PMP_PADDING_PKCS7 772
 
 /**
  * ISO/IEC 9797-1 algorithm 3 ("retail MAC", ANSI X9.19), 2-key TDES, usage M3.
  */
-#define PMP_MAC_RETAIL 1
+#define PMP_MAC_RETAIL 1025
 
 /**
  * ISO/IEC 9797-1 algorithm 1 with TDES (CBC-MAC), usage M0 or M1.
  */
-#define PMP_MAC_CBC_TDES 2
+#define PMP_MAC_CBC_TDES 1026
 
 /**
  * ISO/IEC 9797-1 algorithm 1 with AES (CBC-MAC), usage M1.
  */
-#define PMP_MAC_CBC_AES 3
+#define PMP_MAC_CBC_AES 1027
 
 /**
  * CMAC with TDES (NIST SP 800-38B), usage M5 or M6.
  */
-#define PMP_MAC_CMAC_TDES 4
+#define PMP_MAC_CMAC_TDES 1028
 
 /**
  * CMAC with AES (NIST SP 800-38B), usage M5 or M6.
  */
-#define PMP_MAC_CMAC_AES 5
+#define PMP_MAC_CMAC_AES 1029
 
 /**
  * Format 0 (ANSI X9.8), TDES, bound to the PAN.
  */
-#define PMP_PIN_FORMAT_ISO0 0
+#define PMP_PIN_FORMAT_ISO0 1280
 
 /**
  * Format 1, TDES, no PAN.
  */
-#define PMP_PIN_FORMAT_ISO1 1
+#define PMP_PIN_FORMAT_ISO1 1281
 
 /**
  * Format 2 (ICC offline PIN only; not accepted by translation).
  */
-#define PMP_PIN_FORMAT_ISO2 2
+#define PMP_PIN_FORMAT_ISO2 1282
 
 /**
  * Format 3, TDES, bound to the PAN.
  */
-#define PMP_PIN_FORMAT_ISO3 3
+#define PMP_PIN_FORMAT_ISO3 1283
 
 /**
  * Format 4, AES, bound to the PAN.
  */
-#define PMP_PIN_FORMAT_ISO4 4
+#define PMP_PIN_FORMAT_ISO4 1284
 
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * The binary interface version of the library actually loaded: compare it with
+ * `PMP_ABI_VERSION` from the header the program was compiled with.
+ */
+uint32_t pmp_abi_version(void);
 
 /**
  * The version of pmp-core, such as "0.1.0": a static NUL-terminated string, never freed.
@@ -576,15 +642,18 @@ extern "C" {
 const char *pmp_version(void);
 
 /**
- * Computes the key check value of a clear key: 3 bytes for TDES (first bytes of
- * TDES-ECB(K, 0^8)), 5 bytes for AES (first bytes of AES-CMAC(K, 0^16), X9.24-1:2017).
+ * Computes the key check value of a clear key as upper-case hex text, like every other KCV
+ * of this API (`pmp_key_info.kcv`, `pmp_component.kcv`): 6 digits for TDES (first 3 bytes
+ * of TDES-ECB(K, 0^8)), 10 for AES (first 5 bytes of AES-CMAC(K, 0^16), X9.24-1:2017).
  *
  * `key`/`key_len`: the clear key (TDES 16 or 24 bytes, AES 16, 24 or 32 bytes).
- * On success writes the KCV to `out` and its length to `*out_written`.
+ * On success writes the KCV and a NUL to `out` (`PMP_KCV_CAP` always suffices) and its
+ * length without the NUL to `*out_written`. (Before ABI version 2 this wrote raw bytes.)
  *
  * Returns `PMP_STATUS_INVALID_ARGUMENT` for an unknown algorithm or a bad key length,
- * `PMP_STATUS_BUFFER_TOO_SMALL` (with `*out_written` = the size needed) when `out_cap` is
- * too small, `PMP_STATUS_NULL_ARGUMENT` for a NULL `key`, `out` or `out_written`.
+ * `PMP_STATUS_BUFFER_TOO_SMALL` (with `*out_written` = the size needed, NUL included) when
+ * `out_cap` is too small, `PMP_STATUS_NULL_ARGUMENT` for a NULL `key`, `out` or
+ * `out_written`.
  *
  * # Safety
  *
@@ -595,7 +664,7 @@ const char *pmp_version(void);
 pmp_status pmp_kcv(pmp_algorithm algorithm,
                    const uint8_t *key,
                    size_t key_len,
-                   uint8_t *out,
+                   char *out,
                    size_t out_cap,
                    size_t *out_written);
 
@@ -612,7 +681,25 @@ pmp_status pmp_kcv(pmp_algorithm algorithm,
  * `out` must point to `out_cap` writable bytes (or be NULL with `out_cap` 0) and
  * `out_written` to a writable `size_t`, not overlapping.
  */
-pmp_status pmp_last_error_message(uint8_t *out, size_t out_cap, size_t *out_written);
+pmp_status pmp_last_error_message(char *out, size_t out_cap, size_t *out_written);
+
+/**
+ * Copies as much of the calling thread's last error message as fits into `out`, always
+ * NUL-terminated when `out_cap` > 0 (cut at a UTF-8 character boundary), like `snprintf`;
+ * "" if no call has failed on this thread. A message longer than the buffer is cut, never
+ * lost (unlike `pmp_last_error_message`, which refuses a short buffer).
+ *
+ * `*out_len` (if `out_len` is not NULL) is the full message length without the NUL: the
+ * message was cut when `*out_len >= out_cap`. Returns `PMP_STATUS_OK`, or
+ * `PMP_STATUS_NULL_ARGUMENT` for a NULL `out` with `out_cap` > 0. Never changes the last
+ * error itself.
+ *
+ * # Safety
+ *
+ * `out` must point to `out_cap` writable bytes (or be NULL with `out_cap` 0); `out_len`
+ * must be NULL or point to a writable `size_t`, not overlapping `out`.
+ */
+pmp_status pmp_last_error_text(char *out, size_t out_cap, size_t *out_len);
 
 /**
  * Pads and encrypts `data` under the data key of `spec` (usage D0, mode B or E) and writes
@@ -783,7 +870,8 @@ pmp_status pmp_mac_verify(const struct pmp_hsm *hsm,
  * (development only: kept in clear in `dir/lmk.test`, and the store is marked TEST).
  * On success `*out` is a new handle, to be released with `pmp_hsm_free`.
  *
- * Returns `PMP_STATUS_ALREADY_EXISTS` when `dir` holds a store, `PMP_STATUS_KCV_MISMATCH`
+ * Returns `PMP_STATUS_INVALID_ARGUMENT` for an empty `dir` (never "the current
+ * directory"), `PMP_STATUS_ALREADY_EXISTS` when `dir` holds a store, `PMP_STATUS_KCV_MISMATCH`
  * when a component does not match its KCV, `PMP_STATUS_IO` on a file-system error.
  *
  * # Safety
@@ -800,7 +888,8 @@ pmp_status pmp_hsm_init(const char *dir, const struct pmp_lmk *lmk, struct pmp_h
  * `lmk`: the store's production LMK components, or NULL for a store with a TEST LMK.
  * On success `*out` is a new handle, to be released with `pmp_hsm_free`.
  *
- * Returns `PMP_STATUS_IO` when there is no store in `dir`, `PMP_STATUS_POLICY` for a NULL
+ * Returns `PMP_STATUS_INVALID_ARGUMENT` for an empty `dir`, `PMP_STATUS_IO` when there is
+ * no store in `dir`, `PMP_STATUS_POLICY` for a NULL
  * `lmk` on a store with a production LMK,
  * `PMP_STATUS_KCV_MISMATCH` for a wrong LMK, `PMP_STATUS_INTEGRITY_FAILURE` when a key
  * file or the audit log was altered.
@@ -813,7 +902,8 @@ pmp_status pmp_hsm_open(const char *dir, const struct pmp_lmk *lmk, struct pmp_h
 
 /**
  * Releases a handle from `pmp_hsm_init`/`pmp_hsm_open`: pending audit entries are written
- * and key material held in memory is wiped. `pmp_hsm_free(NULL)` does nothing.
+ * (a failure to write them is not reported: use `pmp_hsm_close` to see it) and key
+ * material held in memory is wiped. `pmp_hsm_free(NULL)` does nothing.
  *
  * # Safety
  *
@@ -821,6 +911,19 @@ pmp_status pmp_hsm_open(const char *dir, const struct pmp_lmk *lmk, struct pmp_h
  * starting afterwards.
  */
 void pmp_hsm_free(struct pmp_hsm *hsm);
+
+/**
+ * Writes the pending audit entries, then releases the handle as `pmp_hsm_free` does. The
+ * handle is released whatever the result; the status says whether the audit log holds
+ * every entry: `PMP_STATUS_OK`, or `PMP_STATUS_IO` when they could not be written (disk
+ * full...), with the last error naming the file. `pmp_hsm_close(NULL)` returns
+ * `PMP_STATUS_OK`.
+ *
+ * # Safety
+ *
+ * As for `pmp_hsm_free`.
+ */
+pmp_status pmp_hsm_close(struct pmp_hsm *hsm);
 
 /**
  * Whether the backend runs on TEST keys (for the software HSM: whether the store's LMK is a
@@ -845,12 +948,70 @@ pmp_status pmp_hsm_is_test(const struct pmp_hsm *hsm, uint32_t *out_is_test);
 pmp_status pmp_hsm_verify_audit(const struct pmp_hsm *hsm, uint64_t *out_entries);
 
 /**
+ * Dual control: two different officers, `officer1` and `officer2` (ids), each with a
+ * passphrase of `pass1_len` / `pass2_len` bytes, authorise the activities named in
+ * `activities` (comma-separated: `form-key`, `import-kek`, `export`,
+ * `generate-exportable`, `decrypt-to-clear`, `delete-key`, `manage-officers`) on this
+ * handle for `seconds` seconds (at most 12 hours), replacing any earlier authorisation.
+ * The authorisation and every operation it permits are audited with both ids. A store
+ * with a TEST LMK waives dual control (and its audit entries say so).
+ *
+ * Returns `PMP_STATUS_POLICY` when an officer is not enrolled, a passphrase does not
+ * verify or the two ids are the same; `PMP_STATUS_INVALID_ARGUMENT` for an unknown
+ * activity or a validity out of range; `PMP_STATUS_UNSUPPORTED` for a backend without
+ * dual control.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle; `officer1`, `officer2` and `activities` NUL-terminated;
+ * `pass1` / `pass2` must point to `pass1_len` / `pass2_len` readable bytes.
+ */
+pmp_status pmp_hsm_authorise(const struct pmp_hsm *hsm,
+                             const char *officer1,
+                             const uint8_t *pass1,
+                             size_t pass1_len,
+                             const char *officer2,
+                             const uint8_t *pass2,
+                             size_t pass2_len,
+                             const char *activities,
+                             uint64_t seconds);
+
+/**
+ * Ends the handle's current dual-control authorisation, if any.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle.
+ */
+pmp_status pmp_hsm_end_authorisation(const struct pmp_hsm *hsm);
+
+/**
+ * Enrols officer `id` with a passphrase of `pass_len` bytes (at least 12) in the software
+ * HSM's store (its Argon2id hash is kept under the LMK). The first two officers enrol
+ * freely; a further one, or a new passphrase, needs an authorisation for
+ * `manage-officers`. Returns `PMP_STATUS_UNSUPPORTED` for another backend.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle; `id` NUL-terminated; `pass` must point to `pass_len`
+ * readable bytes.
+ */
+pmp_status pmp_hsm_enrol_officer(const struct pmp_hsm *hsm,
+                                 const char *id,
+                                 const uint8_t *pass,
+                                 size_t pass_len);
+
+/**
  * Imports the issuer file `input_path` into the XOF file `xof_path` as the product file
  * `product_path` (`pmp-product-1` XML) says: every key the product names is checked in
  * the HSM (with its KCV) before anything is read; each field is translated from TK_issuer
  * to its DKep (or encrypted under it) inside the HSM; each record goes to the XOF or, with a
  * reason, to the reject report. Both output files are written to temporary files and
- * renamed only on success: on any error neither exists afterwards.
+ * renamed only on success: on any error neither exists afterwards. A commit journal
+ * (`.<XOF name>.pmp-commit`) makes the two renames one decision: after a kill between them
+ * the next import into the same XOF path completes them first, and removes temporaries a
+ * killed run left. Outputs are refused (`PMP_STATUS_INVALID_ARGUMENT`) inside a key-store
+ * directory and over the product file, and empty paths are refused.
  *
  * `options`: NULL or zero for the defaults (see `pmp_import_options`). On success writes the
  * counts to `*out_summary`.
@@ -975,7 +1136,9 @@ pmp_status pmp_key_find(const struct pmp_hsm *hsm,
  * `*out_written` is the number of keys written.
  *
  * When the array is too small: `PMP_STATUS_BUFFER_TOO_SMALL`, nothing written to `out`,
- * and `*out_written` = the number of keys (so `out = NULL, out_cap = 0` counts them).
+ * and `*out_written` = the number of keys. `out = NULL, out_cap = 0` counts them: it
+ * returns `PMP_STATUS_BUFFER_TOO_SMALL` with the count, even when the store is empty
+ * (count 0), like every size query of this API.
  *
  * # Safety
  *
@@ -998,10 +1161,99 @@ pmp_status pmp_key_list(const struct pmp_hsm *hsm,
 pmp_status pmp_key_delete(const struct pmp_hsm *hsm, const char *label);
 
 /**
- * Generates KTK, PTK and MTK (labels `<prefix>-KTK`, `<prefix>-PTK`, `<prefix>-MTK`) of
+ * Opens the PKCS#11 token labelled `token_label` in the module (`.so`) `module_path` and
+ * logs in as the user with `pin`. On success `*out` is a new handle, to be released with
+ * `pmp_hsm_free`; every function that takes a `const pmp_hsm *` works with it (what the
+ * token can do is reported by its capabilities; `pmp_hsm_verify_audit` answers
+ * `PMP_STATUS_UNSUPPORTED`).
+ *
+ * Key-block import and export through host memory, where the token has no mechanism for
+ * them (SoftHSMv2), is allowed only when the environment variable
+ * `PMP_PKCS11_HOST_KEY_FALLBACK` is `1` (the operator's decision). pmp-core copies the PIN
+ * into memory it wipes; the caller should wipe its own copy.
+ *
+ * Returns `PMP_STATUS_UNSUPPORTED` when the library was built without the `pkcs11` feature,
+ * `PMP_STATUS_IO` when there is no file `module_path`, `PMP_STATUS_INVALID_ARGUMENT` when
+ * it does not load as a PKCS#11 module, `PMP_STATUS_NOT_FOUND` when no token has that
+ * label, `PMP_STATUS_POLICY` for a wrong PIN, and `PMP_STATUS_HSM_UNAVAILABLE` (retryable)
+ * when the token fails or does not answer.
+ *
+ * # Safety
+ *
+ * `module_path`, `token_label` and `pin` must be NUL-terminated UTF-8 strings; `out` must
+ * point to a writable `pmp_hsm *`.
+ */
+pmp_status pmp_hsm_open_pkcs11(const char *module_path,
+                               const char *token_label,
+                               const char *pin,
+                               struct pmp_hsm **out);
+
+/**
+ * Prepares the XOF order at `xof_path` with the application profile at `profile_path`
+ * (`pmp-profile-1` XML) into the production file at `production_path`: the XOF is verified
+ * while it is read (header, every record MAC and the chain, the trailer; with the
+ * profile's `xof-mac-key`, pinned to that key); every key the profile names is checked
+ * before any record is read; per card the ICC master keys are derived inside the HSM and
+ * written under the KTK, the PIN block translated to format 2 under the PTK, cardholder
+ * data encrypted under the DTK, and the card MACed under the MTK. A card whose data does not
+ * fit goes to the reject report. Both outputs are written to temporary files and renamed
+ * only on success: on any error neither exists afterwards.
+ *
+ * `options`: NULL or zero (with `struct_size` set) for the defaults. On success writes the
+ * counts to `*out_summary`.
+ *
+ * Returns `PMP_STATUS_IO` for a file that cannot be read or written,
+ * `PMP_STATUS_NOT_FOUND` for a key the profile or the XOF names that the HSM lacks,
+ * `PMP_STATUS_POLICY` for a key with the wrong usage for its role (or an XOF MAC key other
+ * than the pinned one, or a TEST order on a production HSM), `PMP_STATUS_INVALID_ARGUMENT`
+ * for a malformed profile or an XOF of another product, `PMP_STATUS_UNSUPPORTED` for a
+ * backend without EMV key derivation or card PIN blocks, and
+ * `PMP_STATUS_INTEGRITY_FAILURE` for an XOF that does not verify.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle; `profile_path`, `xof_path`, `production_path`
+ * NUL-terminated UTF-8; `options` NULL or pointing to `options->struct_size` readable
+ * bytes beginning with a `pmp_prep_options` (its string NULL or NUL-terminated, its
+ * callback NULL or a function safe to call with `user` until the call returns);
+ * `out_summary` must point to a writable `pmp_prep_summary`.
+ */
+pmp_status pmp_prep_run(const struct pmp_hsm *hsm,
+                        const char *profile_path,
+                        const char *xof_path,
+                        const char *production_path,
+                        const struct pmp_prep_options *options,
+                        struct pmp_prep_summary *out_summary);
+
+/**
+ * Production side: reads and verifies the whole production file at `path` through the HSM
+ * holding the imported transport keys: every listed key's usage, algorithm and KCV, the
+ * header MAC, every card MAC and their chain, the trailer's count and MAC. With `mac_key`
+ * (NULL for none) the file must be MACed under that label (`PMP_STATUS_POLICY` otherwise);
+ * a TEST-marked file is refused on a production HSM. Memory does not depend on the file
+ * size. On success writes the number of cards to `*out_cards`.
+ *
+ * Returns `PMP_STATUS_IO` when the file cannot be read, `PMP_STATUS_NOT_FOUND` when the HSM
+ * lacks a listed key, `PMP_STATUS_KCV_MISMATCH` when a key differs from the listed KCV, and
+ * `PMP_STATUS_INTEGRITY_FAILURE` when the file does not verify (a MAC mismatch, a card
+ * altered, removed, duplicated, reordered or appended, a truncated, malformed or hostile
+ * file). The last error names the file, the line and the card.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle; `path` NUL-terminated UTF-8; `mac_key` NULL or
+ * NUL-terminated UTF-8; `out_cards` must point to a writable `uint64_t`.
+ */
+pmp_status pmp_production_verify(const struct pmp_hsm *hsm,
+                                 const char *path,
+                                 const char *mac_key,
+                                 uint64_t *out_cards);
+
+/**
+ * Generates KTK, PTK, MTK and DTK (labels `<prefix>-KTK`, `-PTK`, `-MTK`, `-DTK`) of
  * `algorithm` and `length` bytes, exportable, and exports each as a TR-31 key block under
  * the zone master key labelled `zmk_prod` (version D for an AES ZMK, B for a TDES one).
- * Writes the three keys with their blocks and KCVs to `*out_keys`.
+ * Writes the four keys with their blocks and KCVs to `*out_keys`.
  *
  * Not atomic: if a step fails after the first key was generated, the keys made so far stay
  * in the store (delete them with `pmp_key_delete` before retrying with the same prefix).
@@ -1035,6 +1287,21 @@ pmp_status pmp_transport_keys_import(const struct pmp_hsm *hsm,
                                      const char *prefix,
                                      const struct pmp_transport_key_block *blocks,
                                      struct pmp_key_info *out_infos);
+
+/**
+ * As `pmp_transport_keys_import`, for all four transport keys: KTK, PTK, MTK and DTK
+ * (`blocks[0..4]`, usages K0, P0, M6, D0) as `<prefix>-KTK`, `-PTK`, `-MTK`, `-DTK`. All or
+ * nothing. On success writes the four keys' info to `out_infos[0..4]`.
+ *
+ * # Safety
+ *
+ * As for `pmp_transport_keys_import`, with 4 entries in `blocks` and `out_infos`.
+ */
+pmp_status pmp_transport_keys_import_all(const struct pmp_hsm *hsm,
+                                         const char *zmk_prod,
+                                         const char *prefix,
+                                         const struct pmp_transport_key_block *blocks,
+                                         struct pmp_key_info *out_infos);
 
 /**
  * Reads and verifies the whole XOF file at `path` through the HSM: the header MAC and the
