@@ -602,3 +602,70 @@ fn the_docs_example_verifies_and_the_writer_reproduces_it() {
         String::from_utf8(text).unwrap()
     );
 }
+
+#[test]
+fn many_batches_on_several_workers_keep_the_order() {
+    let dir = TempDir::new("prep-order");
+    let hsm = store(&dir.path("ks"));
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let mut cs = Vec::new();
+    for i in 0..57u32 {
+        let pan = leak(format!("41111111{:08}", 1000 + i));
+        // Every 9th card has an impossible expiry month: rejected, never lost.
+        let expiry = if i % 9 == 4 { "2613" } else { "2612" };
+        cs.push(TestCard {
+            pan,
+            psn: None,
+            expiry,
+            name: "DOE/JOHN",
+            track2: leak(format!("{pan}D2612201000000000")),
+            pin: "1234",
+        });
+    }
+    write_xof(&hsm, &cs, &dir.path("order.xof"));
+    let profile = Profile::parse(PROFILE).unwrap();
+    let opts = Options {
+        workers: 3,
+        batch: 4,
+        ..Options::default()
+    };
+    let s = prep::run_files(
+        &hsm,
+        &profile,
+        &dir.path("order.xof"),
+        &dir.path("p.xml"),
+        None,
+        &opts,
+    )
+    .unwrap();
+    let rejected: Vec<u32> = (0..57).filter(|i| i % 9 == 4).collect();
+    assert_eq!((s.read, s.rejected), (57, rejected.len() as u64));
+    let text = std::fs::read_to_string(dir.path("p.xml")).unwrap();
+    let ids: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("<card seq=\""))
+        .map(|l| {
+            let (seq, rest) = l.split_once('"').unwrap();
+            let id = rest
+                .split("id=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            format!("{seq}:{id}")
+        })
+        .collect();
+    let want: Vec<String> = (0..57u32)
+        .filter(|i| i % 9 != 4)
+        .enumerate()
+        .map(|(k, i)| format!("{}:C-{:04}", k + 1, i + 1))
+        .collect();
+    assert_eq!(ids, want);
+    let report = std::fs::read_to_string(dir.path("p.rejects.txt")).unwrap();
+    let seqs: Vec<u32> = report
+        .lines()
+        .map(|l| l.split(' ').next().unwrap()[4..].parse().unwrap())
+        .collect();
+    assert_eq!(seqs, rejected.iter().map(|i| i + 1).collect::<Vec<_>>());
+}

@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
@@ -603,7 +604,7 @@ impl Ctx<'_> {
 /// Prepares the XOF `input` (named `name` in errors) into `out` (the production file) and
 /// `rejects` (one line per rejected card). The outputs are complete only when this returns
 /// `Ok`: callers write to temporary files and rename them on success ([`run_files`] does).
-pub fn run<R: BufRead, W: Write, J: Write>(
+pub fn run<R: BufRead + Send, W: Write, J: Write>(
     hsm: &dyn Hsm,
     profile: &Profile,
     input: R,
@@ -614,7 +615,7 @@ pub fn run<R: BufRead, W: Write, J: Write>(
 ) -> Result<(Summary, W, J)> {
     let start = Instant::now();
     let keys = Keys::resolve(hsm, profile)?;
-    let mut reader = xof::Reader::open(input, hsm, name, profile.keys.xof_mac_key.as_deref())?;
+    let reader = xof::Reader::open(input, hsm, name, profile.keys.xof_mac_key.as_deref())?;
     let xh = reader.header().clone();
     if xh.product != profile.product {
         return Err(Error::invalid(
@@ -675,39 +676,102 @@ pub fn run<R: BufRead, W: Write, J: Write>(
         ],
         ..Summary::default()
     };
-    let mut batch: Vec<Record> = Vec::with_capacity(batch_len);
-    let mut done = false;
-    while !done {
-        batch.clear();
-        while batch.len() < batch_len {
-            match reader.next_record()? {
-                Some(r) => batch.push(r.clone()),
-                None => {
-                    done = true;
-                    break;
+    // Three stages, as in the import: this XOF reader on its own thread (it verifies as it
+    // reads), `workers` threads preparing whole batches, and the caller's thread writing the
+    // batches back in order. Channels are bounded (2 batches per worker), so memory does not
+    // grow with the file; a failure anywhere stops every stage and nothing is committed.
+    let (batch_tx, batch_rx) = mpsc::sync_channel::<(u64, Vec<Record>)>(2 * workers);
+    let batch_rx = Arc::new(Mutex::new(batch_rx));
+    let (done_tx, done_rx) = mpsc::sync_channel::<(u64, Result<Vec<Outcome>>)>(2 * workers);
+    let ctx = &ctx;
+    let written = std::thread::scope(|s| -> Result<()> {
+        let mut reader = reader;
+        let reading = s.spawn(move || -> Result<u64> {
+            let mut n = 0u64;
+            loop {
+                let mut batch = Vec::with_capacity(batch_len);
+                let mut end = false;
+                while batch.len() < batch_len {
+                    match reader.next_record()? {
+                        Some(r) => batch.push(r.clone()),
+                        None => {
+                            end = true;
+                            break;
+                        }
+                    }
+                }
+                if !batch.is_empty() {
+                    if batch_tx.send((n, batch)).is_err() {
+                        // The writer stopped: its error is the one reported.
+                        return Ok(n);
+                    }
+                    n += 1;
+                }
+                if end {
+                    return Ok(n);
                 }
             }
-        }
-        let outcomes = prepare_batch(&ctx, &batch, workers)?;
-        for o in outcomes {
-            summary.read += 1;
-            match o {
-                Outcome::Card(mut c) => {
-                    c.seq = writer.cards() + 1;
-                    writer.write_card(&c)?;
-                    summary.prepared += 1;
-                }
-                Outcome::Rejected(r) => {
-                    writeln!(rejects, "{}", r.line()).map_err(|e| Error::io("reject report", e))?;
-                    summary.rejected += 1;
-                    *summary.reasons.entry(r.reason).or_default() += 1;
+        });
+        let preparing: Vec<_> = (0..workers)
+            .map(|_| {
+                let rx = Arc::clone(&batch_rx);
+                let tx = done_tx.clone();
+                s.spawn(move || {
+                    loop {
+                        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok((i, batch)) = job else { break };
+                        let r = batch.iter().map(|rec| ctx.prepare(rec)).collect();
+                        if tx.send((i, r)).is_err() {
+                            break;
+                        }
+                    }
+                })
+            })
+            .collect();
+        drop(batch_rx);
+        drop(done_tx);
+        let mut pending: BTreeMap<u64, Result<Vec<Outcome>>> = BTreeMap::new();
+        let mut next = 0u64;
+        let mut write = || -> Result<()> {
+            for (i, r) in &done_rx {
+                pending.insert(i, r);
+                while let Some(r) = pending.remove(&next) {
+                    for o in r? {
+                        summary.read += 1;
+                        match o {
+                            Outcome::Card(mut c) => {
+                                c.seq = writer.cards() + 1;
+                                writer.write_card(&c)?;
+                                summary.prepared += 1;
+                            }
+                            Outcome::Rejected(r) => {
+                                writeln!(rejects, "{}", r.line())
+                                    .map_err(|e| Error::io("reject report", e))?;
+                                summary.rejected += 1;
+                                *summary.reasons.entry(r.reason).or_default() += 1;
+                            }
+                        }
+                    }
+                    next += 1;
+                    if let Some(p) = opts.progress {
+                        p(summary.read);
+                    }
                 }
             }
+            Ok(())
+        };
+        let wrote = write();
+        drop(done_rx);
+        let read = reading.join();
+        let panicked = preparing.into_iter().any(|h| h.join().is_err());
+        wrote?;
+        let batches = read.map_err(|_| panic_error())??;
+        if panicked || next != batches {
+            return Err(panic_error());
         }
-        if let Some(p) = opts.progress {
-            p(summary.read);
-        }
-    }
+        Ok(())
+    });
+    written?;
     let (out, n) = writer.finish()?;
     debug_assert_eq!(n, summary.prepared);
     rejects.flush().map_err(|e| Error::io("reject report", e))?;
@@ -715,33 +779,12 @@ pub fn run<R: BufRead, W: Write, J: Write>(
     Ok((summary, out, rejects))
 }
 
-/// Prepares a batch on `workers` threads (contiguous slices), outcomes in record order.
-fn prepare_batch(ctx: &Ctx<'_>, batch: &[Record], workers: usize) -> Result<Vec<Outcome>> {
-    if workers == 1 || batch.len() < 2 {
-        return batch.iter().map(|r| ctx.prepare(r)).collect();
+/// A worker or reader thread panicked: nothing is written.
+fn panic_error() -> Error {
+    Error::Integrity {
+        what: "data preparation".into(),
+        reason: "a worker thread stopped; nothing was written".into(),
     }
-    let chunk = batch.len().div_ceil(workers);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = batch
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|r| ctx.prepare(r))
-                        .collect::<Result<Vec<_>>>()
-                })
-            })
-            .collect();
-        let mut all = Vec::with_capacity(batch.len());
-        for h in handles {
-            let part = h.join().map_err(|_| Error::Integrity {
-                what: "data preparation".into(),
-                reason: "a worker thread panicked; nothing was written".into(),
-            })??;
-            all.extend(part);
-        }
-        Ok(all)
-    })
 }
 
 /// The default reject report path: `<out stem>.rejects.txt` beside `out`.
