@@ -40,7 +40,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::KeyHandle;
 use crate::pinblock::Pan;
-use crate::{Algorithm, Error, Kcv, Result, SecretKey, set_odd_parity};
+use crate::{Algorithm, BlockCipher, Error, Kcv, Result, SecretKey, set_odd_parity};
 
 /// Which ICC master-key derivation to use (EMV Book 2 annex A1.4; Option C from EMV Book E).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -241,8 +241,19 @@ pub fn derive_icc_master_key(
     pan: &Pan,
     psn: Psn,
 ) -> Result<SecretKey> {
-    let method = derivation.resolve(imk.algorithm(), pan.as_str().len())?;
-    let cipher = imk.cipher();
+    derive_with(&imk.cipher(), imk.len(), derivation, pan, psn)
+}
+
+/// [`derive_icc_master_key`] with the IMK's key schedule already expanded (an HSM keeps it
+/// with the key); `imk_len` is the IMK's length in bytes.
+pub(crate) fn derive_with(
+    cipher: &BlockCipher,
+    imk_len: usize,
+    derivation: IccDerivation,
+    pan: &Pan,
+    psn: Psn,
+) -> Result<SecretKey> {
+    let method = derivation.resolve(cipher.algorithm(), pan.as_str().len())?;
     match method {
         IccMethod::A | IccMethod::B => {
             let y = if method == IccMethod::A {
@@ -266,7 +277,7 @@ pub fn derive_icc_master_key(
             for (o, b) in z[16..].iter_mut().zip(y) {
                 *o = !b;
             }
-            let k = imk.len();
+            let k = imk_len;
             let blocks = if k == 16 { 16 } else { 32 };
             cipher.encrypt_ecb(&mut z[..blocks])?;
             SecretKey::new(Algorithm::Aes, &z[..k])

@@ -10,7 +10,7 @@ use super::SoftHsm;
 use super::data::{check_alg, decode_pin};
 use super::store::Entry;
 use super::usage::Counted;
-use crate::hsm::emv::{IccKeyRequest, IccKeyRole, IccMasterKeys, derive_icc_master_key};
+use crate::hsm::emv::{IccKeyRequest, IccKeyRole, IccMasterKeys, derive_with};
 use crate::hsm::policy::{self, Operation};
 use crate::hsm::{KeyHandle, PinSpec};
 use crate::pinblock::{self, Pan, PinBlockFormat};
@@ -66,7 +66,7 @@ impl SoftHsm {
             let mut buf = Zeroizing::new(Vec::with_capacity(96));
             let mut kcvs = Vec::with_capacity(3);
             for e in imks {
-                let mk = derive_icc_master_key(&e.key, req.derivation, req.pan, req.psn)?;
+                let mk = derive_with(&e.cipher, e.key.len(), req.derivation, req.pan, req.psn)?;
                 kcvs.push(mk.kcv());
                 buf.extend_from_slice(mk.expose_secret());
             }
