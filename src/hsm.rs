@@ -39,7 +39,7 @@ use std::io::Read;
 
 use crate::keyblock::{Exportability, KeyUsage, ModeOfUse};
 use crate::pinblock::{Pan, PinBlockFormat};
-use crate::{Algorithm, Error, Kcv, MacAlgorithm, MacTag, Mode, Padding, Result};
+use crate::{Algorithm, Kcv, MacAlgorithm, MacTag, Mode, Padding, Result};
 
 mod capabilities;
 #[cfg(feature = "conformance")]
@@ -522,7 +522,7 @@ pub trait Hsm: Send + Sync + fmt::Debug {
     /// A TDES PTK gives the 8-byte block; an AES PTK gives the block padded with ISO/IEC
     /// 9797-1 method 2 to 16 bytes. Format 2 is never accepted as a source, here or by
     /// [`translate_pin`](Hsm::translate_pin) (see `docs/production.md` for why). Any PIN
-    /// failure is the opaque [`Error::Crypto`]. The default refuses
+    /// failure is the opaque [`Error::Crypto`](crate::Error::Crypto). The default refuses
     /// ([`Capability::CardPin`]).
     fn translate_pin_for_card(
         &self,
@@ -532,7 +532,7 @@ pub trait Hsm: Send + Sync + fmt::Debug {
         block: &[u8],
     ) -> Result<Vec<u8>> {
         let _ = (from, ptk, pan, block);
-        Err(Error::Unsupported(
+        Err(crate::Error::Unsupported(
             "PIN blocks for card loading (ISO format 2 under a PTK)".into(),
         ))
     }
@@ -544,7 +544,9 @@ pub trait Hsm: Send + Sync + fmt::Debug {
     /// ([`Capability::IccKeyDerivation`]).
     fn derive_icc_master_keys(&self, req: &emv::IccKeyRequest<'_>) -> Result<emv::IccMasterKeys> {
         let _ = req;
-        Err(Error::Unsupported("EMV ICC master-key derivation".into()))
+        Err(crate::Error::Unsupported(
+            "EMV ICC master-key derivation".into(),
+        ))
     }
 
     /// Generates a MAC under a MAC key whose usage matches `alg` (mode C or G).
