@@ -175,6 +175,8 @@ def header_input(root):
     out += len(keys).to_bytes(4, "big")
     for k in keys:
         out += lp(k.get("label")) + lp(k.get("usage")) + lp(k.get("algorithm")) + lp(bytes.fromhex(k.get("kcv")))
+    if h.get("test") == "true":
+        out += lp("test") + lp("true")
     return out
 
 
@@ -460,6 +462,7 @@ def random_cards(f, pmp, tmp, n, rnd):
     if p.returncode != 0:
         return
     root = ET.fromstring(open(out, "rb").read())
+    f.check(root.find("header").get("test") == "true", "random: prepared on TEST stores, so TEST-marked")
     check_macs(f, root, tk["MTK"][1], "random")
     keys = {k: (tk[k][0], tk[k][1]) for k in ("KTK", "PTK", "DTK")}
     keys["DTK_LABEL"] = "PROD1-DTK"

@@ -190,6 +190,7 @@ fn write_xof(hsm: &SoftHsm, cards: &[TestCard], path: &Path) {
             key_ref(hsm, "XOF-MAC"),
         ],
         mac_key: "XOF-MAC".into(),
+        test: false,
     };
     let mac = hsm.find_key("XOF-MAC").unwrap();
     let dk = hsm.find_key("DKEP-CARD").unwrap();

@@ -61,7 +61,10 @@ const KEYS: [(&str, KeyUsage, ModeOfUse, Algorithm, usize, &str); 4] = [
 /// A store with the four transport keys (known test values); `skip` leaves one out and
 /// `mtk` overrides the MTK's value.
 fn store(dir: &std::path::Path, skip: Option<&str>, mtk: Option<&str>) -> SoftHsm {
-    let hsm = SoftHsm::create_with_test_lmk(dir).unwrap();
+    keys_into(SoftHsm::create_with_test_lmk(dir).unwrap(), skip, mtk)
+}
+
+fn keys_into(hsm: SoftHsm, skip: Option<&str>, mtk: Option<&str>) -> SoftHsm {
     for (label, usage, mode, alg, len, value) in KEYS {
         if Some(label) == skip {
             continue;
@@ -106,6 +109,7 @@ fn header(hsm: &SoftHsm) -> Header {
         created: "2025-03-01T10:00:00Z".into(),
         keys,
         mac_key: "MTK".into(),
+        test: false,
     }
 }
 
@@ -583,4 +587,57 @@ fn a_file_of_two_thousand_cards_streams_from_disk() {
         production::verify_file(&path, &hsm, Some("MTK")).unwrap(),
         2000
     );
+}
+
+#[test]
+fn the_test_marker_is_maced_and_refused_on_a_production_store() {
+    use pmp_core::hsm::{LmkComponent, LmkSource};
+    use pmp_core::prep::production::ReadOptions;
+    let dir = TempDir::new("prod-test-marker");
+    let hsm = store(&dir.0, None, None);
+    let mtk = hsm.find_key("MTK").unwrap();
+    let mut h = header(&hsm);
+    h.test = true;
+    let mut w = Writer::new(Vec::new(), &h, &hsm, &mtk).unwrap();
+    w.write_card(&card(1)).unwrap();
+    let text = String::from_utf8(w.finish().unwrap().0).unwrap();
+    assert!(text.contains("mac-key=\"MTK\" test=\"true\" mac="));
+    assert!(read_all(&hsm, &text, None).is_ok());
+    // Removing the marker, or giving it another value, breaks or is refused.
+    integrity(
+        &hsm,
+        &text.replacen(" test=\"true\"", "", 1),
+        "header MAC does not verify",
+    );
+    integrity(
+        &hsm,
+        &text.replacen(" test=\"true\"", " test=\"false\"", 1),
+        "header test must be true",
+    );
+    // A production store (LMK from components) refuses it unless allowed.
+    let d2 = TempDir::new("prod-test-marker-prod");
+    let c1 = [0x21u8; 32];
+    let c2 = [0x43u8; 32];
+    let prod = SoftHsm::init(
+        &d2.0,
+        LmkSource::Components(vec![
+            LmkComponent::new(&c1, None),
+            LmkComponent::new(&c2, None),
+        ]),
+    )
+    .unwrap();
+    let prod = keys_into(prod, None, None);
+    match read_all(&prod, &text, None) {
+        Err(Error::Policy(m)) => assert!(m.contains("TEST production file"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let opts = ReadOptions {
+        mac_key: None,
+        allow_test: true,
+    };
+    let mut r = Reader::open_with(text.as_bytes(), &prod, "p.xml", &opts).unwrap();
+    assert!(r.header().test);
+    assert!(r.next_card().unwrap().is_some());
+    // An unmarked file reads on the production store.
+    assert_eq!(read_all(&prod, &file(&hsm, 1), None).unwrap().len(), 1);
 }

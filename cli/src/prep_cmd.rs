@@ -6,13 +6,13 @@
 //! and KCVs, counts, reasons and paths only.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
-use pmp_core::prep::{self, Options, Summary, profile::Profile};
+use pmp_core::prep::{self, Options, Summary, production::ReadOptions, profile::Profile};
+use serde_json::json;
 
-use crate::{CliResult, hsm_cmd};
+use crate::output::{self, Reporter};
+use crate::{CliError, CliResult, hsm_cmd};
 
 /// `pmp prep`
 #[derive(Args)]
@@ -36,6 +36,12 @@ pub struct PrepArgs {
     /// Worker threads (default: all cores).
     #[arg(long, default_value_t = 0)]
     workers: usize,
+    /// Replace an existing production file or reject report.
+    #[arg(long)]
+    force: bool,
+    /// Accept a TEST order (test="true") on a production key store.
+    #[arg(long)]
+    allow_test: bool,
 }
 
 /// `pmp production ...`
@@ -60,7 +66,29 @@ enum ProductionCommand {
         /// The label of the key that must MAC the file (default: the MTK the file names).
         #[arg(long, value_name = "LABEL")]
         mac_key: Option<String>,
+        /// Accept a TEST production file (test="true") on a production key store.
+        #[arg(long)]
+        allow_test: bool,
     },
+}
+
+/// A prep summary as JSON (`docs/cli-json.md`).
+pub fn prep_json(s: &Summary) -> serde_json::Value {
+    json!({
+        "order_id": s.order_id,
+        "read": s.read,
+        "prepared": s.prepared,
+        "rejected": s.rejected,
+        "elapsed_seconds": s.elapsed.as_secs_f64(),
+        "cards_per_second": s.cards_per_second(),
+        "workers": s.workers,
+        "keys": s.keys.iter().map(output::key_json).collect::<Vec<_>>(),
+        "rejects_by_reason": s
+            .reasons
+            .iter()
+            .map(|(r, n)| (r.code().to_string(), json!(n)))
+            .collect::<serde_json::Map<_, _>>(),
+    })
 }
 
 /// Prints a prep summary.
@@ -92,24 +120,30 @@ pub fn print_prep(s: &Summary) {
 
 /// Runs `pmp prep`.
 pub fn run_prep(args: PrepArgs) -> CliResult {
-    let hsm = hsm_cmd::open(&args.dir)?;
-    let profile = Profile::load(&args.profile)?;
-    let pb = ProgressBar::new_spinner();
-    pb.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    pb.enable_steady_tick(Duration::from_millis(200));
-    let progress = |n: u64| pb.set_message(format!("{n} cards"));
-    let opts = Options {
-        workers: args.workers,
-        progress: Some(&progress),
-        ..Options::default()
-    };
     let rejects = args
         .rejects
         .clone()
         .unwrap_or_else(|| prep::default_rejects_path(&args.out));
+    if !args.force {
+        for (flag, path) in [("--out", &args.out), ("--rejects", &rejects)] {
+            if path.exists() {
+                return Err(CliError::rejected(format!(
+                    "{flag} {}: the file exists; give --force to replace it, or choose another name",
+                    path.display()
+                )));
+            }
+        }
+    }
+    let hsm = hsm_cmd::open(&args.dir)?;
+    let profile = Profile::load(&args.profile)?;
+    let reporter = Reporter::new("prep", None);
+    let progress = |n: u64| reporter.update(0, n);
+    let opts = Options {
+        workers: args.workers,
+        progress: Some(&progress),
+        allow_test: args.allow_test,
+        ..Options::default()
+    };
     let r = prep::run_files(
         &hsm,
         &profile,
@@ -118,11 +152,21 @@ pub fn run_prep(args: PrepArgs) -> CliResult {
         Some(&rejects),
         &opts,
     );
-    pb.finish_and_clear();
+    reporter.finish();
     let s = r?;
-    print_prep(&s);
-    println!("  production:   {}", args.out.display());
-    println!("  rejects:      {}", rejects.display());
+    output::result(
+        || {
+            print_prep(&s);
+            println!("  production:   {}", args.out.display());
+            println!("  rejects:      {}", rejects.display());
+        },
+        || {
+            let mut v = prep_json(&s);
+            v["production"] = json!(args.out.display().to_string());
+            v["rejects"] = json!(rejects.display().to_string());
+            v
+        },
+    );
     Ok(())
 }
 
@@ -133,10 +177,24 @@ pub fn run_production(args: ProductionArgs) -> CliResult {
             dir,
             input,
             mac_key,
+            allow_test,
         } => {
             let hsm = hsm_cmd::open(&dir)?;
-            let n = prep::production::verify_file(&input, &hsm, mac_key.as_deref())?;
-            println!("{n}");
+            let opts = ReadOptions {
+                mac_key: mac_key.as_deref(),
+                allow_test,
+            };
+            let n = prep::production::verify_file_with(&input, &hsm, &opts)?;
+            output::result(
+                || println!("{n}"),
+                || {
+                    json!({
+                        "file": input.display().to_string(),
+                        "verified": true,
+                        "cards": n,
+                    })
+                },
+            );
             Ok(())
         }
     }

@@ -500,6 +500,24 @@ fn prep_and_production_verify() {
     assert_eq!(first, format!("read={n} prepared={n} rejected=0"));
     assert!(String::from_utf8_lossy(&o.stdout).contains("cards/s"));
     assert!(t.0.join("again.rejects.txt").exists());
+    // An existing output is replaced only with --force.
+    let again = [
+        "prep",
+        "--dir",
+        &d("keystore"),
+        "--profile",
+        &d("profile.xml"),
+        "--in",
+        &d("order.xof"),
+        "--out",
+        &out,
+    ];
+    let o = pmp(&again);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    let mut forced = again.to_vec();
+    forced.push("--force");
+    assert_eq!(pmp(&forced).status.code(), Some(0));
     // The production side verifies it and prints the count.
     let o = pmp(&[
         "production",
@@ -542,8 +560,10 @@ fn prep_and_production_verify() {
     assert_eq!(o.status.code(), Some(1));
     assert!(o.stdout.is_empty());
     let e = stderr(&o);
+    let errors: Vec<&str> = e.lines().filter(|l| l.starts_with("pmp: error:")).collect();
+    assert_eq!(errors.len(), 1, "{e}");
     assert!(
-        e.contains("(card 1): card MAC does not verify") && e.lines().count() == 1,
+        errors[0].contains("(card 1): card MAC does not verify"),
         "{e}"
     );
     // The data-prep store is not the production store: verifying there works too (same

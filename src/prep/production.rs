@@ -24,7 +24,8 @@ mod canon;
 mod read;
 mod write;
 
-pub use read::{Reader, verify_file};
+pub use crate::xof::ReadOptions;
+pub use read::{Reader, verify_file, verify_file_with};
 pub use write::Writer;
 
 /// The production-file version this module writes and the only one it reads.
@@ -67,6 +68,11 @@ pub struct Header {
     pub keys: Vec<KeyRef>,
     /// The label of the MAC key (the MTK: AES, usage M6); it is also in `keys`.
     pub mac_key: String,
+    /// The TEST marker (`test="true"`, covered by the header MAC): prepared from a TEST
+    /// order or on a data-prep HSM with a TEST LMK, for development and tests only. A
+    /// reader on a production HSM refuses such a file unless told otherwise
+    /// ([`ReadOptions::allow_test`]).
+    pub test: bool,
 }
 
 impl Header {

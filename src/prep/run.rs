@@ -51,6 +51,8 @@ pub struct Options<'a> {
     pub created: Option<String>,
     /// Called after each batch is written with the records read so far.
     pub progress: Option<&'a (dyn Fn(u64) + Sync)>,
+    /// Accept a TEST-marked XOF on a production HSM (refused by default).
+    pub allow_test: bool,
 }
 
 impl Default for Options<'_> {
@@ -60,6 +62,7 @@ impl Default for Options<'_> {
             batch: 256,
             created: None,
             progress: None,
+            allow_test: false,
         }
     }
 }
@@ -615,7 +618,15 @@ pub fn run<R: BufRead + Send, W: Write, J: Write>(
 ) -> Result<(Summary, W, J)> {
     let start = Instant::now();
     let keys = Keys::resolve(hsm, profile)?;
-    let reader = xof::Reader::open(input, hsm, name, profile.keys.xof_mac_key.as_deref())?;
+    let reader = xof::Reader::open_with(
+        input,
+        hsm,
+        name,
+        &xof::ReadOptions {
+            mac_key: profile.keys.xof_mac_key.as_deref(),
+            allow_test: opts.allow_test,
+        },
+    )?;
     let xh = reader.header().clone();
     if xh.product != profile.product {
         return Err(Error::invalid(
@@ -638,6 +649,8 @@ pub fn run<R: BufRead + Send, W: Write, J: Write>(
             .unwrap_or_else(|| crate::import::clock::now().extended),
         keys: keys.key_refs(),
         mac_key: keys.mtk.spec.label.clone(),
+        // A TEST order, or TEST transport keys, make a TEST production file.
+        test: xh.test || hsm.capabilities().is_test(),
     };
     let mut writer = production::Writer::new(out, &header, hsm, &keys.mtk.handle)?;
     let pin_from: Vec<&str> = profile

@@ -13,7 +13,7 @@ const TAG_TRAILER: &[u8] = b"PRD1-END";
 
 /// `"PRD1-HDR" || LP(version) || LP(order-id) || LP(issuer) || LP(product) || LP(profile)
 /// || LP(created) || LP(mac-key) || u32(n) || n × (LP(label) || LP(usage) || LP(algorithm)
-/// || LP(kcv))`.
+/// || LP(kcv))`, then `LP("test") || LP("true")` when the header carries the TEST marker.
 pub(crate) fn header_input(out: &mut Vec<u8>, version: &str, h: &Header) {
     out.clear();
     out.extend_from_slice(TAG_HEADER);
@@ -30,6 +30,10 @@ pub(crate) fn header_input(out: &mut Vec<u8>, version: &str, h: &Header) {
         lp(out, k.usage.as_str().as_bytes());
         lp(out, k.algorithm.name().as_bytes());
         lp(out, k.kcv.as_bytes());
+    }
+    if h.test {
+        lp(out, b"test");
+        lp(out, b"true");
     }
 }
 

@@ -8,12 +8,12 @@ use std::io::BufRead;
 use crate::hsm::{Hsm, KeyHandle};
 use crate::keyblock::KeyUsage;
 use crate::xml::Content as Event;
-use crate::xof::KeyRef;
 use crate::xof::canon::Mac16;
 use crate::xof::read::{
     Ctx, RULES, Xml, decode_hex_into, each_attr, is_ws, name_is, parse_mac, parse_u64, read_event,
     set, unexpected,
 };
+use crate::xof::{KeyRef, ReadOptions};
 use crate::{Algorithm, Error, Kcv, MacAlgorithm, Padding, Result};
 
 use super::limits::{MAX_CARD_BYTES, MAX_DGI_DATA, MAX_DGIS, MAX_EVENT_BYTES, MAX_KEYS};
@@ -69,6 +69,7 @@ impl<R: BufRead> Parser<R> {
                 created: String::new(),
                 keys: Vec::new(),
                 mac_key: String::new(),
+                test: false,
             },
             header_mac: [0; 16],
             header_line: 1,
@@ -143,6 +144,15 @@ impl<R: BufRead> Parser<R> {
                             "profile" => (8, &mut h.profile),
                             "created" => (16, &mut h.created),
                             "mac-key" => (32, &mut h.mac_key),
+                            "test" => {
+                                if v != "true" {
+                                    return Err(self
+                                        .ctx
+                                        .err("header test must be true when present"));
+                                }
+                                h.test = true;
+                                return Ok(true);
+                            }
                             "mac" => {
                                 mac = Some(parse_mac(&v).ok_or_else(|| {
                                     self.ctx.err("header mac must be 32 hex digits")
@@ -524,6 +534,26 @@ impl<'h, R: BufRead> Reader<'h, R> {
     /// Reads and verifies the header of `input` (named `name` in errors); with `mac_key`,
     /// the header must name that MAC key.
     pub fn open(input: R, hsm: &'h dyn Hsm, name: &str, mac_key: Option<&str>) -> Result<Self> {
+        Self::open_with(
+            input,
+            hsm,
+            name,
+            &ReadOptions {
+                mac_key,
+                allow_test: false,
+            },
+        )
+    }
+
+    /// As [`open`](Reader::open) with every option: the expected MAC key, and whether a
+    /// TEST-marked file is accepted on a production HSM (refused by default).
+    pub fn open_with(
+        input: R,
+        hsm: &'h dyn Hsm,
+        name: &str,
+        opts: &ReadOptions<'_>,
+    ) -> Result<Self> {
+        let mac_key = opts.mac_key;
         let mut p = Parser::new(input, name);
         p.read_header()?;
         let h = &p.header;
@@ -572,6 +602,11 @@ impl<'h, R: BufRead> Reader<'h, R> {
             || format!("{} line {} (header)", name, p.header_line),
             "header MAC does not verify",
         )?;
+        if h.test && !opts.allow_test && !hsm.capabilities().is_test() {
+            return Err(Error::Policy(format!(
+                "{name} is a TEST production file (test=\"true\": prepared from a TEST order or under a TEST LMK) and this HSM is a production one; TEST files are for development and tests only"
+            )));
+        }
         let chain = p.header_mac;
         Ok(Self {
             p,
@@ -693,9 +728,26 @@ impl<'h, R: BufRead> Reader<'h, R> {
 /// MAC, every card MAC and the chain, the count and the trailer MAC. Returns the card
 /// count. With `mac_key`, the file must be MACed under that label.
 pub fn verify_file(path: &std::path::Path, hsm: &dyn Hsm, mac_key: Option<&str>) -> Result<u64> {
+    verify_file_with(
+        path,
+        hsm,
+        &ReadOptions {
+            mac_key,
+            allow_test: false,
+        },
+    )
+}
+
+/// [`verify_file`] with every option (a TEST-marked file on a production HSM is refused
+/// unless `opts.allow_test`).
+pub fn verify_file_with(
+    path: &std::path::Path,
+    hsm: &dyn Hsm,
+    opts: &ReadOptions<'_>,
+) -> Result<u64> {
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let input = std::io::BufReader::with_capacity(64 * 1024, f);
-    let mut r = Reader::open(input, hsm, &path.display().to_string(), mac_key)?;
+    let mut r = Reader::open_with(input, hsm, &path.display().to_string(), opts)?;
     while r.next_card()?.is_some() {}
     Ok(r.cards())
 }

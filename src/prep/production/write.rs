@@ -82,6 +82,9 @@ impl<'h, W: Write> Writer<'h, W> {
         push_attr(&mut xml, "profile", &header.profile);
         push_attr(&mut xml, "created", &header.created);
         push_attr(&mut xml, "mac-key", &header.mac_key);
+        if header.test {
+            push_attr(&mut xml, "test", "true");
+        }
         push_hex_attr(&mut xml, "mac", &header_mac);
         xml.extend_from_slice(b">\n");
         for k in &header.keys {
