@@ -523,7 +523,7 @@ fn prep_and_production_verify() {
         "production",
         "verify",
         "--dir",
-        &d("production-keystore"),
+        &d("production-line/keystore"),
         "--in",
         &out,
     ]);
@@ -537,7 +537,7 @@ fn prep_and_production_verify() {
         "production",
         "verify",
         "--dir",
-        &d("production-keystore"),
+        &d("production-line/keystore"),
         "--in",
         &out,
         "--mac-key",
@@ -553,7 +553,7 @@ fn prep_and_production_verify() {
         "production",
         "verify",
         "--dir",
-        &d("production-keystore"),
+        &d("production-line/keystore"),
         "--in",
         &bad,
     ]);

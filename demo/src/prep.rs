@@ -88,7 +88,8 @@ pub struct Production {
 }
 
 /// Data preparation of `xof` with [`PROFILE`] into `dir/production.xml`, then the production
-/// side: a second key store `dir/production-keystore` forms ZMK-prod from the ceremony's
+/// side: a second key store `dir/production-line/keystore` (a directory of its own, so
+/// that `--dir dir` still names one key store) forms ZMK-prod from the ceremony's
 /// components, imports KTK/PTK/MTK/DTK from their key blocks (KCVs checked) and verifies
 /// the production file.
 pub fn prepare_and_verify(
@@ -111,7 +112,9 @@ pub fn prepare_and_verify(
         Some(&rejects),
         &prep::Options::default(),
     )?;
-    let prod = SoftHsm::create_with_test_lmk(&dir.join("production-keystore"))?;
+    let line = dir.join("production-line");
+    std::fs::create_dir_all(&line).map_err(|e| Error::io(&line, e))?;
+    let prod = SoftHsm::create_with_test_lmk(&line.join("keystore"))?;
     let [c1, c2] = zmk_components;
     let zmk = hierarchy::zmk_ceremony(
         &prod,
