@@ -27,7 +27,7 @@ const KEYS: [(&str, KeyUsage, ModeOfUse, Algorithm, usize, &str); 4] = [
     (
         "KTK",
         KeyUsage::K0,
-        ModeOfUse::B,
+        ModeOfUse::E,
         Algorithm::Aes,
         32,
         "1C1C1C1C1C1C1C1C1C1C1C1C1C1C1C1C2A2A2A2A2A2A2A2A2A2A2A2A2A2A2A2A",
@@ -75,7 +75,7 @@ fn keys_into(hsm: SoftHsm, skip: Option<&str>, mtk: Option<&str>) -> SoftHsm {
             value
         };
         let clear = hex::decode(value).unwrap();
-        let c2 = vec![0x01u8; len];
+        let c2 = vec![0x23u8; len];
         let c1: Vec<u8> = clear.iter().zip(&c2).map(|(a, b)| a ^ b).collect();
         hsm.form_key_from_components(
             &KeySpec::new(label, alg, len, usage, mode).exportable(),
@@ -591,7 +591,7 @@ fn a_file_of_two_thousand_cards_streams_from_disk() {
 
 #[test]
 fn the_test_marker_is_maced_and_refused_on_a_production_store() {
-    use pmp_core::hsm::{LmkComponent, LmkSource};
+    use pmp_core::hsm::{Activity, LmkComponent, LmkSource, Officer};
     use pmp_core::prep::production::ReadOptions;
     let dir = TempDir::new("prod-test-marker");
     let hsm = store(&dir.0, None, None);
@@ -624,6 +624,24 @@ fn the_test_marker_is_maced_and_refused_on_a_production_store() {
             LmkComponent::new(&c1, None),
             LmkComponent::new(&c2, None),
         ]),
+    )
+    .unwrap();
+    // Forming keys from components on a production store needs two officers.
+    prod.enrol_officer("alice", b"correct horse battery staple 1")
+        .unwrap();
+    prod.enrol_officer("bob", b"correct horse battery staple 2")
+        .unwrap();
+    prod.authorise(
+        &Officer {
+            id: "alice",
+            passphrase: b"correct horse battery staple 1",
+        },
+        &Officer {
+            id: "bob",
+            passphrase: b"correct horse battery staple 2",
+        },
+        &[Activity::FormKey],
+        std::time::Duration::from_secs(60),
     )
     .unwrap();
     let prod = keys_into(prod, None, None);

@@ -468,6 +468,7 @@ fn import_outputs_never_replace_the_key_store_or_the_product() {
         .filter(|n| n.starts_with(".new."))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
 
 #[test]
 fn prep_and_production_verify() {
