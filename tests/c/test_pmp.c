@@ -1780,6 +1780,10 @@ static void test_prep(pmp_hsm *hsm, const char *xof) {
                      "</profile>\n"));
 
     memset(&opts, 0, sizeof opts);
+    /* struct_size unset: refused, as for pmp_import_options. */
+    CHECK_STATUS(pmp_prep_run(hsm, profile, xof, production, &opts, &summary),
+                 PMP_STATUS_INVALID_ARGUMENT);
+    opts.struct_size = sizeof opts;
     opts.workers = 2;
     opts.progress = on_progress;
     opts.user = &log;
