@@ -412,6 +412,78 @@ typedef struct pmp_key_info {
 } pmp_key_info;
 
 /**
+ * A progress callback: `cards_done` records of the XOF have been prepared or rejected;
+ * `user` is `pmp_prep_options.user`. It runs only on the thread that called
+ * `pmp_prep_run`, never concurrently, and must return normally (no C++ exception or
+ * `longjmp` through it).
+ */
+typedef void (*pmp_prep_progress)(uint64_t cards_done, void *user);
+
+/**
+ * Options of `pmp_prep_run`: set `struct_size` to `sizeof(pmp_prep_options)` and the rest
+ * to zero for all defaults (or pass a NULL pointer). `struct_size` lets the struct grow,
+ * as for `pmp_import_options`.
+ */
+typedef struct pmp_prep_options {
+  /**
+   * `sizeof(pmp_prep_options)` as the caller was compiled; 0 is refused.
+   */
+  size_t struct_size;
+  /**
+   * Where to write the reject report; NULL for `<production file stem>.rejects.txt`
+   * beside the production file.
+   */
+  const char *rejects_path;
+  /**
+   * Worker threads preparing cards; 0 for one per core, at most `PMP_MAX_WORKERS`.
+   */
+  uint32_t workers;
+  /**
+   * 1 to accept a TEST-marked XOF on a production HSM (refused by default), else 0.
+   */
+  uint32_t allow_test;
+  /**
+   * Called after each batch of cards is written; NULL for none. It must not free the HSM
+   * handle.
+   */
+  pmp_prep_progress progress;
+  /**
+   * Passed to `progress` as it is.
+   */
+  void *user;
+} pmp_prep_options;
+
+/**
+ * What a data-preparation run did. Plain data.
+ */
+typedef struct pmp_prep_summary {
+  /**
+   * The order id (from the XOF).
+   */
+  char order_id[PMP_ORDER_ID_CAP];
+  /**
+   * XOF records read and verified.
+   */
+  uint64_t read;
+  /**
+   * Cards written to the production file (`read = prepared + rejected`).
+   */
+  uint64_t prepared;
+  /**
+   * Cards rejected (listed in the reject report with the DGI and reason; never a value).
+   */
+  uint64_t rejected;
+  /**
+   * Wall time in seconds.
+   */
+  double elapsed_seconds;
+  /**
+   * Worker threads used.
+   */
+  uint32_t workers;
+} pmp_prep_summary;
+
+/**
  * A transport key as issued: what the HSM holds (label, attributes, KCV) and its TR-31 key
  * block under ZMK-prod, NUL-terminated, to send to production with the KCV.
  */
@@ -427,22 +499,26 @@ typedef struct pmp_issued_key {
 } pmp_issued_key;
 
 /**
- * KTK (usage K0), PTK (P0) and MTK (M6, CMAC, mode C), as issued by
+ * KTK (usage K0), PTK (P0), MTK (M6, CMAC, mode C) and DTK (D0), as issued by
  * `pmp_transport_keys_issue`.
  */
 typedef struct pmp_transport_keys {
   /**
-   * Key transport key.
+   * Key transport key: encrypts keys (the ICC master keys) for production.
    */
   struct pmp_issued_key ktk;
   /**
-   * PIN transport key.
+   * PIN transport key: encrypts card PIN blocks for production.
    */
   struct pmp_issued_key ptk;
   /**
-   * MAC transport key.
+   * MAC transport key: MACs the production file.
    */
   struct pmp_issued_key mtk;
+  /**
+   * Data transport key: encrypts cardholder data for production.
+   */
+  struct pmp_issued_key dtk;
 } pmp_transport_keys;
 
 /**
@@ -1113,10 +1189,71 @@ pmp_status pmp_hsm_open_pkcs11(const char *module_path,
                                struct pmp_hsm **out);
 
 /**
- * Generates KTK, PTK and MTK (labels `<prefix>-KTK`, `<prefix>-PTK`, `<prefix>-MTK`) of
+ * Prepares the XOF order at `xof_path` with the application profile at `profile_path`
+ * (`pmp-profile-1` XML) into the production file at `production_path`: the XOF is verified
+ * while it is read (header, every record MAC and the chain, the trailer; with the
+ * profile's `xof-mac-key`, pinned to that key); every key the profile names is checked
+ * before any record is read; per card the ICC master keys are derived inside the HSM and
+ * written under the KTK, the PIN block translated to format 2 under the PTK, cardholder
+ * data encrypted under the DTK, and the card MACed under the MTK. A card whose data does not
+ * fit goes to the reject report. Both outputs are written to temporary files and renamed
+ * only on success: on any error neither exists afterwards.
+ *
+ * `options`: NULL or zero (with `struct_size` set) for the defaults. On success writes the
+ * counts to `*out_summary`.
+ *
+ * Returns `PMP_STATUS_IO` for a file that cannot be read or written,
+ * `PMP_STATUS_NOT_FOUND` for a key the profile or the XOF names that the HSM lacks,
+ * `PMP_STATUS_POLICY` for a key with the wrong usage for its role (or an XOF MAC key other
+ * than the pinned one, or a TEST order on a production HSM), `PMP_STATUS_INVALID_ARGUMENT`
+ * for a malformed profile or an XOF of another product, `PMP_STATUS_UNSUPPORTED` for a
+ * backend without EMV key derivation or card PIN blocks, and
+ * `PMP_STATUS_INTEGRITY_FAILURE` for an XOF that does not verify.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle; `profile_path`, `xof_path`, `production_path`
+ * NUL-terminated UTF-8; `options` NULL or pointing to `options->struct_size` readable
+ * bytes beginning with a `pmp_prep_options` (its string NULL or NUL-terminated, its
+ * callback NULL or a function safe to call with `user` until the call returns);
+ * `out_summary` must point to a writable `pmp_prep_summary`.
+ */
+pmp_status pmp_prep_run(const struct pmp_hsm *hsm,
+                        const char *profile_path,
+                        const char *xof_path,
+                        const char *production_path,
+                        const struct pmp_prep_options *options,
+                        struct pmp_prep_summary *out_summary);
+
+/**
+ * Production side: reads and verifies the whole production file at `path` through the HSM
+ * holding the imported transport keys: every listed key's usage, algorithm and KCV, the
+ * header MAC, every card MAC and their chain, the trailer's count and MAC. With `mac_key`
+ * (NULL for none) the file must be MACed under that label (`PMP_STATUS_POLICY` otherwise);
+ * a TEST-marked file is refused on a production HSM. Memory does not depend on the file
+ * size. On success writes the number of cards to `*out_cards`.
+ *
+ * Returns `PMP_STATUS_IO` when the file cannot be read, `PMP_STATUS_NOT_FOUND` when the HSM
+ * lacks a listed key, `PMP_STATUS_KCV_MISMATCH` when a key differs from the listed KCV, and
+ * `PMP_STATUS_INTEGRITY_FAILURE` when the file does not verify (a MAC mismatch, a card
+ * altered, removed, duplicated, reordered or appended, a truncated, malformed or hostile
+ * file). The last error names the file, the line and the card.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle; `path` NUL-terminated UTF-8; `mac_key` NULL or
+ * NUL-terminated UTF-8; `out_cards` must point to a writable `uint64_t`.
+ */
+pmp_status pmp_production_verify(const struct pmp_hsm *hsm,
+                                 const char *path,
+                                 const char *mac_key,
+                                 uint64_t *out_cards);
+
+/**
+ * Generates KTK, PTK, MTK and DTK (labels `<prefix>-KTK`, `-PTK`, `-MTK`, `-DTK`) of
  * `algorithm` and `length` bytes, exportable, and exports each as a TR-31 key block under
  * the zone master key labelled `zmk_prod` (version D for an AES ZMK, B for a TDES one).
- * Writes the three keys with their blocks and KCVs to `*out_keys`.
+ * Writes the four keys with their blocks and KCVs to `*out_keys`.
  *
  * Not atomic: if a step fails after the first key was generated, the keys made so far stay
  * in the store (delete them with `pmp_key_delete` before retrying with the same prefix).
@@ -1150,6 +1287,21 @@ pmp_status pmp_transport_keys_import(const struct pmp_hsm *hsm,
                                      const char *prefix,
                                      const struct pmp_transport_key_block *blocks,
                                      struct pmp_key_info *out_infos);
+
+/**
+ * As `pmp_transport_keys_import`, for all four transport keys: KTK, PTK, MTK and DTK
+ * (`blocks[0..4]`, usages K0, P0, M6, D0) as `<prefix>-KTK`, `-PTK`, `-MTK`, `-DTK`. All or
+ * nothing. On success writes the four keys' info to `out_infos[0..4]`.
+ *
+ * # Safety
+ *
+ * As for `pmp_transport_keys_import`, with 4 entries in `blocks` and `out_infos`.
+ */
+pmp_status pmp_transport_keys_import_all(const struct pmp_hsm *hsm,
+                                         const char *zmk_prod,
+                                         const char *prefix,
+                                         const struct pmp_transport_key_block *blocks,
+                                         struct pmp_key_info *out_infos);
 
 /**
  * Reads and verifies the whole XOF file at `path` through the HSM: the header MAC and the

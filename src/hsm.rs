@@ -44,6 +44,7 @@ use crate::{Algorithm, Kcv, MacAlgorithm, MacTag, Mode, Padding, Result};
 mod capabilities;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod emv;
 mod file;
 #[cfg(feature = "pkcs11")]
 mod pkcs11;
@@ -514,6 +515,39 @@ pub trait Hsm: Send + Sync + fmt::Debug {
         pan: &Pan,
         block: &[u8],
     ) -> Result<Vec<u8>>;
+
+    /// Translates a PIN block from `from` (formats 0, 1, 3, 4) to ISO 9564-1 **format 2**
+    /// for loading onto a card (the reference PIN of EMV DGI 8010), encrypted in ECB under
+    /// `ptk`: a P0 PIN *transport* key (mode B or E, exportable: it goes to production).
+    /// A TDES PTK gives the 8-byte block; an AES PTK gives the block padded with ISO/IEC
+    /// 9797-1 method 2 to 16 bytes. Format 2 is never accepted as a source, here or by
+    /// [`translate_pin`](Hsm::translate_pin) (see `docs/production.md` for why). Any PIN
+    /// failure is the opaque [`Error::Crypto`](crate::Error::Crypto). The default refuses
+    /// ([`Capability::CardPin`]).
+    fn translate_pin_for_card(
+        &self,
+        from: &PinSpec<'_>,
+        ptk: &KeyHandle,
+        pan: &Pan,
+        block: &[u8],
+    ) -> Result<Vec<u8>> {
+        let _ = (from, ptk, pan, block);
+        Err(crate::Error::Unsupported(
+            "PIN blocks for card loading (ISO format 2 under a PTK)".into(),
+        ))
+    }
+
+    /// Derives a card's three ICC master keys from IMK-AC, IMK-SMI and IMK-SMC (usages E0,
+    /// E2, E1, mode of use X: a derivation key only derives) with the PAN and PSN
+    /// ([`emv`]), and returns them encrypted under the KTK (K0, mode B or E) in ECB with
+    /// their KCVs; the clear keys never leave the HSM. The default refuses
+    /// ([`Capability::IccKeyDerivation`]).
+    fn derive_icc_master_keys(&self, req: &emv::IccKeyRequest<'_>) -> Result<emv::IccMasterKeys> {
+        let _ = req;
+        Err(crate::Error::Unsupported(
+            "EMV ICC master-key derivation".into(),
+        ))
+    }
 
     /// Generates a MAC under a MAC key whose usage matches `alg` (mode C or G).
     fn generate_mac(

@@ -69,8 +69,8 @@
 //! # Ok(()) }
 //! ```
 
-mod clock;
-mod output;
+pub(crate) mod clock;
+pub(crate) mod output;
 pub use output::{check_output_paths, recover_outputs};
 mod pipeline;
 mod plan;

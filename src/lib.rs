@@ -55,6 +55,7 @@ pub mod keyblock;
 pub mod label;
 pub mod order;
 pub mod pinblock;
+pub mod prep;
 pub mod xof;
 
 pub use crate::error::{Error, Result};

@@ -54,9 +54,9 @@ use crate::hsm::{Hsm, KeyInfo};
 use crate::keyblock::{Exportability, KeyUsage};
 use crate::{Algorithm, Error, Kcv, Mode, Padding, Result};
 
-mod canon;
-mod read;
-mod write;
+pub(crate) mod canon;
+pub(crate) mod read;
+pub(crate) mod write;
 
 pub use read::{ReadOptions, Reader};
 pub use write::Writer;

@@ -112,6 +112,23 @@ impl Hsm for Restricted {
         self.require(Capability::PinFormat(to.format))?;
         self.inner.translate_pin(from, to, pan, block)
     }
+    fn translate_pin_for_card(
+        &self,
+        from: &PinSpec<'_>,
+        ptk: &KeyHandle,
+        pan: &Pan,
+        block: &[u8],
+    ) -> Result<Vec<u8>> {
+        self.require(Capability::CardPin)?;
+        self.inner.translate_pin_for_card(from, ptk, pan, block)
+    }
+    fn derive_icc_master_keys(
+        &self,
+        req: &pmp_core::hsm::emv::IccKeyRequest<'_>,
+    ) -> Result<pmp_core::hsm::emv::IccMasterKeys> {
+        self.require(Capability::IccKeyDerivation)?;
+        self.inner.derive_icc_master_keys(req)
+    }
     fn generate_mac(
         &self,
         key: &KeyHandle,

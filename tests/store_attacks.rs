@@ -184,7 +184,8 @@ fn a_self_formed_kek_cannot_be_made_nor_used_to_export() {
     );
     authorise(&b.hsm, &[Activity::GenerateExportable, Activity::Export]);
     let t = hierarchy::issue_transport_keys(&b.hsm, &zp.handle, "L2", Algorithm::Aes, 32).unwrap();
-    assert_eq!(t.ktk.info.spec.mode_of_use, ModeOfUse::D);
+    // Mode E at data prep: it encrypts the ICC master keys for production (docs/production.md).
+    assert_eq!(t.ktk.info.spec.mode_of_use, ModeOfUse::E);
     b.hsm.end_authorisation().unwrap();
     policy(
         b.hsm.export_key_block(&t.mtk.info.handle, &zp.handle),

@@ -299,7 +299,10 @@ pub fn run_demo(args: DemoArgs) -> CliResult {
                 "ktk": output::key_json(&t.ktk.info),
                 "ptk": output::key_json(&t.ptk.info),
                 "mtk": output::key_json(&t.mtk.info),
+                "dtk": output::key_json(&t.dtk.info),
             },
+            "prep": d.production.as_ref().map(|p| crate::prep_cmd::prep_json(&p.prep)),
+            "production_verified": d.production.as_ref().map(|p| p.verified),
             "files": d.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
         }));
         return Ok(());
@@ -333,8 +336,27 @@ pub fn run_demo(args: DemoArgs) -> CliResult {
         ("KTK", &d.transport.ktk),
         ("PTK", &d.transport.ptk),
         ("MTK", &d.transport.mtk),
+        ("DTK", &d.transport.dtk),
     ] {
         println!("  {n} {:<12} KCV {}", k.info.spec.label, k.info.kcv);
+    }
+    println!();
+    match &d.production {
+        Some(p) => {
+            println!(
+                "Data preparation (XOF -> production file: ICC keys under the KTK, PIN under the PTK, cardholder data under the DTK, MACs under the MTK):"
+            );
+            crate::prep_cmd::print_prep(&p.prep);
+            println!();
+            println!(
+                "Production key store (transport keys imported under its ZMK-PROD): {} cards verified (KCVs, MAC chain, count)",
+                p.verified
+            );
+        }
+        None => println!(
+            "Data preparation left out: the {} backend offers no EMV key derivation or card PIN blocks",
+            d.backend
+        ),
     }
     println!();
     println!("Files:");
@@ -366,6 +388,14 @@ pub fn run_demo(args: DemoArgs) -> CliResult {
     println!("  {pin}{pmp} xof verify {keys} {xof}");
     println!("  {pmp} xof inspect {xof}");
     println!("  {pin}{pmp} key list {keys}");
+    if d.production.is_some() {
+        let line = d.dir.join("production-line").join("keystore");
+        println!(
+            "  {pmp} production verify --dir {} --in {}",
+            quoted(&line.display().to_string()),
+            quoted(&d.dir.join("production.xml").display().to_string())
+        );
+    }
     if !installed {
         println!("(to call it `pmp`: cargo install --path cli, from the source checkout)");
     }

@@ -9,6 +9,7 @@ mod import_cmd;
 mod keyblock_cmd;
 mod output;
 mod pinblock_cmd;
+mod prep_cmd;
 mod store;
 mod usage_error;
 mod xof_cmd;
@@ -89,6 +90,11 @@ enum Command {
     /// on a PKCS#11 token): keys, product, issuer file, import, XOF verification,
     /// transport keys.
     Demo(import_cmd::DemoArgs),
+    /// Data preparation: an XOF order (verified while read) into a production file under
+    /// the transport keys KTK / PTK / DTK, MACed under the MTK (docs/production.md).
+    Prep(prep_cmd::PrepArgs),
+    /// Production files: verify (KCVs, MACs, chain, count) on the production key store.
+    Production(prep_cmd::ProductionArgs),
 }
 
 /// A key algorithm on the command line.
@@ -276,6 +282,8 @@ fn run(cli: Cli) -> CliResult {
         Command::Xof(args) => xof_cmd::run(args),
         Command::Import(args) => import_cmd::run_import(args),
         Command::Demo(args) => import_cmd::run_demo(args),
+        Command::Prep(args) => prep_cmd::run_prep(args),
+        Command::Production(args) => prep_cmd::run_production(args),
     }
 }
 

@@ -561,3 +561,132 @@ fn import_outputs_never_replace_the_key_store_or_the_product() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn prep_and_production_verify() {
+    let t = TempDir::new("prep");
+    let o = pmp(&["demo", "--cards", "40", "--out", t.s()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let d = |f: &str| t.0.join(f).to_str().unwrap().to_string();
+    // pmp prep again on the demo's data-prep store, XOF and profile.
+    let out = d("again.xml");
+    let o = pmp(&[
+        "prep",
+        "--dir",
+        &d("keystore"),
+        "--profile",
+        &d("profile.xml"),
+        "--in",
+        &d("order.xof"),
+        "--out",
+        &out,
+        "--workers",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let first = first_line(&o);
+    let n: u64 = first
+        .strip_prefix("read=")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("{first}"));
+    assert_eq!(first, format!("read={n} prepared={n} rejected=0"));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("cards/s"));
+    assert!(t.0.join("again.rejects.txt").exists());
+    // An existing output is replaced only with --force.
+    let again = [
+        "prep",
+        "--dir",
+        &d("keystore"),
+        "--profile",
+        &d("profile.xml"),
+        "--in",
+        &d("order.xof"),
+        "--out",
+        &out,
+    ];
+    let o = pmp(&again);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    let mut forced = again.to_vec();
+    forced.push("--force");
+    assert_eq!(pmp(&forced).status.code(), Some(0));
+    // The production side verifies it and prints the count.
+    let o = pmp(&[
+        "production",
+        "verify",
+        "--dir",
+        &d("production-line/keystore"),
+        "--in",
+        &out,
+    ]);
+    assert_eq!(
+        (o.status.code(), first_line(&o)),
+        (Some(0), n.to_string()),
+        "{}",
+        stderr(&o)
+    );
+    let o = pmp(&[
+        "production",
+        "verify",
+        "--dir",
+        &d("production-line/keystore"),
+        "--in",
+        &out,
+        "--mac-key",
+        "PROD1-DTK",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    // One changed digit: exit 1, one line naming the card, nothing on stdout.
+    let text = std::fs::read_to_string(&out).unwrap();
+    let i = text.find("<dgi id=\"9010\">0303").unwrap() + "<dgi id=\"9010\">".len();
+    let bad = d("bad.xml");
+    std::fs::write(&bad, format!("{}0304{}", &text[..i], &text[i + 4..])).unwrap();
+    let o = pmp(&[
+        "production",
+        "verify",
+        "--dir",
+        &d("production-line/keystore"),
+        "--in",
+        &bad,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(o.stdout.is_empty());
+    let e = stderr(&o);
+    let errors: Vec<&str> = e.lines().filter(|l| l.starts_with("pmp: error:")).collect();
+    assert_eq!(errors.len(), 1, "{e}");
+    assert!(
+        errors[0].contains("(card 1): card MAC does not verify"),
+        "{e}"
+    );
+    // The data-prep store is not the production store: verifying there works too (same
+    // keys), but a store without the transport keys refuses, naming the missing key.
+    let empty = d("empty-ks");
+    assert_eq!(
+        pmp(&["keystore", "init", "--dir", &empty, "--test-lmk"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let o = pmp(&["production", "verify", "--dir", &empty, "--in", &out]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("PROD1-KTK"), "{}", stderr(&o));
+    // A failed prep leaves no output: the XOF's product is not the profile's.
+    let profile = std::fs::read_to_string(d("profile.xml"))
+        .unwrap()
+        .replace("product=\"DEMO-VISA-CLASSIC\"", "product=\"OTHER\"");
+    std::fs::write(d("other.xml"), profile).unwrap();
+    let o = pmp(&[
+        "prep",
+        "--dir",
+        &d("keystore"),
+        "--profile",
+        &d("other.xml"),
+        "--in",
+        &d("order.xof"),
+        "--out",
+        &d("none.xml"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!t.0.join("none.xml").exists() && !t.0.join("none.rejects.txt").exists());
+}

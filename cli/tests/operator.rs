@@ -688,7 +688,7 @@ fn the_demo_closing_hints_run_as_printed() {
         .filter(|l| l.starts_with("  "))
         .map(str::trim)
         .collect();
-    assert_eq!(hints.len(), 3, "{text}");
+    assert_eq!(hints.len(), 4, "{text}");
     // The PATH of the test has no `pmp` that is this binary: the hints name its path.
     let me = std::fs::canonicalize(env!("CARGO_BIN_EXE_pmp")).unwrap();
     assert!(hints[0].starts_with(me.to_str().unwrap()), "{}", hints[0]);

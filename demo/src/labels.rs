@@ -12,3 +12,5 @@ pub const XOF_MAC: &str = "XOF-MAC";
 pub const ZMK_ISSUER: &str = "ZMK-DEMOBANK";
 /// ZMK shared with production.
 pub const ZMK_PROD: &str = "ZMK-PROD";
+/// The issuer's zone master key for its EMV master keys (their own ceremony in the demo).
+pub const ZMK_ISSUER_EMV: &str = "ZMK-DEMOBANK-EMV";

@@ -44,18 +44,25 @@ pub struct DemoSummary {
     pub round_trip: u64,
     /// The transport keys issued for production (TR-31 blocks under ZMK-prod).
     pub transport: hierarchy::TransportKeys,
+    /// Data preparation and the production side's check; `None` when the backend offers
+    /// no EMV key derivation or card PIN blocks (the step is then left out).
+    pub production: Option<crate::prep::Production>,
     /// Files written.
     pub files: Vec<PathBuf>,
 }
 
 /// The files and directories a demo directory holds (the only ones `run` may replace).
-pub const DEMO_ENTRIES: [&str; 7] = [
+pub const DEMO_ENTRIES: [&str; 11] = [
     "keystore",
     "product.xml",
     "issuer-cards.csv.enc",
     "order.xof",
     "rejects.txt",
     "transport-keys.txt",
+    "profile.xml",
+    "production.xml",
+    "production.rejects.txt",
+    "production-line",
     ".pmp-demo",
 ];
 
@@ -122,6 +129,12 @@ pub fn run(
     let scenario = Scenario::default();
     let issuer = IssuerSide::new(scenario)?;
     issuer.send_keys(hsm)?;
+    let caps = hsm.capabilities();
+    let prep = caps.supports(pmp_core::hsm::Capability::IccKeyDerivation)
+        && caps.supports(pmp_core::hsm::Capability::CardPin);
+    if prep {
+        crate::prep::send_issuer_master_keys(hsm)?;
+    }
     bureau_keys(hsm, scenario.dkep_algorithm)?;
     let product_path = dir.join("product.xml");
     std::fs::write(&product_path, issuer.product_xml()).map_err(|e| Error::io(&product_path, e))?;
@@ -162,6 +175,7 @@ pub fn run(
         ("KTK", &transport.ktk),
         ("PTK", &transport.ptk),
         ("MTK", &transport.mtk),
+        ("DTK", &transport.dtk),
     ] {
         t.push_str(&format!(
             "{name} label={} kcv={} block={}\n",
@@ -169,7 +183,28 @@ pub fn run(
         ));
     }
     std::fs::write(&tk_path, t).map_err(|e| Error::io(&tk_path, e))?;
+    let production = if prep {
+        Some(crate::prep::prepare_and_verify(
+            hsm,
+            dir,
+            &xof_path,
+            &transport,
+            [&c1, &c2],
+        )?)
+    } else {
+        None
+    };
     let mut files = vec![product_path, in_path, xof_path, rej_path, tk_path];
+    if production.is_some() {
+        for f in [
+            "profile.xml",
+            "production.xml",
+            "production.rejects.txt",
+            "production-line",
+        ] {
+            files.push(dir.join(f));
+        }
+    }
     if let Some(soft) = &soft {
         soft.flush_audit()?;
         files.insert(0, ks);
@@ -182,6 +217,7 @@ pub fn run(
         xof_verified,
         round_trip,
         transport,
+        production,
         files,
     })
 }

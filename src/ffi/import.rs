@@ -91,26 +91,29 @@ fn summary_to_c(s: &Summary, out: &mut pmp_import_summary) -> FfiResult {
     fill(&mut out.order_id, &s.order_id, "order id")
 }
 
-/// Reads the caller's options by their `struct_size` (see `pmp_import_options`).
+/// Reads the caller's options by their `struct_size` (see `pmp_import_options`); also used
+/// for `pmp_prep_options` (`name` is the struct's C name, for messages).
 ///
 /// # Safety
 ///
 /// `options` NULL or pointing to `options->struct_size` readable bytes that begin with a
-/// `pmp_import_options` prefix of that size.
-unsafe fn read_options(
-    options: *const pmp_import_options,
-) -> FfiResult<Option<pmp_import_options>> {
+/// `T` prefix of that size; `T` is a `#[repr(C)]` options struct whose first field is
+/// `struct_size: usize` and whose fields are plain data.
+pub(super) unsafe fn read_options<T: Copy>(
+    options: *const T,
+    name: &'static str,
+) -> FfiResult<Option<T>> {
     if options.is_null() {
         return Ok(None);
     }
     // SAFETY: non-NULL; every caller's struct begins with `struct_size` (# Safety).
     let size = unsafe { options.cast::<usize>().read_unaligned() };
-    let ours = size_of::<pmp_import_options>();
+    let ours = size_of::<T>();
     // The first version of the struct with `struct_size` is this one: nothing smaller.
     if size < ours {
         return Err(FfiError::invalid(
             "options.struct_size",
-            "not sizeof(pmp_import_options) (0 or too small: set it)",
+            &format!("not sizeof({name}) (0 or too small: set it)"),
         ));
     }
     if size > ours {
@@ -123,7 +126,7 @@ unsafe fn read_options(
             ));
         }
     }
-    // SAFETY: at least `ours` readable bytes holding a `pmp_import_options` (plain data).
+    // SAFETY: at least `ours` readable bytes holding a `T` (plain data).
     Ok(Some(unsafe { options.read() }))
 }
 
@@ -197,7 +200,7 @@ pub unsafe extern "C" fn pmp_import_run(
             )
         };
         // SAFETY: as above.
-        let options = unsafe { read_options(options) }?;
+        let options = unsafe { read_options(options, "pmp_import_options") }?;
         let (order_id, rejects, workers, callback) = match options {
             None => (None, None, 0, None),
             Some(o) => (

@@ -60,6 +60,12 @@ pub enum Capability {
     /// [`TranslateInDevice`](Self::TranslateInDevice) may offer it instead; the import
     /// accepts it and its summary says so.
     HostTranslateFallback,
+    /// Derives EMV ICC master keys from issuer master keys and returns them only under a
+    /// key transport key ([`Hsm::derive_icc_master_keys`](super::Hsm::derive_icc_master_keys)).
+    IccKeyDerivation,
+    /// Makes ISO 9564-1 format 2 PIN blocks for card loading under a PIN transport key
+    /// ([`Hsm::translate_pin_for_card`](super::Hsm::translate_pin_for_card)).
+    CardPin,
 }
 
 /// A key check value method.
@@ -95,6 +101,8 @@ impl fmt::Display for Capability {
             Capability::HostTranslateFallback => {
                 f.write_str("data translation through host memory")
             }
+            Capability::IccKeyDerivation => f.write_str("EMV ICC master-key derivation"),
+            Capability::CardPin => f.write_str("format 2 PIN blocks for card loading"),
         }
     }
 }

@@ -12,10 +12,15 @@
 //! | MAC verify | as for generate | C, V |
 //! | wrap a key for export | K0, K1 | B, E |
 //! | unwrap an imported key | K0, K1 | B, D |
+//! | derive EMV ICC master keys | E0, E1, E2 | X |
+//!
+//! A derivation key (E0/E1/E2, mode X) only derives: no other row names those usages. The
+//! EMV derivation returns its keys under a KTK (the `Wrap` row) and a card PIN block goes
+//! under a PIN transport key ([`check_card_pin_key`]: the `PinEncrypt` row, exportable).
 //!
 //! Everything else is refused with [`Error::Policy`].
 
-use crate::keyblock::{KeyUsage, ModeOfUse};
+use crate::keyblock::{Exportability, KeyUsage, ModeOfUse};
 use crate::{Error, MacAlgorithm, Result};
 
 /// An operation a key can take part in.
@@ -37,11 +42,13 @@ pub enum Operation {
     Wrap,
     /// Unwrap a key being imported.
     Unwrap,
+    /// Derive EMV ICC master keys (an issuer master key).
+    DeriveIccKey,
 }
 
 impl Operation {
     /// Every operation, for exhaustive policy tests.
-    pub const ALL: [Operation; 16] = [
+    pub const ALL: [Operation; 17] = [
         Operation::Encrypt,
         Operation::Decrypt,
         Operation::PinDecrypt,
@@ -58,6 +65,7 @@ impl Operation {
         Operation::MacVerify(MacAlgorithm::CmacAes),
         Operation::Wrap,
         Operation::Unwrap,
+        Operation::DeriveIccKey,
     ];
 }
 
@@ -88,7 +96,33 @@ pub fn permits(op: Operation, usage: KeyUsage, mode: ModeOfUse) -> bool {
         Operation::Unwrap => {
             matches!(usage, KeyUsage::K0 | KeyUsage::K1) && matches!(mode, M::B | M::D)
         }
+        Operation::DeriveIccKey => {
+            matches!(usage, KeyUsage::E0 | KeyUsage::E1 | KeyUsage::E2) && mode == M::X
+        }
     }
+}
+
+/// The target of a card PIN block (ISO format 2, [`Hsm::translate_pin_for_card`]): a PIN
+/// key that may encipher ([`Operation::PinEncrypt`]) and is **exportable** — a PIN
+/// *transport* key on its way to production. A format 2 block carries no PAN and always
+/// enciphers the same PIN to the same block under one key; it is made only for loading a
+/// card, so it only ever goes under a key that leaves for the production line, never under
+/// one of the bureau's own keys.
+///
+/// [`Hsm::translate_pin_for_card`]: super::Hsm::translate_pin_for_card
+pub fn check_card_pin_key(
+    label: &str,
+    usage: KeyUsage,
+    mode: ModeOfUse,
+    exportability: Exportability,
+) -> Result<()> {
+    check(Operation::PinEncrypt, label, usage, mode)?;
+    if exportability == Exportability::N {
+        return Err(Error::Policy(format!(
+            "key '{label}' is not exportable: a format 2 PIN block for a card goes only under a PIN transport key (PTK)"
+        )));
+    }
+    Ok(())
 }
 
 /// [`permits`] as a `Result`, naming the key and the operation.

@@ -21,6 +21,7 @@ use crate::{Algorithm, Error, Kcv, MacAlgorithm, MacTag, Padding, Result, Secret
 mod audit;
 mod auth;
 mod data;
+mod emv;
 mod lmk;
 mod lock;
 mod manifest;
@@ -402,6 +403,8 @@ impl Hsm for SoftHsm {
                 C::PinFormat(PinBlockFormat::Iso4),
                 C::Kcv(KcvMethod::TdesEncryptZeros),
                 C::Kcv(KcvMethod::AesCmac),
+                C::IccKeyDerivation,
+                C::CardPin,
                 // The software HSM is a library in the caller's process: its "device" is
                 // host code, so neither the policy nor a whole-file import is inside a
                 // separate boundary (InBoundaryFileImport and PolicyInDevice are absent).
@@ -864,6 +867,23 @@ impl Hsm for SoftHsm {
             }
             Err(err) => self.data_failure("translate-pin", &[&a, &b], err),
         }
+    }
+
+    fn translate_pin_for_card(
+        &self,
+        from: &PinSpec<'_>,
+        ptk: &KeyHandle,
+        pan: &Pan,
+        block: &[u8],
+    ) -> Result<Vec<u8>> {
+        self.emv_translate_pin_for_card(from, ptk, pan, block)
+    }
+
+    fn derive_icc_master_keys(
+        &self,
+        req: &super::emv::IccKeyRequest<'_>,
+    ) -> Result<super::emv::IccMasterKeys> {
+        self.emv_derive_icc_master_keys(req)
     }
 
     fn generate_mac(

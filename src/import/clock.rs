@@ -5,15 +5,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A UTC time in the two forms the import writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Stamp {
+pub(crate) struct Stamp {
     /// `YYYY-MM-DDTHH:MM:SSZ` (ISO 8601 extended): the XOF header's `created`.
-    pub(super) extended: String,
+    pub(crate) extended: String,
     /// `YYYYMMDDTHHMMSSZ` (ISO 8601 basic): the default order id's time stamp.
     pub(super) basic: String,
 }
 
 /// Now, in UTC (a clock before 1970 reads as 1970-01-01T00:00:00Z).
-pub(super) fn now() -> Stamp {
+pub(crate) fn now() -> Stamp {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

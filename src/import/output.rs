@@ -1,4 +1,4 @@
-//! The output transaction: the XOF and the reject report are written to temporary files
+//! The output transaction (also data preparation's, `prep::run_files`): the XOF and the reject report are written to temporary files
 //! beside their targets and renamed only when the whole import succeeded, so that a failed
 //! import leaves no output (and an existing file of the same name as it was).
 //!
@@ -40,7 +40,7 @@ const XOF_BUFFER: usize = 256 * 1024;
 
 /// The two outputs of an import, not yet committed. Dropped without
 /// [`commit`](Outputs::commit), both temporary files are removed.
-pub(super) struct Outputs {
+pub(crate) struct Outputs {
     xof: TempFile,
     rejects: TempFile,
 }
@@ -49,7 +49,7 @@ impl Outputs {
     /// Finishes a commit a killed run left (its journal), removes stale temporaries, checks
     /// the paths (see [`check_paths`], [`check_output_paths`]) and creates the two temporary
     /// files.
-    pub(super) fn create(input: &Path, xof: &Path, rejects: &Path) -> Result<Self> {
+    pub(crate) fn create(input: &Path, xof: &Path, rejects: &Path) -> Result<Self> {
         check_paths(input, xof, rejects)?;
         check_output_paths(xof, rejects, &[])?;
         recover_outputs(xof)?;
@@ -62,7 +62,7 @@ impl Outputs {
     }
 
     /// Writers to the temporary XOF and reject report.
-    pub(super) fn writers(&self) -> Result<(BufWriter<File>, BufWriter<File>)> {
+    pub(crate) fn writers(&self) -> Result<(BufWriter<File>, BufWriter<File>)> {
         Ok((
             BufWriter::with_capacity(XOF_BUFFER, self.xof.file()?),
             BufWriter::new(self.rejects.file()?),
@@ -73,7 +73,7 @@ impl Outputs {
     /// renames them onto their targets (see the module documentation). If the XOF's rename
     /// fails with an error after the report's succeeded, the report's rename is undone (its
     /// previous file, if any, put back), so that no partial output is left.
-    pub(super) fn commit(self, xof: BufWriter<File>, rejects: BufWriter<File>) -> Result<()> {
+    pub(crate) fn commit(self, xof: BufWriter<File>, rejects: BufWriter<File>) -> Result<()> {
         for (w, t) in [(xof, &self.xof), (rejects, &self.rejects)] {
             let file = w
                 .into_inner()

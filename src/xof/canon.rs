@@ -14,7 +14,7 @@ const TAG_TRAILER: &[u8] = b"XOF1-END";
 /// A MAC value of the chain (AES-CMAC, 16 bytes).
 pub(crate) type Mac16 = [u8; 16];
 
-fn lp(out: &mut Vec<u8>, b: &[u8]) {
+pub(crate) fn lp(out: &mut Vec<u8>, b: &[u8]) {
     // Lengths are bounded far below 2^32 by the limits.
     out.extend_from_slice(&(b.len() as u32).to_be_bytes());
     out.extend_from_slice(b);

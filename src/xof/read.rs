@@ -27,9 +27,10 @@ const MAX_INSPECT_NAMES: usize = 4096;
 /// The strict XML reader under the XOF rules: one event at most [`MAX_EVENT_BYTES`], depth
 /// at most [`MAX_DEPTH`], no DOCTYPE, comment, processing instruction, CDATA or reference
 /// in text.
-type Xml<R> = xml::StrictReader<R>;
+pub(crate) type Xml<R> = xml::StrictReader<R>;
 
-const RULES: xml::Rules = xml::Rules {
+/// The XOF's XML rules; the production-file reader reads under them too.
+pub(crate) const RULES: xml::Rules = xml::Rules {
     event_bytes: MAX_EVENT_BYTES,
     max_depth: MAX_DEPTH,
     comments: false,
@@ -39,21 +40,23 @@ const RULES: xml::Rules = xml::Rules {
 };
 
 /// Where the parser is, for error messages.
-struct Ctx {
-    name: String,
-    line: u64,
-    record: Option<u64>,
+pub(crate) struct Ctx {
+    pub(crate) name: String,
+    pub(crate) line: u64,
+    pub(crate) record: Option<u64>,
+    /// What `record` counts in messages: `record` here, `card` in a production file.
+    pub(crate) unit: &'static str,
 }
 
 impl Ctx {
-    fn what_at(&self, line: u64) -> String {
+    pub(crate) fn what_at(&self, line: u64) -> String {
         match self.record {
-            Some(seq) => format!("{} line {line} (record {seq})", self.name),
+            Some(seq) => format!("{} line {line} ({} {seq})", self.name, self.unit),
             None => format!("{} line {line}", self.name),
         }
     }
 
-    fn err(&self, reason: impl Into<String>) -> Error {
+    pub(crate) fn err(&self, reason: impl Into<String>) -> Error {
         Error::Integrity {
             what: self.what_at(self.line),
             reason: reason.into(),
@@ -62,7 +65,7 @@ impl Ctx {
 }
 
 /// Reads one event into `buf` (cleared first) with a fresh byte budget.
-fn read_event<'b, R: BufRead>(
+pub(crate) fn read_event<'b, R: BufRead>(
     xml: &mut Xml<R>,
     buf: &'b mut Vec<u8>,
     ctx: &mut Ctx,
@@ -88,12 +91,12 @@ fn read_event<'b, R: BufRead>(
     })
 }
 
-fn is_ws(s: &str) -> bool {
+pub(crate) fn is_ws(s: &str) -> bool {
     s.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
 /// The error for an event that has no place here (what [`RULES`] refuse never gets here).
-fn unexpected(ev: &Content<'_>, ctx: &Ctx, expected: &str) -> Error {
+pub(crate) fn unexpected(ev: &Content<'_>, ctx: &Ctx, expected: &str) -> Error {
     match &ev {
         Content::Decl(_) => ctx.err("an XML declaration is allowed only at the start"),
         Content::Text(_) => ctx.err(format!("unexpected text (expected {expected})")),
@@ -117,7 +120,7 @@ fn unexpected(ev: &Content<'_>, ctx: &Ctx, expected: &str) -> Error {
 
 /// Calls `f(name, value)` for each XML attribute of `e` (values unescaped: predefined
 /// entities and character references only). `f` returns `false` for an unknown name.
-fn each_attr<'a>(
+pub(crate) fn each_attr<'a>(
     e: &'a BytesStart<'_>,
     ctx: &Ctx,
     mut f: impl FnMut(&str, Cow<'a, str>) -> Result<bool>,
@@ -140,24 +143,24 @@ fn each_attr<'a>(
     Ok(())
 }
 
-fn set(dst: &mut String, v: &str) {
+pub(crate) fn set(dst: &mut String, v: &str) {
     dst.clear();
     dst.push_str(v);
 }
 
-fn parse_u64(s: &str) -> Option<u64> {
+pub(crate) fn parse_u64(s: &str) -> Option<u64> {
     if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     s.parse().ok()
 }
 
-fn parse_mac(s: &str) -> Option<Mac16> {
+pub(crate) fn parse_mac(s: &str) -> Option<Mac16> {
     let mut m = [0u8; 16];
     hex::decode_to_slice(s, &mut m).ok().map(|()| m)
 }
 
-fn decode_hex_into(s: &[u8], out: &mut Vec<u8>) -> bool {
+pub(crate) fn decode_hex_into(s: &[u8], out: &mut Vec<u8>) -> bool {
     if !s.len().is_multiple_of(2) {
         return false;
     }
@@ -166,7 +169,7 @@ fn decode_hex_into(s: &[u8], out: &mut Vec<u8>) -> bool {
     hex::decode_to_slice(s, out).is_ok()
 }
 
-fn name_is(e: &BytesStart<'_>, n: &str) -> bool {
+pub(crate) fn name_is(e: &BytesStart<'_>, n: &str) -> bool {
     e.name().as_ref() == n
 }
 
@@ -204,6 +207,7 @@ impl<R: BufRead> Parser<R> {
                 name: name.to_string(),
                 line: 1,
                 record: None,
+                unit: "record",
             },
             header: Header {
                 order_id: String::new(),

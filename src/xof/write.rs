@@ -41,7 +41,7 @@ fn io_err(e: std::io::Error) -> Error {
     Error::io("XOF output", e)
 }
 
-fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     out.reserve(bytes.len() * 2);
     for &b in bytes {
@@ -50,7 +50,7 @@ fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
-fn push_attr(out: &mut Vec<u8>, name: &str, value: &str) {
+pub(crate) fn push_attr(out: &mut Vec<u8>, name: &str, value: &str) {
     out.push(b' ');
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"=\"");
@@ -58,7 +58,7 @@ fn push_attr(out: &mut Vec<u8>, name: &str, value: &str) {
     out.push(b'"');
 }
 
-fn push_hex_attr(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+pub(crate) fn push_hex_attr(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.push(b' ');
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"=\"");

@@ -1363,6 +1363,10 @@ static void test_transport_keys(void) {
         blocks[i].kcv = issued[i]->info.kcv;
     }
     CHECK(strcmp(tk.mtk.info.mode_of_use, "C") == 0);
+    /* The DTK is issued with them: a data key (a K0 key never encrypts data). */
+    CHECK(strcmp(tk.dtk.info.label, "LINE1-DTK") == 0);
+    CHECK(strcmp(tk.dtk.info.usage, "D0") == 0 && strcmp(tk.dtk.info.exportability, "E") == 0);
+    CHECK(tk.dtk.block[0] == 'D' && strlen(tk.dtk.info.kcv) == 10);
 
     /* Production imports them, checking each KCV. */
     CHECK_STATUS(pmp_transport_keys_import(partner, "ZMK-PROD", "LINE1", blocks, got),
@@ -1405,6 +1409,28 @@ static void test_transport_keys(void) {
     CHECK_STATUS(pmp_transport_keys_import(partner, "ZMK-PROD", NULL, blocks, got),
                  PMP_STATUS_NULL_ARGUMENT);
     CHECK_STATUS(pmp_key_find(partner, "LINE2-KTK", &info), PMP_STATUS_NOT_FOUND);
+
+    /* All four at once (KTK, PTK, MTK, DTK), under another prefix. */
+    {
+        pmp_transport_key_block all[4];
+        pmp_key_info got4[4];
+        const pmp_issued_key *four[4] = {&tk.ktk, &tk.ptk, &tk.mtk, &tk.dtk};
+        for (i = 0; i < 4; i++) {
+            all[i].block = four[i]->block;
+            all[i].kcv = four[i]->info.kcv;
+        }
+        CHECK_STATUS(pmp_transport_keys_import_all(partner, "ZMK-PROD", "LINE9", all, got4),
+                     PMP_STATUS_OK);
+        CHECK(strcmp(got4[3].label, "LINE9-DTK") == 0 && strcmp(got4[3].usage, "D0") == 0);
+        CHECK(strcmp(got4[3].kcv, tk.dtk.info.kcv) == 0);
+        all[3].block = tk.ktk.block; /* the KTK where the DTK belongs: nothing stays */
+        all[3].kcv = tk.ktk.info.kcv;
+        CHECK_STATUS(pmp_transport_keys_import_all(partner, "ZMK-PROD", "LINE8", all, got4),
+                     PMP_STATUS_POLICY);
+        CHECK_STATUS(pmp_key_find(partner, "LINE8-KTK", &info), PMP_STATUS_NOT_FOUND);
+        CHECK_STATUS(pmp_transport_keys_import_all(partner, "ZMK-PROD", "LINE8", NULL, got4),
+                     PMP_STATUS_NULL_ARGUMENT);
+    }
 
     /* Issue misuse; the output is untouched. */
     memset(&untouched, 0x5A, sizeof untouched);
@@ -1711,6 +1737,124 @@ static int file_exists(const char *file) {
     return 0;
 }
 
+/* Data preparation of the import's XOF (3 cards of product C-TEST), and its check. */
+static void test_prep(pmp_hsm *hsm, const char *xof) {
+    static const char *const imks[3][2] = {{"IMK-AC", "E0"}, {"IMK-SMI", "E2"}, {"IMK-SMC", "E1"}};
+    static const char *const tks[4][3] = {
+        {"P-KTK", "K0", "B"}, {"P-PTK", "P0", "B"}, {"P-MTK", "M6", "C"}, {"P-DTK", "D0", "B"}};
+    pmp_key_spec spec;
+    pmp_key_info info;
+    pmp_prep_options opts;
+    static pmp_prep_summary summary, untouched;
+    struct progress_log log = {0, 0, 0};
+    char profile[1100], production[1100], rejects[1100], bad[1100], other[1100];
+    uint64_t cards = 0;
+    long at;
+    size_t i;
+
+    snprintf(profile, sizeof profile, "%s", path("profile.xml"));
+    snprintf(production, sizeof production, "%s", path("production.xml"));
+    snprintf(rejects, sizeof rejects, "%s", path("production.rejects.txt"));
+    snprintf(bad, sizeof bad, "%s", path("bad-production.xml"));
+    snprintf(other, sizeof other, "%s", path("other-profile.xml"));
+    for (i = 0; i < 3; i++) {
+        spec = key_spec(imks[i][0], PMP_ALGORITHM_TDES, 16, imks[i][1], "X", "N");
+        CHECK_STATUS(pmp_key_generate(hsm, &spec, &info), PMP_STATUS_OK);
+    }
+    for (i = 0; i < 4; i++) {
+        spec = key_spec(tks[i][0], PMP_ALGORITHM_AES, 32, tks[i][1], tks[i][2], "E");
+        CHECK_STATUS(pmp_key_generate(hsm, &spec, &info), PMP_STATUS_OK);
+    }
+    CHECK(file_write(profile,
+                     "<profile format=\"pmp-profile-1\" name=\"C-PROFILE\" product=\"C-TEST\">\n"
+                     "  <keys ktk=\"P-KTK\" ptk=\"P-PTK\" mtk=\"P-MTK\" dtk=\"P-DTK\" "
+                     "xof-mac-key=\"XOF-MAC\"/>\n"
+                     "  <icc-keys option=\"auto\" imk-ac=\"IMK-AC\" imk-smi=\"IMK-SMI\" "
+                     "imk-smc=\"IMK-SMC\" pan=\"PAN\" psn-default=\"01\"/>\n"
+                     "  <dgi id=\"0101\"><tag id=\"5A\" from=\"PAN\" format=\"cn\"/>"
+                     "<tag id=\"5F24\" from=\"EXPIRY\" format=\"yymm-end-of-month\"/>"
+                     "<tag id=\"5F20\" from=\"NAME\" format=\"ans\"/></dgi>\n"
+                     "  <dgi id=\"8000\" content=\"icc-master-keys\"/>\n"
+                     "  <dgi id=\"9000\" content=\"icc-master-key-kcvs\"/>\n"
+                     "  <dgi id=\"9010\" value=\"0303\"/>\n"
+                     "</profile>\n"));
+
+    memset(&opts, 0, sizeof opts);
+    /* struct_size unset: refused, as for pmp_import_options. */
+    CHECK_STATUS(pmp_prep_run(hsm, profile, xof, production, &opts, &summary),
+                 PMP_STATUS_INVALID_ARGUMENT);
+    opts.struct_size = sizeof opts;
+    opts.workers = 2;
+    opts.progress = on_progress;
+    opts.user = &log;
+    CHECK_STATUS(pmp_prep_run(hsm, profile, xof, production, &opts, &summary), PMP_STATUS_OK);
+    CHECK(strcmp(summary.order_id, "ORDER-C-1") == 0);
+    CHECK(summary.read == 3 && summary.prepared == 3 && summary.rejected == 0);
+    CHECK(summary.workers == 2 && summary.elapsed_seconds >= 0.0);
+    CHECK(log.calls >= 1 && log.last == 3 && !log.decreasing);
+    CHECK(file_exists(rejects));
+    CHECK(find_in_file(production, "<production version=\"1\">") >= 0);
+    CHECK(find_in_file(production, "key=\"P-KTK\" mode=\"ecb\" padding=\"none\"") >= 0);
+    CHECK(find_in_file(production, "4111111111111111") < 0); /* no clear PAN */
+
+    /* The production side: count, pinned MAC key, tamper. */
+    CHECK_STATUS(pmp_production_verify(hsm, production, NULL, &cards), PMP_STATUS_OK);
+    CHECK(cards == 3);
+    cards = 0;
+    CHECK_STATUS(pmp_production_verify(hsm, production, "P-MTK", &cards), PMP_STATUS_OK);
+    CHECK(cards == 3);
+    CHECK_STATUS(pmp_production_verify(hsm, production, "P-DTK", &cards), PMP_STATUS_POLICY);
+    at = find_in_file(production, "<dgi id=\"9010\">0303");
+    CHECK(at >= 0);
+    if (at >= 0) {
+        static char text[1 << 16];
+        FILE *f = fopen(production, "rb");
+        size_t n = f != NULL ? fread(text, 1, sizeof text - 1, f) : 0;
+        if (f != NULL) {
+            fclose(f);
+        }
+        text[n] = 0;
+        text[at + (long)strlen("<dgi id=\"9010\">0303") - 1] = '4';
+        CHECK(file_write(bad, text));
+        CHECK_STATUS(pmp_production_verify(hsm, bad, NULL, &cards), PMP_STATUS_INTEGRITY_FAILURE);
+        {
+            char message[512];
+            last_error(message, sizeof message);
+            CHECK(strstr(message, "(card 1): card MAC does not verify") != NULL);
+        }
+    }
+    CHECK_STATUS(pmp_production_verify(partner, production, NULL, &cards), PMP_STATUS_NOT_FOUND);
+    CHECK_STATUS(pmp_production_verify(hsm, path("none.xml"), NULL, &cards), PMP_STATUS_IO);
+
+    /* Refusals leave no output and the summary untouched. */
+    memset(&untouched, 0x5A, sizeof untouched);
+    memcpy(&summary, &untouched, sizeof summary);
+    CHECK(file_write(other, "<profile format=\"pmp-profile-1\" name=\"X\" product=\"C-TEST\">"
+                            "<keys ktk=\"P-KTK\" ptk=\"P-PTK\" mtk=\"P-MTK\" dtk=\"NOPE\"/>"
+                            "<dgi id=\"9010\" value=\"0303\"/></profile>"));
+    CHECK_STATUS(pmp_prep_run(hsm, other, xof, path("p1.xml"), NULL, &summary),
+                 PMP_STATUS_NOT_FOUND);
+    CHECK(file_write(other, "<profile format=\"pmp-profile-1\"><nonsense/></profile>"));
+    CHECK_STATUS(pmp_prep_run(hsm, other, xof, path("p1.xml"), NULL, &summary),
+                 PMP_STATUS_INVALID_ARGUMENT);
+    CHECK(!file_exists(path("p1.xml")) && !file_exists(path("p1.rejects.txt")));
+    CHECK_STATUS(pmp_prep_run(hsm, profile, xof, xof, NULL, &summary),
+                 PMP_STATUS_INVALID_ARGUMENT); /* the output may not be the input */
+    CHECK_STATUS(pmp_prep_run(hsm, NULL, xof, production, NULL, &summary),
+                 PMP_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(pmp_prep_run(hsm, profile, NULL, production, NULL, &summary),
+                 PMP_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(pmp_prep_run(hsm, profile, xof, NULL, NULL, &summary), PMP_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(pmp_prep_run(hsm, profile, xof, production, NULL, NULL),
+                 PMP_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(pmp_prep_run(NULL, profile, xof, production, NULL, &summary),
+                 PMP_STATUS_NULL_ARGUMENT);
+    CHECK(memcmp(&summary, &untouched, sizeof summary) == 0);
+    CHECK_STATUS(pmp_production_verify(hsm, NULL, NULL, &cards), PMP_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(pmp_production_verify(hsm, production, NULL, NULL), PMP_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(pmp_production_verify(NULL, production, NULL, &cards), PMP_STATUS_NULL_ARGUMENT);
+}
+
 static void test_import(void) {
     /* Luhn-valid PANs, then one with a wrong check digit (rejected, never lost). */
     static const char *const pans[4] = {"4111111111111111", "5500000000000004",
@@ -1851,6 +1995,7 @@ static void test_import(void) {
     CHECK_STATUS(pmp_import_run(NULL, product, cards, xof, NULL, &summary),
                  PMP_STATUS_NULL_ARGUMENT);
     CHECK(memcmp(&summary, &untouched, sizeof summary) == 0);
+    test_prep(hsm, xof);
     pmp_hsm_free(hsm);
 }
 

@@ -15,11 +15,12 @@ use crate::{Algorithm, Error, MacAlgorithm, Padding, SecretKey};
 /// operation, the usages and the modes of use allowed for it (every usage with every mode
 /// of the row).
 const ALLOWED: &[(Operation, &[KeyUsage], &[ModeOfUse])] = {
-    use KeyUsage::{D0, K0, K1, M0, M1, M3, M5, M6, P0};
+    use KeyUsage::{D0, E0, E1, E2, K0, K1, M0, M1, M3, M5, M6, P0};
     use MacAlgorithm::{CbcAes, CbcTdes, CmacAes, CmacTdes, Retail};
-    use ModeOfUse::{B, C, D, E, G, V};
+    use ModeOfUse::{B, C, D, E, G, V, X};
     use Operation::{
-        Decrypt, Encrypt, MacGenerate, MacVerify, PinDecrypt, PinEncrypt, Unwrap, Wrap,
+        Decrypt, DeriveIccKey, Encrypt, MacGenerate, MacVerify, PinDecrypt, PinEncrypt, Unwrap,
+        Wrap,
     };
     &[
         (Encrypt, &[D0], &[B, E]),
@@ -38,6 +39,7 @@ const ALLOWED: &[(Operation, &[KeyUsage], &[ModeOfUse])] = {
         (MacVerify(CmacAes), &[M5, M6], &[C, V]),
         (Wrap, &[K0, K1], &[B, E]),
         (Unwrap, &[K0, K1], &[B, D]),
+        (DeriveIccKey, &[E0, E1, E2], &[X]),
     ]
 };
 
@@ -60,6 +62,12 @@ fn needs(op: Operation) -> Vec<Capability> {
         // The cells' KEKs are AES-256: blocks of version D.
         Operation::Wrap => vec![Capability::ExportKeyBlock(Version::D)],
         Operation::Unwrap => vec![Capability::ImportKeyBlock(Version::D)],
+        // TDES IMKs, an AES KTK.
+        Operation::DeriveIccKey => vec![
+            Capability::IccKeyDerivation,
+            Capability::KeyAlgorithm(Algorithm::Tdes),
+            Capability::KeyAlgorithm(Algorithm::Aes),
+        ],
     }
 }
 
@@ -89,6 +97,9 @@ pub(super) fn usage_matrix(s: &mut Suite<'_>) {
         U::M5,
         U::M6,
         U::B0,
+        U::E0,
+        U::E1,
+        U::E2,
     ];
     let modes = [M::B, M::C, M::D, M::E, M::G, M::N, M::S, M::V, M::X];
     // The table names each operation once, and only the usages and modes walked here.
@@ -132,8 +143,9 @@ pub(super) fn usage_matrix(s: &mut Suite<'_>) {
     if whole {
         // Encrypt, decrypt, PIN decipher, PIN encipher: 1 usage x 2 modes each; wrap,
         // unwrap: 2 usages x 2 modes each; MAC generate and verify: (1 + 2 + 1 + 2 + 2)
-        // usages over the five algorithms x 2 modes each.
-        assert_eq!(allowed, 4 * 2 + 2 * 4 + 2 * 8 * 2);
+        // usages over the five algorithms x 2 modes each; ICC key derivation: 3 usages x
+        // mode X.
+        assert_eq!(allowed, 4 * 2 + 2 * 4 + 2 * 8 * 2 + 3);
     }
     let unchecked = m.policy_only;
 
@@ -215,6 +227,8 @@ struct Matrix<'s, 'a> {
     pin_partner: Option<Made>,
     /// An exportable AES key for wrap and unwrap.
     exportable: Option<KeyHandle>,
+    /// IMK-AC, IMK-SMI, IMK-SMC (TDES, mode X) and an AES KTK for ICC key derivation.
+    emv: Option<([KeyHandle; 3], KeyHandle)>,
     n: u32,
     /// Allowed cells checked only for not being refused by policy.
     policy_only: u32,
@@ -248,8 +262,40 @@ impl<'s, 'a> Matrix<'s, 'a> {
             .expect("exportable partner")
             .handle
         });
+        let emv = ops.contains(&Operation::DeriveIccKey).then(|| {
+            let imk = |n: &str, usage| {
+                s.generate(&KeySpec::new(
+                    &s.label(n),
+                    Algorithm::Tdes,
+                    16,
+                    usage,
+                    ModeOfUse::X,
+                ))
+                .expect("IMK partner")
+                .handle
+            };
+            let ktk = s
+                .generate(&KeySpec::new(
+                    &s.label("mx-ktk"),
+                    Algorithm::Aes,
+                    32,
+                    KeyUsage::K0,
+                    ModeOfUse::B,
+                ))
+                .expect("KTK partner")
+                .handle;
+            (
+                [
+                    imk("mx-ac", KeyUsage::E0),
+                    imk("mx-smi", KeyUsage::E2),
+                    imk("mx-smc", KeyUsage::E1),
+                ],
+                ktk,
+            )
+        });
         Self {
             s,
+            emv,
             pan: Pan::new("4111111111111111").expect("pan"),
             pin: Pin::new("987654").expect("pin"),
             pin_partner,
@@ -278,6 +324,7 @@ impl<'s, 'a> Matrix<'s, 'a> {
             Operation::MacGenerate(a) | Operation::MacVerify(a) => (a.key_algorithm(), 16),
             Operation::PinDecrypt | Operation::PinEncrypt => (Algorithm::Tdes, 16),
             Operation::Wrap | Operation::Unwrap => (Algorithm::Aes, 32),
+            Operation::DeriveIccKey => (Algorithm::Tdes, 16),
             _ => (Algorithm::Aes, 16),
         };
         self.n += 1;
@@ -360,6 +407,26 @@ impl<'s, 'a> Matrix<'s, 'a> {
                     .and_then(|info| hsm.delete_key(&info.handle));
                 (r, valid)
             }
+            Operation::DeriveIccKey => {
+                // The cell's key in the slot of its usage (E0 AC, E2 SMI, E1 SMC; any other
+                // usage in the AC slot), partners in the others.
+                let (imks, ktk) = self.emv.as_ref().expect("EMV partners");
+                let slot = match hsm.key_info(h).map(|i| i.spec.usage) {
+                    Ok(KeyUsage::E2) => 1,
+                    Ok(KeyUsage::E1) => 2,
+                    _ => 0,
+                };
+                let mut set = [&imks[0], &imks[1], &imks[2]];
+                set[slot] = h;
+                let r = hsm.derive_icc_master_keys(&crate::hsm::emv::IccKeyRequest {
+                    imks: set,
+                    derivation: crate::hsm::emv::IccDerivation::Auto,
+                    pan: &self.pan,
+                    psn: crate::hsm::emv::Psn::new(0).expect("psn"),
+                    ktk,
+                });
+                (r.map(drop), true)
+            }
         }
     }
 
@@ -411,6 +478,11 @@ impl<'s, 'a> Matrix<'s, 'a> {
         }
         if let Some(e) = self.exportable {
             hsm.delete_key(&e).expect("delete");
+        }
+        if let Some((imks, ktk)) = self.emv {
+            for h in imks.iter().chain([&ktk]) {
+                hsm.delete_key(h).expect("delete");
+            }
         }
     }
 }

@@ -112,7 +112,27 @@ pub(super) fn translate_pin(
             _ => check_alg(e, Algorithm::Tdes, "ISO formats 0, 1 and 3")?,
         }
     }
-    let pin = match from.format {
+    let pin = decode_pin(a, from.format, pan, block)?;
+    match to.format {
+        PinBlockFormat::Iso4 => pinblock::encode_iso4(&b.key, &pin, pan).map(|blk| blk.to_vec()),
+        f => {
+            let mut clear = pinblock::encode(f, &pin, Some(pan))?;
+            b.cipher.encrypt_ecb(&mut clear[..])?;
+            Ok(clear.to_vec())
+        }
+    }
+    .map_err(|_| Error::Crypto)
+}
+
+/// Deciphers and decodes a PIN block under `a` in `format` (0, 1, 3 or 4) with `pan`; any
+/// failure is the opaque [`Error::Crypto`]. Also used for card PIN blocks (`emv.rs`).
+pub(super) fn decode_pin(
+    a: &Entry,
+    format: PinBlockFormat,
+    pan: &Pan,
+    block: &[u8],
+) -> Result<pinblock::Pin> {
+    match format {
         PinBlockFormat::Iso4 => pinblock::decode_iso4(&a.key, block, pan),
         f => {
             let mut clear = Zeroizing::new([0u8; 8]);
@@ -122,15 +142,6 @@ pub(super) fn translate_pin(
             clear.copy_from_slice(block);
             a.cipher.decrypt_ecb(&mut clear[..])?;
             pinblock::decode(f, &clear[..], Some(pan))
-        }
-    }
-    .map_err(|_| Error::Crypto)?;
-    match to.format {
-        PinBlockFormat::Iso4 => pinblock::encode_iso4(&b.key, &pin, pan).map(|blk| blk.to_vec()),
-        f => {
-            let mut clear = pinblock::encode(f, &pin, Some(pan))?;
-            b.cipher.encrypt_ecb(&mut clear[..])?;
-            Ok(clear.to_vec())
         }
     }
     .map_err(|_| Error::Crypto)

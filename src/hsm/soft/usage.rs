@@ -21,11 +21,14 @@ pub(super) enum Counted {
     PinTranslateTo,
     /// A MAC was generated or verified under the key.
     Mac,
+    /// EMV ICC master keys were derived from the key (an IMK) or returned under it (the
+    /// KTK).
+    DeriveIcc,
 }
 
 impl Counted {
     /// Every counted operation, in the order the summaries are written.
-    pub(super) const ALL: [Counted; 7] = [
+    pub(super) const ALL: [Counted; 8] = [
         Counted::Encrypt,
         Counted::Decrypt,
         Counted::TranslateFrom,
@@ -33,6 +36,7 @@ impl Counted {
         Counted::PinTranslate,
         Counted::PinTranslateTo,
         Counted::Mac,
+        Counted::DeriveIcc,
     ];
 
     /// The name in the audit log's `what=` field.
@@ -45,6 +49,7 @@ impl Counted {
             Counted::PinTranslate => "pin-from",
             Counted::PinTranslateTo => "pin-to",
             Counted::Mac => "mac",
+            Counted::DeriveIcc => "derive-icc",
         }
     }
 
