@@ -406,7 +406,8 @@ def random_cards(f, pmp, tmp, n, rnd):
 
     def imp(store, label, usage, alg_code, mode, exp, key):
         block = psec.tr31.wrap(zmk, psec.tr31.Header("D", usage, alg_code, mode, "00", exp), key)
-        p = run(pmp, "key", "import", "--dir", store, "--label", label, "--kek", "ZMK", "--block", block)
+        p = run(pmp, "key", "import", "--dir", store, "--label", label, "--kek", "ZMK", "--block", block,
+                "--usage", usage)
         f.check(p.returncode == 0, f"import {label}: {p.stderr}")
         return block
 
@@ -414,7 +415,7 @@ def random_cards(f, pmp, tmp, n, rnd):
     for label, usage, k in zip(("IMK-AC", "IMK-SMI", "IMK-SMC"), ("E0", "E2", "E1"), imks):
         imp(prep, label, usage, "T", "X", "N", k)
     tk = {
-        "KTK": ("AES", rnd.randbytes(32), "K0", "A", "B"),
+        "KTK": ("AES", rnd.randbytes(32), "K0", "A", "E"),
         "PTK": ("TDES", tools.adjust_key_parity(rnd.randbytes(16)), "P0", "T", "B"),
         "MTK": ("AES", rnd.randbytes(32), "M6", "A", "C"),
         "DTK": ("AES", rnd.randbytes(32), "D0", "A", "B"),
