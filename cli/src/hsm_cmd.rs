@@ -50,7 +50,7 @@ enum KeystoreCommand {
         lmk_component: Vec<String>,
     },
     /// Enrol an officer for dual control: the passphrase (at least 12 bytes) comes from
-    /// PMP_PASSPHRASE_<ID> or a prompt. The first two officers enrol freely; a third, or a
+    /// `PMP_PASSPHRASE_<ID>` or a prompt. The first two officers enrol freely; a third, or a
     /// new passphrase, needs two enrolled officers (--officer twice).
     EnrolOfficer {
         /// The key store directory.

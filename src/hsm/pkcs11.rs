@@ -214,7 +214,7 @@ struct Mechs {
     aes_kwp: bool,
 }
 
-/// The PKCS#11 backend. See the [module documentation](self).
+/// The PKCS#11 backend (connection, key model and fallbacks: `docs/pkcs11.md`).
 pub struct Pkcs11Hsm {
     pool: Pool,
     /// Serialises key management on the token across the process.
