@@ -18,8 +18,9 @@ Written from the text of docs/xof.md only (not from src/xof*). On tests/data/xof
      the store's XOF-MAC (same key value, imported from a psec TR-31 block) is exportable;
   5. the TEST marker (`test="true"`): a marked copy with every MAC recomputed by this script
      verifies in pmp on a TEST store (reported on stderr); the marker added or stripped
-     without new MACs fails the header MAC; a production store refuses the TEST order
-     unless `--allow-test`, and accepts the unmarked example.
+     without new MACs fails the header MAC; on a production store (keys formed by two
+     officers) every order under a MAC key formed from stated components is refused, TEST
+     or not, since a production XOF MAC key must be generated in the HSM.
 
 Usage: scripts/interop_xof.py [PMP_BINARY] [--file example.xof]
 """
@@ -433,23 +434,29 @@ def main():
         lc1, lc2 = "3C" * 32, "A5" * 32
         p = run(a.pmp, "keystore", "init", "--dir", ksp, "--lmk-component", lc1, "--lmk-component", lc2)
         f.check(p.returncode == 0, f"production keystore init: {p.stderr}")
-        penv = dict(os.environ, PMP_LMK_COMPONENTS=f"{lc1},{lc2}")
+        penv = dict(os.environ, PMP_LMK_COMPONENTS=f"{lc1},{lc2}",
+                    PMP_PASSPHRASE_ALICE="alice passphrase", PMP_PASSPHRASE_BOB="bob passphrase")
+        # On a production store forming a key from components takes two officers.
+        for officer in ("alice", "bob"):
+            p = subprocess.run([a.pmp, "keystore", "enrol-officer", "--dir", ksp, "--id", officer],
+                               capture_output=True, text=True, env=penv)
+            f.check(p.returncode == 0, f"production enrol-officer {officer}: {p.stderr!r}")
         for label, (usage, mode, c1, c2, _, kcv) in KEYS.items():
             p = subprocess.run([a.pmp, "key", "components", "--dir", ksp, "--label", label, "--usage", usage,
                                 "--algorithm", "aes", "--mode", mode, "--component", c1, "--component", c2,
-                                "--kcv", kcv], capture_output=True, text=True, env=penv)
+                                "--kcv", kcv, "--officer", "alice", "--officer", "bob"],
+                               capture_output=True, text=True, env=penv)
             f.check(p.returncode == 0, f"production key components {label}: {p.stderr!r}")
+        # §3: on a production store an XOF MAC key must have been generated in the HSM; this
+        # one was formed from components stated here, so every order under it is refused,
+        # TEST-marked or not, --allow-test or not. (The TEST refusal itself, under a
+        # generated key, is tests/xof.rs::test_marker_is_written_maced_and_refused_by_a_production_store.)
         path = os.path.join(tmp, "test-marked.xof")
-        p = subprocess.run([a.pmp, "xof", "verify", "--dir", ksp, path], capture_output=True, text=True, env=penv)
-        f.check(p.returncode == 1 and p.stdout == "" and "TEST order" in p.stderr,
-                f"production store, TEST order: {p.returncode} {p.stdout!r} {p.stderr!r}")
-        p = subprocess.run([a.pmp, "xof", "verify", "--dir", ksp, "--allow-test", path],
-                           capture_output=True, text=True, env=penv)
-        f.check(p.returncode == 0 and p.stdout == "2\n",
-                f"production store, TEST order, --allow-test: {p.returncode} {p.stdout!r} {p.stderr!r}")
-        p = subprocess.run([a.pmp, "xof", "verify", "--dir", ksp, a.file], capture_output=True, text=True, env=penv)
-        f.check(p.returncode == 0 and p.stdout == "2\n",
-                f"production store, production order: {p.returncode} {p.stdout!r} {p.stderr!r}")
+        for extra, xof in (([], path), (["--allow-test"], path), ([], a.file)):
+            p = subprocess.run([a.pmp, "xof", "verify", "--dir", ksp, "--mac-key", "XOF-MAC", *extra, xof],
+                               capture_output=True, text=True, env=penv)
+            f.check(p.returncode == 1 and p.stdout == "" and "generated in this HSM" in p.stderr,
+                    f"production store, formed MAC key {extra} {xof}: {p.returncode} {p.stdout!r} {p.stderr!r}")
 
         # §3/§6: the same MAC key, but exportable in the store, must be refused.
         try:
