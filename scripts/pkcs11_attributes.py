@@ -9,6 +9,7 @@ Needs python-pkcs11 (pip install python-pkcs11==0.10.1).
 """
 
 import json
+import time
 import os
 import sys
 
@@ -34,26 +35,44 @@ FLAGS = {
 }
 
 
-def main() -> None:
-    module, token_label = sys.argv[1], sys.argv[2]
-    lib = pkcs11.lib(module)
-    token = lib.get_token(token_label=token_label)
-    with token.open(user_pin=os.environ["PMP_PKCS11_PIN"]) as session:
-        for obj in session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY}):
-            try:
-                row = {
-                    "label": obj[Attribute.LABEL],
-                    "id": bytes(obj[Attribute.ID]).decode("ascii", "replace"),
-                }
-            except pkcs11.exceptions.PKCS11Error:
-                # Destroyed by another process (the tests run in parallel) after listing.
-                continue
+def rows(session) -> list:
+    """Every secret key's label, id and flags. Raises PKCS11Error when an object vanishes
+    while the listing itself runs (other tests on the token delete keys in parallel)."""
+    out = []
+    for obj in session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY}):
+        try:
+            row = {
+                "label": obj[Attribute.LABEL],
+                "id": bytes(obj[Attribute.ID]).decode("ascii", "replace"),
+            }
             for name, attr in FLAGS.items():
                 try:
                     row[name] = bool(obj[attr])
                 except (pkcs11.exceptions.AttributeTypeInvalid, KeyError):
                     row[name] = None
-            print(json.dumps(row, sort_keys=True))
+        except pkcs11.exceptions.ObjectHandleInvalid:
+            # Destroyed by another test after listing: not one of the keys asked about.
+            continue
+        out.append(row)
+    return out
+
+
+def main() -> None:
+    module, token_label = sys.argv[1], sys.argv[2]
+    lib = pkcs11.lib(module)
+    token = lib.get_token(token_label=token_label)
+    with token.open(user_pin=os.environ["PMP_PKCS11_PIN"]) as session:
+        for attempt in range(10):
+            try:
+                found = rows(session)
+                break
+            except pkcs11.exceptions.ObjectHandleInvalid:
+                # An object vanished inside the listing itself: list again.
+                if attempt == 9:
+                    raise
+                time.sleep(0.2)
+    for row in found:
+        print(json.dumps(row, sort_keys=True))
 
 
 if __name__ == "__main__":
