@@ -569,3 +569,40 @@ pub trait Hsm: Send + Sync + fmt::Debug {
         mac: &[u8],
     ) -> Result<()>;
 }
+
+/// The clear key of a key ceremony, for a backend's `form_key_from_components`: the XOR of
+/// the components (each checked against its KCV when given, degenerate ones refused), of
+/// the length `spec` asks for, checked against `expected_kcv` when given.
+pub(crate) fn combine_for_spec(
+    spec: &KeySpec,
+    components: &[&[u8]],
+    component_kcvs: &[Option<Kcv>],
+    expected_kcv: Option<&Kcv>,
+) -> Result<crate::SecretKey> {
+    if !component_kcvs.is_empty() && component_kcvs.len() != components.len() {
+        return Err(crate::Error::invalid(
+            "component KCVs",
+            "give one (possibly empty) KCV per component",
+        ));
+    }
+    let parts: Vec<(&[u8], Option<&Kcv>)> = components
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (*c, component_kcvs.get(i).and_then(|k| k.as_ref())))
+        .collect();
+    let key = crate::combine_components(spec.algorithm, &parts)?;
+    if key.len() != spec.len {
+        return Err(crate::Error::invalid(
+            "components",
+            format!(
+                "{} bytes each, the key spec asks for {}",
+                key.len(),
+                spec.len
+            ),
+        ));
+    }
+    if let Some(expected) = expected_kcv {
+        expected.check(&key.kcv(), "the key formed from the components")?;
+    }
+    Ok(key)
+}

@@ -455,31 +455,7 @@ impl Hsm for SoftHsm {
                 &format!("forming key '{}' from components", spec.label),
             )?;
             note.push_str(&self.zone(spec, "formed from components")?);
-            if !component_kcvs.is_empty() && component_kcvs.len() != components.len() {
-                return Err(Error::invalid(
-                    "component KCVs",
-                    "give one (possibly empty) KCV per component",
-                ));
-            }
-            let parts: Vec<(&[u8], Option<&Kcv>)> = components
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (*c, component_kcvs.get(i).and_then(|k| k.as_ref())))
-                .collect();
-            let key = crate::combine_components(spec.algorithm, &parts)?;
-            if key.len() != spec.len {
-                return Err(Error::invalid(
-                    "components",
-                    format!(
-                        "{} bytes each, the key spec asks for {}",
-                        key.len(),
-                        spec.len
-                    ),
-                ));
-            }
-            if let Some(expected) = expected_kcv {
-                expected.check(&key.kcv(), "the key formed from the components")?;
-            }
+            let key = super::combine_for_spec(spec, components, component_kcvs, expected_kcv)?;
             self.store(spec.clone(), key, KeyOrigin::Components)
         })();
         self.logged(
