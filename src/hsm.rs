@@ -49,6 +49,7 @@ mod file;
 #[cfg(feature = "pkcs11")]
 mod pkcs11;
 pub mod policy;
+pub mod rsa;
 mod soft;
 
 pub use capabilities::{Capabilities, Capability, KcvMethod};
@@ -547,6 +548,72 @@ pub trait Hsm: Send + Sync + fmt::Debug {
         Err(crate::Error::Unsupported(
             "EMV ICC master-key derivation".into(),
         ))
+    }
+
+    /// Generates an RSA key pair in the HSM ([`rsa`]); the private key never leaves it in
+    /// clear. The default refuses ([`Capability::RsaKeys`]).
+    fn generate_rsa_key(&self, spec: &rsa::RsaKeySpec) -> Result<rsa::RsaKeyInfo> {
+        let _ = spec;
+        Err(crate::Error::Unsupported("RSA keys".into()))
+    }
+
+    /// Imports an RSA private key from an X9.143 key block of algorithm `R` under a KEK.
+    /// The default refuses ([`Capability::RsaKeyBlockImport`]).
+    fn import_rsa_key_block(
+        &self,
+        label: &str,
+        kek: &KeyHandle,
+        block: &str,
+    ) -> Result<rsa::RsaKeyInfo> {
+        let _ = (label, kek, block);
+        Err(crate::Error::Unsupported(
+            "RSA key blocks (X9.143 algorithm R)".into(),
+        ))
+    }
+
+    /// An RSA key pair's attributes and public half. The default refuses.
+    fn rsa_key_info(&self, key: &KeyHandle) -> Result<rsa::RsaKeyInfo> {
+        let _ = key;
+        Err(crate::Error::Unsupported("RSA keys".into()))
+    }
+
+    /// The RSA key pairs held (their public halves only). The default holds none.
+    fn list_rsa_keys(&self) -> Result<Vec<rsa::RsaKeyInfo>> {
+        Ok(Vec::new())
+    }
+
+    /// Signs `message` with an `S0` key by the raw private operation, after checking that
+    /// it is in the EMV recovery format (Book 2 annex A2.1: the modulus's length, first
+    /// byte `6A`, last byte `BC`). The default refuses ([`Capability::RsaKeys`]).
+    fn sign_emv_recovery(&self, key: &KeyHandle, message: &[u8]) -> Result<Vec<u8>> {
+        let _ = (key, message);
+        Err(crate::Error::Unsupported("RSA keys".into()))
+    }
+
+    /// Makes one card's ICC RSA key pair (from the pool when asked and one is there) and
+    /// returns its public half and its CRT parts under the KTK. The default refuses
+    /// ([`Capability::IccRsaKeys`]).
+    fn generate_icc_rsa_key(&self, req: &rsa::IccRsaRequest<'_>) -> Result<rsa::IccRsaKey> {
+        let _ = req;
+        Err(crate::Error::Unsupported("ICC RSA key pairs".into()))
+    }
+
+    /// Generates `count` ICC key pairs of `bits` and `exponent` into the pool (kept under
+    /// the HSM's own protection) and reports the pool's level for them. The default refuses
+    /// ([`Capability::IccKeyPool`]).
+    fn fill_icc_key_pool(
+        &self,
+        bits: u32,
+        exponent: crate::rsa::RsaExponent,
+        count: u64,
+    ) -> Result<rsa::IccPoolLevel> {
+        let _ = (bits, exponent, count);
+        Err(crate::Error::Unsupported("an ICC key pool".into()))
+    }
+
+    /// The pool's levels, one per length and exponent held. The default holds none.
+    fn icc_key_pool(&self) -> Result<Vec<rsa::IccPoolLevel>> {
+        Ok(Vec::new())
     }
 
     /// Generates a MAC under a MAC key whose usage matches `alg` (mode C or G).

@@ -67,6 +67,7 @@ pub use crate::primitives::keys::{
 };
 pub use crate::primitives::mac::{MacAlgorithm, MacTag, cmac, mac, verify_mac};
 pub use crate::primitives::rng::fill_random;
+pub use crate::primitives::rsa;
 pub use crate::primitives::tdes::{CbcChain, Tdes, TdesBackend};
 
 /// The version of pmp-core (the crate version).

@@ -16,4 +16,5 @@ pub(crate) mod key;
 pub(crate) mod keys;
 pub(crate) mod mac;
 pub(crate) mod rng;
+pub mod rsa;
 pub(crate) mod tdes;

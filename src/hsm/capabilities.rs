@@ -66,6 +66,15 @@ pub enum Capability {
     /// Makes ISO 9564-1 format 2 PIN blocks for card loading under a PIN transport key
     /// ([`Hsm::translate_pin_for_card`](super::Hsm::translate_pin_for_card)).
     CardPin,
+    /// Holds RSA key pairs (generated in the device), reads their public halves and signs
+    /// EMV recovery-format messages with them.
+    RsaKeys,
+    /// Imports RSA private keys from X9.143 key blocks of algorithm `R`.
+    RsaKeyBlockImport,
+    /// Makes ICC RSA key pairs and returns their CRT parts only under a KTK.
+    IccRsaKeys,
+    /// Keeps a pool of ICC RSA key pairs generated ahead.
+    IccKeyPool,
 }
 
 /// A key check value method.
@@ -103,6 +112,10 @@ impl fmt::Display for Capability {
             }
             Capability::IccKeyDerivation => f.write_str("EMV ICC master-key derivation"),
             Capability::CardPin => f.write_str("format 2 PIN blocks for card loading"),
+            Capability::RsaKeys => f.write_str("RSA key pairs and EMV signatures"),
+            Capability::RsaKeyBlockImport => f.write_str("import of RSA key blocks (algorithm R)"),
+            Capability::IccRsaKeys => f.write_str("ICC RSA key pairs under a KTK"),
+            Capability::IccKeyPool => f.write_str("a pool of ICC RSA key pairs"),
         }
     }
 }
