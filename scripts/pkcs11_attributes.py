@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""Prints the PKCS#11 attributes of every secret key on a token, one JSON object a line.
+"""Prints the PKCS#11 attributes of every key on a token, one JSON object a line.
+
+Secret keys, and the private and public keys of RSA key pairs ("class": "secret",
+"private" or "public"); for RSA objects also the modulus and public exponent in hex.
 
 An independent reader for tests/pkcs11.rs (python-pkcs11, not pmp-core's own view):
 
@@ -32,28 +35,52 @@ FLAGS = {
     "wrap": Attribute.WRAP,
     "unwrap": Attribute.UNWRAP,
     "derive": Attribute.DERIVE,
+    "sign_recover": Attribute.SIGN_RECOVER,
+    "verify_recover": Attribute.VERIFY_RECOVER,
+    "local": Attribute.LOCAL,
+}
+
+CLASSES = {
+    "secret": ObjectClass.SECRET_KEY,
+    "private": ObjectClass.PRIVATE_KEY,
+    "public": ObjectClass.PUBLIC_KEY,
+}
+
+# Public values of RSA objects (never a sensitive attribute).
+NUMBERS = {
+    "modulus": Attribute.MODULUS,
+    "public_exponent": Attribute.PUBLIC_EXPONENT,
 }
 
 
 def rows(session) -> list:
-    """Every secret key's label, id and flags. Raises PKCS11Error when an object vanishes
-    while the listing itself runs (other tests on the token delete keys in parallel)."""
+    """Every key's class, label, id, flags (and an RSA object's public numbers). Raises
+    PKCS11Error when an object vanishes while the listing itself runs (other tests on the
+    token delete keys in parallel)."""
     out = []
-    for obj in session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY}):
-        try:
-            row = {
-                "label": obj[Attribute.LABEL],
-                "id": bytes(obj[Attribute.ID]).decode("ascii", "replace"),
-            }
-            for name, attr in FLAGS.items():
-                try:
-                    row[name] = bool(obj[attr])
-                except (pkcs11.exceptions.AttributeTypeInvalid, KeyError):
-                    row[name] = None
-        except pkcs11.exceptions.ObjectHandleInvalid:
-            # Destroyed by another test after listing: not one of the keys asked about.
-            continue
-        out.append(row)
+    for class_name, object_class in CLASSES.items():
+        for obj in session.get_objects({Attribute.CLASS: object_class}):
+            try:
+                row = {
+                    "class": class_name,
+                    "label": obj[Attribute.LABEL],
+                    "id": bytes(obj[Attribute.ID]).decode("ascii", "replace"),
+                }
+                for name, attr in FLAGS.items():
+                    try:
+                        row[name] = bool(obj[attr])
+                    except (pkcs11.exceptions.AttributeTypeInvalid, KeyError):
+                        row[name] = None
+                if class_name != "secret":
+                    for name, attr in NUMBERS.items():
+                        try:
+                            row[name] = bytes(obj[attr]).hex().upper()
+                        except (pkcs11.exceptions.AttributeTypeInvalid, KeyError):
+                            row[name] = None
+            except pkcs11.exceptions.ObjectHandleInvalid:
+                # Destroyed by another test after listing: not one of the keys asked about.
+                continue
+            out.append(row)
     return out
 
 

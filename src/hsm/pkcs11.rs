@@ -49,9 +49,10 @@ use cryptoki::session::Session;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::policy::{self, Operation};
+use super::rsa::{RsaKeyInfo, RsaKeySpec};
 use super::{
-    Capabilities, Capability, CipherSpec, Hsm, ImportCheck, KcvMethod, KeyHandle, KeyInfo, KeySpec,
-    PinSpec,
+    Capabilities, Capability, CipherSpec, Hsm, ImportCheck, KcvMethod, KeyHandle, KeyInfo,
+    KeyOrigin, KeySpec, PinSpec,
 };
 use crate::keyblock::{Exportability, KeyUsage, Version};
 use crate::pinblock::{self, Pan, PinBlockFormat};
@@ -59,6 +60,7 @@ use crate::{Algorithm, Error, Kcv, MacAlgorithm, MacTag, Mode, Padding, Result, 
 
 mod exchange;
 mod object;
+mod rsa;
 mod session;
 
 use object::{Tag, Usages};
@@ -184,6 +186,7 @@ struct Found {
     keys: HashMap<String, (KeySpec, Kcv, ObjectHandle)>,
     kbek: HashMap<String, (Version, ObjectHandle)>,
     kbak: HashMap<String, (Version, ObjectHandle)>,
+    rsa: HashMap<String, rsa::FoundPair>,
 }
 
 impl Found {
@@ -199,9 +202,12 @@ impl Found {
     }
 }
 
+/// The keys known to this instance. Symmetric keys and RSA key pairs share one label space
+/// and one handle numbering.
 #[derive(Default)]
 struct Table {
     by_id: HashMap<u64, Arc<Entry>>,
+    rsa: HashMap<u64, Arc<rsa::RsaEntry>>,
     by_label: HashMap<String, u64>,
 }
 
@@ -212,6 +218,10 @@ struct Mechs {
     aes: bool,
     aes_cmac: bool,
     aes_kwp: bool,
+    /// `CKM_RSA_PKCS_KEY_PAIR_GEN` and `CKM_RSA_X_509`.
+    rsa: bool,
+    /// The key sizes the token generates RSA keys in, in bits.
+    rsa_bits: (usize, usize),
 }
 
 /// The PKCS#11 backend (connection, key model and fallbacks: `docs/pkcs11.md`).
@@ -282,6 +292,11 @@ impl Pkcs11Hsm {
                     && has(MechanismType::AES_KEY_GEN),
                 aes_cmac: has(MechanismType::AES_CMAC),
                 aes_kwp: has(MechanismType::AES_KEY_WRAP_PAD),
+                rsa: has(MechanismType::RSA_PKCS_KEY_PAIR_GEN) && has(MechanismType::RSA_X_509),
+                rsa_bits: ctx
+                    .get_mechanism_info(slot, MechanismType::RSA_PKCS_KEY_PAIR_GEN)
+                    .map(|i| (i.min_key_size(), i.max_key_size()))
+                    .unwrap_or((0, 0)),
             }
         };
         let hsm = Self {
@@ -331,6 +346,7 @@ impl Pkcs11Hsm {
 
     /// The pmp objects on the token: keys by label, and binding keys by owner label.
     fn scan(s: &Session) -> CkResult<Found> {
+        session::require_login(s)?;
         let objects = s.find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY)])?;
         let mut found = Found::default();
         for o in objects {
@@ -358,8 +374,10 @@ impl Pkcs11Hsm {
                 Tag::Kbak(v) => {
                     found.kbak.insert(label, (*v, o));
                 }
+                Tag::Rsa { .. } => {}
             }
         }
+        found.rsa = rsa::scan(s)?;
         Ok(found)
     }
 
@@ -375,6 +393,13 @@ impl Pkcs11Hsm {
                 };
             }
         }
+        for e in table.rsa.values() {
+            if let Some(f) = found.rsa.get(&e.spec.label)
+                && f.public == e.public
+            {
+                *e.private.write().unwrap_or_else(|p| p.into_inner()) = f.private;
+            }
+        }
         Ok(())
     }
 
@@ -384,13 +409,18 @@ impl Pkcs11Hsm {
             let _one = self.managing();
             self.run(Self::scan)?
         };
+        let binding = |label: &str| found.binding(label);
         let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
         for (label, (spec, kcv, object)) in &found.keys {
             if table.by_label.contains_key(label) {
                 continue;
             }
-            let binding = found.binding(label);
-            self.insert(&mut table, spec.clone(), *kcv, *object, binding);
+            self.insert(&mut table, spec.clone(), *kcv, *object, binding(label));
+        }
+        for (label, pair) in found.rsa {
+            if !table.by_label.contains_key(&label) {
+                self.insert_rsa(&mut table, pair);
+            }
         }
         Ok(())
     }
@@ -418,14 +448,53 @@ impl Pkcs11Hsm {
         e
     }
 
+    fn insert_rsa(&self, table: &mut Table, found: rsa::FoundPair) -> Arc<rsa::RsaEntry> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let e = Arc::new(rsa::RsaEntry {
+            handle: KeyHandle::new(id, &found.spec.label),
+            spec: found.spec,
+            mode: found.mode,
+            public: found.public,
+            private: RwLock::new(found.private),
+        });
+        table.by_label.insert(e.spec.label.clone(), id);
+        table.rsa.insert(id, e.clone());
+        e
+    }
+
+    /// The symmetric key `h`; an RSA key pair's handle is refused by name.
     fn entry(&self, h: &KeyHandle) -> Result<Arc<Entry>> {
         let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = table.rsa.get(&h.id()).filter(|e| e.handle == *h) {
+            return Err(Error::Policy(format!(
+                "key '{}' is an RSA key pair (usage {}): it only signs EMV recovery-format \
+                 messages",
+                e.spec.label, e.spec.usage
+            )));
+        }
         table
             .by_id
             .get(&h.id())
             .filter(|e| e.handle == *h)
             .cloned()
             .ok_or_else(|| Error::NotFound(format!("key '{}'", h.label())))
+    }
+
+    /// The RSA key pair `h`.
+    fn rsa_entry(&self, h: &KeyHandle) -> Result<Arc<rsa::RsaEntry>> {
+        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+        if table.by_id.get(&h.id()).is_some_and(|e| e.handle == *h) {
+            return Err(Error::Policy(format!(
+                "key '{}' is not an RSA key pair",
+                h.label()
+            )));
+        }
+        table
+            .rsa
+            .get(&h.id())
+            .filter(|e| e.handle == *h)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("RSA key '{}'", h.label())))
     }
 
     /// Refuses a label that is malformed or in use (here or, made by another process, on
@@ -609,6 +678,9 @@ impl Hsm for Pkcs11Hsm {
                     c = c.with(C::ExportKeyBlock(Version::B));
                 }
             }
+        }
+        if m.rsa {
+            c = c.with(C::RsaKeys);
         }
         // SoftHSMv2 is a software token for development: its keys are test keys.
         c.with_test_keys(self.manufacturer.contains("SoftHSM"))
@@ -805,14 +877,48 @@ impl Hsm for Pkcs11Hsm {
         self.entry(key).map(|e| e.info())
     }
 
+    fn key_origin(&self, key: &KeyHandle) -> Result<KeyOrigin> {
+        match self.rsa_entry(key) {
+            Ok(e) => self.rsa_origin(&e),
+            Err(_) => self.entry(key).map(|_| KeyOrigin::Unknown),
+        }
+    }
+
+    /// `C_GenerateKeyPair` (`CKM_RSA_PKCS_KEY_PAIR_GEN`) of a pair the token keeps: the
+    /// private key sensitive, never extractable, unmodifiable, signing only (module `rsa`).
+    fn generate_rsa_key(&self, spec: &RsaKeySpec) -> Result<RsaKeyInfo> {
+        self.rsa_generate(spec)
+    }
+
+    fn rsa_key_info(&self, key: &KeyHandle) -> Result<RsaKeyInfo> {
+        self.rsa_entry(key).map(|e| e.info())
+    }
+
+    fn list_rsa_keys(&self) -> Result<Vec<RsaKeyInfo>> {
+        self.refresh()?;
+        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<RsaKeyInfo> = table.rsa.values().map(|e| e.info()).collect();
+        v.sort_by(|a, b| a.spec.label.cmp(&b.spec.label));
+        Ok(v)
+    }
+
+    /// The raw private operation on the token (`CKM_RSA_X_509`) after the format check on
+    /// the host; the signature is verified with the public half before it is returned.
+    fn sign_emv_recovery(&self, key: &KeyHandle, message: &[u8]) -> Result<Vec<u8>> {
+        let e = self.rsa_entry(key)?;
+        self.rsa_sign(&e, message)
+    }
+
     fn find_key(&self, label: &str) -> Result<KeyHandle> {
         let lookup = || {
             let table = self.table.read().unwrap_or_else(|p| p.into_inner());
-            table
-                .by_label
-                .get(label)
-                .and_then(|id| table.by_id.get(id))
-                .map(|e| e.handle.clone())
+            table.by_label.get(label).and_then(|id| {
+                table
+                    .by_id
+                    .get(id)
+                    .map(|e| e.handle.clone())
+                    .or_else(|| table.rsa.get(id).map(|e| e.handle.clone()))
+            })
         };
         if let Some(h) = lookup() {
             return Ok(h);
@@ -830,11 +936,15 @@ impl Hsm for Pkcs11Hsm {
     }
 
     fn delete_key(&self, key: &KeyHandle) -> Result<()> {
+        if let Ok(e) = self.rsa_entry(key) {
+            return self.rsa_delete(&e);
+        }
         let e = self.entry(key)?;
         // By label and tag rather than by the handles held: idempotent when a lost session
         // makes the call run twice.
         let one = self.managing();
         let gone = self.run(|s| {
+            session::require_login(s)?;
             let mut n = 0;
             for o in s.find_objects(&[
                 Attribute::Class(ObjectClass::SECRET_KEY),
@@ -845,7 +955,7 @@ impl Hsm for Pkcs11Hsm {
                     [Attribute::Id(id)] => match Tag::decode(id) {
                         Some(Tag::Key { kcv, .. }) => kcv == e.kcv,
                         Some(Tag::Kbek(_) | Tag::Kbak(_)) => true,
-                        None => false,
+                        Some(Tag::Rsa { .. }) | None => false,
                     },
                     _ => false,
                 };

@@ -20,12 +20,18 @@
 //! A key-encryption key formed or imported here has two companion objects with the same
 //! label: its TR-31 binding keys (KBEK, KBAK), `CKA_ID` `pmp1:kbek:<version>` and
 //! `pmp1:kbak:<version>`.
+//!
+//! An RSA key pair (an issuer key, usage `S0`, mode `S`) is a private key object and a
+//! public key object with the same label and the same `CKA_ID`
+//! `pmp1:rsa:<usage>:<mode>:<bits>:<exponent as EMV writes it>`, e.g.
+//! `pmp1:rsa:S0:S:1408:010001` ([`rsa_templates`]).
 
 use cryptoki::object::{Attribute, KeyType, ObjectClass};
 
 use crate::hsm::KeySpec;
 use crate::hsm::policy::{self, Operation};
 use crate::keyblock::{Exportability, KeyUsage, ModeOfUse, Version};
+use crate::rsa::RsaExponent;
 use crate::{Algorithm, Error, Kcv, MacAlgorithm, Result};
 
 const PREFIX: &str = "pmp1:";
@@ -46,6 +52,13 @@ pub(super) enum Tag {
     Kbek(Version),
     /// The TR-31 MAC key of a KEK.
     Kbak(Version),
+    /// Either half of an RSA key pair (the object's class says which).
+    Rsa {
+        usage: KeyUsage,
+        mode: ModeOfUse,
+        bits: u32,
+        exponent: RsaExponent,
+    },
 }
 
 impl Tag {
@@ -80,6 +93,16 @@ impl Tag {
             ),
             Tag::Kbek(v) => format!("{PREFIX}kbek:{v}"),
             Tag::Kbak(v) => format!("{PREFIX}kbak:{v}"),
+            Tag::Rsa {
+                usage,
+                mode,
+                bits,
+                exponent,
+            } => format!(
+                "{PREFIX}rsa:{usage}:{}:{bits}:{}",
+                mode.as_char(),
+                hex::encode_upper(exponent.bytes())
+            ),
         }
         .into_bytes()
     }
@@ -110,6 +133,16 @@ impl Tag {
             }
             ["kbek", v] => Some(Tag::Kbek(v.parse().ok()?)),
             ["kbak", v] => Some(Tag::Kbak(v.parse().ok()?)),
+            ["rsa", usage, mode, bits, exponent] => {
+                let bits: u32 = bits.parse().ok()?;
+                crate::rsa::check_emv_bits(bits).ok()?;
+                Some(Tag::Rsa {
+                    usage: usage.parse().ok()?,
+                    mode: mode.parse().ok()?,
+                    bits,
+                    exponent: RsaExponent::from_bytes(&hex::decode(exponent).ok()?).ok()?,
+                })
+            }
             _ => None,
         }
     }
@@ -233,6 +266,58 @@ pub(super) fn key_template(
     Ok(t)
 }
 
+/// The templates of an RSA key pair generated on the token (public, private): token
+/// objects, private (only the logged-in user sees either half), unmodifiable, every usage
+/// set explicitly. The private key is sensitive, never extractable and only signs (raw, for
+/// the EMV recovery format); the public key only verifies.
+pub(super) fn rsa_templates(
+    label: &str,
+    tag: &Tag,
+    bits: u32,
+    exponent: RsaExponent,
+) -> (Vec<Attribute>, Vec<Attribute>) {
+    let common = |class| {
+        vec![
+            Attribute::Class(class),
+            Attribute::KeyType(KeyType::RSA),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(tag.encode()),
+            Attribute::Derive(false),
+        ]
+    };
+    let mut public = common(ObjectClass::PUBLIC_KEY);
+    public.extend([
+        Attribute::ModulusBits(u64::from(bits).into()),
+        Attribute::PublicExponent(exponent.bytes().to_vec()),
+        Attribute::Verify(true),
+        Attribute::VerifyRecover(false),
+        Attribute::Encrypt(false),
+        Attribute::Wrap(false),
+        Attribute::Modifiable(false),
+    ]);
+    let mut private = common(ObjectClass::PRIVATE_KEY);
+    private.extend(rsa_private_usages());
+    (public, private)
+}
+
+/// The protection and usage attributes of an RSA private key object (generated or created):
+/// sensitive, not extractable, signs only, unmodifiable (last: SoftHSMv2 applies a template
+/// in order).
+pub(super) fn rsa_private_usages() -> [Attribute; 8] {
+    [
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Sign(true),
+        Attribute::SignRecover(false),
+        Attribute::Decrypt(false),
+        Attribute::Unwrap(false),
+        Attribute::Derive(false),
+        Attribute::Modifiable(false),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +334,27 @@ mod tests {
         assert_eq!(Tag::decode(b"pmp1:kbak:B"), Some(Tag::Kbak(Version::B)));
         assert_eq!(Tag::decode(b"someone else's id"), None);
         assert_eq!(Tag::decode(b"pmp1:key:D0:B:N:A:7:1A2B3C4D5E"), None);
+        let rsa = Tag::Rsa {
+            usage: KeyUsage::S0,
+            mode: ModeOfUse::S,
+            bits: 1408,
+            exponent: RsaExponent::F4,
+        };
+        assert_eq!(rsa.encode(), b"pmp1:rsa:S0:S:1408:010001".to_vec());
+        assert_eq!(Tag::decode(&rsa.encode()), Some(rsa));
+        assert_eq!(
+            Tag::decode(b"pmp1:rsa:S0:S:1024:03"),
+            Some(Tag::Rsa {
+                usage: KeyUsage::S0,
+                mode: ModeOfUse::S,
+                bits: 1024,
+                exponent: RsaExponent::Three,
+            })
+        );
+        // Not an EMV length, not an EMV exponent.
+        assert_eq!(Tag::decode(b"pmp1:rsa:S0:S:1028:03"), None);
+        assert_eq!(Tag::decode(b"pmp1:rsa:S0:S:2048:03"), None);
+        assert_eq!(Tag::decode(b"pmp1:rsa:S0:S:1024:11"), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Function, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::Slot;
@@ -79,6 +79,20 @@ fn maybe_logged_out(e: &CkError) -> bool {
         rv(e),
         Some(RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid)
     )
+}
+
+/// Fails as a lost login when `s` is not logged in as the user, so that [`Pool::run`]
+/// logs in again and retries. For searches: without the login the token hides private
+/// objects, and an empty result would be taken for an answer ("no such key").
+pub(super) fn require_login(s: &Session) -> CkResult<()> {
+    if Pool::logged_in(s) {
+        Ok(())
+    } else {
+        Err(Fail::Ck(CkError::Pkcs11(
+            RvError::UserNotLoggedIn,
+            Function::FindObjectsInit,
+        )))
+    }
 }
 
 /// Maps a PKCS#11 failure to pmp-core's error. Return codes carry no secret.

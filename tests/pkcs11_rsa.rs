@@ -1,0 +1,561 @@
+//! Issuer RSA key pairs on a throw-away SoftHSMv2 token that this test creates itself
+//! (as `tests/pkcs11.rs` does, in its own directory). What the token holds is read back
+//! through python-pkcs11 (`scripts/pkcs11_attributes.py`), and signatures are opened with
+//! Python's own integers (`pow(s, e, n)`), not through pmp-core.
+//!
+//! Needs SoftHSMv2 (`apt-get install softhsm2`) and a python with python-pkcs11
+//! (`PMP_PKCS11_PYTHON`; `.ci/run` makes one).
+#![cfg(feature = "pkcs11")]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use pmp_core::hsm::rsa::{IccRsaRequest, RsaKeyInfo, RsaKeySpec};
+use pmp_core::hsm::{Capability, CipherSpec, Hsm, KeyOrigin, KeySpec, Pkcs11Config, Pkcs11Hsm};
+use pmp_core::keyblock::{KeyUsage, ModeOfUse};
+use pmp_core::rsa::RsaExponent;
+use pmp_core::{Algorithm, Error, Padding};
+
+const TOKEN: &str = "pmp-rsa";
+const LOGOUT_TOKEN: &str = "pmp-rsa-logout";
+const PIN: &str = "1234";
+const SO_PIN: &str = "12345678";
+
+struct Setup {
+    module: PathBuf,
+    conf: PathBuf,
+}
+
+fn module_path() -> PathBuf {
+    if let Some(m) = std::env::var_os("PMP_PKCS11_MODULE") {
+        return m.into();
+    }
+    for p in [
+        "/usr/lib/softhsm/libsofthsm2.so",
+        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+        "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+        "/usr/local/lib/softhsm/libsofthsm2.so",
+    ] {
+        if std::path::Path::new(p).exists() {
+            return p.into();
+        }
+    }
+    panic!("SoftHSMv2 not found: install it (apt-get install softhsm2) or set PMP_PKCS11_MODULE");
+}
+
+/// Creates the tokens once per test process, before the module is initialised (SoftHSMv2
+/// reads `SOFTHSM2_CONF` in `C_Initialize`); every test calls this first.
+fn setup() -> &'static Setup {
+    static SETUP: OnceLock<Setup> = OnceLock::new();
+    SETUP.get_or_init(|| {
+        let module = module_path();
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pkcs11-rsa-token");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("tokens")).expect("token dir");
+        let conf = dir.join("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                dir.join("tokens").display()
+            ),
+        )
+        .expect("softhsm2.conf");
+        for label in [TOKEN, LOGOUT_TOKEN] {
+            let out = Command::new("softhsm2-util")
+                .env("SOFTHSM2_CONF", &conf)
+                .args(["--init-token", "--free", "--label", label])
+                .args(["--so-pin", SO_PIN, "--pin", PIN])
+                .output()
+                .expect("softhsm2-util (apt-get install softhsm2)");
+            assert!(
+                out.status.success(),
+                "softhsm2-util --init-token: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // SAFETY of the environment: no other thread of this process runs test code yet
+        // (they wait on this OnceLock), and the module is not initialised yet.
+        unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
+        Setup { module, conf }
+    })
+}
+
+fn open_token(token: &str, fallback: bool) -> Pkcs11Hsm {
+    let s = setup();
+    Pkcs11Hsm::open(&Pkcs11Config::new(&s.module, token, PIN).with_host_key_fallback(fallback))
+        .expect("open the token")
+}
+
+fn open() -> Pkcs11Hsm {
+    open_token(TOKEN, false)
+}
+
+fn label(name: &str) -> String {
+    let mut r = [0u8; 3];
+    pmp_core::fill_random(&mut r).expect("rng");
+    format!("{name}{}", hex::encode(r))
+}
+
+fn spec(label: &str, bits: u32, exponent: RsaExponent) -> RsaKeySpec {
+    RsaKeySpec {
+        label: label.to_string(),
+        bits,
+        exponent,
+        usage: KeyUsage::S0,
+    }
+}
+
+fn python() -> std::ffi::OsString {
+    std::env::var_os("PMP_PKCS11_PYTHON").unwrap_or_else(|| "python3".into())
+}
+
+type Row = BTreeMap<String, String>;
+
+/// Every key object on `token` as python-pkcs11 reads it: one row per object, values as
+/// strings (`true`, `false`, `null`, hex).
+fn objects_seen_by_python_pkcs11(token: &str) -> Vec<Row> {
+    let s = setup();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pkcs11_attributes.py");
+    let out = Command::new(python())
+        .env("SOFTHSM2_CONF", &s.conf)
+        .env("PMP_PKCS11_PIN", PIN)
+        .arg(script)
+        .arg(&s.module)
+        .arg(token)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{script}: {} (needs python-pkcs11: pip install python-pkcs11==0.10.1, or set \
+         PMP_PKCS11_PYTHON to a python that has it)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // One flat JSON object a line: "key": value, values are strings, true, false or null.
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| {
+            let body = line.trim().trim_start_matches('{').trim_end_matches('}');
+            body.split(", \"")
+                .filter_map(|kv| {
+                    let (k, v) = kv.split_once("\": ")?;
+                    Some((
+                        k.trim_matches('"').to_string(),
+                        v.trim_matches('"').to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The objects of class `class` labelled `label`.
+fn rows_of<'a>(rows: &'a [Row], class: &str, label: &str) -> Vec<&'a Row> {
+    rows.iter()
+        .filter(|r| {
+            r.get("class").map(String::as_str) == Some(class)
+                && r.get("label").map(String::as_str) == Some(label)
+        })
+        .collect()
+}
+
+fn one_of<'a>(rows: &'a [Row], class: &str, label: &str) -> &'a Row {
+    match rows_of(rows, class, label).as_slice() {
+        [r] => r,
+        other => panic!(
+            "{} {class} objects labelled '{label}': {rows:?}",
+            other.len()
+        ),
+    }
+}
+
+fn assert_flags(row: &Row, want: &[(&str, bool)]) {
+    for (name, value) in want {
+        assert_eq!(
+            row.get(*name).map(String::as_str),
+            Some(if *value { "true" } else { "false" }),
+            "{name} of {} '{}'",
+            row["class"],
+            row["label"]
+        );
+    }
+}
+
+/// `signature^e mod n` computed by Python's own integers, as `len(n)` bytes in hex.
+fn recover_in_python(modulus_hex: &str, exponent_hex: &str, signature: &[u8]) -> String {
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(
+            "import sys\n\
+             n, e, s = (int(x, 16) for x in sys.argv[1:4])\n\
+             print(pow(s, e, n).to_bytes(len(sys.argv[1]) // 2, 'big').hex().upper())",
+        )
+        .args([modulus_hex, exponent_hex, &hex::encode_upper(signature)])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A message in the EMV recovery format for an `n`-byte modulus: `6A`, random body, `BC`.
+fn recovery_message(n: usize) -> Vec<u8> {
+    let mut m = vec![0u8; n];
+    pmp_core::fill_random(&mut m).expect("rng");
+    m[0] = 0x6A;
+    m[n - 1] = 0xBC;
+    m
+}
+
+/// The key pair's halves as python-pkcs11 reads them: one private and one public object
+/// with the label and tag, protected as docs/pkcs11.md says, and the public numbers
+/// `rsa_key_info` reports.
+fn check_on_token(rows: &[Row], info: &RsaKeyInfo) {
+    let l = &info.spec.label;
+    let e_hex = match info.spec.exponent {
+        RsaExponent::Three => "03",
+        RsaExponent::F4 => "010001",
+    };
+    let id = format!("pmp1:rsa:S0:S:{}:{e_hex}", info.spec.bits);
+    let private = one_of(rows, "private", l);
+    let public = one_of(rows, "public", l);
+    assert_eq!(private["id"], id);
+    assert_eq!(public["id"], id);
+    assert_flags(
+        private,
+        &[
+            ("token", true),
+            ("private", true),
+            ("sensitive", true),
+            ("always_sensitive", true),
+            ("extractable", false),
+            ("never_extractable", true),
+            ("modifiable", false),
+            ("local", true),
+            ("sign", true),
+            ("sign_recover", false),
+            ("decrypt", false),
+            ("unwrap", false),
+            ("derive", false),
+        ],
+    );
+    assert_flags(
+        public,
+        &[
+            ("token", true),
+            ("private", true),
+            ("modifiable", false),
+            ("local", true),
+            ("verify", true),
+            ("verify_recover", false),
+            ("encrypt", false),
+            ("wrap", false),
+            ("derive", false),
+        ],
+    );
+    // The public numbers as the token holds them equal what pmp-core reports.
+    let modulus = hex::encode_upper(info.public.modulus());
+    assert_eq!(public["modulus"], modulus, "modulus of '{l}'");
+    assert_eq!(
+        private["modulus"], modulus,
+        "modulus in the private key '{l}'"
+    );
+    let token_e = hex::decode(&public["public_exponent"]).expect("hex");
+    let start = token_e
+        .iter()
+        .position(|&b| b != 0)
+        .unwrap_or(token_e.len());
+    assert_eq!(hex::encode_upper(&token_e[start..]), e_hex.to_uppercase());
+    // Exactly the asked number of bits: the top bit of the top byte set.
+    assert_eq!(
+        modulus.len() * 4,
+        info.spec.bits as usize,
+        "length of '{l}'"
+    );
+    assert!(info.public.modulus()[0] >= 0x80, "top bit of '{l}'");
+}
+
+/// The EMV lengths and both exponents: 1024 (the shortest), 1032 (not a multiple of 16 or
+/// 64: SoftHSMv2 2.6.1 on OpenSSL 3 generates it exactly), 1408, 1984 (the longest).
+#[test]
+fn pairs_generated_on_the_token_are_sensitive_and_sign_only() {
+    let hsm = open();
+    let mut made = Vec::new();
+    for (bits, e) in [
+        (1024, RsaExponent::Three),
+        (1032, RsaExponent::Three),
+        (1408, RsaExponent::F4),
+        (1984, RsaExponent::F4),
+    ] {
+        let info = hsm
+            .generate_rsa_key(&spec(&label(&format!("gen{bits}-")), bits, e))
+            .unwrap_or_else(|err| panic!("{bits} bits, e = {e}: {err}"));
+        assert_eq!(info.spec.bits, bits);
+        assert_eq!(info.spec.exponent, e);
+        assert_eq!(info.spec.usage, KeyUsage::S0);
+        assert_eq!(hsm.rsa_key_info(&info.handle).expect("info"), info);
+        assert_eq!(
+            hsm.key_origin(&info.handle).expect("origin"),
+            KeyOrigin::Generated
+        );
+        made.push(info);
+    }
+    let rows = objects_seen_by_python_pkcs11(TOKEN);
+    for info in &made {
+        check_on_token(&rows, info);
+    }
+    for info in made {
+        hsm.delete_key(&info.handle).expect("delete");
+    }
+}
+
+/// A signature made on the token opens, with the public key read by python-pkcs11 and
+/// Python's integers, to the message; messages not in the recovery format are refused
+/// although raw RSA on the token would sign them.
+#[test]
+fn recovery_signatures_open_with_the_token_public_key() {
+    let hsm = open();
+    for (bits, e) in [(1024, RsaExponent::Three), (1408, RsaExponent::F4)] {
+        let info = hsm
+            .generate_rsa_key(&spec(&label("sig-"), bits, e))
+            .expect("generate");
+        let n = (bits / 8) as usize;
+        let rows = objects_seen_by_python_pkcs11(TOKEN);
+        let public = one_of(&rows, "public", &info.spec.label);
+        for _ in 0..3 {
+            let m = recovery_message(n);
+            let s = hsm.sign_emv_recovery(&info.handle, &m).expect("sign");
+            assert_eq!(s.len(), n);
+            assert_eq!(
+                recover_in_python(&public["modulus"], &public["public_exponent"], &s),
+                hex::encode_upper(&m),
+                "{bits} bits, e = {e}"
+            );
+        }
+        // Formats the token would sign but the key must not (no raw RSA oracle).
+        let good = recovery_message(n);
+        let mut bad_header = good.clone();
+        bad_header[0] = 0x6B;
+        let mut bad_trailer = good.clone();
+        bad_trailer[n - 1] = 0xBD;
+        let mut short = good[..n - 1].to_vec();
+        short[n - 2] = 0xBC;
+        let mut long = good.clone();
+        long.insert(1, 0x00);
+        for (what, m) in [
+            ("header", bad_header),
+            ("trailer", bad_trailer),
+            ("short", short),
+            ("long", long),
+            ("empty", Vec::new()),
+        ] {
+            match hsm.sign_emv_recovery(&info.handle, &m) {
+                Err(Error::Invalid { .. }) => {}
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+        hsm.delete_key(&info.handle).expect("delete");
+    }
+}
+
+/// A pair is found by label by another instance, listed among the RSA keys (not among the
+/// symmetric ones), holds its label against both kinds of key, and is deleted whole.
+#[test]
+fn pairs_are_found_listed_and_deleted() {
+    let hsm = open();
+    let l = label("find-");
+    let info = hsm
+        .generate_rsa_key(&spec(&l, 1024, RsaExponent::F4))
+        .expect("generate");
+
+    let other = open();
+    let h = other.find_key(&l).expect("found by another instance");
+    assert_eq!(other.rsa_key_info(&h).expect("info").public, info.public);
+    assert_eq!(other.rsa_key_info(&h).expect("info").spec, info.spec);
+    assert!(
+        other
+            .list_rsa_keys()
+            .expect("list")
+            .iter()
+            .any(|k| k.spec.label == l && k.public == info.public)
+    );
+    assert!(
+        !other
+            .list_keys()
+            .expect("list")
+            .iter()
+            .any(|k| k.spec.label == l)
+    );
+    assert!(matches!(
+        other.generate_rsa_key(&info.spec),
+        Err(Error::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        other.generate_key(&KeySpec::new(
+            &l,
+            Algorithm::Aes,
+            16,
+            KeyUsage::D0,
+            ModeOfUse::B
+        )),
+        Err(Error::AlreadyExists(_))
+    ));
+    // An RSA handle is no symmetric key, and the reverse.
+    assert!(matches!(other.key_info(&h), Err(Error::Policy(_))));
+    let mut out = [0u8; 32];
+    assert!(matches!(
+        other.encrypt(&CipherSpec::ecb(&h, Padding::Pkcs7), b"x", &mut out),
+        Err(Error::Policy(_))
+    ));
+    let dk = other
+        .generate_key(&KeySpec::new(
+            &label("dk-"),
+            Algorithm::Aes,
+            16,
+            KeyUsage::D0,
+            ModeOfUse::B,
+        ))
+        .expect("DK");
+    assert!(matches!(
+        other.rsa_key_info(&dk.handle),
+        Err(Error::Policy(_))
+    ));
+    assert!(matches!(
+        other.sign_emv_recovery(&dk.handle, &recovery_message(128)),
+        Err(Error::Policy(_))
+    ));
+    other.delete_key(&dk.handle).expect("delete DK");
+
+    other.delete_key(&h).expect("delete");
+    let rows = objects_seen_by_python_pkcs11(TOKEN);
+    assert!(
+        rows_of(&rows, "private", &l).is_empty(),
+        "private half left"
+    );
+    assert!(rows_of(&rows, "public", &l).is_empty(), "public half left");
+    assert!(matches!(other.find_key(&l), Err(Error::NotFound(_))));
+    // The first instance still holds a handle: the pair is gone from the token.
+    assert!(matches!(
+        hsm.delete_key(&info.handle),
+        Err(Error::NotFound(_))
+    ));
+}
+
+/// Usage, length and exponent are checked before the token is asked.
+#[test]
+fn specs_outside_emv_are_refused() {
+    let hsm = open();
+    let l = label("bad-");
+    let mut s = spec(&l, 1024, RsaExponent::Three);
+    s.usage = KeyUsage::D0;
+    assert!(matches!(hsm.generate_rsa_key(&s), Err(Error::Policy(_))));
+    for bits in [1016, 1028, 1992, 2048] {
+        assert!(
+            matches!(
+                hsm.generate_rsa_key(&spec(&l, bits, RsaExponent::Three)),
+                Err(Error::Invalid { .. })
+            ),
+            "{bits} bits"
+        );
+    }
+    assert!(matches!(
+        hsm.generate_rsa_key(&spec("bad label", 1024, RsaExponent::Three)),
+        Err(Error::Invalid { .. })
+    ));
+    let rows = objects_seen_by_python_pkcs11(TOKEN);
+    assert!(rows_of(&rows, "private", &l).is_empty());
+    assert!(rows_of(&rows, "public", &l).is_empty());
+}
+
+/// RSA key pairs are offered; ICC key pairs, the pool and (without the operator's host key
+/// fallback) RSA key-block import are not, each refused naming what is missing.
+#[test]
+fn capabilities_offer_issuer_keys_only() {
+    let hsm = open();
+    let caps = hsm.capabilities();
+    assert!(caps.supports(Capability::RsaKeys));
+    assert!(!caps.supports(Capability::IccRsaKeys));
+    assert!(!caps.supports(Capability::IccKeyPool));
+    assert!(!caps.supports(Capability::RsaKeyBlockImport));
+    let ktk = hsm
+        .generate_key(
+            &KeySpec::new(
+                &label("ktk-"),
+                Algorithm::Aes,
+                32,
+                KeyUsage::K0,
+                ModeOfUse::E,
+            )
+            .exportable(),
+        )
+        .expect("KTK");
+    let req = IccRsaRequest {
+        bits: 1024,
+        exponent: RsaExponent::Three,
+        ktk: &ktk.handle,
+        padding: Padding::Iso9797M2,
+        use_pool: false,
+    };
+    assert!(matches!(
+        hsm.generate_icc_rsa_key(&req),
+        Err(Error::Unsupported(_))
+    ));
+    assert!(matches!(
+        hsm.fill_icc_key_pool(1024, RsaExponent::Three, 1),
+        Err(Error::Unsupported(_))
+    ));
+    assert!(hsm.icc_key_pool().expect("pool").is_empty());
+    match hsm.import_rsa_key_block(&label("imp-"), &ktk.handle, "D0000S0RS00N0000") {
+        Err(Error::Unsupported(m)) => assert!(m.contains("RSA key blocks"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    hsm.delete_key(&ktk.handle).expect("delete");
+}
+
+/// A lost login (device reset, idle timeout) is restored: the pair's handle is looked up
+/// again and signs, reports and deletes as before. On a token of its own (the login belongs
+/// to the process and the token).
+#[test]
+fn a_lost_login_is_restored_for_rsa_keys() {
+    let hsm = open_token(LOGOUT_TOKEN, false);
+    let info = hsm
+        .generate_rsa_key(&spec(&label("rel-"), 1024, RsaExponent::Three))
+        .expect("generate");
+    for _ in 0..2 {
+        hsm.logout().expect("logout");
+        let m = recovery_message(128);
+        let s = hsm
+            .sign_emv_recovery(&info.handle, &m)
+            .expect("sign after the login was lost");
+        assert_eq!(info.public.public_op(&s).expect("open"), m);
+    }
+    hsm.logout().expect("logout");
+    assert_eq!(hsm.rsa_key_info(&info.handle).expect("info"), info);
+    hsm.logout().expect("logout");
+    // Deleting searches the token by label: without the login that search finds nothing,
+    // which must not pass for "already gone".
+    hsm.delete_key(&info.handle)
+        .expect("delete after the login was lost");
+    let dk = hsm
+        .generate_key(&KeySpec::new(
+            &label("rel-dk-"),
+            Algorithm::Aes,
+            16,
+            KeyUsage::D0,
+            ModeOfUse::B,
+        ))
+        .expect("DK");
+    hsm.logout().expect("logout");
+    hsm.delete_key(&dk.handle)
+        .expect("delete a symmetric key after the login was lost");
+    let rows = objects_seen_by_python_pkcs11(LOGOUT_TOKEN);
+    for class in ["private", "public"] {
+        assert!(rows_of(&rows, class, &info.spec.label).is_empty());
+    }
+    assert!(rows_of(&rows, "secret", &dk.spec.label).is_empty());
+}
