@@ -14,9 +14,9 @@ use std::sync::OnceLock;
 
 use pmp_core::hsm::rsa::{IccRsaRequest, RsaKeyInfo, RsaKeySpec};
 use pmp_core::hsm::{Capability, CipherSpec, Hsm, KeyOrigin, KeySpec, Pkcs11Config, Pkcs11Hsm};
-use pmp_core::keyblock::{KeyUsage, ModeOfUse};
-use pmp_core::rsa::RsaExponent;
-use pmp_core::{Algorithm, Error, Padding};
+use pmp_core::keyblock::{self, Exportability, Header, KeyAlgorithm, KeyUsage, ModeOfUse, Version};
+use pmp_core::rsa::{RsaExponent, RsaPrivateKey};
+use pmp_core::{Algorithm, Error, Padding, SecretKey};
 
 const TOKEN: &str = "pmp-rsa";
 const LOGOUT_TOKEN: &str = "pmp-rsa-logout";
@@ -558,4 +558,115 @@ fn a_lost_login_is_restored_for_rsa_keys() {
         assert!(rows_of(&rows, class, &info.spec.label).is_empty());
     }
     assert!(rows_of(&rows, "secret", &dk.spec.label).is_empty());
+}
+
+/// Forms a KEK on the token from two components whose XOR is `kek` (so that it has its
+/// TR-31 binding keys there).
+fn form_kek(hsm: &Pkcs11Hsm, label: &str, kek: &SecretKey) -> pmp_core::hsm::KeyHandle {
+    let c1 = SecretKey::generate(kek.algorithm(), kek.len()).expect("c1");
+    let c2: Vec<u8> = c1
+        .expose_secret()
+        .iter()
+        .zip(kek.expose_secret())
+        .map(|(a, b)| a ^ b)
+        .collect();
+    let spec = KeySpec::new(
+        label,
+        kek.algorithm(),
+        kek.len(),
+        KeyUsage::K0,
+        ModeOfUse::D,
+    );
+    hsm.form_key_from_components(&spec, &[c1.expose_secret(), &c2], &[], Some(&kek.kcv()))
+        .expect("form the KEK")
+        .handle
+}
+
+/// With the operator's host key fallback an R key block (PKCS#1 DER payload) under a KEK
+/// on the token becomes a token key pair that signs as the key in the block does; the
+/// token says it was not generated there. A tampered block is the opaque error and leaves
+/// nothing on the token.
+#[test]
+fn r_key_blocks_import_with_the_host_key_fallback() {
+    let hsm = open_token(TOKEN, true);
+    assert!(hsm.capabilities().supports(Capability::RsaKeyBlockImport));
+    for (version, kek_alg, kek_len, bits, e) in [
+        (Version::D, Algorithm::Aes, 32, 1152, RsaExponent::Three),
+        (Version::B, Algorithm::Tdes, 24, 1024, RsaExponent::F4),
+    ] {
+        let kbpk = SecretKey::generate(kek_alg, kek_len).expect("KBPK");
+        let kek = form_kek(&hsm, &label("rkek-"), &kbpk);
+        let key = RsaPrivateKey::generate(bits, e).expect("host key");
+        let der = key.to_pkcs1_der().expect("DER");
+        let header = Header::new(
+            version,
+            KeyUsage::S0,
+            KeyAlgorithm::Rsa,
+            ModeOfUse::S,
+            Exportability::N,
+        );
+        let block = keyblock::wrap_asymmetric(&kbpk, &header, &der, None).expect("wrap");
+
+        // Tampered: the opaque error, nothing stored.
+        let bad_label = label("rbad-");
+        let mut bad = block.clone().into_bytes();
+        let i = bad.len() - 40;
+        bad[i] = if bad[i] == b'0' { b'1' } else { b'0' };
+        match hsm.import_rsa_key_block(&bad_label, &kek, std::str::from_utf8(&bad).unwrap()) {
+            Err(Error::Crypto) => {}
+            other => panic!("tampered {version:?} block: {other:?}"),
+        }
+
+        let l = label("rimp-");
+        let info = hsm.import_rsa_key_block(&l, &kek, &block).expect("import");
+        assert_eq!(info.public, key.public_key());
+        assert_eq!(info.spec.bits, bits);
+        assert_eq!(info.spec.exponent, e);
+        assert_eq!(
+            hsm.key_origin(&info.handle).expect("origin"),
+            KeyOrigin::Unknown
+        );
+
+        let rows = objects_seen_by_python_pkcs11(TOKEN);
+        assert!(rows_of(&rows, "private", &bad_label).is_empty());
+        assert!(rows_of(&rows, "public", &bad_label).is_empty());
+        let private = one_of(&rows, "private", &l);
+        assert_flags(
+            private,
+            &[
+                ("sensitive", true),
+                ("extractable", false),
+                ("modifiable", false),
+                ("local", false),
+                ("always_sensitive", false),
+                ("never_extractable", false),
+                ("sign", true),
+                ("sign_recover", false),
+                ("decrypt", false),
+                ("unwrap", false),
+                ("derive", false),
+            ],
+        );
+        let public = one_of(&rows, "public", &l);
+        assert_eq!(
+            public["modulus"],
+            hex::encode_upper(key.public_key().modulus())
+        );
+        let m = recovery_message(info.public.len());
+        let s = hsm.sign_emv_recovery(&info.handle, &m).expect("sign");
+        assert_eq!(
+            recover_in_python(&public["modulus"], &public["public_exponent"], &s),
+            hex::encode_upper(&m)
+        );
+        // The same private operation as the key in the block (RSA signing is deterministic).
+        assert_eq!(key.private_op(&m).expect("host signature"), s);
+
+        // The label is now taken.
+        assert!(matches!(
+            hsm.import_rsa_key_block(&l, &kek, &block),
+            Err(Error::AlreadyExists(_))
+        ));
+        hsm.delete_key(&info.handle).expect("delete");
+        hsm.delete_key(&kek).expect("delete KEK");
+    }
 }

@@ -681,6 +681,9 @@ impl Hsm for Pkcs11Hsm {
         }
         if m.rsa {
             c = c.with(C::RsaKeys);
+            if self.host_key_fallback {
+                c = c.with(C::RsaKeyBlockImport);
+            }
         }
         // SoftHSMv2 is a software token for development: its keys are test keys.
         c.with_test_keys(self.manufacturer.contains("SoftHSM"))
@@ -888,6 +891,18 @@ impl Hsm for Pkcs11Hsm {
     /// private key sensitive, never extractable, unmodifiable, signing only (module `rsa`).
     fn generate_rsa_key(&self, spec: &RsaKeySpec) -> Result<RsaKeyInfo> {
         self.rsa_generate(spec)
+    }
+
+    /// Only with the operator's host key fallback: the block is opened by the KEK's binding
+    /// keys on the token, the private key passes through host memory into `C_CreateObject`
+    /// (module `rsa`).
+    fn import_rsa_key_block(
+        &self,
+        label: &str,
+        kek: &KeyHandle,
+        block: &str,
+    ) -> Result<RsaKeyInfo> {
+        self.rsa_import(label, kek, block)
     }
 
     fn rsa_key_info(&self, key: &KeyHandle) -> Result<RsaKeyInfo> {

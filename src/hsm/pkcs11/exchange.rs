@@ -190,7 +190,55 @@ fn mac(s: &Session, b: &Binding, msg: &[u8]) -> CkResult<Vec<u8>> {
 /// cryptographic failure is [`Error::Crypto`].
 pub(super) fn unwrap(hsm: &Pkcs11Hsm, kek: &Entry, block: &str) -> Result<(Header, SecretKey)> {
     let (header, hlen) = keyblock::parse_block(block)?;
+    check_kbpk(kek, header.version)?;
+    let key_alg = keyblock::supported_algorithm(&header)?;
+    keyblock::check_version_carries(header.version, key_alg)?;
+    header.check_combination()?;
+    let clear = open(hsm, kek, block, &header, hlen)?;
+    let bits = usize::from(u16::from_be_bytes([clear[0], clear[1]]));
+    let len = bits / 8;
+    if bits % 8 != 0 || len > clear.len() - 2 || !key_alg.valid_key_len(len) {
+        return Err(Error::Crypto);
+    }
+    let key = SecretKey::new(key_alg, &clear[2..2 + len]).map_err(|_| Error::Crypto)?;
+    Ok((header, key))
+}
+
+/// Verifies and opens an asymmetric key block (algorithm `R`, `E` or `S`; version B or D)
+/// under the KEK `kek` as [`unwrap`] does, and returns its header and payload — the private
+/// key's DER — in a zeroizing host buffer. Every cryptographic failure is
+/// [`Error::Crypto`].
+pub(super) fn unwrap_asymmetric(
+    hsm: &Pkcs11Hsm,
+    kek: &Entry,
+    block: &str,
+) -> Result<(Header, Zeroizing<Vec<u8>>)> {
+    let (header, hlen) = keyblock::parse_block(block)?;
     let v = header.version;
+    if !header.algorithm.is_asymmetric() {
+        return Err(Error::invalid(
+            "key block",
+            format!("algorithm {} is not asymmetric", header.algorithm),
+        ));
+    }
+    if !matches!(v, Version::B | Version::D) {
+        return Err(Error::Policy(format!(
+            "an asymmetric key travels only in a version B or D key block, not {v}"
+        )));
+    }
+    check_kbpk(kek, v)?;
+    header.check_combination()?;
+    let clear = open(hsm, kek, block, &header, hlen)?;
+    let bits = usize::from(u16::from_be_bytes([clear[0], clear[1]]));
+    let len = bits / 8;
+    if bits % 8 != 0 || len == 0 || len > clear.len() - 2 {
+        return Err(Error::Crypto);
+    }
+    Ok((header, Zeroizing::new(clear[2..2 + len].to_vec())))
+}
+
+/// The KEK must be of the algorithm the block's version is protected with.
+fn check_kbpk(kek: &Entry, v: Version) -> Result<()> {
     if kek.spec.algorithm != v.kbpk_algorithm() {
         return Err(Error::Policy(format!(
             "a version {v} key block needs a {} key block protection key, not {}",
@@ -198,11 +246,22 @@ pub(super) fn unwrap(hsm: &Pkcs11Hsm, kek: &Entry, block: &str) -> Result<(Heade
             kek.spec.algorithm
         )));
     }
-    let key_alg = keyblock::supported_algorithm(&header)?;
-    keyblock::check_version_carries(v, key_alg)?;
-    header.check_combination()?;
     binding(kek, v)?;
+    Ok(())
+}
 
+/// The token decrypts the key data of a parsed version B or D block (header `hlen`
+/// characters long) with the KEK's KBEK into a zeroizing host buffer and verifies the MAC
+/// over it with the KBAK: the clear key data (length field, payload, padding), authentic
+/// and at least 2 bytes long.
+fn open(
+    hsm: &Pkcs11Hsm,
+    kek: &Entry,
+    block: &str,
+    header: &Header,
+    hlen: usize,
+) -> Result<Zeroizing<Vec<u8>>> {
+    let v = header.version;
     let text = &block[..hlen];
     let rest = &block.as_bytes()[hlen..];
     let bs = v.block_size();
@@ -238,13 +297,7 @@ pub(super) fn unwrap(hsm: &Pkcs11Hsm, kek: &Entry, block: &str) -> Result<(Heade
     if clear.len() < 2 {
         return Err(Error::Crypto);
     }
-    let bits = usize::from(u16::from_be_bytes([clear[0], clear[1]]));
-    let len = bits / 8;
-    if bits % 8 != 0 || len > clear.len() - 2 || !key_alg.valid_key_len(len) {
-        return Err(Error::Crypto);
-    }
-    let key = SecretKey::new(key_alg, &clear[2..2 + len]).map_err(|_| Error::Crypto)?;
-    Ok((header, key))
+    Ok(clear)
 }
 
 /// Takes the exportable key `e` out of the token into host memory: wrapped under a

@@ -27,13 +27,15 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 
+use zeroize::Zeroize;
+
 use super::object::{self, Tag};
 use super::session::{CkResult, Fail};
-use super::{Capability, Pkcs11Hsm};
+use super::{Capability, Operation, Pkcs11Hsm, exchange};
 use crate::hsm::rsa::{RsaKeyInfo, RsaKeySpec};
 use crate::hsm::{KeyHandle, KeyOrigin};
-use crate::keyblock::{KeyUsage, ModeOfUse};
-use crate::rsa::{RsaExponent, RsaPublicKey};
+use crate::keyblock::{self, KeyAlgorithm, KeyUsage, ModeOfUse};
+use crate::rsa::{RsaExponent, RsaPrivateKey, RsaPublicKey};
 use crate::{Error, Result};
 
 /// An RSA key pair known to this instance.
@@ -91,36 +93,7 @@ fn halves(s: &Session, class: ObjectClass, label: Option<&str>) -> CkResult<Vec<
     }
     let mut out = Vec::new();
     for o in s.find_objects(&find)? {
-        let attrs = s.get_attributes(
-            o,
-            &[
-                AttributeType::Label,
-                AttributeType::Id,
-                AttributeType::Modulus,
-                AttributeType::PublicExponent,
-            ],
-        )?;
-        let (mut label, mut tag, mut modulus, mut exponent) = (None, None, None, None);
-        for a in attrs {
-            match a {
-                Attribute::Label(l) => label = String::from_utf8(l).ok(),
-                Attribute::Id(id) => tag = Tag::decode(&id),
-                Attribute::Modulus(m) => modulus = Some(m),
-                Attribute::PublicExponent(e) => exponent = Some(e),
-                _ => {}
-            }
-        }
-        if let (Some(label), Some(tag @ Tag::Rsa { .. }), Some(modulus), Some(exponent)) =
-            (label, tag, modulus, exponent)
-        {
-            out.push(Half {
-                object: o,
-                label,
-                tag,
-                modulus,
-                exponent,
-            });
-        }
+        out.extend(half(s, o)?);
     }
     Ok(out)
 }
@@ -145,7 +118,7 @@ fn pair_of(private: &Half, public: &Half) -> Option<FoundPair> {
         return None;
     }
     let key = RsaPublicKey::new(&public.modulus, exponent).ok()?;
-    if key.bits() != bits || key.modulus()[0] & 0x80 == 0 {
+    if key.bits() != bits {
         return None;
     }
     Some(FoundPair {
@@ -180,6 +153,109 @@ pub(super) fn scan(s: &Session) -> CkResult<HashMap<String, FoundPair>> {
         }
     }
     Ok(found)
+}
+
+/// One RSA half read by its handle.
+fn half(s: &Session, object: ObjectHandle) -> CkResult<Option<Half>> {
+    let attrs = s.get_attributes(
+        object,
+        &[
+            AttributeType::Label,
+            AttributeType::Id,
+            AttributeType::Modulus,
+            AttributeType::PublicExponent,
+        ],
+    )?;
+    let (mut label, mut tag, mut modulus, mut exponent) = (None, None, None, None);
+    for a in attrs {
+        match a {
+            Attribute::Label(l) => label = String::from_utf8(l).ok(),
+            Attribute::Id(id) => tag = Tag::decode(&id),
+            Attribute::Modulus(m) => modulus = Some(m),
+            Attribute::PublicExponent(e) => exponent = Some(e),
+            _ => {}
+        }
+    }
+    Ok(match (label, tag, modulus, exponent) {
+        (Some(label), Some(tag @ Tag::Rsa { .. }), Some(modulus), Some(exponent)) => Some(Half {
+            object,
+            label,
+            tag,
+            modulus,
+            exponent,
+        }),
+        _ => None,
+    })
+}
+
+/// How often a pair just made is read again before it is taken for wrong: SoftHSMv2's
+/// file store reads objects transiently as empty while another process reads the token
+/// (see `session::maybe_transient`).
+const READ_BACK_TRIES: u32 = 5;
+
+/// The pair just made on the token, read back by its handles; both objects are destroyed
+/// when it is not a pmp pair labelled `label`. With `exact`, the modulus must have its top
+/// bit set (a generated key of exactly the bits asked for).
+fn read_back(
+    s: &Session,
+    label: &str,
+    private: ObjectHandle,
+    public: ObjectHandle,
+    exact: bool,
+) -> CkResult<FoundPair> {
+    let mut tries = 0;
+    let read = loop {
+        tries += 1;
+        let found = match (half(s, private), half(s, public)) {
+            (Ok(Some(p)), Ok(Some(q))) if p.label == label && q.label == label => {
+                pair_of(&p, &q).filter(|f| !exact || f.public.modulus()[0] & 0x80 != 0)
+            }
+            _ => None,
+        };
+        match found {
+            Some(f) => break Ok(f),
+            None if tries < READ_BACK_TRIES => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            None => {
+                break Err(Fail::Pmp(Error::Integrity {
+                    what: format!("RSA key pair '{label}' on the token"),
+                    reason: "the objects made do not read back as the pair asked for (length, \
+                             exponent, label or halves that do not match)"
+                        .into(),
+                }));
+            }
+        }
+    };
+    if read.is_err() {
+        let _ = s.destroy_object(private);
+        let _ = s.destroy_object(public);
+    }
+    read
+}
+
+/// Fails when anything but pmp's own RSA halves tagged `tag` holds `label` on the token;
+/// on a retry (`attempt` > 1, after a lost session) the halves a first attempt may have
+/// made are destroyed.
+fn clear_label(s: &Session, label: &str, tag: &Tag, attempt: u32) -> CkResult<()> {
+    for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+        for o in s.find_objects(&[
+            Attribute::Class(class),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ])? {
+            let ours = matches!(
+                s.get_attributes(o, &[AttributeType::Id])?.as_slice(),
+                [Attribute::Id(id)] if Tag::decode(id).as_ref() == Some(tag)
+            );
+            if attempt == 1 || !ours {
+                return Err(Fail::Pmp(Error::AlreadyExists(format!(
+                    "label '{label}' is in use on the token"
+                ))));
+            }
+            s.destroy_object(o)?;
+        }
+    }
+    Ok(())
 }
 
 /// The usage the backend offers for RSA keys: `S0`, signature only.
@@ -254,54 +330,140 @@ impl Pkcs11Hsm {
         let found = self.run(|s| {
             super::session::require_login(s)?;
             attempt += 1;
-            // Nothing else may hold the label; on a retry after a lost session, the halves
-            // the first attempt may have made are removed first.
-            for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
-                for o in s.find_objects(&[
-                    Attribute::Class(class),
-                    Attribute::Label(spec.label.as_bytes().to_vec()),
-                ])? {
-                    let ours = matches!(
-                        s.get_attributes(o, &[AttributeType::Id])?.as_slice(),
-                        [Attribute::Id(id)] if Tag::decode(id).as_ref() == Some(&tag)
-                    );
-                    if attempt == 1 || !ours {
-                        return Err(Fail::Pmp(Error::AlreadyExists(format!(
-                            "label '{}' is in use on the token",
-                            spec.label
-                        ))));
-                    }
-                    s.destroy_object(o)?;
-                }
-            }
+            clear_label(s, &spec.label, &tag, attempt)?;
             let (public, private) =
                 s.generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public_t, &private_t)?;
-            let read = (|| {
-                let p = halves(s, ObjectClass::PRIVATE_KEY, Some(&spec.label))?;
-                let q = halves(s, ObjectClass::PUBLIC_KEY, Some(&spec.label))?;
-                match (p.as_slice(), q.as_slice()) {
-                    ([p], [q]) if p.object == private && q.object == public => pair_of(p, q)
-                        .ok_or_else(|| {
-                            Fail::Pmp(Error::Integrity {
-                                what: format!("RSA key pair '{}' on the token", spec.label),
-                                reason: format!(
-                                    "the token made a pair that is not {} bits with exponent {}",
-                                    spec.bits, spec.exponent
-                                ),
-                            })
-                        }),
-                    _ => Err(Fail::Pmp(Error::Integrity {
-                        what: format!("RSA key pair '{}' on the token", spec.label),
-                        reason: "the generated objects cannot be read back".into(),
-                    })),
-                }
-            })();
-            if read.is_err() {
-                let _ = s.destroy_object(private);
-                let _ = s.destroy_object(public);
-            }
-            read
+            // Exactly the bits asked for: the modulus's top bit set.
+            read_back(s, &spec.label, private, public, true)
         })?;
+        drop(one);
+        let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
+        Ok(self.insert_rsa(&mut table, found).info())
+    }
+
+    /// Imports an RSA private key from an X9.143 key block of algorithm `R` under `kek`,
+    /// through host memory (the operator's host key fallback): the KEK's binding keys on the
+    /// token open the block, the host parses and checks the key, and the token gets it by
+    /// `C_CreateObject` with the attributes of a generated pair.
+    pub(super) fn rsa_import(
+        &self,
+        label: &str,
+        kek: &KeyHandle,
+        block: &str,
+    ) -> Result<RsaKeyInfo> {
+        self.require(Capability::RsaKeyBlockImport)?;
+        crate::label::check(label, "label")?;
+        let k = self.entry(kek)?;
+        k.check(Operation::Unwrap)?;
+        let block = block.trim();
+        let header = keyblock::inspect(block)?;
+        if header.algorithm != KeyAlgorithm::Rsa {
+            return Err(Error::Unsupported(format!(
+                "key block algorithm {} ({}): this imports RSA (R) key blocks",
+                header.algorithm,
+                header.algorithm.description()
+            )));
+        }
+        if header.usage != KeyUsage::S0 {
+            return Err(Error::Policy(format!(
+                "RSA key '{label}' has usage {}; only S0 (digital signature) is offered",
+                header.usage
+            )));
+        }
+        if !matches!(header.mode_of_use, ModeOfUse::S | ModeOfUse::N) {
+            return Err(Error::Policy(format!(
+                "RSA key block mode of use {}: an issuer key signs only (S, or N)",
+                header.mode_of_use
+            )));
+        }
+        self.require(Capability::ImportKeyBlock(header.version))?;
+        // Every EMV length is below 2048 bits: 80 bits of strength (NIST SP 800-57 Part 1
+        // Rev. 5 table 2), so a 2-key TDES KEK (80 bits) is the weakest that may carry it.
+        if keyblock::strength_bits(k.spec.algorithm, k.spec.len) < 80 {
+            return Err(Error::Policy(format!(
+                "KEK '{}' is weaker than the RSA key it protects",
+                k.spec.label
+            )));
+        }
+        self.check_new_label(label)?;
+        let (_, der) = exchange::unwrap_asymmetric(self, &k, block)?;
+        let key = RsaPrivateKey::from_der(&der)?;
+        drop(der);
+        let public = key.public_key();
+        let spec = RsaKeySpec {
+            label: label.to_string(),
+            bits: public.bits(),
+            exponent: key.exponent(),
+            usage: KeyUsage::S0,
+        };
+        check_spec(&spec)?;
+        // The key's parts as PKCS#1 names them (RFC 8017 A.1.2), for the token's template.
+        let pkcs1 = key.to_pkcs1_der()?;
+        drop(key);
+        let parts = rsa::pkcs1::RsaPrivateKeyRef::try_from(pkcs1.as_slice())
+            .map_err(|_| Error::invalid("RSA private key", "its PKCS#1 form does not parse"))?;
+        let tag = Tag::Rsa {
+            usage: spec.usage,
+            mode: ModeOfUse::S,
+            bits: spec.bits,
+            exponent: spec.exponent,
+        };
+        let (mut public_t, mut private_t) =
+            object::rsa_templates(label, &tag, spec.bits, spec.exponent);
+        public_t.retain(|a| a.attribute_type() != AttributeType::ModulusBits);
+        public_t.push(Attribute::Modulus(public.modulus().to_vec()));
+        // `CKA_MODIFIABLE` false last: SoftHSMv2 applies a template in order.
+        private_t.retain(|a| a.attribute_type() != AttributeType::Modifiable);
+        private_t.extend([
+            Attribute::Modulus(public.modulus().to_vec()),
+            Attribute::PublicExponent(spec.exponent.bytes().to_vec()),
+            Attribute::PrivateExponent(parts.private_exponent.as_bytes().to_vec()),
+            Attribute::Prime1(parts.prime1.as_bytes().to_vec()),
+            Attribute::Prime2(parts.prime2.as_bytes().to_vec()),
+            Attribute::Exponent1(parts.exponent1.as_bytes().to_vec()),
+            Attribute::Exponent2(parts.exponent2.as_bytes().to_vec()),
+            Attribute::Coefficient(parts.coefficient.as_bytes().to_vec()),
+            Attribute::Modifiable(false),
+        ]);
+        drop(parts);
+        drop(pkcs1);
+        let one = self.managing();
+        let mut attempt = 0;
+        let r = self.run(|s| {
+            super::session::require_login(s)?;
+            attempt += 1;
+            clear_label(s, label, &tag, attempt)?;
+            let private = s.create_object(&private_t)?;
+            let public_o = match s.create_object(&public_t) {
+                Ok(o) => o,
+                Err(e) => {
+                    let _ = s.destroy_object(private);
+                    return Err(e.into());
+                }
+            };
+            let f = read_back(s, label, private, public_o, false)?;
+            if f.public != public {
+                let _ = s.destroy_object(private);
+                let _ = s.destroy_object(public_o);
+                return Err(Fail::Pmp(Error::Integrity {
+                    what: format!("RSA key '{label}' on the token"),
+                    reason: "the token holds a public key other than the imported one".into(),
+                }));
+            }
+            Ok(f)
+        });
+        for a in &mut private_t {
+            match a {
+                Attribute::PrivateExponent(v)
+                | Attribute::Prime1(v)
+                | Attribute::Prime2(v)
+                | Attribute::Exponent1(v)
+                | Attribute::Exponent2(v)
+                | Attribute::Coefficient(v) => v.zeroize(),
+                _ => {}
+            }
+        }
+        let found = r?;
         drop(one);
         let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
         Ok(self.insert_rsa(&mut table, found).info())

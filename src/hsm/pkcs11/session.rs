@@ -81,6 +81,26 @@ fn maybe_logged_out(e: &CkError) -> bool {
     )
 }
 
+/// Failures SoftHSMv2 2.6.1 gives for a key that is there and fit for the call while
+/// another process reads the same token: its file object store then reads the object
+/// transiently as empty (class unknown, usages false), so `C_*Init` answers
+/// `CKR_MECHANISM_INVALID` or `CKR_KEY_FUNCTION_NOT_PERMITTED` for a key that worked a
+/// moment before (seen with python-pkcs11 listing the token during the tests). Retried
+/// once, after a pause; a genuine refusal answers the same the second time.
+fn maybe_transient(e: &CkError) -> bool {
+    matches!(
+        rv(e),
+        Some(
+            RvError::MechanismInvalid
+                | RvError::KeyTypeInconsistent
+                | RvError::KeyFunctionNotPermitted
+        )
+    )
+}
+
+/// How long to wait before retrying a [`maybe_transient`] failure.
+const TRANSIENT_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Fails as a lost login when `s` is not logged in as the user, so that [`Pool::run`]
 /// logs in again and retries. For searches: without the login the token hides private
 /// objects, and an empty result would be taken for an answer ("no such key").
@@ -317,6 +337,9 @@ impl Pool {
                 self.login(&s)?;
             }
             self.epoch.fetch_add(1, Ordering::AcqRel);
+            s
+        } else if maybe_transient(&e) {
+            std::thread::sleep(TRANSIENT_PAUSE);
             s
         } else {
             self.give_back(s);
