@@ -458,3 +458,114 @@ fn debug_shows_no_key() {
     assert!(!out.contains("0001020304"), "{out}");
     assert!(!out.to_lowercase().contains("000102030405"), "{out}");
 }
+
+/// ANSI X9.143:2021 example 8.5, the whole block (header above, then the encrypted key
+/// data and the MAC, as quoted by openemv/tr31, test/tr31_decrypt_test.c) under the AES-128
+/// KBPK `FA36E44278DB3AB5F298F9F7DA8F1F88`: an RSA private key (algorithm R, usage S0,
+/// mode S).
+const X9143_8_5_KBPK: &str = "FA36E44278DB3AB5F298F9F7DA8F1F88";
+const X9143_8_5_ENCRYPTED: &str = "A7C9F8FA80A4BA3555CA071503CE1A6133649BB18A5A9130492172CA4E7360C060379738A28503230BDB04EED4E9B209643867613F5090A0E0392C21EB74747795B397315AB5D1F49A33693533E73AC0BEDA172FF530BE986F5EC1C25F481F05A69DF8B33624E621AF35FFAEC06C2005F37872923EEBFF38182FB290BFBA2A9FF88AD36278625868FA38A0DC9A53E0202C4D1DEF3B9DACFD249DA85DE3CCF92A8E6C0F8CDF8DE5FD17331BE5D580F210CE4EA1B01F1A0BFD6EFF410A71661234AD363D4B60885F00358729900FF95D7C87D3DE6FB4C83B24C8C7BB5A2E3763E9CBA50A0E3A8C1AF908699952BCB6B038FEA9D13FDE08801DC0573E55B842219DBF6D5DA5F028C73793AA718D01DE93D85AE06E7E08DC94ADB4EAA51B6DDAEA3750D0B77467D2982AC96F3EB28889715CBB81C71E97A60E58D44977C1D8220A422E98E17ACEBF72A8A18D4E7FC1695F442860E6063E8BB6BFF2184F77E635C2F5A02DADE4897A3B1374145C3AD6DF06C0D556F5DE9454CF40C4FC8922DFE245F868E668F1DA5BE0079F9D1D1861CA4B5E6C782F296098C07CB43784D64D8B8557410E5BAFF59333A791FF030EB0661C0590A665B50A3A727217100C4550B2AD9C96C658D6731C09B55DFAE665952E2913A4E090F45DCEB45D6683C3FC15E3A4CA49C7F2E684B3580DB47A53E5BDB228FAD250C584548D5DEDBB45004B5E0E75C37ACE8167CC6D9574A74876718D2F42996622B8EC0B895FF7A6739E4CF64B7F03FABDFBC0A565CB3455736D2B4E2B64D6EC175A569F78DB7ACB331B00804279677F4BFD0C35CBF0A38D646AA9051961123E16075A06B6331A9A30601AF3FD6A89AD9924AE1D9EC2FE0FF3B3A1B3E3E13D09B08B80D91F9EDF51B2E6D8DABD0FEB6C5C1085A11FA6A98CE8CC09E36C8A24D981A74E140EF30912E8CDBBE2A0CBD52B40C72D1958F4BB2F49BCBABBD80116FEF21BC91D219EEAEDA4DC11692C624B0836C3137A3BEE4549DEAB750A9DD5ACA7E3F822084783CDFEEB765EBEB9E3CFF053E8B8D5A1F1854B8AFF6325F10B81C7627D0DA895B1D19FEEF0AE3F3E138E87C4ADDF0BA53CA40ED0D1452044600FF4838D710F6D03474C317AC306DD7DA169B6C918E999E3A50DA1A34DDFCA3899F4469B9E969C0BD144F04B2621AB9E9E18455D526844155309565DA9D1726CD3A7ACC5FEDEF30DED078547CED31CEF84A31A810FA966F303CB950ACC324AE54BFAB9A04FAD93C38CD6239D7FAD2C59A9B71171F5676DA8ED3A3FFB5287DF141C1F5CE972CA26857AD3039B82B625960A7859F19EF0E94F8C4680A33189870942139DDFA64D5095FA46EB49085DB99EFC9C6A3F3A290DB9592F8B76B017113F7D1FEFE52E70FE26574467257CFEEA6D3F2BBD1BAEDDDCE3468827568A78536DE78E7AC872247BDB120A55DDE16A3D0CFBB7D097AD7AD0FA2671390D8D532A3915F5B3163FF1EE23553D83A1109980859C420F754BC74ECD1449B9A60EA252D3F035D715BCBD491485261C51238926E290BD7F0617E90BD6AB8B46443B05C28D61F8BB897417926623AF91B499C661629795165EF56460850F1D4F9CE199C2B9E21F1884A4D14644DAE5FB963B880EC2FFF70021772D524289D068A24F0283C42F0B4779996D2CF60EE6E45C364E2547DB92361B3DBCEDBAA96B9F10A1AAA1AB23";
+const X9143_8_5_MAC: &str = "CDE1B75F3299D4544787A07F6A9F7127";
+
+/// The DER's first TLV: (tag, content) of `der`, DER definite lengths.
+fn tlv(der: &[u8]) -> (u8, &[u8], &[u8]) {
+    let (tag, first) = (der[0], der[1]);
+    let (len, at) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let n = usize::from(first & 0x7F);
+        let len = der[2..2 + n]
+            .iter()
+            .fold(0usize, |a, &b| (a << 8) | usize::from(b));
+        (len, 2 + n)
+    };
+    (tag, &der[at..at + len], &der[at + len..])
+}
+
+#[test]
+fn x9143_example_8_5_rsa_private_key_unwraps() {
+    let block = format!("{X9143_8_5_HEADER}{X9143_8_5_ENCRYPTED}{X9143_8_5_MAC}");
+    let kbpk = SecretKey::from_hex(Algorithm::Aes, X9143_8_5_KBPK).unwrap();
+    let (h, der) = keyblock::unwrap_asymmetric(&kbpk, &block, &UnwrapPolicy::default()).unwrap();
+    assert_eq!((h.usage, h.algorithm), (KeyUsage::S0, KeyAlgorithm::Rsa));
+    // The payload is the DER of a PKCS#1 RSAPrivateKey (RFC 8017 A.1.2): a SEQUENCE whose
+    // first INTEGER is the version 0 and whose second is the modulus — not a PKCS#8
+    // PrivateKeyInfo, whose second element would be the AlgorithmIdentifier SEQUENCE.
+    let (tag, body, rest) = tlv(&der);
+    assert_eq!((tag, rest.len()), (0x30, 0));
+    let (tag, version, body) = tlv(body);
+    assert_eq!((tag, version), (0x02, &[0u8][..]));
+    let (tag, modulus, body) = tlv(body);
+    assert_eq!(tag, 0x02, "an INTEGER (PKCS#1), not a SEQUENCE (PKCS#8)");
+    let (tag, e, _) = tlv(body);
+    assert_eq!((tag, e), (0x02, &[0x01, 0x00, 0x01][..]));
+    // The modulus is the one of the certificate in the block's CT optional block (its
+    // SubjectPublicKeyInfo, base64 "MIIBCgKCAQEA1sRg+wEuje3y14V0...": 1sRg+wEu = D6C460FB012E).
+    assert_eq!(modulus.len(), 257, "2048 bits after a leading 00");
+    assert_eq!(&modulus[..7], &[0x00, 0xD6, 0xC4, 0x60, 0xFB, 0x01, 0x2E]);
+    // The symmetric unwrap refuses the block (it is not a TDES or AES key).
+    assert!(matches!(
+        keyblock::unwrap(&kbpk, &block, &UnwrapPolicy::default()),
+        Err(Error::Unsupported(_))
+    ));
+    // A flipped bit in the encrypted data or the MAC: the opaque error.
+    for i in [X9143_8_5_HEADER.len() + 10, block.len() - 3] {
+        let mut bad = block.clone().into_bytes();
+        bad[i] = if bad[i] == b'0' { b'1' } else { b'0' };
+        let bad = String::from_utf8(bad).unwrap();
+        assert!(matches!(
+            keyblock::unwrap_asymmetric(&kbpk, &bad, &UnwrapPolicy::default()),
+            Err(Error::Crypto)
+        ));
+    }
+}
+
+#[test]
+fn asymmetric_blocks_round_trip_and_refuse_symmetric_headers() {
+    let der: Vec<u8> = (0..600u16).map(|i| (i % 251) as u8).collect();
+    for (kbpk, version) in [(aes(A256), Version::D), (tdes(T3), Version::B)] {
+        let h = Header::new(
+            version,
+            KeyUsage::S0,
+            KeyAlgorithm::Rsa,
+            ModeOfUse::S,
+            Exportability::N,
+        );
+        let b = keyblock::wrap_asymmetric(&kbpk, &h, &der, None).unwrap();
+        // The length field counts bits of the DER, as for a symmetric key.
+        let (h2, out) = keyblock::unwrap_asymmetric(&kbpk, &b, &UnwrapPolicy::default()).unwrap();
+        assert_eq!(&out[..], &der[..]);
+        assert_eq!(h2.algorithm, KeyAlgorithm::Rsa);
+    }
+    // A symmetric algorithm in an asymmetric wrap, a legacy version, a symmetric usage.
+    let sym = Header::new(
+        Version::D,
+        KeyUsage::D0,
+        KeyAlgorithm::Aes,
+        ModeOfUse::B,
+        Exportability::N,
+    );
+    assert!(keyblock::wrap_asymmetric(&aes(A256), &sym, &der, None).is_err());
+    let legacy = Header::new(
+        Version::A,
+        KeyUsage::S0,
+        KeyAlgorithm::Rsa,
+        ModeOfUse::S,
+        Exportability::N,
+    );
+    assert!(matches!(
+        keyblock::wrap_asymmetric(&tdes(T3), &legacy, &der, None),
+        Err(Error::Policy(_))
+    ));
+    let d0 = Header::new(
+        Version::D,
+        KeyUsage::D0,
+        KeyAlgorithm::Rsa,
+        ModeOfUse::B,
+        Exportability::N,
+    );
+    assert!(matches!(
+        keyblock::wrap_asymmetric(&aes(A256), &d0, &der, None),
+        Err(Error::Policy(_))
+    ));
+}
