@@ -182,3 +182,192 @@ fn pmp_demo_runs_on_a_fresh_token() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The RSA commands on a token: `pmp key generate --algorithm rsa` makes the pair on the
+/// token (its SHA-1 fingerprint printed), `pmp key public` prints the modulus and exponent
+/// that python-pkcs11 reads from the token's public key object, `pmp key list` shows it,
+/// and an R key block imports only with the operator's host key fallback.
+#[test]
+fn rsa_keys_on_the_token() {
+    use pmp_core::keyblock::{
+        self, Exportability, Header, KeyAlgorithm, KeyUsage, ModeOfUse, Version,
+    };
+    use pmp_core::rsa::{RsaExponent, RsaPrivateKey};
+    use pmp_core::{Algorithm, SecretKey};
+
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-pkcs11-rsa");
+    let conf = fresh_token(&dir);
+    let module = module_path();
+    let module = module.to_str().unwrap();
+    let with_token = |args: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        v.extend(["--pkcs11-module", module, "--token", TOKEN].map(String::from));
+        v
+    };
+    let run = |args: &[&str]| {
+        let v = with_token(args);
+        pmp(
+            &conf,
+            Some(PIN),
+            &v.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+    };
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).to_string();
+
+    let o = run(&[
+        "key",
+        "generate",
+        "--label",
+        "ISS-RSA",
+        "--algorithm",
+        "rsa",
+        "--bits",
+        "1408",
+        "--exponent",
+        "65537",
+        "--usage",
+        "S0",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let fingerprint = stdout(&o).trim().to_string();
+    assert_eq!(fingerprint.len(), 40, "{fingerprint}");
+
+    let o = run(&["key", "public", "--label", "ISS-RSA"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let modulus = lines[0].strip_prefix("modulus=").expect("modulus= line");
+    assert_eq!(lines[1], "exponent=010001");
+    assert_eq!(modulus.len(), 1408 / 4);
+
+    // The token's own public key object, read by python-pkcs11, and the SHA-1 of its
+    // modulus computed by Python's hashlib.
+    let python = std::env::var_os("PMP_PKCS11_PYTHON").unwrap_or_else(|| "python3".into());
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/pkcs11_attributes.py"
+    );
+    let listing = Command::new(&python)
+        .env("SOFTHSM2_CONF", &conf)
+        .env("PMP_PKCS11_PIN", PIN)
+        .args([script, module, TOKEN])
+        .output()
+        .expect("python3");
+    assert!(
+        listing.status.success(),
+        "{script}: {} (needs python-pkcs11; PMP_PKCS11_PYTHON)",
+        String::from_utf8_lossy(&listing.stderr)
+    );
+    let listing = stdout(&listing);
+    let public_row = listing
+        .lines()
+        .find(|l| l.contains("\"class\": \"public\"") && l.contains("\"label\": \"ISS-RSA\""))
+        .unwrap_or_else(|| panic!("no public key object ISS-RSA: {listing}"));
+    assert!(
+        public_row.contains(&format!("\"modulus\": \"{modulus}\"")),
+        "{public_row}"
+    );
+    let sha1 = Command::new(&python)
+        .args([
+            "-c",
+            "import hashlib, sys; print(hashlib.sha1(bytes.fromhex(sys.argv[1])).hexdigest().upper())",
+            modulus,
+        ])
+        .output()
+        .expect("python3");
+    assert_eq!(stdout(&sha1).trim(), fingerprint);
+
+    let o = run(&["key", "list"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let list = stdout(&o);
+    let line = list
+        .lines()
+        .find(|l| l.starts_with("ISS-RSA "))
+        .unwrap_or_else(|| panic!("{list}"));
+    for part in ["1408", "65537", &fingerprint] {
+        assert!(line.contains(part), "{part}: {line}");
+    }
+
+    // Not an EMV length: refused before the token is asked.
+    let o = run(&[
+        "key",
+        "generate",
+        "--label",
+        "ISS-BAD",
+        "--algorithm",
+        "rsa",
+        "--bits",
+        "1028",
+        "--exponent",
+        "3",
+        "--usage",
+        "S0",
+    ]);
+    assert_ne!(o.status.code(), Some(0));
+
+    // An R key block under a KEK formed on the token from known components.
+    let c1 = "00112233445566778899AABBCCDDEEFF00112233445566778899AABBCCDDEEFF";
+    let c2 = "0F1E2D3C4B5A69788796A5B4C3D2E1F00F1E2D3C4B5A69788796A5B4C3D2E1F1";
+    let o = run(&[
+        "key",
+        "components",
+        "--label",
+        "ZMK",
+        "--usage",
+        "K0",
+        "--algorithm",
+        "aes",
+        "--mode",
+        "D",
+        "--component",
+        c1,
+        "--component",
+        c2,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let kbpk: Vec<u8> = hex::decode(c1)
+        .unwrap()
+        .iter()
+        .zip(hex::decode(c2).unwrap())
+        .map(|(a, b)| a ^ b)
+        .collect();
+    let kbpk = SecretKey::new(Algorithm::Aes, &kbpk).unwrap();
+    let key = RsaPrivateKey::generate(1024, RsaExponent::Three).unwrap();
+    let header = Header::new(
+        Version::D,
+        KeyUsage::S0,
+        KeyAlgorithm::Rsa,
+        ModeOfUse::S,
+        Exportability::N,
+    );
+    let block =
+        keyblock::wrap_asymmetric(&kbpk, &header, &key.to_pkcs1_der().unwrap(), None).unwrap();
+    let import = with_token(&[
+        "key", "import", "--label", "ISS-IMP", "--kek", "ZMK", "--block", &block,
+    ]);
+    let import: Vec<&str> = import.iter().map(String::as_str).collect();
+    // Without the operator's consent: refused, naming the capability.
+    let o = pmp(&conf, Some(PIN), &import);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("RSA key blocks"), "{}", stderr(&o));
+    // With it: imported, and its public half is the key's.
+    let o = Command::new(env!("CARGO_BIN_EXE_pmp"))
+        .args(&import)
+        .env("SOFTHSM2_CONF", &conf)
+        .env("PMP_PKCS11_PIN", PIN)
+        .env("PMP_PKCS11_HOST_KEY_FALLBACK", "1")
+        .output()
+        .expect("run pmp");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run(&["key", "public", "--label", "ISS-IMP"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "modulus={}\nexponent=03\n",
+            hex::encode_upper(key.public_key().modulus())
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
