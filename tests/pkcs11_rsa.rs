@@ -670,3 +670,91 @@ fn r_key_blocks_import_with_the_host_key_fallback() {
         hsm.delete_key(&kek).expect("delete KEK");
     }
 }
+
+/// A public key object someone else put on the token under a pair's label and tag (another
+/// modulus) is not taken for the pair's public half: a fresh instance still finds the pair,
+/// deleting it leaves that object alone, and the label stays taken while it is there.
+#[test]
+fn a_stray_public_object_is_not_taken_for_the_pair() {
+    let hsm = open();
+    let l = label("stray-");
+    let info = hsm
+        .generate_rsa_key(&spec(&l, 1024, RsaExponent::Three))
+        .expect("generate");
+    let s = setup();
+    // An odd 1024-bit number with the top bit set, from Python's own random source.
+    let plant = Command::new(python())
+        .env("SOFTHSM2_CONF", &s.conf)
+        .arg("-c")
+        .arg(
+            "import os, sys, secrets\n\
+             import pkcs11\n\
+             from pkcs11 import Attribute, ObjectClass, KeyType\n\
+             n = secrets.randbits(1024) | (1 << 1023) | 1\n\
+             lib = pkcs11.lib(sys.argv[1])\n\
+             token = lib.get_token(token_label=sys.argv[2])\n\
+             with token.open(user_pin=sys.argv[3], rw=True) as session:\n\
+             \x20   session.create_object({\n\
+             \x20       Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.KEY_TYPE: KeyType.RSA,\n\
+             \x20       Attribute.TOKEN: True, Attribute.PRIVATE: True,\n\
+             \x20       Attribute.LABEL: sys.argv[4], Attribute.ID: sys.argv[5].encode(),\n\
+             \x20       Attribute.MODULUS: n.to_bytes(128, 'big'), Attribute.PUBLIC_EXPONENT: b'\\x03'})\n",
+        )
+        .arg(&s.module)
+        .args([TOKEN, PIN, &l, "pmp1:rsa:S0:S:1024:03"])
+        .output()
+        .expect("python3");
+    assert!(
+        plant.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plant.stderr)
+    );
+    let rows = objects_seen_by_python_pkcs11(TOKEN);
+    assert_eq!(rows_of(&rows, "public", &l).len(), 2);
+
+    let other = open();
+    let h = other.find_key(&l).expect("the pair is still found");
+    assert_eq!(other.rsa_key_info(&h).expect("info").public, info.public);
+    let m = recovery_message(128);
+    let sig = other.sign_emv_recovery(&h, &m).expect("sign");
+    assert_eq!(info.public.public_op(&sig).expect("open"), m);
+    other.delete_key(&h).expect("delete");
+    let rows = objects_seen_by_python_pkcs11(TOKEN);
+    assert!(rows_of(&rows, "private", &l).is_empty());
+    let left = rows_of(&rows, "public", &l);
+    assert_eq!(left.len(), 1, "the stray object stays");
+    assert_ne!(left[0]["modulus"], hex::encode_upper(info.public.modulus()));
+    assert!(matches!(other.find_key(&l), Err(Error::NotFound(_))));
+    assert!(matches!(
+        other.generate_rsa_key(&spec(&l, 1024, RsaExponent::Three)),
+        Err(Error::AlreadyExists(_))
+    ));
+}
+
+/// Threads sign with two pairs at once (sessions from the pool, no key management lock).
+#[test]
+fn threads_sign_at_once() {
+    let hsm = open();
+    let keys: Vec<RsaKeyInfo> = [(1024, RsaExponent::Three), (1152, RsaExponent::F4)]
+        .into_iter()
+        .map(|(bits, e)| {
+            hsm.generate_rsa_key(&spec(&label("thr-"), bits, e))
+                .expect("generate")
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let (hsm, key) = (&hsm, &keys[t % 2]);
+            scope.spawn(move || {
+                for _ in 0..10 {
+                    let m = recovery_message(key.public.len());
+                    let s = hsm.sign_emv_recovery(&key.handle, &m).expect("sign");
+                    assert_eq!(key.public.public_op(&s).expect("open"), m);
+                }
+            });
+        }
+    });
+    for k in keys {
+        hsm.delete_key(&k.handle).expect("delete");
+    }
+}

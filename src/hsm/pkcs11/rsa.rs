@@ -134,21 +134,22 @@ fn pair_of(private: &Half, public: &Half) -> Option<FoundPair> {
     })
 }
 
-/// Every pmp RSA key pair on the token, by label. A label with more than one private or
-/// public half, or halves that do not agree, gives no pair.
+/// Every pmp RSA key pair on the token, by label: the one private half of a label with the
+/// one public half of that label that agrees with it (tag, modulus, exponent). A label with
+/// two private halves gives no pair; a public object that does not match is not taken.
 pub(super) fn scan(s: &Session) -> CkResult<HashMap<String, FoundPair>> {
     let privates = halves(s, ObjectClass::PRIVATE_KEY, None)?;
     let publics = halves(s, ObjectClass::PUBLIC_KEY, None)?;
     let mut found = HashMap::new();
     for p in &privates {
-        let same = |h: &&Half| h.label == p.label;
-        if privates.iter().filter(same).count() != 1 {
+        if privates.iter().filter(|h| h.label == p.label).count() != 1 {
             continue;
         }
-        let mut pubs = publics.iter().filter(same);
-        if let (Some(q), None) = (pubs.next(), pubs.next())
-            && let Some(pair) = pair_of(p, q)
-        {
+        let mut pairs = publics
+            .iter()
+            .filter(|q| q.label == p.label)
+            .filter_map(|q| pair_of(p, q));
+        if let (Some(pair), None) = (pairs.next(), pairs.next()) {
             found.insert(p.label.clone(), pair);
         }
     }
