@@ -8,10 +8,14 @@
 #![cfg(feature = "pkcs11")]
 
 mod common;
+#[path = "common/softhsm.rs"]
+mod softhsm;
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
+
+use softhsm::{PIN, Setup, assert_flags};
 
 use pmp_core::hsm::{
     Capability, CipherSpec, Hsm, KeySpec, PinSpec, Pkcs11Config, Pkcs11Hsm, TranslateItem,
@@ -22,72 +26,14 @@ use pmp_core::{Algorithm, Error, Kcv, MacAlgorithm, Mode, Padding, SecretKey};
 
 const TOKEN: &str = "pmp-test";
 const LOGOUT_TOKEN: &str = "pmp-test-logout";
-const PIN: &str = "1234";
-const SO_PIN: &str = "12345678";
-
-struct Setup {
-    module: PathBuf,
-    conf: PathBuf,
-}
-
-fn module_path() -> PathBuf {
-    if let Some(m) = std::env::var_os("PMP_PKCS11_MODULE") {
-        return m.into();
-    }
-    for p in [
-        "/usr/lib/softhsm/libsofthsm2.so",
-        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-        "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
-        "/usr/local/lib/softhsm/libsofthsm2.so",
-    ] {
-        if std::path::Path::new(p).exists() {
-            return p.into();
-        }
-    }
-    panic!(
-        "SoftHSMv2 not found: install it (apt-get install softhsm2 opensc) or set PMP_PKCS11_MODULE"
-    );
-}
-
 /// Creates the token once per test process. Every test calls this first: `SOFTHSM2_CONF`
 /// is set while the other test threads wait on the `OnceLock`, before the module is
 /// initialised (SoftHSMv2 reads it in `C_Initialize`).
 fn setup() -> &'static Setup {
     static SETUP: OnceLock<Setup> = OnceLock::new();
-    SETUP.get_or_init(|| {
-        let module = module_path();
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pkcs11-token");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("tokens")).expect("token dir");
-        let conf = dir.join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                dir.join("tokens").display()
-            ),
-        )
-        .expect("softhsm2.conf");
-        // A second token for the test that logs out (the login belongs to the process
-        // and the token: it would log the other tests out too).
-        for label in [TOKEN, LOGOUT_TOKEN] {
-            let out = Command::new("softhsm2-util")
-                .env("SOFTHSM2_CONF", &conf)
-                .args(["--init-token", "--free", "--label", label])
-                .args(["--so-pin", SO_PIN, "--pin", PIN])
-                .output()
-                .expect("softhsm2-util (apt-get install softhsm2)");
-            assert!(
-                out.status.success(),
-                "softhsm2-util --init-token: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        // SAFETY of the environment: no other thread of this process runs test code yet
-        // (they wait on this OnceLock), and the module is not initialised yet.
-        unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
-        Setup { module, conf }
-    })
+    // A second token for the test that logs out (the login belongs to the process and the
+    // token: it would log the other tests out too).
+    SETUP.get_or_init(|| softhsm::create_tokens("pkcs11-token", &[TOKEN, LOGOUT_TOKEN]))
 }
 
 fn open(fallback: bool) -> Pkcs11Hsm {
@@ -181,65 +127,18 @@ fn objects_seen_by_opensc() -> Vec<(String, String)> {
     objects
 }
 
-/// The attributes of every secret key on the token as python-pkcs11 reads them
-/// (`scripts/pkcs11_attributes.py`), by label: `name -> true/false` and `id`.
-fn attributes_seen_by_python_pkcs11() -> Vec<std::collections::BTreeMap<String, String>> {
-    let s = setup();
-    let python = std::env::var_os("PMP_PKCS11_PYTHON").unwrap_or_else(|| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pkcs11_attributes.py");
-    let out = Command::new(&python)
-        .env("SOFTHSM2_CONF", &s.conf)
-        .env("PMP_PKCS11_PIN", PIN)
-        .arg(script)
-        .arg(&s.module)
-        .arg(TOKEN)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{script}: {} (needs python-pkcs11: pip install python-pkcs11==0.10.1, or set \
-         PMP_PKCS11_PYTHON to a python that has it)",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // One flat JSON object a line: "key": value, values are strings, true, false or null.
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|line| {
-            let body = line.trim().trim_start_matches('{').trim_end_matches('}');
-            body.split(", \"")
-                .filter_map(|kv| {
-                    let (k, v) = kv.split_once("\": ")?;
-                    Some((
-                        k.trim_matches('"').to_string(),
-                        v.trim_matches('"').to_string(),
-                    ))
-                })
-                .collect()
-        })
-        .collect()
+/// The attributes of every key on the token as python-pkcs11 reads them
+/// (`scripts/pkcs11_attributes.py`): `name -> true/false`, `class`, `label` and `id`.
+fn attributes_seen_by_python_pkcs11() -> Vec<softhsm::Row> {
+    softhsm::objects_seen_by_python_pkcs11(setup(), TOKEN)
 }
 
-fn row_of<'a>(
-    rows: &'a [std::collections::BTreeMap<String, String>],
-    label: &str,
-    id_prefix: &str,
-) -> &'a std::collections::BTreeMap<String, String> {
+fn row_of<'a>(rows: &'a [softhsm::Row], label: &str, id_prefix: &str) -> &'a softhsm::Row {
     rows.iter()
         .find(|r| {
             r.get("label").map(String::as_str) == Some(label) && r["id"].starts_with(id_prefix)
         })
         .unwrap_or_else(|| panic!("no object '{label}' ({id_prefix}) on the token: {rows:?}"))
-}
-
-fn assert_flags(row: &std::collections::BTreeMap<String, String>, want: &[(&str, bool)]) {
-    for (name, value) in want {
-        assert_eq!(
-            row.get(*name).map(String::as_str),
-            Some(if *value { "true" } else { "false" }),
-            "{name} of '{}'",
-            row["label"]
-        );
-    }
 }
 
 #[test]

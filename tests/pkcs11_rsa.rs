@@ -7,10 +7,13 @@
 //! (`PMP_PKCS11_PYTHON`; `.ci/run` makes one).
 #![cfg(feature = "pkcs11")]
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+#[path = "common/softhsm.rs"]
+mod softhsm;
+
 use std::process::Command;
 use std::sync::OnceLock;
+
+use softhsm::{PIN, Row, Setup, assert_flags, python};
 
 use pmp_core::hsm::rsa::{IccRsaRequest, RsaKeyInfo, RsaKeySpec};
 use pmp_core::hsm::{Capability, CipherSpec, Hsm, KeyOrigin, KeySpec, Pkcs11Config, Pkcs11Hsm};
@@ -20,67 +23,13 @@ use pmp_core::{Algorithm, Error, Padding, SecretKey};
 
 const TOKEN: &str = "pmp-rsa";
 const LOGOUT_TOKEN: &str = "pmp-rsa-logout";
-const PIN: &str = "1234";
-const SO_PIN: &str = "12345678";
-
-struct Setup {
-    module: PathBuf,
-    conf: PathBuf,
-}
-
-fn module_path() -> PathBuf {
-    if let Some(m) = std::env::var_os("PMP_PKCS11_MODULE") {
-        return m.into();
-    }
-    for p in [
-        "/usr/lib/softhsm/libsofthsm2.so",
-        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-        "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
-        "/usr/local/lib/softhsm/libsofthsm2.so",
-    ] {
-        if std::path::Path::new(p).exists() {
-            return p.into();
-        }
-    }
-    panic!("SoftHSMv2 not found: install it (apt-get install softhsm2) or set PMP_PKCS11_MODULE");
-}
-
 /// Creates the tokens once per test process, before the module is initialised (SoftHSMv2
 /// reads `SOFTHSM2_CONF` in `C_Initialize`); every test calls this first.
 fn setup() -> &'static Setup {
     static SETUP: OnceLock<Setup> = OnceLock::new();
-    SETUP.get_or_init(|| {
-        let module = module_path();
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pkcs11-rsa-token");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("tokens")).expect("token dir");
-        let conf = dir.join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                dir.join("tokens").display()
-            ),
-        )
-        .expect("softhsm2.conf");
-        for label in [TOKEN, LOGOUT_TOKEN] {
-            let out = Command::new("softhsm2-util")
-                .env("SOFTHSM2_CONF", &conf)
-                .args(["--init-token", "--free", "--label", label])
-                .args(["--so-pin", SO_PIN, "--pin", PIN])
-                .output()
-                .expect("softhsm2-util (apt-get install softhsm2)");
-            assert!(
-                out.status.success(),
-                "softhsm2-util --init-token: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        // SAFETY of the environment: no other thread of this process runs test code yet
-        // (they wait on this OnceLock), and the module is not initialised yet.
-        unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
-        Setup { module, conf }
-    })
+    // A second token for the test that logs out (the login belongs to the process and the
+    // token: it would log the other tests out too).
+    SETUP.get_or_init(|| softhsm::create_tokens("pkcs11-rsa-token", &[TOKEN, LOGOUT_TOKEN]))
 }
 
 fn open_token(token: &str, fallback: bool) -> Pkcs11Hsm {
@@ -108,47 +57,9 @@ fn spec(label: &str, bits: u32, exponent: RsaExponent) -> RsaKeySpec {
     }
 }
 
-fn python() -> std::ffi::OsString {
-    std::env::var_os("PMP_PKCS11_PYTHON").unwrap_or_else(|| "python3".into())
-}
-
-type Row = BTreeMap<String, String>;
-
-/// Every key object on `token` as python-pkcs11 reads it: one row per object, values as
-/// strings (`true`, `false`, `null`, hex).
+/// Every key object on `token` as python-pkcs11 reads it.
 fn objects_seen_by_python_pkcs11(token: &str) -> Vec<Row> {
-    let s = setup();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pkcs11_attributes.py");
-    let out = Command::new(python())
-        .env("SOFTHSM2_CONF", &s.conf)
-        .env("PMP_PKCS11_PIN", PIN)
-        .arg(script)
-        .arg(&s.module)
-        .arg(token)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{script}: {} (needs python-pkcs11: pip install python-pkcs11==0.10.1, or set \
-         PMP_PKCS11_PYTHON to a python that has it)",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // One flat JSON object a line: "key": value, values are strings, true, false or null.
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|line| {
-            let body = line.trim().trim_start_matches('{').trim_end_matches('}');
-            body.split(", \"")
-                .filter_map(|kv| {
-                    let (k, v) = kv.split_once("\": ")?;
-                    Some((
-                        k.trim_matches('"').to_string(),
-                        v.trim_matches('"').to_string(),
-                    ))
-                })
-                .collect()
-        })
-        .collect()
+    softhsm::objects_seen_by_python_pkcs11(setup(), token)
 }
 
 /// The objects of class `class` labelled `label`.
@@ -168,18 +79,6 @@ fn one_of<'a>(rows: &'a [Row], class: &str, label: &str) -> &'a Row {
             "{} {class} objects labelled '{label}': {rows:?}",
             other.len()
         ),
-    }
-}
-
-fn assert_flags(row: &Row, want: &[(&str, bool)]) {
-    for (name, value) in want {
-        assert_eq!(
-            row.get(*name).map(String::as_str),
-            Some(if *value { "true" } else { "false" }),
-            "{name} of {} '{}'",
-            row["class"],
-            row["label"]
-        );
     }
 }
 
