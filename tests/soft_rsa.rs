@@ -567,7 +567,14 @@ fn a_pool_file_put_back_after_its_pair_was_taken_is_never_handed_out_again() {
         let hsm = SoftHsm::open(&dir.0, LmkSource::Test).unwrap();
         hsm.fill_icc_key_pool(1024, RsaExponent::Three, 1).unwrap();
     }
-    std::fs::write(folder.join("000000000002.kb"), &saved).unwrap();
+    // The one file left is the next to be taken: replace it with the old pair's file.
+    let next = std::fs::read_dir(&folder)
+        .unwrap()
+        .flatten()
+        .map(|f| f.path())
+        .collect::<Vec<_>>();
+    assert_eq!(next.len(), 1, "{next:?}");
+    std::fs::write(&next[0], &saved).unwrap();
     let hsm = SoftHsm::open(&dir.0, LmkSource::Test).unwrap();
     let ktk = hsm.find_key("KTK").unwrap();
     let e = hsm
@@ -683,4 +690,55 @@ fn the_x9143_example_rsa_key_is_refused_for_its_length() {
     let e = hsm.import_rsa_key_block("X9143", &kek, block).unwrap_err();
     assert!(e.to_string().contains("1984"), "{e}");
     assert!(hsm.list_rsa_keys().unwrap().is_empty());
+}
+
+#[test]
+fn pairs_reserved_and_not_handed_out_return_to_the_pool_on_close() {
+    let dir = TempDir::new("giveback");
+    let first;
+    {
+        let hsm = SoftHsm::create_with_test_lmk(&dir.0).unwrap();
+        hsm.fill_icc_key_pool(1024, RsaExponent::F4, 5).unwrap();
+        let ktk = known_ktk(&hsm, "KTK", Algorithm::Aes, &[0x33; 16]);
+        let k = hsm
+            .generate_icc_rsa_key(&IccRsaRequest {
+                bits: 1024,
+                exponent: RsaExponent::F4,
+                ktk: &ktk,
+                padding: Padding::None,
+                use_pool: true,
+            })
+            .unwrap();
+        assert!(k.from_pool);
+        first = k.public.modulus().to_vec();
+        assert_eq!(hsm.icc_key_pool().unwrap()[0].available, 4);
+    }
+    let hsm = SoftHsm::open(&dir.0, LmkSource::Test).unwrap();
+    assert_eq!(hsm.icc_key_pool().unwrap()[0].available, 4);
+    let files = std::fs::read_dir(dir.0.join("icc-pool").join("1024-65537"))
+        .unwrap()
+        .count();
+    assert_eq!(files, 4);
+    let ktk = hsm.find_key("KTK").unwrap();
+    let mut seen = HashSet::from([first]);
+    for _ in 0..4 {
+        let k = hsm
+            .generate_icc_rsa_key(&IccRsaRequest {
+                bits: 1024,
+                exponent: RsaExponent::F4,
+                ktk: &ktk,
+                padding: Padding::None,
+                use_pool: true,
+            })
+            .unwrap();
+        assert!(k.from_pool);
+        assert!(seen.insert(k.public.modulus().to_vec()), "handed out twice");
+    }
+    assert_eq!(hsm.icc_key_pool().unwrap()[0].available, 0);
+    drop(hsm);
+    let log = std::fs::read_to_string(dir.0.join("audit.log")).unwrap();
+    assert!(
+        log.contains("op=icc-pool-return count=4 outcome=ok"),
+        "{log}"
+    );
 }
