@@ -15,9 +15,17 @@
 //! individually encrypted fields), the PIN block (one TDES block, two AES blocks) and one
 //! AES-CMAC over the record's ciphertexts. `workers` = 1 and 2 give the per-core figure and
 //! the 2-core scaling.
+//!
+//! Before criterion, a scaling pass runs each case with `workers` = 1 and 2 in alternating
+//! rounds (`PMP_IMPORT_ROUNDS`, default 7, of `PMP_IMPORT_RECORDS`, default 20 000, records
+//! each), so that load from other processes hits both alike, and prints per case the best
+//! and the median round of each side, their ratio, the process CPU time per record (all
+//! threads: reader, workers, writer) and the load average before and after.
+//! `PMP_IMPORT_SCALING_ONLY=1` stops after it.
 
 use std::hint::black_box;
 use std::io::Cursor;
+use std::time::{Duration, Instant};
 
 use aes::Aes256;
 use cipher::{
@@ -121,6 +129,88 @@ fn bound(file_bytes: usize, lens: &[[usize; 8]], per_field: bool, dkep_aes: bool
     }
 }
 
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The process's CPU time so far, all threads (Linux `/proc/self/stat`, in clock ticks of
+/// 10 ms); `None` elsewhere.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Workers 1 and 2 in alternating rounds on one case; prints each side's best and median
+/// round, the ratios and the CPU time per record.
+fn scaling(name: &str, hsm: &SoftHsm, product: &Product, file: &[u8], n: u64) {
+    let rounds = env_or("PMP_IMPORT_ROUNDS", 7).max(1);
+    let load_before = load_average();
+    let mut rate: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut cpu = [Duration::ZERO; 2];
+    for _ in 0..rounds {
+        for (side, workers) in [1usize, 2].into_iter().enumerate() {
+            let opts = Options {
+                workers,
+                ..Options::default()
+            };
+            let c0 = process_cpu();
+            let t0 = Instant::now();
+            let (s, _, _) = import::import(
+                hsm,
+                product,
+                Cursor::new(file),
+                std::io::sink(),
+                std::io::sink(),
+                &opts,
+            )
+            .unwrap();
+            let t = t0.elapsed();
+            if let (Some(a), Some(b)) = (c0, process_cpu()) {
+                cpu[side] += b - a;
+            }
+            assert_eq!(s.read, n);
+            rate[side].push(n as f64 / t.as_secs_f64());
+        }
+    }
+    let stats = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() - 1], v[v.len() / 2])
+    };
+    let (best1, med1) = stats(&mut rate[0]);
+    let (best2, med2) = stats(&mut rate[1]);
+    let per_record = |d: Duration| d.as_secs_f64() * 1e6 / (n * rounds) as f64;
+    println!(
+        "scaling {name}: {rounds} rounds of {n} records, load average {load_before} before, {} after",
+        load_average()
+    );
+    println!(
+        "  workers=1: best {best1:.0} records/s, median {med1:.0}; CPU {:.1} us/record (all threads)",
+        per_record(cpu[0])
+    );
+    println!(
+        "  workers=2: best {best2:.0} records/s, median {med2:.0}; CPU {:.1} us/record (all threads)",
+        per_record(cpu[1])
+    );
+    println!(
+        "  ratio 2/1: best {:.2}x, median {:.2}x",
+        best2 / best1,
+        med2 / med1
+    );
+}
+
 fn bench(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("pmp-bench-import-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -155,6 +245,14 @@ fn bench(c: &mut Criterion) {
         issuer.send_keys(&hsm).unwrap();
         demo::bureau_keys(&hsm, scenario.dkep_algorithm).unwrap();
         let product = Product::parse(&issuer.product_xml()).unwrap();
+        let n = env_or("PMP_IMPORT_RECORDS", 20_000);
+        let mut big = Vec::new();
+        issuer.write_file(Cards::new(3, n), &mut big).unwrap();
+        scaling(name, &hsm, &product, &big, n);
+        drop(big);
+        if std::env::var_os("PMP_IMPORT_SCALING_ONLY").is_some() {
+            continue;
+        }
         let mut file = Vec::new();
         issuer.write_file(Cards::new(3, N), &mut file).unwrap();
         for workers in [1, 2] {
