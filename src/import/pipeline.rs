@@ -19,6 +19,7 @@ use super::{Failure, Options, Progress, Summary, clock};
 use crate::hsm::CipherSpec;
 use crate::order::issuer::{self, RawRecord};
 use crate::order::product::{IvSource, Product};
+use crate::xof::write::Prepared;
 use crate::xof::{self, Header};
 use crate::{Error, Result};
 
@@ -126,6 +127,9 @@ where
         ..Summary::default()
     };
 
+    // Written batches' buffers, for the workers to reuse (at most one per batch in
+    // flight): no fresh pages per batch.
+    let spent: Mutex<Vec<Prepared>> = Mutex::new(Vec::new());
     let (declared, absent) = std::thread::scope(|s| {
         let in_flight = workers * 2;
         let (job_tx, job_rx) = sync_channel::<Batch>(in_flight);
@@ -137,6 +141,7 @@ where
             let _ = permit_tx.send(());
         }
         let bytes = &bytes;
+        let spent = &spent;
         // Named threads (`top -H`, `perf report --sort comm` show the import's parts).
         let reader = std::thread::Builder::new()
             .name("pmp-import-read".into())
@@ -152,7 +157,7 @@ where
             let header = &header;
             std::thread::Builder::new()
                 .name(format!("pmp-import-w{i}"))
-                .spawn_scoped(s, move || work(plan, header, &rx, &tx))
+                .spawn_scoped(s, move || work(plan, header, &rx, &tx, spent))
                 .map_err(|e| Error::io("import worker thread", e))?;
         }
         drop(job_rx);
@@ -160,6 +165,8 @@ where
         let w = write_in_order(
             &done_rx,
             permit_tx,
+            spent,
+            in_flight,
             &mut xof,
             &mut rejects_out,
             &mut summary,
@@ -320,7 +327,13 @@ fn explain_file_error(e: Error) -> Error {
 }
 
 /// A worker thread: transforms batches until the reader is done or a batch fails.
-fn work(plan: &Plan<'_>, header: &Header, rx: &Mutex<Receiver<Batch>>, tx: &SyncSender<Done>) {
+fn work(
+    plan: &Plan<'_>,
+    header: &Header,
+    rx: &Mutex<Receiver<Batch>>,
+    tx: &SyncSender<Done>,
+    spent: &Mutex<Vec<Prepared>>,
+) {
     let mut scratch = BatchScratch::default();
     loop {
         let job = {
@@ -328,10 +341,15 @@ fn work(plan: &Plan<'_>, header: &Header, rx: &Mutex<Receiver<Batch>>, tx: &Sync
             guard.recv()
         };
         let Ok((idx, records)) = job else { return };
+        let prepared = spent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_default();
         // A panic (a bug, or a backend's) becomes an error for the whole import, which then
         // leaves no output; it must not re-panic out of the thread scope.
         let out: Result<BatchOut> = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            plan.process_batch(header, &records, &mut scratch)
+            plan.process_batch(header, &records, &mut scratch, prepared)
         }))
         .unwrap_or_else(|_| {
             Err(Error::Integrity {
@@ -351,6 +369,8 @@ fn work(plan: &Plan<'_>, header: &Header, rx: &Mutex<Receiver<Batch>>, tx: &Sync
 fn write_in_order<W: Write, J: Write>(
     rx: &Receiver<Done>,
     permits: SyncSender<()>,
+    spent: &Mutex<Vec<Prepared>>,
+    in_flight: usize,
     xof: &mut xof::Writer<'_, W>,
     rejects: &mut J,
     summary: &mut Summary,
@@ -382,6 +402,11 @@ fn write_in_order<W: Write, J: Write>(
             for ((_, n), m) in summary.attributes.iter_mut().zip(&batch.attributes) {
                 *n += m;
             }
+            let mut spent = spent.lock().unwrap_or_else(|p| p.into_inner());
+            if spent.len() < in_flight {
+                spent.push(batch.records);
+            }
+            drop(spent);
             // The batch is written: the reader may read one more.
             let _ = permits.try_send(());
             if let Some(f) = progress {

@@ -77,9 +77,6 @@ pub(super) struct BatchScratch {
     translated: Vec<u8>,
     /// The batch's random IVs, drawn from the OS in one call.
     ivs: Vec<u8>,
-    /// Sizes of the last batch's prepared records, to allocate the next one at once.
-    xml_hint: usize,
-    mac_hint: usize,
 }
 
 impl Scratch {
@@ -124,7 +121,8 @@ fn check_value(f: &super::plan::FieldPlan, v: &[u8]) -> core::result::Result<(),
 
 impl Plan<'_> {
     /// A batch of records → one XOF record prepared for `header`'s writer (formatted,
-    /// checked, MAC input ready; seq and MAC are the writer's) or one reject each. `Err`
+    /// checked, MAC input ready; seq and MAC are the writer's), in `prepared` (emptied
+    /// first: a spent batch's buffers are reused), or one reject each. `Err`
     /// only for failures that are not a record's fault (HSM refusals by policy, RNG).
     /// Every record is checked first, then the encrypted fields of all records that passed
     /// are translated together, then the records are assembled. The random IVs of the whole
@@ -134,6 +132,7 @@ impl Plan<'_> {
         header: &Header,
         records: &[RawRecord],
         scratch: &mut BatchScratch,
+        mut prepared: Prepared,
     ) -> Result<BatchOut> {
         if scratch.records.len() < records.len() {
             scratch.records.resize_with(records.len(), Scratch::default);
@@ -158,7 +157,10 @@ impl Plan<'_> {
         )?;
         let mut out = BatchOut {
             outcomes: Vec::with_capacity(records.len()),
-            records: Prepared::with_capacity(scratch.xml_hint, scratch.mac_hint),
+            records: {
+                prepared.clear();
+                prepared
+            },
             attributes: vec![0; self.attribute_names.len()],
         };
         for ((rec, e), s) in records.iter().zip(early).zip(scratch.records.iter_mut()) {
@@ -171,7 +173,6 @@ impl Plan<'_> {
         for s in &mut scratch.records {
             s.clear.zeroize();
         }
-        (scratch.xml_hint, scratch.mac_hint) = out.records.sizes();
         Ok(out)
     }
 

@@ -11,9 +11,9 @@ use super::{
     check_mac_key_policy, check_text, padding_name,
 };
 
-/// Writes an XOF file. Each record is formatted into a reused buffer, MACed through
-/// [`Hsm::generate_mac`] (AES-CMAC, key mode C or G) and written with one `write_all`;
-/// wrap a file in a `BufWriter` for fewer system calls. Nothing is final until
+/// Writes an XOF file. Each record is formatted into reused buffers, MACed through
+/// [`Hsm::generate_mac`] (AES-CMAC, key mode C or G) and written with two `write_all`
+/// calls (its start tag, the rest); wrap a file in a `BufWriter` for fewer system calls. Nothing is final until
 /// [`finish`](Writer::finish) writes the trailer: write to a temporary file and rename it
 /// afterwards.
 pub struct Writer<'h, W: Write> {
@@ -105,20 +105,6 @@ impl Prepared {
         self.xml.clear();
         self.mac.clear();
         self.records.clear();
-    }
-
-    /// An empty batch with room for `xml` bytes of XML and `mac` bytes of MAC input.
-    pub(crate) fn with_capacity(xml: usize, mac: usize) -> Self {
-        Self {
-            xml: Vec::with_capacity(xml),
-            mac: Vec::with_capacity(mac),
-            records: Vec::new(),
-        }
-    }
-
-    /// The bytes of XML and of MAC input held (a hint for the next batch's capacity).
-    pub(crate) fn sizes(&self) -> (usize, usize) {
-        (self.xml.len(), self.mac.len())
     }
 
     /// Checks and formats one record for `header` (the header of the writer that will
@@ -345,6 +331,7 @@ impl<'h, W: Write> Writer<'h, W> {
         self.mac_in.extend_from_slice(&batch.mac[r.tail.clone()]);
         let mac = mac16(self.hsm, &self.key, &self.mac_in)?;
 
+        // The start tag here, the rest straight from the batch (one copy less).
         let x = &mut self.xml;
         x.clear();
         x.extend_from_slice(b"<record seq=\"");
@@ -352,14 +339,15 @@ impl<'h, W: Write> Writer<'h, W> {
         x.push(b'"');
         x.extend_from_slice(&batch.xml[r.id.clone()]);
         push_hex_attr(x, "mac", &mac);
-        x.extend_from_slice(&batch.xml[r.body.clone()]);
-        if x.len() as u64 > super::limits::MAX_RECORD_BYTES {
+        let body = &batch.xml[r.body.clone()];
+        if (x.len() + body.len()) as u64 > super::limits::MAX_RECORD_BYTES {
             return Err(bad_record(format!(
                 "record {seq}: larger than {} bytes",
                 super::limits::MAX_RECORD_BYTES
             )));
         }
         self.out.write_all(x).map_err(io_err)?;
+        self.out.write_all(body).map_err(io_err)?;
         self.chain = mac;
         self.count += 1;
         Ok(())
