@@ -9,7 +9,7 @@ Record the import bench's scaling pass (see docs/benchmarks.md), then feed the s
         scripts/perf_import_threads.py --cases 2 --freq 499 --records 180000
 
 A sample belongs to the reader, a worker or the writer by the pipeline function on its
-stack (`pipeline::read_batches`, `pipeline::work`, `pipeline::write_in_order`); samples
+stack (`read_batches`, `pipeline::work`, `write_in_order`); samples
 outside an import (key set-up, making the demo file) are left out. The bench runs its cases
 one after the other with set-up work between them: `--cases N` splits the samples at the
 N - 1 longest pauses between import samples. With `--freq` (the sampling rate given to
@@ -23,9 +23,9 @@ import re
 import sys
 
 ROLES = (
-    ("reader", ("pipeline::read_batches",)),
+    ("reader", ("read_batches", "parse_into_batches")),
     ("worker", ("pipeline::work",)),
-    ("writer", ("pipeline::write_in_order",)),
+    ("writer", ("write_in_order",)),
 )
 
 
@@ -40,7 +40,9 @@ def read_samples(lines):
                 samples.append(cur)
             cur = None
             continue
-        if not line[0].isspace():
+        # A sample's first line is `  TID TIME:` (the tid right-aligned), its frames
+        # start with a tab.
+        if not line.startswith("\t"):
             m = re.match(r"\s*(\d+)\s+([\d.]+):", line)
             cur = (float(m.group(2)), []) if m else None
         elif cur is not None:

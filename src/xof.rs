@@ -402,8 +402,8 @@ pub(crate) fn check_header(h: &Header) -> std::result::Result<(), String> {
 
 /// Checks one attribute against the header's key list; the error is a reason string.
 pub(crate) fn check_attribute(h: &Header, a: &AttrRef<'_>) -> std::result::Result<(), String> {
-    check_name(&a.name).map_err(|e| format!("attribute name {e}"))?;
-    let Some(k) = h.key(&a.key) else {
+    check_name(a.name).map_err(|e| format!("attribute name {e}"))?;
+    let Some(k) = h.key(a.key) else {
         return Err(format!(
             "attribute {}: key '{}' is not in the key list",
             a.name, a.key

@@ -23,8 +23,9 @@ use crate::xof::write::Prepared;
 use crate::xof::{self, Header};
 use crate::{Error, Result};
 
-/// A batch of records read: its index in the file and the records.
-type Batch = (u64, Vec<RawRecord>);
+/// A batch of records read: its index in the file, the records, and the buffers to
+/// prepare its XOF records in (a written batch's, handed back with its permit).
+type Batch = (u64, Vec<RawRecord>, Prepared);
 /// A batch transformed: its index and what became of each record.
 type Done = (u64, Result<BatchOut>);
 
@@ -127,21 +128,19 @@ where
         ..Summary::default()
     };
 
-    // Written batches' buffers, for the workers to reuse (at most one per batch in
-    // flight): no fresh pages per batch.
-    let spent: Mutex<Vec<Prepared>> = Mutex::new(Vec::new());
     let (declared, absent) = std::thread::scope(|s| {
         let in_flight = workers * 2;
         let (job_tx, job_rx) = sync_channel::<Batch>(in_flight);
         let (done_tx, done_rx) = sync_channel::<Done>(in_flight);
         // Permits bound the batches read but not yet written: a slow batch cannot make the
         // writer's `pending` grow while the reader runs ahead.
-        let (permit_tx, permit_rx) = sync_channel::<()>(in_flight);
+        // A permit carries a written batch's buffers back for the next batch: no fresh
+        // pages for every batch.
+        let (permit_tx, permit_rx) = sync_channel::<Prepared>(in_flight);
         for _ in 0..in_flight {
-            let _ = permit_tx.send(());
+            let _ = permit_tx.send(Prepared::default());
         }
         let bytes = &bytes;
-        let spent = &spent;
         // Named threads (`top -H`, `perf report --sort comm` show the import's parts).
         let reader = std::thread::Builder::new()
             .name("pmp-import-read".into())
@@ -157,7 +156,7 @@ where
             let header = &header;
             std::thread::Builder::new()
                 .name(format!("pmp-import-w{i}"))
-                .spawn_scoped(s, move || work(plan, header, &rx, &tx, spent))
+                .spawn_scoped(s, move || work(plan, header, &rx, &tx))
                 .map_err(|e| Error::io("import worker thread", e))?;
         }
         drop(job_rx);
@@ -165,8 +164,6 @@ where
         let w = write_in_order(
             &done_rx,
             permit_tx,
-            spent,
-            in_flight,
             &mut xof,
             &mut rejects_out,
             &mut summary,
@@ -247,7 +244,7 @@ fn read_batches<R: Read + Send>(
     bytes: &AtomicU64,
     batch: usize,
     tx: SyncSender<Batch>,
-    permits: Receiver<()>,
+    permits: Receiver<Prepared>,
 ) -> core::result::Result<ReadResult, Failure> {
     let failure = Mutex::new(None);
     let input = Input {
@@ -269,7 +266,7 @@ fn parse_into_batches<R: Read + Send>(
     mut input: Input<'_, R>,
     batch: usize,
     tx: SyncSender<Batch>,
-    permits: Receiver<()>,
+    permits: Receiver<Prepared>,
 ) -> Result<ReadResult> {
     let origin = match product.layout.file_encryption {
         Some(_) => issuer::Origin::Decrypted,
@@ -302,15 +299,20 @@ fn parse_into_batches<R: Read + Send>(
     while let Some(rec) = src.next_record().map_err(explain_file_error)? {
         cur.push(rec);
         if cur.len() == batch {
-            if permits.recv().is_err() || tx.send((idx, core::mem::take(&mut cur))).is_err() {
+            let Ok(prepared) = permits.recv() else {
+                return Ok((None, Vec::new())); // the writer stopped; its error is reported
+            };
+            if tx.send((idx, core::mem::take(&mut cur), prepared)).is_err() {
                 return Ok((None, Vec::new())); // the writer stopped; its error is reported
             }
             idx += 1;
             cur.reserve(batch);
         }
     }
-    if !cur.is_empty() && permits.recv().is_ok() {
-        let _ = tx.send((idx, core::mem::take(&mut cur)));
+    if !cur.is_empty()
+        && let Ok(prepared) = permits.recv()
+    {
+        let _ = tx.send((idx, core::mem::take(&mut cur), prepared));
     }
     Ok((src.declared_count(), src.absent_fields()))
 }
@@ -327,25 +329,16 @@ fn explain_file_error(e: Error) -> Error {
 }
 
 /// A worker thread: transforms batches until the reader is done or a batch fails.
-fn work(
-    plan: &Plan<'_>,
-    header: &Header,
-    rx: &Mutex<Receiver<Batch>>,
-    tx: &SyncSender<Done>,
-    spent: &Mutex<Vec<Prepared>>,
-) {
+fn work(plan: &Plan<'_>, header: &Header, rx: &Mutex<Receiver<Batch>>, tx: &SyncSender<Done>) {
     let mut scratch = BatchScratch::default();
     loop {
         let job = {
             let guard = rx.lock().unwrap_or_else(|p| p.into_inner());
             guard.recv()
         };
-        let Ok((idx, records)) = job else { return };
-        let prepared = spent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop()
-            .unwrap_or_default();
+        let Ok((idx, records, prepared)) = job else {
+            return;
+        };
         // A panic (a bug, or a backend's) becomes an error for the whole import, which then
         // leaves no output; it must not re-panic out of the thread scope.
         let out: Result<BatchOut> = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -368,9 +361,7 @@ fn work(
 /// The calling thread: writes the transformed batches in file order.
 fn write_in_order<W: Write, J: Write>(
     rx: &Receiver<Done>,
-    permits: SyncSender<()>,
-    spent: &Mutex<Vec<Prepared>>,
-    in_flight: usize,
+    permits: SyncSender<Prepared>,
     xof: &mut xof::Writer<'_, W>,
     rejects: &mut J,
     summary: &mut Summary,
@@ -402,13 +393,8 @@ fn write_in_order<W: Write, J: Write>(
             for ((_, n), m) in summary.attributes.iter_mut().zip(&batch.attributes) {
                 *n += m;
             }
-            let mut spent = spent.lock().unwrap_or_else(|p| p.into_inner());
-            if spent.len() < in_flight {
-                spent.push(batch.records);
-            }
-            drop(spent);
             // The batch is written: the reader may read one more.
-            let _ = permits.try_send(());
+            let _ = permits.try_send(batch.records);
             if let Some(f) = progress {
                 f(Progress {
                     bytes: bytes.load(Ordering::Relaxed),
