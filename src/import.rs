@@ -28,9 +28,18 @@
 //!    clear fields encrypted under their DKep with [`Hsm::encrypt`] (CBC, a fresh random IV
 //!    per attribute, ISO 9797-1 padding method 2 so the length is recoverable), PIN blocks
 //!    translated from the issuer PIN key to the bureau PIN key with [`Hsm::translate_pin`].
-//!    Clear values live only in zeroizing buffers.
+//!    Clear values live only in zeroizing buffers. The random IVs of a batch come from one
+//!    call to the OS. The worker also formats each record's XOF XML and its canonical MAC
+//!    input and makes the checks [`xof::Writer`](crate::xof::Writer) makes, so that the
+//!    serial part of the import stays small.
 //! 4. **Write.** The calling thread writes the results in file order: records to the XOF
-//!    (through [`xof::Writer`](crate::xof::Writer), which MACs them), rejects to the report.
+//!    (it only adds each record's seq and its MAC, chained to the previous record's, as
+//!    [`xof::Writer`](crate::xof::Writer) does), rejects to the report.
+//!
+//! Threads: one reader (`pmp-import-read`), [`Options::workers`] workers
+//! (`pmp-import-w0`, ...) and the calling thread as writer. The reader (decryption and
+//! parsing) and the writer (the MAC chain, serial by design) each cost a few microseconds
+//! per record; the rest is the workers' (see `docs/benchmarks.md` for the split measured).
 //!
 //! **Nothing lost.** Every data record of the file is counted once as read and ends as
 //! exactly one XOF record or one reject line (`record=N id=ID field=NAME reason=CODE`,
@@ -101,7 +110,8 @@ pub struct Options<'a> {
     /// The XOF order id; default `<product>-<UTC timestamp>-<6 random hex digits>` (unique
     /// even for two imports within one second).
     pub order_id: Option<String>,
-    /// Worker threads; 0 = the number of cores.
+    /// Worker threads; 0 = the number of cores. Beside them the import runs one reader
+    /// thread and writes on the calling thread: `workers: 1` is three threads.
     pub workers: usize,
     /// Records per batch handed to a worker. The encrypted fields of a batch's records go
     /// to the HSM together, in `translate_batch` calls of at most the backend's

@@ -147,6 +147,32 @@ pub struct Attribute {
     pub ciphertext: Vec<u8>,
 }
 
+impl Attribute {
+    /// The attribute as a borrowed view (what the checks and the MAC input take).
+    pub(crate) fn view(&self) -> AttrRef<'_> {
+        AttrRef {
+            name: &self.name,
+            key: &self.key,
+            mode: self.mode,
+            iv: self.iv.as_deref(),
+            padding: self.padding,
+            ciphertext: &self.ciphertext,
+        }
+    }
+}
+
+/// An [`Attribute`] by reference: what a writer formats and MACs without the owned copy
+/// (the import's workers build records from their buffers this way).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AttrRef<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) key: &'a str,
+    pub(crate) mode: Mode,
+    pub(crate) iv: Option<&'a [u8]>,
+    pub(crate) padding: Padding,
+    pub(crate) ciphertext: &'a [u8],
+}
+
 /// One card record.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Record {
@@ -375,9 +401,9 @@ pub(crate) fn check_header(h: &Header) -> std::result::Result<(), String> {
 }
 
 /// Checks one attribute against the header's key list; the error is a reason string.
-pub(crate) fn check_attribute(h: &Header, a: &Attribute) -> std::result::Result<(), String> {
-    check_name(&a.name).map_err(|e| format!("attribute name {e}"))?;
-    let Some(k) = h.key(&a.key) else {
+pub(crate) fn check_attribute(h: &Header, a: &AttrRef<'_>) -> std::result::Result<(), String> {
+    check_name(a.name).map_err(|e| format!("attribute name {e}"))?;
+    let Some(k) = h.key(a.key) else {
         return Err(format!(
             "attribute {}: key '{}' is not in the key list",
             a.name, a.key
@@ -390,7 +416,7 @@ pub(crate) fn check_attribute(h: &Header, a: &Attribute) -> std::result::Result<
         ));
     }
     let block = k.algorithm.block_size();
-    match (a.mode, &a.iv) {
+    match (a.mode, a.iv) {
         (Mode::Ecb, None) => {}
         (Mode::Ecb, Some(_)) => {
             return Err(format!("attribute {}: ECB takes no IV", a.name));

@@ -14,18 +14,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::plan::{Plan, key_ref};
-use super::transform::{BatchScratch, Outcome};
+use super::transform::{BatchOut, BatchScratch, Outcome};
 use super::{Failure, Options, Progress, Summary, clock};
 use crate::hsm::CipherSpec;
 use crate::order::issuer::{self, RawRecord};
 use crate::order::product::{IvSource, Product};
+use crate::xof::write::Prepared;
 use crate::xof::{self, Header};
 use crate::{Error, Result};
 
-/// A batch of records read: its index in the file and the records.
-type Batch = (u64, Vec<RawRecord>);
+/// A batch of records read: its index in the file, the records, and the buffers to
+/// prepare its XOF records in (a written batch's, handed back with its permit).
+type Batch = (u64, Vec<RawRecord>, Prepared);
 /// A batch transformed: its index and what became of each record.
-type Done = (u64, Result<Vec<Outcome>>);
+type Done = (u64, Result<BatchOut>);
 
 /// The issuer's input as the parser reads it: counts the bytes, and keeps the input's own
 /// read error aside so that the import reports it as the input's (whatever the decrypting
@@ -132,19 +134,30 @@ where
         let (done_tx, done_rx) = sync_channel::<Done>(in_flight);
         // Permits bound the batches read but not yet written: a slow batch cannot make the
         // writer's `pending` grow while the reader runs ahead.
-        let (permit_tx, permit_rx) = sync_channel::<()>(in_flight);
+        // A permit carries a written batch's buffers back for the next batch: no fresh
+        // pages for every batch.
+        let (permit_tx, permit_rx) = sync_channel::<Prepared>(in_flight);
         for _ in 0..in_flight {
-            let _ = permit_tx.send(());
+            let _ = permit_tx.send(Prepared::default());
         }
         let bytes = &bytes;
-        let reader =
-            s.spawn(move || read_batches(plan, product, input, bytes, batch, job_tx, permit_rx));
+        // Named threads (`top -H`, `perf report --sort comm` show the import's parts).
+        let reader = std::thread::Builder::new()
+            .name("pmp-import-read".into())
+            .spawn_scoped(s, move || {
+                read_batches(plan, product, input, bytes, batch, job_tx, permit_rx)
+            })
+            .map_err(|e| Error::io("import reader thread", e))?;
         // When every worker has stopped, the job channel closes and the reader stops too.
         let job_rx = Arc::new(Mutex::new(job_rx));
-        for _ in 0..workers {
+        for i in 0..workers {
             let rx = job_rx.clone();
             let tx = done_tx.clone();
-            s.spawn(move || work(plan, &rx, &tx));
+            let header = &header;
+            std::thread::Builder::new()
+                .name(format!("pmp-import-w{i}"))
+                .spawn_scoped(s, move || work(plan, header, &rx, &tx))
+                .map_err(|e| Error::io("import worker thread", e))?;
         }
         drop(job_rx);
         drop(done_tx);
@@ -231,7 +244,7 @@ fn read_batches<R: Read + Send>(
     bytes: &AtomicU64,
     batch: usize,
     tx: SyncSender<Batch>,
-    permits: Receiver<()>,
+    permits: Receiver<Prepared>,
 ) -> core::result::Result<ReadResult, Failure> {
     let failure = Mutex::new(None);
     let input = Input {
@@ -253,7 +266,7 @@ fn parse_into_batches<R: Read + Send>(
     mut input: Input<'_, R>,
     batch: usize,
     tx: SyncSender<Batch>,
-    permits: Receiver<()>,
+    permits: Receiver<Prepared>,
 ) -> Result<ReadResult> {
     let origin = match product.layout.file_encryption {
         Some(_) => issuer::Origin::Decrypted,
@@ -286,15 +299,20 @@ fn parse_into_batches<R: Read + Send>(
     while let Some(rec) = src.next_record().map_err(explain_file_error)? {
         cur.push(rec);
         if cur.len() == batch {
-            if permits.recv().is_err() || tx.send((idx, core::mem::take(&mut cur))).is_err() {
+            let Ok(prepared) = permits.recv() else {
+                return Ok((None, Vec::new())); // the writer stopped; its error is reported
+            };
+            if tx.send((idx, core::mem::take(&mut cur), prepared)).is_err() {
                 return Ok((None, Vec::new())); // the writer stopped; its error is reported
             }
             idx += 1;
             cur.reserve(batch);
         }
     }
-    if !cur.is_empty() && permits.recv().is_ok() {
-        let _ = tx.send((idx, core::mem::take(&mut cur)));
+    if !cur.is_empty()
+        && let Ok(prepared) = permits.recv()
+    {
+        let _ = tx.send((idx, core::mem::take(&mut cur), prepared));
     }
     Ok((src.declared_count(), src.absent_fields()))
 }
@@ -311,26 +329,27 @@ fn explain_file_error(e: Error) -> Error {
 }
 
 /// A worker thread: transforms batches until the reader is done or a batch fails.
-fn work(plan: &Plan<'_>, rx: &Mutex<Receiver<Batch>>, tx: &SyncSender<Done>) {
+fn work(plan: &Plan<'_>, header: &Header, rx: &Mutex<Receiver<Batch>>, tx: &SyncSender<Done>) {
     let mut scratch = BatchScratch::default();
     loop {
         let job = {
             let guard = rx.lock().unwrap_or_else(|p| p.into_inner());
             guard.recv()
         };
-        let Ok((idx, records)) = job else { return };
+        let Ok((idx, records, prepared)) = job else {
+            return;
+        };
         // A panic (a bug, or a backend's) becomes an error for the whole import, which then
         // leaves no output; it must not re-panic out of the thread scope.
-        let out: Result<Vec<Outcome>> =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                plan.process_batch(&records, &mut scratch)
-            }))
-            .unwrap_or_else(|_| {
-                Err(Error::Integrity {
-                    what: "import".into(),
-                    reason: "a worker thread panicked while translating a batch of records".into(),
-                })
-            });
+        let out: Result<BatchOut> = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            plan.process_batch(header, &records, &mut scratch, prepared)
+        }))
+        .unwrap_or_else(|_| {
+            Err(Error::Integrity {
+                what: "import".into(),
+                reason: "a worker thread panicked while translating a batch of records".into(),
+            })
+        });
         drop(records);
         let failed = out.is_err();
         if tx.send((idx, out)).is_err() || failed {
@@ -342,37 +361,25 @@ fn work(plan: &Plan<'_>, rx: &Mutex<Receiver<Batch>>, tx: &SyncSender<Done>) {
 /// The calling thread: writes the transformed batches in file order.
 fn write_in_order<W: Write, J: Write>(
     rx: &Receiver<Done>,
-    permits: SyncSender<()>,
+    permits: SyncSender<Prepared>,
     xof: &mut xof::Writer<'_, W>,
     rejects: &mut J,
     summary: &mut Summary,
     progress: Option<&(dyn Fn(Progress) + Sync)>,
     bytes: &AtomicU64,
 ) -> Result<()> {
-    let mut pending: BTreeMap<u64, Vec<Outcome>> = BTreeMap::new();
+    let mut pending: BTreeMap<u64, BatchOut> = BTreeMap::new();
     let mut next = 0u64;
     for (idx, out) in rx {
         pending.insert(idx, out?);
         while let Some(batch) = pending.remove(&next) {
             next += 1;
-            for o in batch {
+            for o in &batch.outcomes {
                 summary.read += 1;
                 match o {
-                    Outcome::Written(mut r) => {
+                    Outcome::Written(i) => {
                         summary.written += 1;
-                        r.seq = summary.written;
-                        // Attributes come in field order, as `summary.attributes` lists them.
-                        let mut j = 0;
-                        for a in &r.attributes {
-                            while j < summary.attributes.len() && summary.attributes[j].0 != a.name
-                            {
-                                j += 1;
-                            }
-                            if let Some((_, n)) = summary.attributes.get_mut(j) {
-                                *n += 1;
-                            }
-                        }
-                        xof.write_record(&r)?;
+                        xof.write_prepared(&batch.records, *i)?;
                     }
                     Outcome::Rejected(j) => {
                         summary.rejected += 1;
@@ -382,8 +389,12 @@ fn write_in_order<W: Write, J: Write>(
                     }
                 }
             }
+            // Attributes come in field order, as `summary.attributes` lists them.
+            for ((_, n), m) in summary.attributes.iter_mut().zip(&batch.attributes) {
+                *n += m;
+            }
             // The batch is written: the reader may read one more.
-            let _ = permits.try_send(());
+            let _ = permits.try_send(batch.records);
             if let Some(f) = progress {
                 f(Progress {
                     bytes: bytes.load(Ordering::Relaxed),

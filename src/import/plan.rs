@@ -29,6 +29,8 @@ pub(super) struct FieldPlan {
     /// The clear value is needed on the host (a check, or the PAN of a PIN block).
     pub(super) need_clear: bool,
     pub(super) out: Out,
+    /// The index of its attribute in [`Plan::attribute_names`], if it has one.
+    pub(super) attribute_slot: Option<usize>,
 }
 
 /// The attribute a field becomes, if any.
@@ -289,6 +291,7 @@ impl<'h> Plan<'h> {
         let index = |name: &str| p.field_index(name).unwrap_or_default();
         let tk_block = tk.as_ref().map_or(8, |t| t.spec.algorithm.block_size());
         let mut data_attributes = 0;
+        let mut attributes = 0;
         let fields = p
             .fields
             .iter()
@@ -330,6 +333,10 @@ impl<'h> Plan<'h> {
                         || f.max_length.is_some()
                         || pans.contains(&f.name.as_str()),
                     out,
+                    attribute_slot: f.attribute.as_ref().map(|_| {
+                        attributes += 1;
+                        attributes - 1
+                    }),
                 }
             })
             .collect();

@@ -18,7 +18,8 @@ use crate::hsm::{CipherSpec, PinSpec, TranslateItem};
 use crate::order::issuer::RawRecord;
 use crate::order::validate::{self, Check, Reason};
 use crate::pinblock::Pan;
-use crate::xof::{Attribute, Record};
+use crate::xof::write::Prepared;
+use crate::xof::{AttrRef, Header};
 use crate::{Error, Mode, Padding, Result};
 
 /// Bytes of random IV per data attribute (the largest block; a TDES DKep uses the first 8).
@@ -26,8 +27,18 @@ const IV_SLOT: usize = 16;
 
 /// What became of one record.
 pub(super) enum Outcome {
-    Written(Record),
+    /// Ready for the XOF: the record's index in its batch's [`Prepared`] records.
+    Written(usize),
     Rejected(Reject),
+}
+
+/// A batch of records transformed: what became of each record, in file order, the XOF
+/// records prepared for the writer (formatted and checked, without seq and MAC), and per
+/// attribute of the plan how many of them carry it.
+pub(super) struct BatchOut {
+    pub(super) outcomes: Vec<Outcome>,
+    pub(super) records: Prepared,
+    pub(super) attributes: Vec<u64>,
 }
 
 /// Per-worker buffers, reused across records; the clear part is wiped after each record.
@@ -43,6 +54,19 @@ pub(super) struct Scratch {
     ivs: Vec<u8>,
     /// Per field: where its translation is in the batch's `translated`, or why it failed.
     translation: Vec<Option<Result<(usize, usize)>>>,
+    /// Ciphertexts made for the record's attributes (clear fields encrypted under their
+    /// DKep, PIN blocks), and per attribute: its field and where its ciphertext is.
+    cts: Vec<u8>,
+    attrs: Vec<(usize, Ct)>,
+}
+
+/// Where an attribute's ciphertext is.
+#[derive(Clone, Copy)]
+enum Ct {
+    /// In the batch's translations.
+    Translated(usize, usize),
+    /// In the record's `cts`.
+    Own(usize, usize),
 }
 
 /// Per-worker buffers for a batch of records: one [`Scratch`] per record, and the
@@ -51,6 +75,8 @@ pub(super) struct Scratch {
 pub(super) struct BatchScratch {
     records: Vec<Scratch>,
     translated: Vec<u8>,
+    /// The batch's random IVs, drawn from the OS in one call.
+    ivs: Vec<u8>,
 }
 
 impl Scratch {
@@ -64,6 +90,8 @@ impl Scratch {
         self.clear_span.resize(n, None);
         self.translation.clear();
         self.translation.resize_with(n, || None);
+        self.cts.clear();
+        self.attrs.clear();
     }
 }
 
@@ -92,21 +120,31 @@ fn check_value(f: &super::plan::FieldPlan, v: &[u8]) -> core::result::Result<(),
 }
 
 impl Plan<'_> {
-    /// A batch of records → one XOF record (seq 0, set by the writer) or one reject each.
-    /// `Err` only for failures that are not a record's fault (HSM refusals by policy, RNG).
+    /// A batch of records → one XOF record prepared for `header`'s writer (formatted,
+    /// checked, MAC input ready; seq and MAC are the writer's), in `prepared` (emptied
+    /// first: a spent batch's buffers are reused), or one reject each. `Err`
+    /// only for failures that are not a record's fault (HSM refusals by policy, RNG).
     /// Every record is checked first, then the encrypted fields of all records that passed
-    /// are translated together, then the records are assembled.
+    /// are translated together, then the records are assembled. The random IVs of the whole
+    /// batch come from one call to the OS.
     pub(super) fn process_batch(
         &self,
+        header: &Header,
         records: &[RawRecord],
         scratch: &mut BatchScratch,
-    ) -> Result<Vec<Outcome>> {
+        mut prepared: Prepared,
+    ) -> Result<BatchOut> {
         if scratch.records.len() < records.len() {
             scratch.records.resize_with(records.len(), Scratch::default);
         }
+        let per_record = self.data_attributes * IV_SLOT;
+        scratch.ivs.clear();
+        scratch.ivs.resize(records.len() * per_record, 0);
+        crate::fill_random(&mut scratch.ivs)?;
         let mut early = Vec::with_capacity(records.len());
-        for (rec, s) in records.iter().zip(scratch.records.iter_mut()) {
-            early.push(self.prepare(rec, s)?);
+        for (r, (rec, s)) in records.iter().zip(scratch.records.iter_mut()).enumerate() {
+            let ivs = &scratch.ivs[r * per_record..][..per_record];
+            early.push(self.prepare(rec, s, ivs)?);
         }
         scratch.translated.clear();
         self.translate_fields(
@@ -117,12 +155,20 @@ impl Plan<'_> {
                 .filter_map(|((_, e), s)| e.is_none().then_some(s)),
             &mut scratch.translated,
         )?;
-        let mut out = Vec::with_capacity(records.len());
+        let mut out = BatchOut {
+            outcomes: Vec::with_capacity(records.len()),
+            records: {
+                prepared.clear();
+                prepared
+            },
+            attributes: vec![0; self.attribute_names.len()],
+        };
         for ((rec, e), s) in records.iter().zip(early).zip(scratch.records.iter_mut()) {
-            out.push(match e {
+            let outcome = match e {
                 Some(outcome) => outcome,
-                None => self.finish(rec, s, &scratch.translated)?,
-            });
+                None => self.finish(rec, s, &scratch.translated, header, &mut out)?,
+            };
+            out.outcomes.push(outcome);
         }
         for s in &mut scratch.records {
             s.clear.zeroize();
@@ -131,18 +177,22 @@ impl Plan<'_> {
     }
 
     /// The record's record id, or the reject for a record without a usable one.
-    fn record_id(&self, rec: &RawRecord) -> core::result::Result<String, Outcome> {
+    fn record_id<'r>(&self, rec: &'r RawRecord) -> core::result::Result<&'r str, Outcome> {
         let id = rec.field(self.id).and_then(|v| {
-            (v.len() <= 64
+            if v.len() <= 64
                 && v.iter().all(|b| {
                     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'/')
-                }))
-            .then(|| String::from_utf8_lossy(v).into_owned())
+                })
+            {
+                core::str::from_utf8(v).ok()
+            } else {
+                None
+            }
         });
-        let reject = |id: Option<String>, field: &str, reason| {
+        let reject = |id: Option<&str>, field: &str, reason| {
             Outcome::Rejected(Reject {
                 number: rec.number,
-                id,
+                id: id.map(str::to_string),
                 field: field.to_string(),
                 reason,
             })
@@ -159,11 +209,16 @@ impl Plan<'_> {
 
     /// Pass 1 of a record: presence, ciphertext shape, clear values where needed, checks,
     /// the random IVs. `Some` when the record is already decided (a reject).
-    fn prepare(&self, rec: &RawRecord, scratch: &mut Scratch) -> Result<Option<Outcome>> {
-        let reject = |id: String, field: &str, reason| {
+    fn prepare(
+        &self,
+        rec: &RawRecord,
+        scratch: &mut Scratch,
+        ivs: &[u8],
+    ) -> Result<Option<Outcome>> {
+        let reject = |id: &str, field: &str, reason| {
             Ok(Some(Outcome::Rejected(Reject {
                 number: rec.number,
-                id: Some(id),
+                id: Some(id.to_string()),
                 field: field.to_string(),
                 reason,
             })))
@@ -250,64 +305,64 @@ impl Plan<'_> {
             }
         }
         scratch.ivs.clear();
-        scratch.ivs.resize(self.data_attributes * IV_SLOT, 0);
-        crate::fill_random(&mut scratch.ivs)?;
+        scratch.ivs.extend_from_slice(ivs);
         Ok(None)
     }
 
     /// Pass 2 of a record that passed pass 1 and whose fields were translated: the
-    /// attributes, in field order.
-    fn finish(&self, rec: &RawRecord, scratch: &mut Scratch, translated: &[u8]) -> Result<Outcome> {
+    /// attributes, in field order, formatted into the batch's prepared records (or the
+    /// record's reject).
+    fn finish(
+        &self,
+        rec: &RawRecord,
+        scratch: &mut Scratch,
+        translated: &[u8],
+        header: &Header,
+        out: &mut BatchOut,
+    ) -> Result<Outcome> {
         let id = match self.record_id(rec) {
             Ok(id) => id,
             Err(outcome) => return Ok(outcome),
         };
-        let reject = |id: String, field: &str, reason| {
+        let reject = |field: &str, reason| {
             Ok(Outcome::Rejected(Reject {
                 number: rec.number,
-                id: Some(id),
+                id: Some(id.to_string()),
                 field: field.to_string(),
                 reason,
             }))
         };
-        let mut attributes = Vec::with_capacity(self.fields.len());
         for (i, f) in self.fields.iter().enumerate() {
             let Some(v) = rec.field(i) else { continue };
             match &f.out {
                 Out::None => {}
                 Out::Data {
-                    attribute,
                     key,
-                    label,
                     block,
                     iv_slot,
+                    ..
                 } => {
-                    let iv = &scratch.ivs[iv_slot * IV_SLOT..][..*block];
-                    let ciphertext = match scratch.translation[i].take() {
-                        Some(Ok((a, b))) => translated[a..b].to_vec(),
+                    let ct = match scratch.translation[i].take() {
+                        Some(Ok((a, b))) => Ct::Translated(a, b),
                         Some(Err(Error::Crypto)) => {
-                            return reject(id, &f.name, Reason::FieldDecrypt);
+                            return reject(&f.name, Reason::FieldDecrypt);
                         }
                         Some(Err(e)) => return Err(e),
                         None => {
+                            let iv = &scratch.ivs[iv_slot * IV_SLOT..][..*block];
                             let to = CipherSpec::cbc(key, iv, Padding::Iso9797M2);
-                            let mut out = vec![0u8; Padding::Iso9797M2.padded_len(v.len(), *block)];
-                            let n = self.hsm.encrypt(&to, v, &mut out)?;
-                            out.truncate(n);
-                            out
+                            let at = scratch.cts.len();
+                            let padded = Padding::Iso9797M2.padded_len(v.len(), *block);
+                            scratch.cts.resize(at + padded, 0);
+                            let n = self.hsm.encrypt(&to, v, &mut scratch.cts[at..])?;
+                            scratch.cts.truncate(at + n);
+                            Ct::Own(at, at + n)
                         }
                     };
-                    attributes.push(Attribute {
-                        name: attribute.clone(),
-                        key: label.clone(),
-                        mode: Mode::Cbc,
-                        iv: Some(iv.to_vec()),
-                        padding: Padding::Iso9797M2,
-                        ciphertext,
-                    });
+                    scratch.attrs.push((i, ct));
                 }
-                Out::Pin { attribute, pan } => {
-                    let (Some((ik, ifmt)), Some((bk, bfmt, blabel))) =
+                Out::Pin { pan, .. } => {
+                    let (Some((ik, ifmt)), Some((bk, bfmt, _))) =
                         (&self.issuer_pin, &self.bureau_pin)
                     else {
                         return Err(Error::invalid("product", "PIN keys missing"));
@@ -321,14 +376,14 @@ impl Plan<'_> {
                         .and_then(|p| Pan::new(p).ok())
                     {
                         Some(p) => p,
-                        None => return reject(id, &f.name, Reason::PinBlock),
+                        None => return reject(&f.name, Reason::PinBlock),
                     };
                     let mut block = [0u8; 16];
                     let n = v.len() / 2;
                     if v.len() != ifmt.block_len() * 2
                         || hex::decode_to_slice(v, &mut block[..n]).is_err()
                     {
-                        return reject(id, &f.name, Reason::PinBlock);
+                        return reject(&f.name, Reason::PinBlock);
                     }
                     let r = self.hsm.translate_pin(
                         &PinSpec {
@@ -344,27 +399,62 @@ impl Plan<'_> {
                     );
                     block.zeroize();
                     match r {
-                        Ok(b) => attributes.push(Attribute {
-                            name: attribute.clone(),
-                            key: blabel.clone(),
-                            mode: Mode::Ecb,
-                            iv: None,
-                            padding: Padding::None,
-                            ciphertext: b,
-                        }),
+                        Ok(b) => {
+                            let at = scratch.cts.len();
+                            scratch.cts.extend_from_slice(&b);
+                            scratch.attrs.push((i, Ct::Own(at, scratch.cts.len())));
+                        }
                         Err(Error::Crypto) => {
-                            return reject(id, &f.name, Reason::PinBlock);
+                            return reject(&f.name, Reason::PinBlock);
                         }
                         Err(e) => return Err(e),
                     }
                 }
             }
         }
-        Ok(Outcome::Written(Record {
-            seq: 0,
-            issuer_id: id,
-            attributes,
-        }))
+        // `attrs` holds data and PIN fields only.
+        let attrs: Vec<AttrRef<'_>> = scratch
+            .attrs
+            .iter()
+            .filter_map(|&(i, ct)| {
+                let ciphertext = match ct {
+                    Ct::Translated(a, b) => &translated[a..b],
+                    Ct::Own(a, b) => &scratch.cts[a..b],
+                };
+                match &self.fields[i].out {
+                    Out::Data {
+                        attribute,
+                        label,
+                        block,
+                        iv_slot,
+                        ..
+                    } => Some(AttrRef {
+                        name: attribute,
+                        key: label,
+                        mode: Mode::Cbc,
+                        iv: Some(&scratch.ivs[iv_slot * IV_SLOT..][..*block]),
+                        padding: Padding::Iso9797M2,
+                        ciphertext,
+                    }),
+                    Out::Pin { attribute, .. } => Some(AttrRef {
+                        name: attribute,
+                        key: self.bureau_pin.as_ref().map_or("", |(_, _, l)| l.as_str()),
+                        mode: Mode::Ecb,
+                        iv: None,
+                        padding: Padding::None,
+                        ciphertext,
+                    }),
+                    Out::None => None,
+                }
+            })
+            .collect();
+        let n = out.records.push(header, id, &attrs);
+        for &(i, _) in &scratch.attrs {
+            if let Some(slot) = self.fields[i].attribute_slot {
+                out.attributes[slot] += 1;
+            }
+        }
+        Ok(Outcome::Written(n))
     }
 
     /// Translates every individually encrypted data field of the given records TK_issuer →

@@ -4,7 +4,7 @@
 
 use crate::{Mode, Padding};
 
-use super::{Attribute, Header};
+use super::{AttrRef, Attribute, Header};
 
 /// Domain tags: a header, record or trailer input can never be taken for another.
 const TAG_HEADER: &[u8] = b"XOF1-HDR";
@@ -73,20 +73,37 @@ pub(crate) fn record_input(
     attributes: &[Attribute],
 ) {
     out.clear();
+    record_head(out, header_mac, prev, seq);
+    record_tail(out, issuer_id, attributes.len());
+    for a in attributes {
+        attribute(out, &a.view());
+    }
+}
+
+/// The record input's first part, which depends on the record's place in the file:
+/// `"XOF1-REC" || H || C(i-1) || u64(seq)`.
+pub(crate) fn record_head(out: &mut Vec<u8>, header_mac: &Mac16, prev: &Mac16, seq: u64) {
     out.extend_from_slice(TAG_RECORD);
     out.extend_from_slice(header_mac);
     out.extend_from_slice(prev);
     out.extend_from_slice(&seq.to_be_bytes());
+}
+
+/// The record input after the head, up to the attributes: `LP(issuer-id) || u32(n)`.
+pub(crate) fn record_tail(out: &mut Vec<u8>, issuer_id: &str, attributes: usize) {
     lp(out, issuer_id.as_bytes());
-    out.extend_from_slice(&(attributes.len() as u32).to_be_bytes());
-    for a in attributes {
-        lp(out, a.name.as_bytes());
-        lp(out, a.key.as_bytes());
-        out.push(mode_code(a.mode));
-        lp(out, a.iv.as_deref().unwrap_or(&[]));
-        out.push(padding_code(a.padding));
-        lp(out, &a.ciphertext);
-    }
+    out.extend_from_slice(&(attributes as u32).to_be_bytes());
+}
+
+/// One attribute of the record input: `LP(name) || LP(key) || u8(mode) || LP(iv or empty)
+/// || u8(padding) || LP(ciphertext)`.
+pub(crate) fn attribute(out: &mut Vec<u8>, a: &AttrRef<'_>) {
+    lp(out, a.name.as_bytes());
+    lp(out, a.key.as_bytes());
+    out.push(mode_code(a.mode));
+    lp(out, a.iv.unwrap_or(&[]));
+    out.push(padding_code(a.padding));
+    lp(out, a.ciphertext);
 }
 
 /// `"XOF1-END" || H || C(n) || u64(n)`.

@@ -552,7 +552,7 @@ impl<R: BufRead> Parser<R> {
                         return Err(self.ctx.err("attr ciphertext must be hex"));
                     }
                     self.ctx.line = line;
-                    check_attribute(&self.header, &a).map_err(|r| self.ctx.err(r))?;
+                    check_attribute(&self.header, &a.view()).map_err(|r| self.ctx.err(r))?;
                     if self.record.attributes.iter().any(|o| o.name == a.name) {
                         return Err(self.ctx.err(format!("attribute {} appears twice", a.name)));
                     }

@@ -3,17 +3,17 @@
 use std::io::Write;
 
 use crate::hsm::{Hsm, KeyHandle};
-use crate::{Error, MacAlgorithm, Padding, Result};
+use crate::{Error, MacAlgorithm, Mode, Padding, Result};
 
 use super::canon::{self, Mac16};
 use super::{
-    Header, Record, VERSION, check_attribute, check_header, check_mac_key_policy, check_text,
-    padding_name,
+    AttrRef, Attribute, Header, Record, VERSION, check_attribute, check_header,
+    check_mac_key_policy, check_text, padding_name,
 };
 
-/// Writes an XOF file. Each record is formatted into a reused buffer, MACed through
-/// [`Hsm::generate_mac`] (AES-CMAC, key mode C or G) and written with one `write_all`;
-/// wrap a file in a `BufWriter` for fewer system calls. Nothing is final until
+/// Writes an XOF file. Each record is formatted into reused buffers, MACed through
+/// [`Hsm::generate_mac`] (AES-CMAC, key mode C or G) and written with two `write_all`
+/// calls (its start tag, the rest); wrap a file in a `BufWriter` for fewer system calls. Nothing is final until
 /// [`finish`](Writer::finish) writes the trailer: write to a temporary file and rename it
 /// afterwards.
 pub struct Writer<'h, W: Write> {
@@ -26,6 +26,8 @@ pub struct Writer<'h, W: Write> {
     count: u64,
     xml: Vec<u8>,
     mac_in: Vec<u8>,
+    /// [`write_record`](Writer::write_record)'s record, prepared.
+    one: Prepared,
 }
 
 impl<W: Write> core::fmt::Debug for Writer<'_, W> {
@@ -39,6 +41,143 @@ impl<W: Write> core::fmt::Debug for Writer<'_, W> {
 
 fn io_err(e: std::io::Error) -> Error {
     Error::io("XOF output", e)
+}
+
+fn bad_record(reason: String) -> Error {
+    Error::Invalid {
+        field: "XOF record",
+        reason,
+    }
+}
+
+/// `n` in decimal, without an allocation.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Ecb => "ECB",
+        Mode::Cbc => "CBC",
+    }
+}
+
+/// Records formatted and checked ahead of their place in the file, for
+/// [`Writer::write_prepared`]: per record, its XML without the `seq` and `mac` attributes
+/// and its canonical MAC input without the part that depends on its place (tag, header MAC,
+/// chain, seq). The import's worker threads prepare the records of a batch in one of
+/// these, so that the writer thread only adds the seq, MACs and writes, in file order.
+/// Reused: [`clear`](Prepared::clear) keeps the buffers.
+#[derive(Default)]
+pub(crate) struct Prepared {
+    /// The records' XML pieces, one after the other.
+    xml: Vec<u8>,
+    /// The records' MAC input tails, one after the other.
+    mac: Vec<u8>,
+    records: Vec<PreparedRecord>,
+}
+
+struct PreparedRecord {
+    /// ` issuer-id="…"` in `xml`.
+    id: core::ops::Range<usize>,
+    /// From the end of the start tag to the end of `</record>\n` in `xml`.
+    body: core::ops::Range<usize>,
+    /// `LP(issuer-id) || u32(n) || attributes` in `mac`.
+    tail: core::ops::Range<usize>,
+    /// Why the record cannot be written (its checks failed), without the `record N: `
+    /// that the writer adds once it knows the seq.
+    error: Option<String>,
+}
+
+impl Prepared {
+    /// Empties the batch, keeping the buffers.
+    pub(crate) fn clear(&mut self) {
+        self.xml.clear();
+        self.mac.clear();
+        self.records.clear();
+    }
+
+    /// Checks and formats one record for `header` (the header of the writer that will
+    /// write it): the checks of [`Writer::write_record`] but the seq's; a failure is kept
+    /// and reported when the record is written. Returns the record's index.
+    pub(crate) fn push(
+        &mut self,
+        header: &Header,
+        issuer_id: &str,
+        attrs: &[AttrRef<'_>],
+    ) -> usize {
+        let error = check_record(header, issuer_id, attrs).err();
+        let (id, body, tail) = if error.is_some() {
+            (0..0, 0..0, 0..0)
+        } else {
+            let x = &mut self.xml;
+            let at = x.len();
+            push_attr(x, "issuer-id", issuer_id);
+            let id = at..x.len();
+            let at = x.len();
+            x.extend_from_slice(b">\n");
+            for a in attrs {
+                x.extend_from_slice(b"  <attr");
+                push_attr(x, "name", a.name);
+                push_attr(x, "key", a.key);
+                push_attr(x, "mode", mode_name(a.mode));
+                if let Some(iv) = a.iv {
+                    push_hex_attr(x, "iv", iv);
+                }
+                push_attr(x, "padding", padding_name(a.padding));
+                x.push(b'>');
+                push_hex(x, a.ciphertext);
+                x.extend_from_slice(b"</attr>\n");
+            }
+            x.extend_from_slice(b"</record>\n");
+            let body = at..x.len();
+            let at = self.mac.len();
+            canon::record_tail(&mut self.mac, issuer_id, attrs.len());
+            for a in attrs {
+                canon::attribute(&mut self.mac, a);
+            }
+            (id, body, at..self.mac.len())
+        };
+        self.records.push(PreparedRecord {
+            id,
+            body,
+            tail,
+            error,
+        });
+        self.records.len() - 1
+    }
+}
+
+/// A record's checks before its MAC, but its seq's (see [`Writer::write_record`]).
+fn check_record(
+    header: &Header,
+    issuer_id: &str,
+    attrs: &[AttrRef<'_>],
+) -> core::result::Result<(), String> {
+    check_text(issuer_id).map_err(|e| format!("issuer-id {e}"))?;
+    if attrs.len() > super::limits::MAX_ATTRIBUTES {
+        return Err(format!(
+            "more than {} attributes",
+            super::limits::MAX_ATTRIBUTES
+        ));
+    }
+    for (i, a) in attrs.iter().enumerate() {
+        check_attribute(header, a)?;
+        if attrs[..i].iter().any(|o| o.name == a.name) {
+            return Err(format!("attribute {} appears twice", a.name));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -148,6 +287,7 @@ impl<'h, W: Write> Writer<'h, W> {
             count: 0,
             xml,
             mac_in,
+            one: Prepared::default(),
         })
     }
 
@@ -159,76 +299,55 @@ impl<'h, W: Write> Writer<'h, W> {
     /// Checks, MACs and writes one record. `rec.seq` must be the previous seq + 1 (the
     /// first is 1); every attribute's key must be in the header's key list.
     pub fn write_record(&mut self, rec: &Record) -> Result<()> {
-        let bad = |reason: String| Error::Invalid {
-            field: "XOF record",
-            reason,
-        };
         if rec.seq != self.count + 1 {
-            return Err(bad(format!(
+            return Err(bad_record(format!(
                 "seq {} where {} was expected",
                 rec.seq,
                 self.count + 1
             )));
         }
-        check_text(&rec.issuer_id)
-            .map_err(|e| bad(format!("record {}: issuer-id {e}", rec.seq)))?;
-        if rec.attributes.len() > super::limits::MAX_ATTRIBUTES {
-            return Err(bad(format!(
-                "record {}: more than {} attributes",
-                rec.seq,
-                super::limits::MAX_ATTRIBUTES
-            )));
+        let mut one = core::mem::take(&mut self.one);
+        one.clear();
+        let views: Vec<AttrRef<'_>> = rec.attributes.iter().map(Attribute::view).collect();
+        one.push(&self.header, &rec.issuer_id, &views);
+        let r = self.write_prepared(&one, 0);
+        self.one = one;
+        r
+    }
+
+    /// Writes record `i` of `batch` (prepared by [`Prepared::push`], possibly on another
+    /// thread, against this writer's header) as the next record: adds its seq, MACs it
+    /// chained to the previous record and writes it. Byte for byte what
+    /// [`write_record`](Self::write_record) writes for the same record, and the same
+    /// errors.
+    pub(crate) fn write_prepared(&mut self, batch: &Prepared, i: usize) -> Result<()> {
+        let seq = self.count + 1;
+        let r = &batch.records[i];
+        if let Some(reason) = &r.error {
+            return Err(bad_record(format!("record {seq}: {reason}")));
         }
-        for (i, a) in rec.attributes.iter().enumerate() {
-            check_attribute(&self.header, a)
-                .map_err(|r| bad(format!("record {}: {r}", rec.seq)))?;
-            if rec.attributes[..i].iter().any(|o| o.name == a.name) {
-                return Err(bad(format!(
-                    "record {}: attribute {} appears twice",
-                    rec.seq, a.name
-                )));
-            }
-        }
-        canon::record_input(
-            &mut self.mac_in,
-            &self.header_mac,
-            &self.chain,
-            rec.seq,
-            &rec.issuer_id,
-            &rec.attributes,
-        );
+        self.mac_in.clear();
+        canon::record_head(&mut self.mac_in, &self.header_mac, &self.chain, seq);
+        self.mac_in.extend_from_slice(&batch.mac[r.tail.clone()]);
         let mac = mac16(self.hsm, &self.key, &self.mac_in)?;
 
+        // The start tag here, the rest straight from the batch (one copy less).
         let x = &mut self.xml;
         x.clear();
         x.extend_from_slice(b"<record seq=\"");
-        x.extend_from_slice(rec.seq.to_string().as_bytes());
+        push_decimal(x, seq);
         x.push(b'"');
-        push_attr(x, "issuer-id", &rec.issuer_id);
+        x.extend_from_slice(&batch.xml[r.id.clone()]);
         push_hex_attr(x, "mac", &mac);
-        x.extend_from_slice(b">\n");
-        for a in &rec.attributes {
-            x.extend_from_slice(b"  <attr");
-            push_attr(x, "name", &a.name);
-            push_attr(x, "key", &a.key);
-            push_attr(x, "mode", &a.mode.to_string());
-            if let Some(iv) = &a.iv {
-                push_hex_attr(x, "iv", iv);
-            }
-            push_attr(x, "padding", padding_name(a.padding));
-            x.push(b'>');
-            push_hex(x, &a.ciphertext);
-            x.extend_from_slice(b"</attr>\n");
-        }
-        x.extend_from_slice(b"</record>\n");
-        if x.len() as u64 > super::limits::MAX_RECORD_BYTES {
-            return Err(bad(format!(
-                "record {}: larger than {} bytes",
-                rec.seq,
+        let body = &batch.xml[r.body.clone()];
+        if (x.len() + body.len()) as u64 > super::limits::MAX_RECORD_BYTES {
+            return Err(bad_record(format!(
+                "record {seq}: larger than {} bytes",
                 super::limits::MAX_RECORD_BYTES
             )));
         }
         self.out.write_all(x).map_err(io_err)?;
+        self.out.write_all(body).map_err(io_err)?;
         self.chain = mac;
         self.count += 1;
         Ok(())
@@ -242,7 +361,7 @@ impl<'h, W: Write> Writer<'h, W> {
         let x = &mut self.xml;
         x.clear();
         x.extend_from_slice(b"<trailer records=\"");
-        x.extend_from_slice(self.count.to_string().as_bytes());
+        push_decimal(x, self.count);
         x.push(b'"');
         push_hex_attr(x, "mac", &mac);
         x.extend_from_slice(b"/>\n</xof>\n");

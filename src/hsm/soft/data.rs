@@ -1,13 +1,13 @@
 //! The software HSM's data cryptography on loaded keys, once the policy has allowed the
-//! operation: translation in one pass through a wiped scratch buffer, PIN block
-//! translation, and the parallel CBC decryption of a whole file.
+//! operation: translation in one pass through a wiped scratch buffer and PIN block
+//! translation.
 
 use zeroize::{Zeroize, Zeroizing};
 
 use super::store::Entry;
 use crate::hsm::{CipherSpec, PinSpec};
 use crate::pinblock::{self, Pan, PinBlockFormat};
-use crate::{Algorithm, BlockCipher, Error, Mode, Padding, Result};
+use crate::{Algorithm, Error, Mode, Padding, Result};
 
 /// `Ok` when key `e` is of algorithm `alg` (which `what` needs), else a policy refusal.
 pub(super) fn check_alg(e: &Entry, alg: Algorithm, what: &str) -> Result<()> {
@@ -145,29 +145,6 @@ pub(super) fn decode_pin(
         }
     }
     .map_err(|_| Error::Crypto)
-}
-
-/// CBC decryption is parallel (each block needs only its own and the previous ciphertext
-/// block): a large chunk is split in two halves decrypted on two threads when the machine
-/// has more than one core, so that the single stream of a whole-file import does not tie
-/// the import to one core.
-pub(super) fn parallel_cbc_decrypt(cipher: &BlockCipher, iv: &[u8], buf: &mut [u8]) -> Result<()> {
-    const MIN_SPLIT: usize = 16 * 1024;
-    let bs = cipher.block_size();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if buf.len() < MIN_SPLIT || cores < 2 || !buf.len().is_multiple_of(bs) {
-        return cipher.decrypt_cbc(iv, buf);
-    }
-    let half = buf.len() / bs / 2 * bs;
-    let mut iv2 = [0u8; 16];
-    iv2[..bs].copy_from_slice(&buf[half - bs..half]);
-    let (a, b) = buf.split_at_mut(half);
-    std::thread::scope(|s| {
-        let h = s.spawn(|| cipher.decrypt_cbc(&iv2[..bs], b));
-        let ra = cipher.decrypt_cbc(iv, a);
-        let rb = h.join().unwrap_or(Err(Error::Crypto));
-        ra.and(rb)
-    })
 }
 
 /// The checks [`translate`] makes before decrypting, for one item of a batch: the target
