@@ -24,11 +24,11 @@
 //! assert_eq!(cert.remainder.len(), 42); // 128 - (128 - 42)
 //! let signed = issuer.private_op(&cert.message).unwrap();
 //! let got = icc::recover_icc_certificate(
-//!     &issuer.public_key(), &signed, &cert.remainder, &[0x03], &static_data,
+//!     &issuer.public_key(), &signed, &cert.remainder, &[0x03], Some(&static_data),
 //! ).unwrap();
 //! assert_eq!(got.modulus, card.public_key().modulus());
 //! assert!(icc::recover_icc_certificate(
-//!     &issuer.public_key(), &signed, &cert.remainder, &[0x03], &static_data[..9],
+//!     &issuer.public_key(), &signed, &cert.remainder, &[0x03], Some(&static_data[..9]),
 //! ).is_err());
 //! ```
 
@@ -251,10 +251,7 @@ pub(crate) fn read_tl(b: &[u8]) -> Option<(&[u8], usize, usize)> {
     let (len, n) = match l0 {
         0..=0x7F => (l0 as usize, 1),
         0x81 => (*b.get(t + 1)? as usize, 2),
-        0x82 => (
-            (*b.get(t + 1)? as usize) << 8 | *b.get(t + 2)? as usize,
-            3,
-        ),
+        0x82 => ((*b.get(t + 1)? as usize) << 8 | *b.get(t + 2)? as usize, 3),
         _ => return None,
     };
     if b.len() < t + n + len {
@@ -304,13 +301,14 @@ fn bad_cert(reason: impl Into<String>) -> Error {
 /// format `04`, the hash over the fields, `remainder`, `exponent` and `static_data`,
 /// hash algorithm `01`, key algorithm `01`, and that the remainder and exponent have the
 /// lengths the certificate states. The PAN and expiry are returned for the caller to
-/// compare.
+/// compare. `static_data: None` skips the hash check (for a published certificate whose
+/// static data is not known); the hash is returned either way.
 pub fn recover_icc_certificate(
     issuer: &RsaPublicKey,
     certificate: &[u8],
     remainder: &[u8],
     exponent: &[u8],
-    static_data: &[u8],
+    static_data: Option<&[u8]>,
 ) -> Result<RecoveredIccCertificate> {
     let n_i = issuer.len();
     if certificate.len() != n_i {
@@ -330,7 +328,9 @@ pub fn recover_icc_certificate(
         return Err(bad_cert("format is not 04"));
     }
     let hash: [u8; 20] = m[n_i - 21..n_i - 1].try_into().expect("20 bytes");
-    if sha1(&[&m[1..n_i - 21], remainder, exponent, static_data]) != hash {
+    if let Some(sd) = static_data
+        && sha1(&[&m[1..n_i - 21], remainder, exponent, sd]) != hash
+    {
         return Err(bad_cert("hash does not match"));
     }
     if m[17] != HASH_SHA1 {
@@ -341,18 +341,24 @@ pub fn recover_icc_certificate(
     }
     let n_icc = m[19] as usize;
     if m[20] as usize != exponent.len() {
-        return Err(bad_cert("the exponent's length differs from the stated one"));
+        return Err(bad_cert(
+            "the exponent's length differs from the stated one",
+        ));
     }
     let room = n_i - ICC_CERTIFICATE_OVERHEAD;
     let part = &m[21..21 + room];
     let modulus = if n_icc > room {
         if remainder.len() != n_icc - room {
-            return Err(bad_cert("the remainder's length does not complete the modulus"));
+            return Err(bad_cert(
+                "the remainder's length does not complete the modulus",
+            ));
         }
         [part, remainder].concat()
     } else {
         if !remainder.is_empty() || part[n_icc..].iter().any(|&b| b != PAD) {
-            return Err(bad_cert("a modulus that fits is padded with BB and has no remainder"));
+            return Err(bad_cert(
+                "a modulus that fits is padded with BB and has no remainder",
+            ));
         }
         part[..n_icc].to_vec()
     };
@@ -367,12 +373,13 @@ pub fn recover_icc_certificate(
 
 /// Recovers SDA's signed static application data with the issuer's public key and checks
 /// it (Book 2 §5.4): length, trailer, header, format `03`, hash algorithm `01`, the `BB`
-/// pad and the hash over the static data. Returns the data authentication code.
+/// pad and the hash over the static data (skipped for `static_data: None`). Returns the
+/// data authentication code and the hash.
 pub fn recover_signed_static_data(
     issuer: &RsaPublicKey,
     signed: &[u8],
-    static_data: &[u8],
-) -> Result<[u8; 2]> {
+    static_data: Option<&[u8]>,
+) -> Result<([u8; 2], [u8; 20])> {
     let bad = |r: &str| Error::Integrity {
         what: "signed static application data".into(),
         reason: r.into(),
@@ -388,10 +395,13 @@ pub fn recover_signed_static_data(
     if m[2] != HASH_SHA1 || m[5..n_i - 21].iter().any(|&b| b != PAD) {
         return Err(bad("hash algorithm or pad is wrong"));
     }
-    if sha1(&[&m[1..n_i - 21], static_data]) != m[n_i - 21..n_i - 1] {
+    let hash: [u8; 20] = m[n_i - 21..n_i - 1].try_into().expect("20 bytes");
+    if let Some(sd) = static_data
+        && sha1(&[&m[1..n_i - 21], sd]) != hash
+    {
         return Err(bad("hash does not match"));
     }
-    Ok([m[3], m[4]])
+    Ok(([m[3], m[4]], hash))
 }
 
 #[cfg(test)]

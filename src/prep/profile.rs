@@ -268,11 +268,11 @@ impl DgiSpec {
     /// ICC certificate that recovers to the PAN: encrypted under the DTK).
     pub fn carries_card_data(&self) -> bool {
         matches!(&self.content, DgiContent::Tags(t)
-            if t.iter().any(|t| match t.source {
-                TagSource::Attribute { .. } => true,
-                TagSource::Content(c) => c.per_card(),
-                TagSource::Constant(_) => false,
-            }))
+        if t.iter().any(|t| match t.source {
+            TagSource::Attribute { .. } => true,
+            TagSource::Content(c) => c.per_card(),
+            TagSource::Constant(_) => false,
+        }))
     }
 
     /// The per-card contents among its tags.
@@ -805,9 +805,8 @@ impl Profile {
                                 DgiContent::Tags(_)
                                     | DgiContent::Value(_)
                                     | DgiContent::IccRsaCrt { .. }
-                            )
-                                && core::mem::discriminant(&d.content)
-                                    == core::mem::discriminant(&content)
+                            ) && core::mem::discriminant(&d.content)
+                                == core::mem::discriminant(&content)
                         }) {
                             return Err(bad(
                                 "dgi",
@@ -834,18 +833,16 @@ impl Profile {
                         tags.push(t);
                     }
                     (p, n) => {
-                        let why =
-                            if matches!(
-                                (p, n),
-                                ("", "profile") | ("profile", "keys" | "icc-keys" | "icc-rsa")
-                            )
-                            {
-                                "given more than once".to_string()
-                            } else if p.is_empty() {
-                                "unexpected element (the root is <profile>)".to_string()
-                            } else {
-                                format!("unexpected element inside <{p}>")
-                            };
+                        let why = if matches!(
+                            (p, n),
+                            ("", "profile") | ("profile", "keys" | "icc-keys" | "icc-rsa")
+                        ) {
+                            "given more than once".to_string()
+                        } else if p.is_empty() {
+                            "unexpected element (the root is <profile>)".to_string()
+                        } else {
+                            format!("unexpected element inside <{p}>")
+                        };
                         return Err(bad(n, why));
                     }
                 }

@@ -40,8 +40,8 @@ use crate::hsm::{Capability, CipherSpec, Hsm, KeyHandle, KeyInfo, PinSpec};
 use crate::import::output::Outputs;
 use crate::keyblock::{KeyUsage, ModeOfUse};
 use crate::pinblock::{Pan, PinBlockFormat};
-use crate::xof::{self, KeyRef, Record};
 use crate::rsa::RsaExponent;
+use crate::xof::{self, KeyRef, Record};
 use crate::{Algorithm, Error, MacAlgorithm, Mode, Padding, Result};
 
 /// Options of a run.
@@ -697,12 +697,7 @@ impl Ctx<'_> {
                         return Self::reject(rec, None, Some(&r.pan), Reason::Pan);
                     };
                     let Some(expiry) = clear.get(&r.expiry) else {
-                        return Self::reject(
-                            rec,
-                            None,
-                            Some(&r.expiry),
-                            Reason::MissingAttribute,
-                        );
+                        return Self::reject(rec, None, Some(&r.expiry), Reason::MissingAttribute);
                     };
                     let Ok(expiry) = icc::expiry_mmyy(expiry) else {
                         return Self::reject(rec, None, Some(&r.expiry), Reason::BadValue);
@@ -713,9 +708,8 @@ impl Ctx<'_> {
                         serial: self.serial(rec.seq)?,
                     };
                     let cert = icc::icc_certificate(n_i, &fields, &key.public, &static_data)?;
-                    oda.icc_certificate = self
-                        .hsm
-                        .sign_emv_recovery(&issuer.handle, &cert.message)?;
+                    oda.icc_certificate =
+                        self.hsm.sign_emv_recovery(&issuer.handle, &cert.message)?;
                     oda.icc_remainder = cert.remainder;
                 } else {
                     let room = n_i - icc::ICC_CERTIFICATE_OVERHEAD;
@@ -806,7 +800,11 @@ impl Ctx<'_> {
             let r = match &t.source {
                 TagSource::Constant(v) => dgi::push_tlv(&mut body, &t.tag, v),
                 TagSource::Content(c) => {
-                    let r = self.profile.icc_rsa.as_ref().expect("checked by the profile");
+                    let r = self
+                        .profile
+                        .icc_rsa
+                        .as_ref()
+                        .expect("checked by the profile");
                     let v: &[u8] = match (c, oda) {
                         (TagContent::IssuerCertificate, _) => &r.issuer_certificate,
                         (TagContent::IssuerRemainder, _) => &r.issuer_remainder,
