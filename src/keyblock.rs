@@ -154,7 +154,61 @@ pub fn wrap(
     header.check_combination()?;
     check_strength(kbpk, key)?;
     check_des_hygiene("key", key)?;
+    seal(kbpk, header, key.expose_secret(), masked_len)
+}
 
+/// Wraps an asymmetric private key (X9.143 algorithm `R`, `E` or `S`, an asymmetric usage
+/// such as `S0`) under `kbpk`: the payload is the key's DER (for RSA the PKCS#1
+/// `RSAPrivateKey`, see [`unwrap_asymmetric`]) and its 2-byte length field counts the DER's
+/// bits, as for a symmetric key. Versions B and D only. The block is longer than a
+/// symmetric one (a 1984-bit RSA key makes about 2,400 characters); the 4-digit length
+/// field bounds it at 9,999.
+pub fn wrap_asymmetric(
+    kbpk: &SecretKey,
+    header: &Header,
+    der: &[u8],
+    masked_len: Option<usize>,
+) -> Result<String> {
+    check_asymmetric_header(header)?;
+    check_kbpk_algorithm(header.version, kbpk)?;
+    check_des_hygiene("key block protection key", kbpk)?;
+    header.check_combination()?;
+    if der.is_empty() {
+        return Err(Error::invalid("asymmetric key", "empty DER"));
+    }
+    seal(kbpk, header, der, masked_len)
+}
+
+/// The algorithm and version checks of an asymmetric key block.
+fn check_asymmetric_header(header: &Header) -> Result<()> {
+    if !header.algorithm.is_asymmetric() {
+        return Err(Error::invalid(
+            "key block",
+            format!(
+                "algorithm {} ({}) is not asymmetric",
+                header.algorithm,
+                header.algorithm.description()
+            ),
+        ));
+    }
+    if header.version.is_legacy() {
+        return Err(Error::Policy(format!(
+            "an asymmetric key travels only in a version B or D key block, not {}",
+            header.version
+        )));
+    }
+    Ok(())
+}
+
+/// Encrypts and MACs `payload` (a key or a DER private key) with `header`: the common tail
+/// of [`wrap`] and [`wrap_asymmetric`].
+fn seal(
+    kbpk: &SecretKey,
+    header: &Header,
+    payload: &[u8],
+    masked_len: Option<usize>,
+) -> Result<String> {
+    let v = header.version;
     // The header, with a fresh padding block if the optional blocks need aligning.
     let bs = v.block_size();
     let mut h = header.clone();
@@ -172,18 +226,18 @@ pub fn wrap(
     }
 
     // Clear key data: bit length, key, random padding.
-    let shown_len = masked_len.unwrap_or(0).max(key.len());
+    let shown_len = masked_len.unwrap_or(0).max(payload.len());
     if shown_len > 4096 {
         return Err(Error::invalid("masked length", "larger than 4096 bytes"));
     }
     let data_len = (2 + shown_len).div_ceil(bs) * bs;
     let total = h.encoded_len() + 2 * data_len + 2 * v.mac_len();
     let text = h.encode(total)?;
-    let bits = u16::try_from(key.len() * 8).map_err(|_| Error::invalid("key", "too long"))?;
+    let bits = u16::try_from(payload.len() * 8).map_err(|_| Error::invalid("key", "too long"))?;
     let mut data = Zeroizing::new(vec![0u8; data_len]);
     data[..2].copy_from_slice(&bits.to_be_bytes());
-    data[2..2 + key.len()].copy_from_slice(key.expose_secret());
-    crate::primitives::rng::fill_random(&mut data[2 + key.len()..])?;
+    data[2..2 + payload.len()].copy_from_slice(payload);
+    crate::primitives::rng::fill_random(&mut data[2 + payload.len()..])?;
 
     let tag: Vec<u8> = match v {
         Version::A | Version::C => {
@@ -225,7 +279,50 @@ pub fn unwrap(kbpk: &SecretKey, block: &str, policy: &UnwrapPolicy) -> Result<(H
     let key_alg = supported_algorithm(&header)?;
     check_version_carries(v, key_alg)?;
     header.check_combination()?;
+    let data = open(kbpk, block, &header, hlen)?;
 
+    // Authentic from here on; a bad length inside is still the opaque error.
+    let bits = usize::from(u16::from_be_bytes([data[0], data[1]]));
+    let len = bits / 8;
+    if bits % 8 != 0 || len > data.len() - 2 || !key_alg.valid_key_len(len) {
+        return Err(Error::Crypto);
+    }
+    let key = SecretKey::new(key_alg, &data[2..2 + len]).map_err(|_| Error::Crypto)?;
+    check_strength(kbpk, &key)?;
+    Ok((header, key))
+}
+
+/// Unwraps an asymmetric private key block (algorithm `R`, `E` or `S`; versions B and D):
+/// verifies it under `kbpk` and returns its header and the payload, the private key's DER,
+/// in a zeroizing buffer. The payload's 2-byte length field counts bits of the DER. For
+/// RSA, X9.143 carries the private key as its ASN.1 DER encoding; callers parse it
+/// ([`crate::rsa::RsaPrivateKey::from_der`] accepts PKCS#1 `RSAPrivateKey` and PKCS#8
+/// `PrivateKeyInfo`). The same opaque [`Error::Crypto`] as [`unwrap`] for every
+/// cryptographic failure.
+pub fn unwrap_asymmetric(
+    kbpk: &SecretKey,
+    block: &str,
+    policy: &UnwrapPolicy,
+) -> Result<(Header, Zeroizing<Vec<u8>>)> {
+    let _ = policy; // legacy versions never carry asymmetric keys here
+    let (header, hlen) = parse_block(block)?;
+    check_asymmetric_header(&header)?;
+    check_kbpk_algorithm(header.version, kbpk)?;
+    header.check_combination()?;
+    let data = open(kbpk, block, &header, hlen)?;
+    let bits = usize::from(u16::from_be_bytes([data[0], data[1]]));
+    let len = bits / 8;
+    if bits % 8 != 0 || len == 0 || len > data.len() - 2 {
+        return Err(Error::Crypto);
+    }
+    Ok((header, Zeroizing::new(data[2..2 + len].to_vec())))
+}
+
+/// Verifies the MAC and decrypts the key data of a parsed block (header `hlen` characters
+/// long): the common middle of [`unwrap`] and [`unwrap_asymmetric`]. The result is the
+/// clear key data (length field, payload, padding), authentic.
+fn open(kbpk: &SecretKey, block: &str, header: &Header, hlen: usize) -> Result<Zeroizing<Vec<u8>>> {
+    let v = header.version;
     // The encrypted part: whole cipher blocks of key data, then the MAC, all in hex.
     let text = &block[..hlen];
     let rest = &block.as_bytes()[hlen..];
@@ -257,15 +354,7 @@ pub fn unwrap(kbpk: &SecretKey, block: &str, policy: &UnwrapPolicy) -> Result<(H
         }
     }
 
-    // Authentic from here on; a bad length inside is still the opaque error.
-    let bits = usize::from(u16::from_be_bytes([data[0], data[1]]));
-    let len = bits / 8;
-    if bits % 8 != 0 || len > data.len() - 2 || !key_alg.valid_key_len(len) {
-        return Err(Error::Crypto);
-    }
-    let key = SecretKey::new(key_alg, &data[2..2 + len]).map_err(|_| Error::Crypto)?;
-    check_strength(kbpk, &key)?;
-    Ok((header, key))
+    Ok(data)
 }
 
 /// Reads the header of a key block without any key or cryptography (for operators). The

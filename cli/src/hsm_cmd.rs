@@ -101,23 +101,28 @@ enum KeyCommand {
         #[arg(long, num_args = 1)]
         officer: Vec<String>,
     },
-    /// Generate a random key. Prints the KCV.
+    /// Generate a random key (prints the KCV), or an RSA key pair (`--algorithm rsa
+    /// --usage S0`; prints the SHA-1 of the modulus).
     Generate {
         #[command(flatten)]
         backend: BackendArgs,
         /// A new, unique label.
         #[arg(long)]
         label: String,
-        /// TR-31 key usage.
+        /// TR-31 key usage (S0 for an RSA key).
         #[arg(long)]
         usage: String,
         /// Key algorithm.
         #[arg(long, value_enum)]
-        algorithm: KeyAlg,
-        /// Key size in bits (TDES: 128 or 192; AES: 128, 192 or 256).
-        #[arg(long, value_parser = ["128", "192", "256"])]
+        algorithm: GenerateAlg,
+        /// Key size in bits (TDES: 128 or 192; AES: 128, 192 or 256; RSA: a multiple of 8
+        /// from 1024 to 1984).
+        #[arg(long)]
         bits: String,
-        /// TR-31 mode of use (default: B, or C for MAC keys).
+        /// RSA public exponent: 3 or 65537 (RSA only).
+        #[arg(long, value_parser = ["3", "65537"])]
+        exponent: Option<String>,
+        /// TR-31 mode of use (default: B, or C for MAC keys, S for RSA).
         #[arg(long)]
         mode: Option<String>,
         /// Allow export under a key-encryption key (exportability E).
@@ -128,7 +133,8 @@ enum KeyCommand {
         #[arg(long, num_args = 1)]
         officer: Vec<String>,
     },
-    /// Import a TR-31 key block under a key-encryption key. Prints the KCV.
+    /// Import a TR-31 key block under a key-encryption key. Prints the KCV (for an RSA
+    /// key block, algorithm R, usage S0: the SHA-1 of the modulus).
     Import {
         #[command(flatten)]
         backend: BackendArgs,
@@ -177,11 +183,32 @@ enum KeyCommand {
         #[arg(long, num_args = 1)]
         officer: Vec<String>,
     },
-    /// List the keys: label, usage, algorithm, mode, exportability, KCV.
+    /// List the keys: label, usage, algorithm, mode, exportability, KCV; then the RSA keys:
+    /// label, usage, bits, exponent, mode, SHA-1 of the modulus.
     List {
         #[command(flatten)]
         backend: BackendArgs,
     },
+    /// Print an RSA key's public half: `modulus=HEX` and `exponent=HEX` lines (for the
+    /// certificate request to the scheme CA).
+    Public {
+        #[command(flatten)]
+        backend: BackendArgs,
+        /// Label of the RSA key.
+        #[arg(long)]
+        label: String,
+    },
+}
+
+/// The algorithm of `pmp key generate`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum GenerateAlg {
+    /// Triple DES.
+    Tdes,
+    /// AES.
+    Aes,
+    /// RSA (an EMV issuer key pair; --usage S0, --exponent).
+    Rsa,
 }
 
 /// `pmp audit ...`
@@ -479,14 +506,32 @@ pub fn run_key(args: KeyArgs) -> CliResult {
             usage,
             algorithm,
             bits,
+            exponent,
             mode,
             exportable,
             officer,
         } => {
             label_arg("--label", &label)?;
             let usage = usage_arg(&usage)?;
+            let alg = match algorithm {
+                GenerateAlg::Rsa => {
+                    return crate::rsa_cmd::generate(
+                        &backend,
+                        &label,
+                        usage,
+                        &bits,
+                        exponent.as_deref(),
+                        mode.as_deref(),
+                        exportable,
+                    );
+                }
+                GenerateAlg::Tdes => Algorithm::Tdes,
+                GenerateAlg::Aes => Algorithm::Aes,
+            };
+            if exponent.is_some() {
+                return Err(CliError::usage("--exponent is for --algorithm rsa only"));
+            }
             let mode = mode_arg(mode.as_deref(), usage)?;
-            let alg: Algorithm = algorithm.into();
             let len = bits.parse::<usize>().unwrap_or(0) / 8;
             if !alg.valid_key_len(len) {
                 return Err(CliError::rejected(format!(
@@ -516,6 +561,19 @@ pub fn run_key(args: KeyArgs) -> CliResult {
         } => {
             label_arg("--label", &label)?;
             let block = block.trim();
+            if pmp_core::keyblock::inspect(block)?.algorithm
+                == pmp_core::keyblock::KeyAlgorithm::Rsa
+            {
+                return crate::rsa_cmd::import(
+                    &backend,
+                    &label,
+                    &kek,
+                    block,
+                    usage.as_deref(),
+                    kcv.is_some(),
+                    &officer,
+                );
+            }
             // As in the library (hierarchy::import_issuer_key): the usages expected are
             // checked before anything is stored; a KEK only when named.
             let usages: Vec<KeyUsage> = match usage.as_deref() {
@@ -613,12 +671,14 @@ pub fn run_key(args: KeyArgs) -> CliResult {
         KeyCommand::List { backend } => {
             let hsm = open_backend(&backend)?;
             let keys = hsm.list_keys()?;
+            let rsa_keys = hsm.list_rsa_keys()?;
             if output::json() {
                 output::print_json(&json!({
                     "dir": backend.dir.as_ref().map(|d| d.display().to_string()),
                     "token": backend.token,
                     "test": hsm.capabilities().is_test(),
                     "keys": keys.iter().map(output::key_json).collect::<Vec<_>>(),
+                    "rsa_keys": rsa_keys.iter().map(crate::rsa_cmd::rsa_json).collect::<Vec<_>>(),
                 }));
                 return Ok(());
             }
@@ -634,8 +694,10 @@ pub fn run_key(args: KeyArgs) -> CliResult {
                     k.kcv
                 );
             }
+            crate::rsa_cmd::list_lines(&rsa_keys);
             Ok(())
         }
+        KeyCommand::Public { backend, label } => crate::rsa_cmd::public(&backend, &label),
     }
 }
 

@@ -10,6 +10,7 @@ mod keyblock_cmd;
 mod output;
 mod pinblock_cmd;
 mod prep_cmd;
+mod rsa_cmd;
 mod store;
 mod usage_error;
 mod xof_cmd;
@@ -81,6 +82,9 @@ enum Command {
     Key(hsm_cmd::KeyArgs),
     /// Verify a key store's audit log.
     Audit(hsm_cmd::AuditArgs),
+    /// The pool of ICC RSA key pairs (generated ahead, under the LMK) that `pmp prep` takes
+    /// from.
+    IccKeys(rsa_cmd::IccKeysArgs),
     /// XOF order files: verify (MACs, chain, trailer) or inspect (structure, counts).
     Xof(xof_cmd::XofArgs),
     /// Import an issuer's card file into an XOF order: every attribute re-encrypted under
@@ -279,6 +283,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Keystore(args) => hsm_cmd::run_keystore(args),
         Command::Key(args) => hsm_cmd::run_key(args),
         Command::Audit(args) => hsm_cmd::run_audit(args),
+        Command::IccKeys(args) => rsa_cmd::run_icc_keys(args),
         Command::Xof(args) => xof_cmd::run(args),
         Command::Import(args) => import_cmd::run_import(args),
         Command::Demo(args) => import_cmd::run_demo(args),

@@ -1,8 +1,9 @@
 //! `SoftHsm`: the built-in software HSM, a library in the caller's process. The type's own
 //! documentation describes it (this module is private); its parts, one file each under
 //! `soft/`: the key store (`store.rs`), the LMK and `store.meta` (`lmk.rs`), the store lock
-//! (`lock.rs`), the audit log (`audit.rs`), the per-key usage counters (`usage.rs`) and the
-//! data cryptography on loaded keys (`data.rs`).
+//! (`lock.rs`), the audit log (`audit.rs`), the per-key usage counters (`usage.rs`), the
+//! data cryptography on loaded keys (`data.rs`), RSA key pairs (`rsa.rs`) and the ICC key
+//! pool (`rsa_pool.rs`).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,8 @@ mod emv;
 mod lmk;
 mod lock;
 mod manifest;
+mod rsa;
+mod rsa_pool;
 mod store;
 mod usage;
 
@@ -87,6 +90,8 @@ pub struct SoftHsm {
     keys: KeyStore,
     audit: AuditLog,
     manifest: Arc<Manifest>,
+    /// The ICC RSA key pool (`DIR/icc-pool`).
+    pool: rsa_pool::Pool,
     authority: auth::Authority,
     /// Serialises [`SoftHsm::flush_audit`], so no usage is counted twice.
     flush: Mutex<()>,
@@ -152,6 +157,8 @@ impl SoftHsm {
         let manifest = Arc::new(Manifest::open(dir, &lmk, &meta.store_id, meta.kind)?);
         let audit = AuditLog::open(dir, &lmk, meta.kind, manifest.clone())?;
         let keys = KeyStore::load(dir, &lmk, &meta.store_id, manifest.clone())?;
+        let (pool, stale) = rsa_pool::Pool::open(dir, &meta.store_id, manifest.clone())?;
+        let cleaned = cleaned + stale;
         if cleaned > 0 {
             audit.record(&format!(
                 "op=keystore-open temporary_files_removed={cleaned} outcome=ok lmk={}",
@@ -166,6 +173,7 @@ impl SoftHsm {
             keys,
             audit,
             manifest,
+            pool,
             authority: auth::Authority::default(),
             flush: Mutex::new(()),
         })
@@ -272,6 +280,18 @@ impl SoftHsm {
         for e in entries {
             for (op, count) in e.usage.take_unlogged() {
                 self.audit.usage(e, op, count)?;
+            }
+        }
+        let mut pairs: Vec<_> = table.live_rsa().collect();
+        pairs.sort_by(|a, b| a.spec.label.cmp(&b.spec.label));
+        for e in pairs {
+            for (op, count) in e.usage.take_unlogged() {
+                self.audit.usage_of(
+                    &e.spec.label,
+                    &format!("sha1={}", e.fingerprint()),
+                    op,
+                    count,
+                )?;
             }
         }
         Ok(())
@@ -405,6 +425,10 @@ impl Hsm for SoftHsm {
                 C::Kcv(KcvMethod::AesCmac),
                 C::IccKeyDerivation,
                 C::CardPin,
+                C::RsaKeys,
+                C::RsaKeyBlockImport,
+                C::IccRsaKeys,
+                C::IccKeyPool,
                 // The software HSM is a library in the caller's process: its "device" is
                 // host code, so neither the policy nor a whole-file import is inside a
                 // separate boundary (InBoundaryFileImport and PolicyInDevice are absent).
@@ -602,7 +626,7 @@ impl Hsm for SoftHsm {
     }
 
     fn find_key(&self, label: &str) -> Result<KeyHandle> {
-        self.keys.read().find(label).map(|e| e.handle.clone())
+        self.keys.read().find_handle(label)
     }
 
     fn authorise(
@@ -667,7 +691,10 @@ impl Hsm for SoftHsm {
     }
 
     fn key_origin(&self, key: &KeyHandle) -> Result<KeyOrigin> {
-        self.keys.entry(key).map(|e| e.origin.clone())
+        match self.rsa_entry(key) {
+            Ok(e) => Ok(e.origin.clone()),
+            Err(_) => self.keys.entry(key).map(|e| e.origin.clone()),
+        }
     }
 
     fn list_keys(&self) -> Result<Vec<KeyInfo>> {
@@ -678,17 +705,24 @@ impl Hsm for SoftHsm {
 
     fn delete_key(&self, key: &KeyHandle) -> Result<()> {
         let mut note = String::new();
+        let rsa = self.rsa_entry(key).is_ok();
         let r = (|| {
-            self.keys.entry(key)?;
+            if !rsa {
+                self.keys.entry(key)?;
+            }
             note = self.require(
                 Activity::DeleteKey,
                 &format!("deleting key '{}'", key.label()),
             )?;
-            self.keys.remove(key)
+            if rsa {
+                self.keys.remove_rsa(key).map(|fp| format!("sha1={fp}"))
+            } else {
+                self.keys.remove(key).map(|kcv| format!("kcv={kcv}"))
+            }
         })();
         let what = format!("op=delete key={}{note}", key.label());
         let what = match &r {
-            Ok(kcv) => format!("{what} kcv={kcv}"),
+            Ok(id) => format!("{what} {id}"),
             Err(_) => what,
         };
         self.logged(&what, r.map(|_| ()))
@@ -860,6 +894,51 @@ impl Hsm for SoftHsm {
         req: &super::emv::IccKeyRequest<'_>,
     ) -> Result<super::emv::IccMasterKeys> {
         self.emv_derive_icc_master_keys(req)
+    }
+
+    fn generate_rsa_key(&self, spec: &super::rsa::RsaKeySpec) -> Result<super::rsa::RsaKeyInfo> {
+        self.rsa_generate(spec)
+    }
+
+    fn import_rsa_key_block(
+        &self,
+        label: &str,
+        kek: &KeyHandle,
+        block: &str,
+    ) -> Result<super::rsa::RsaKeyInfo> {
+        self.rsa_import(label, kek, block)
+    }
+
+    fn rsa_key_info(&self, key: &KeyHandle) -> Result<super::rsa::RsaKeyInfo> {
+        self.rsa_info(key)
+    }
+
+    fn list_rsa_keys(&self) -> Result<Vec<super::rsa::RsaKeyInfo>> {
+        Ok(self.rsa_list())
+    }
+
+    fn sign_emv_recovery(&self, key: &KeyHandle, message: &[u8]) -> Result<Vec<u8>> {
+        self.rsa_sign(key, message)
+    }
+
+    fn generate_icc_rsa_key(
+        &self,
+        req: &super::rsa::IccRsaRequest<'_>,
+    ) -> Result<super::rsa::IccRsaKey> {
+        self.rsa_icc_key(req)
+    }
+
+    fn fill_icc_key_pool(
+        &self,
+        bits: u32,
+        exponent: crate::rsa::RsaExponent,
+        count: u64,
+    ) -> Result<super::rsa::IccPoolLevel> {
+        self.rsa_fill_pool(bits, exponent, count)
+    }
+
+    fn icc_key_pool(&self) -> Result<Vec<super::rsa::IccPoolLevel>> {
+        Ok(self.pool.levels())
     }
 
     fn generate_mac(

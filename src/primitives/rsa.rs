@@ -255,6 +255,52 @@ impl RsaPrivateKey {
         Ok(Self { key, exponent })
     }
 
+    /// The private key as the DER of a PKCS#1 `RSAPrivateKey` (RFC 8017 appendix A.1.2),
+    /// in a zeroizing buffer: the payload of an X9.143 key block of algorithm `R`.
+    pub fn to_pkcs1_der(&self) -> Result<Zeroizing<Vec<u8>>> {
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        let doc = self
+            .key
+            .to_pkcs1_der()
+            .map_err(|e| Error::invalid("RSA private key", e.to_string()))?;
+        Ok(Zeroizing::new(doc.as_bytes().to_vec()))
+    }
+
+    /// A private key from DER: a PKCS#1 `RSAPrivateKey` (RFC 8017 appendix A.1.2) or a
+    /// PKCS#8 `PrivateKeyInfo` (RFC 5208) holding one. The key is checked (the primes'
+    /// product is the modulus, `d` inverts `e`), its exponent must be 3 or 65537 and its
+    /// modulus of an EMV length. A malformed or inconsistent key is [`Error::Crypto`]
+    /// (it came out of a verified key block: no detail of secret bytes is given).
+    pub fn from_der(der: &[u8]) -> Result<Self> {
+        use rsa::pkcs1::DecodeRsaPrivateKey;
+        use rsa::pkcs8::DecodePrivateKey;
+        let mut key = PrivateKey::from_pkcs1_der(der)
+            .or_else(|_| PrivateKey::from_pkcs8_der(der))
+            .map_err(|_| {
+                Error::invalid(
+                    "RSA private key",
+                    "not a PKCS#1 or PKCS#8 RSA private key (DER)",
+                )
+            })?;
+        key.validate().map_err(|_| {
+            Error::invalid("RSA private key", "inconsistent (the key does not check)")
+        })?;
+        if key.primes().len() != 2 {
+            return Err(Error::invalid("RSA private key", "not a two-prime key"));
+        }
+        key.precompute().map_err(|_| {
+            Error::invalid("RSA private key", "inconsistent (the key does not check)")
+        })?;
+        let exponent = RsaExponent::from_bytes(&key.e().to_be_bytes_trimmed_vartime())?;
+        check_emv_bits(key.n().as_ref().bit_width().next_multiple_of(8))?;
+        Ok(Self { key, exponent })
+    }
+
+    /// The public exponent.
+    pub fn exponent(&self) -> RsaExponent {
+        self.exponent
+    }
+
     /// The public half.
     pub fn public_key(&self) -> RsaPublicKey {
         RsaPublicKey {

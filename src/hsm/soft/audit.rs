@@ -342,11 +342,15 @@ impl AuditLog {
 
     /// Records a usage summary: `count` successful `op`s under key `e`.
     pub(super) fn usage(&self, e: &Entry, op: Counted, count: u64) -> Result<()> {
+        self.usage_of(&e.spec.label, &format!("kcv={}", e.kcv), op, count)
+    }
+
+    /// A usage summary entry for the key `label` named by `id` (`kcv=…`, or an RSA key's
+    /// `sha1=…` fingerprint).
+    pub(super) fn usage_of(&self, label: &str, id: &str, op: Counted, count: u64) -> Result<()> {
         self.append(&format!(
-            "op=usage what={} key={} kcv={} count={count} outcome=ok lmk={}",
+            "op=usage what={} key={label} {id} count={count} outcome=ok lmk={}",
             op.name(),
-            e.spec.label,
-            e.kcv,
             self.kind.as_str()
         ))
     }

@@ -10,6 +10,7 @@
 //! audit=<last seq> <chain, 32 hex>
 //! key=<label> <keyed hash of the key file, 32 hex>     (one line per key, sorted by label)
 //! officer=<id> <salt, 32 hex> <Argon2id hash, 64 hex>  (one line per officer, sorted by id)
+//! pool=<bits>-<exponent> <taken> <filled>             (one line per ICC key pool class)
 //! mac=<AES-CMAC under K_manifest of every line above, 32 hex>
 //! ```
 //!
@@ -22,6 +23,8 @@
 //!   the log append and the manifest rewrite).
 //! - A key file that is missing, added, replaced (even by an older version of itself) is
 //!   detected on open by its keyed hash.
+//! - `pool` holds the cursors of one ICC key pool class (`rsa_pool.rs`): entries `taken`
+//!   (inclusive) to `filled` (exclusive) are available; sequence numbers are never reused.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -46,6 +49,8 @@ struct State {
     audit_chain: Tag,
     keys: BTreeMap<String, Tag>,
     officers: BTreeMap<String, Credential>,
+    /// ICC key pool cursors per class (`<bits>-<exponent>`): (taken, filled).
+    pools: BTreeMap<String, (u64, u64)>,
 }
 
 /// An officer's stored credential: Argon2id salt and hash of the passphrase.
@@ -99,6 +104,7 @@ impl Manifest {
                 audit_chain: [0; 16],
                 keys: BTreeMap::new(),
                 officers: BTreeMap::new(),
+                pools: BTreeMap::new(),
             }),
         };
         let mut st = m.lock();
@@ -146,6 +152,7 @@ impl Manifest {
             audit_chain: [0; 16],
             keys: BTreeMap::new(),
             officers: BTreeMap::new(),
+            pools: BTreeMap::new(),
         };
         let (mut format_ok, mut store_ok, mut kind_ok) = (false, false, false);
         for line in body.lines() {
@@ -178,6 +185,18 @@ impl Manifest {
                                 .insert(id.to_string(), Credential { salt, hash: h });
                         }
                         _ => return Err(bad("malformed officer")),
+                    }
+                }
+                Some(("pool", p)) => {
+                    let mut it = p.split(' ');
+                    let class = it.next().filter(|c| !c.is_empty());
+                    let taken = it.next().and_then(|t| t.parse::<u64>().ok());
+                    let filled = it.next().and_then(|f| f.parse::<u64>().ok());
+                    match (class, taken, filled, it.next()) {
+                        (Some(c), Some(t), Some(f), None) if t <= f => {
+                            st.pools.insert(c.to_string(), (t, f));
+                        }
+                        _ => return Err(bad("malformed pool")),
                     }
                 }
                 _ => return Err(bad("malformed manifest line")),
@@ -223,6 +242,9 @@ impl Manifest {
                 hex::encode_upper(c.salt),
                 hex::encode_upper(c.hash)
             ));
+        }
+        for (class, (taken, filled)) in &st.pools {
+            body.push_str(&format!("pool={class} {taken} {filled}\n"));
         }
         let mac = crate::cmac(&self.key, body.as_bytes())?;
         body.push_str(&format!("mac={}\n", hex::encode_upper(mac.as_bytes())));
@@ -272,6 +294,23 @@ impl Manifest {
     pub(super) fn set_officer(&self, id: &str, c: Credential) -> Result<()> {
         let mut st = self.lock();
         st.officers.insert(id.to_string(), c);
+        self.write(&mut st)
+    }
+
+    /// The ICC key pool cursors of `class` (`<bits>-<exponent>`): (taken, filled).
+    pub(super) fn pool(&self, class: &str) -> (u64, u64) {
+        self.lock().pools.get(class).copied().unwrap_or((0, 0))
+    }
+
+    /// Every ICC key pool class with its cursors.
+    pub(super) fn pools(&self) -> BTreeMap<String, (u64, u64)> {
+        self.lock().pools.clone()
+    }
+
+    /// Sets the ICC key pool cursors of `class` and rewrites the manifest.
+    pub(super) fn set_pool(&self, class: &str, taken: u64, filled: u64) -> Result<()> {
+        let mut st = self.lock();
+        st.pools.insert(class.to_string(), (taken, filled));
         self.write(&mut st)
     }
 

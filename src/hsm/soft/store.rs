@@ -18,9 +18,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::manifest::Manifest;
+use super::rsa::RsaEntry;
 use super::usage::Usage;
+use crate::hsm::rsa::{RsaKeyInfo, RsaKeySpec};
 use crate::hsm::{KeyHandle, KeyInfo, KeyOrigin, KeySpec};
-use crate::keyblock::{self, Header, KeyAlgorithm, OptionalBlock, Version};
+use crate::keyblock::{
+    self, Exportability, Header, KeyAlgorithm, ModeOfUse, OptionalBlock, Version,
+};
+use crate::rsa::RsaPrivateKey;
 use crate::{Algorithm, BlockCipher, Error, Kcv, Result, SecretKey};
 
 /// The key files' folder inside the store directory.
@@ -31,6 +36,68 @@ const LABEL_BLOCK: [u8; 2] = *b"0L";
 const STORE_BLOCK: [u8; 2] = *b"0S";
 /// The optional block that binds the key's origin inside each stored key block.
 const ORIGIN_BLOCK: [u8; 2] = *b"0O";
+/// Handle ids of RSA key pairs start above this (symmetric keys count from 1), so a handle
+/// says which table it belongs to.
+const RSA_ID_BASE: u64 = 1 << 40;
+
+/// The binding blocks of a stored key block: label, store id, origin.
+pub(super) fn bindings(label: &str, store_id: &str, origin: &KeyOrigin) -> [OptionalBlock; 3] {
+    [
+        OptionalBlock {
+            id: LABEL_BLOCK,
+            data: label.to_string(),
+        },
+        OptionalBlock {
+            id: STORE_BLOCK,
+            data: store_id.to_string(),
+        },
+        OptionalBlock {
+            id: ORIGIN_BLOCK,
+            data: origin_text(origin),
+        },
+    ]
+}
+
+/// Checks the binding blocks of a verified stored key block against the file's `label`
+/// and the store's id; returns the bound origin, or the reason for an integrity error.
+pub(super) fn check_bindings(
+    header: &Header,
+    label: &str,
+    store_id: &str,
+) -> core::result::Result<KeyOrigin, &'static str> {
+    let block = |id: [u8; 2]| {
+        header
+            .optional_blocks
+            .iter()
+            .find(|b| b.id == id)
+            .map(|b| b.data.as_str())
+    };
+    if block(LABEL_BLOCK) != Some(label) {
+        return Err(
+            "the label bound in the key block differs from the file name (file renamed or swapped)",
+        );
+    }
+    if block(STORE_BLOCK) != Some(store_id) {
+        return Err("the key block belongs to another key store (store id differs)");
+    }
+    block(ORIGIN_BLOCK)
+        .and_then(origin_from)
+        .ok_or("the key block carries no valid origin")
+}
+
+/// The stored header of an RSA key pair: version D, algorithm R, mode S (signs only),
+/// not exportable, with its bindings.
+pub(super) fn rsa_header(usage: crate::keyblock::KeyUsage, bindings: [OptionalBlock; 3]) -> Header {
+    let mut h = Header::new(
+        Version::D,
+        usage,
+        KeyAlgorithm::Rsa,
+        ModeOfUse::S,
+        Exportability::N,
+    );
+    h.optional_blocks.extend(bindings);
+    h
+}
 
 fn origin_text(o: &KeyOrigin) -> String {
     match o {
@@ -114,12 +181,21 @@ impl Entry {
 pub(super) struct Table {
     /// Entry `id` lives at `slots[id - 1]`; ids are never reused, deleted keys leave `None`.
     slots: Vec<Option<Arc<Entry>>>,
+    /// RSA key pair `id` lives at `rsa[id - RSA_ID_BASE - 1]`.
+    rsa: Vec<Option<Arc<RsaEntry>>>,
+    /// Labels of both kinds (one label space).
     by_label: HashMap<String, u64>,
 }
 
 impl Table {
     /// The entry of a handle this store issued and has not deleted.
     pub(super) fn get(&self, h: &KeyHandle) -> Result<&Arc<Entry>> {
+        if self.get_rsa(h).is_ok() {
+            return Err(Error::Policy(format!(
+                "key '{}' is an RSA key pair: it only signs EMV messages",
+                h.label()
+            )));
+        }
         usize::try_from(h.id())
             .ok()
             .and_then(|id| self.slots.get(id.wrapping_sub(1)))
@@ -128,13 +204,73 @@ impl Table {
             .ok_or_else(|| Error::NotFound(format!("key '{}'", h.label())))
     }
 
-    /// The entry labelled `label`.
-    pub(super) fn find(&self, label: &str) -> Result<&Arc<Entry>> {
-        self.by_label
-            .get(label)
-            .and_then(|id| self.slots.get(*id as usize - 1))
+    /// The RSA key pair of a handle this store issued and has not deleted.
+    pub(super) fn get_rsa(&self, h: &KeyHandle) -> Result<&Arc<RsaEntry>> {
+        h.id()
+            .checked_sub(RSA_ID_BASE + 1)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| self.rsa.get(i))
             .and_then(Option::as_ref)
-            .ok_or_else(|| Error::NotFound(format!("key '{label}'")))
+            .filter(|e| e.handle == *h)
+            .ok_or_else(|| {
+                let what = if self.slots_get(h).is_some() {
+                    "is not an RSA key pair"
+                } else {
+                    "not found"
+                };
+                Error::NotFound(format!("RSA key '{}' ({what})", h.label()))
+            })
+    }
+
+    fn slots_get(&self, h: &KeyHandle) -> Option<&Arc<Entry>> {
+        usize::try_from(h.id())
+            .ok()
+            .and_then(|id| self.slots.get(id.wrapping_sub(1)))
+            .and_then(Option::as_ref)
+            .filter(|e| e.handle == *h)
+    }
+
+    /// The handle of the key (of either kind) labelled `label`.
+    pub(super) fn find_handle(&self, label: &str) -> Result<KeyHandle> {
+        let id = *self
+            .by_label
+            .get(label)
+            .ok_or_else(|| Error::NotFound(format!("key '{label}'")))?;
+        let h = if id > RSA_ID_BASE {
+            self.rsa
+                .get((id - RSA_ID_BASE - 1) as usize)
+                .and_then(Option::as_ref)
+                .map(|e| e.handle.clone())
+        } else {
+            self.slots
+                .get(id as usize - 1)
+                .and_then(Option::as_ref)
+                .map(|e| e.handle.clone())
+        };
+        h.ok_or_else(|| Error::NotFound(format!("key '{label}'")))
+    }
+
+    /// Every loaded RSA key pair, in load order.
+    pub(super) fn live_rsa(&self) -> impl Iterator<Item = &Arc<RsaEntry>> {
+        self.rsa.iter().flatten()
+    }
+
+    fn insert_rsa(
+        &mut self,
+        spec: RsaKeySpec,
+        key: RsaPrivateKey,
+        origin: KeyOrigin,
+    ) -> Arc<RsaEntry> {
+        let id = RSA_ID_BASE + self.rsa.len() as u64 + 1;
+        let entry = Arc::new(RsaEntry::new(
+            KeyHandle::new(id, &spec.label),
+            spec,
+            key,
+            origin,
+        ));
+        self.by_label.insert(entry.spec.label.clone(), id);
+        self.rsa.push(Some(entry.clone()));
+        entry
     }
 
     /// Every loaded key, in load order.
@@ -219,43 +355,36 @@ impl KeyStore {
                 }
                 Some(_) => {}
             }
-            let (header, key) = keyblock::unwrap(
-                lmk,
-                text.trim(),
-                &keyblock::UnwrapPolicy {
-                    allow_legacy: false,
-                },
-            )
-            .map_err(|_| {
+            let not_verified = || {
                 integrity(
                     "key block does not verify under the LMK (changed, or another store's key)",
                 )
-            })?;
-            let bound = header
-                .optional_blocks
-                .iter()
-                .find(|b| b.id == LABEL_BLOCK)
-                .map(|b| b.data.as_str());
-            if bound != Some(label.as_str()) {
-                return Err(integrity(
-                    "the label bound in the key block differs from the file name (file renamed or swapped)",
-                ));
-            }
-            let block = |id: [u8; 2]| {
-                header
-                    .optional_blocks
-                    .iter()
-                    .find(|b| b.id == id)
-                    .map(|b| b.data.as_str())
             };
-            if block(STORE_BLOCK) != Some(store_id) {
-                return Err(integrity(
-                    "the key block belongs to another key store (store id differs)",
-                ));
+            let policy = keyblock::UnwrapPolicy {
+                allow_legacy: false,
+            };
+            let asymmetric = keyblock::inspect(text.trim())
+                .map_err(|_| not_verified())?
+                .algorithm
+                .is_asymmetric();
+            if asymmetric {
+                let (header, der) = keyblock::unwrap_asymmetric(lmk, text.trim(), &policy)
+                    .map_err(|_| not_verified())?;
+                let origin = check_bindings(&header, &label, store_id).map_err(integrity)?;
+                let key = RsaPrivateKey::from_der(&der)
+                    .map_err(|_| integrity("the RSA key in the key block does not check"))?;
+                let spec = RsaKeySpec {
+                    label: label.clone(),
+                    bits: key.public_key().bits(),
+                    exponent: key.exponent(),
+                    usage: header.usage,
+                };
+                table.insert_rsa(spec, key, origin);
+                continue;
             }
-            let origin = block(ORIGIN_BLOCK)
-                .and_then(origin_from)
-                .ok_or_else(|| integrity("the key block carries no valid origin"))?;
+            let (header, key) =
+                keyblock::unwrap(lmk, text.trim(), &policy).map_err(|_| not_verified())?;
+            let origin = check_bindings(&header, &label, store_id).map_err(integrity)?;
             let spec = spec_from_header(&label, &header, key.len())?;
             table.insert(spec, key, origin);
         }
@@ -304,15 +433,10 @@ impl KeyStore {
                 spec.label
             )));
         }
-        let mut header = header_for(&spec, Version::D, Some(&spec.label))?;
-        header.optional_blocks.push(OptionalBlock {
-            id: STORE_BLOCK,
-            data: self.store_id.clone(),
-        });
-        header.optional_blocks.push(OptionalBlock {
-            id: ORIGIN_BLOCK,
-            data: origin_text(&origin),
-        });
+        let mut header = header_for(&spec, Version::D, None)?;
+        header
+            .optional_blocks
+            .extend(bindings(&spec.label, &self.store_id, &origin));
         let block = format!("{}\n", keyblock::wrap(lmk, &header, &key, None)?);
         let hash = self.manifest.hash(block.as_bytes())?;
         write_atomic(&self.path(&spec.label), block.as_bytes(), true)?;
@@ -321,6 +445,50 @@ impl KeyStore {
             return Err(e);
         }
         Ok(table.insert(spec, key, origin).info())
+    }
+
+    /// Stores a new RSA key pair: checks the label is valid and unused, writes the private
+    /// key's PKCS#1 DER as a version D key block of algorithm R under `lmk` (usage, mode S,
+    /// label, store id and origin bound; listed in the manifest like every key), then adds
+    /// it to the table.
+    pub(super) fn add_rsa(
+        &self,
+        lmk: &SecretKey,
+        spec: RsaKeySpec,
+        key: RsaPrivateKey,
+        origin: KeyOrigin,
+    ) -> Result<RsaKeyInfo> {
+        crate::label::check(&spec.label, "label")?;
+        let mut table = self.write();
+        if table.by_label.contains_key(&spec.label) {
+            return Err(Error::AlreadyExists(format!(
+                "label '{}' is in use",
+                spec.label
+            )));
+        }
+        let header = rsa_header(spec.usage, bindings(&spec.label, &self.store_id, &origin));
+        let der = key.to_pkcs1_der()?;
+        let block = format!("{}\n", keyblock::wrap_asymmetric(lmk, &header, &der, None)?);
+        let hash = self.manifest.hash(block.as_bytes())?;
+        write_atomic(&self.path(&spec.label), block.as_bytes(), true)?;
+        if let Err(e) = self.manifest.set_key(&spec.label, Some(hash)) {
+            let _ = fs::remove_file(self.path(&spec.label));
+            return Err(e);
+        }
+        Ok(table.insert_rsa(spec, key, origin).info())
+    }
+
+    /// Deletes the key file of the RSA key pair `h`, then the entry; returns the SHA-1
+    /// fingerprint of its modulus.
+    pub(super) fn remove_rsa(&self, h: &KeyHandle) -> Result<String> {
+        let mut table = self.write();
+        let e = table.get_rsa(h)?.clone();
+        let path = self.path(&e.spec.label);
+        self.manifest.set_key(&e.spec.label, None)?;
+        fs::remove_file(&path).map_err(|err| Error::io(&path, err))?;
+        table.rsa[(h.id() - RSA_ID_BASE - 1) as usize] = None;
+        table.by_label.remove(&e.spec.label);
+        Ok(e.fingerprint())
     }
 
     /// Deletes the key file of `h`, then the entry; returns the key's KCV.

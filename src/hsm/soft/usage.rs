@@ -24,11 +24,15 @@ pub(super) enum Counted {
     /// EMV ICC master keys were derived from the key (an IMK) or returned under it (the
     /// KTK).
     DeriveIcc,
+    /// An EMV message was signed with the key (an RSA key pair).
+    Sign,
+    /// An ICC RSA key pair's CRT parts were returned under the key (the KTK).
+    IccRsa,
 }
 
 impl Counted {
     /// Every counted operation, in the order the summaries are written.
-    pub(super) const ALL: [Counted; 8] = [
+    pub(super) const ALL: [Counted; 10] = [
         Counted::Encrypt,
         Counted::Decrypt,
         Counted::TranslateFrom,
@@ -37,6 +41,8 @@ impl Counted {
         Counted::PinTranslateTo,
         Counted::Mac,
         Counted::DeriveIcc,
+        Counted::Sign,
+        Counted::IccRsa,
     ];
 
     /// The name in the audit log's `what=` field.
@@ -50,6 +56,8 @@ impl Counted {
             Counted::PinTranslateTo => "pin-to",
             Counted::Mac => "mac",
             Counted::DeriveIcc => "derive-icc",
+            Counted::Sign => "rsa-sign",
+            Counted::IccRsa => "icc-rsa",
         }
     }
 
