@@ -9,6 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use pmp_core::Error;
+use pmp_core::hsm::Hsm;
 use pmp_core::prep::icc::{self, IccCertificateFields};
 use pmp_core::prep::profile::{DgiContent, Profile, TagContent, TagSource};
 use pmp_core::rsa::{RsaExponent, RsaPrivateKey, RsaPublicKey};
@@ -553,4 +554,523 @@ fn icc_rsa_profiles_are_refused() {
         &profile(&icc_rsa(r#"dac="DA""#), DDA_DGIS),
         "dac must be two bytes",
     );
+}
+
+// ---- the run, on SoftHsm ----
+
+mod run {
+    use std::path::{Path, PathBuf};
+
+    use pmp_core::hsm::rsa::RsaKeySpec;
+    use pmp_core::hsm::{CipherSpec, Hsm, KeySpec, SoftHsm};
+    use pmp_core::keyblock::{KeyUsage, ModeOfUse};
+    use pmp_core::prep::icc;
+    use pmp_core::prep::profile::Profile;
+    use pmp_core::prep::{self, Options};
+    use pmp_core::rsa::{RsaExponent, RsaPrivateKey, RsaPublicKey};
+    use pmp_core::xof::{self, Attribute, KeyRef};
+    use pmp_core::{Algorithm, Error, Mode, Padding, SecretKey};
+
+    pub struct TempDir(PathBuf);
+    impl TempDir {
+        pub fn new(name: &str) -> Self {
+            let mut r = [0u8; 6];
+            pmp_core::fill_random(&mut r).unwrap();
+            let p = std::env::temp_dir().join(format!("pmp-test-{name}-{}", hex::encode(r)));
+            std::fs::create_dir_all(&p).unwrap();
+            TempDir(p)
+        }
+        pub fn path(&self, f: &str) -> PathBuf {
+            self.0.join(f)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    // Test keys only.
+    const KTK: &str = "1C1C1C1C1C1C1C1C1C1C1C1C1C1C1C1C2A2A2A2A2A2A2A2A2A2A2A2A2A2A2A2A";
+    const DTK: &str = "3D3D3D3D3D3D3D3D3D3D3D3D3D3D3D3D4E4E4E4E4E4E4E4E4E4E4E4E4E4E4E4E";
+
+    fn known(hsm: &SoftHsm, spec: KeySpec, clear_hex: &str) {
+        let clear = hex::decode(clear_hex).unwrap();
+        let c2: Vec<u8> = (0..clear.len())
+            .map(|i| (i as u8).wrapping_mul(37) | 1)
+            .collect();
+        let c1: Vec<u8> = clear.iter().zip(&c2).map(|(a, b)| a ^ b).collect();
+        hsm.form_key_from_components(&spec, &[&c1, &c2], &[], None)
+            .unwrap();
+    }
+
+    /// The data-prep store: transport keys, a DKep, the XOF MAC key, issuer RSA keys
+    /// ISS-1024 and ISS-1152 (exponent 3).
+    pub fn store(dir: &Path) -> SoftHsm {
+        let hsm = SoftHsm::create_with_test_lmk(dir).unwrap();
+        let t = |l: &str, u, m| KeySpec::new(l, Algorithm::Aes, 32, u, m).exportable();
+        known(&hsm, t("KTK", KeyUsage::K0, ModeOfUse::B), KTK);
+        known(&hsm, t("DTK", KeyUsage::D0, ModeOfUse::B), DTK);
+        for (l, u, m) in [
+            ("PTK", KeyUsage::P0, ModeOfUse::B),
+            ("MTK", KeyUsage::M6, ModeOfUse::C),
+        ] {
+            hsm.generate_key(&t(l, u, m)).unwrap();
+        }
+        hsm.generate_key(&KeySpec::new(
+            "DKEP",
+            Algorithm::Aes,
+            32,
+            KeyUsage::D0,
+            ModeOfUse::B,
+        ))
+        .unwrap();
+        hsm.generate_key(&KeySpec::new(
+            "XOF-MAC",
+            Algorithm::Aes,
+            32,
+            KeyUsage::M6,
+            ModeOfUse::C,
+        ))
+        .unwrap();
+        for (l, bits) in [("ISS-1024", 1024), ("ISS-1152", 1152)] {
+            hsm.generate_rsa_key(&RsaKeySpec {
+                label: l.into(),
+                bits,
+                exponent: RsaExponent::Three,
+                usage: KeyUsage::S0,
+            })
+            .unwrap();
+        }
+        hsm
+    }
+
+    pub struct Card {
+        pub pan: String,
+        pub expiry: String,
+    }
+
+    pub fn cards(n: usize) -> Vec<Card> {
+        (0..n)
+            .map(|i| Card {
+                pan: format!("47617390010101{:02}", 10 + i),
+                expiry: format!("{:02}{:02}", 27 + i % 5, 1 + i % 12),
+            })
+            .collect()
+    }
+
+    pub fn write_xof(hsm: &SoftHsm, cards: &[Card], path: &Path) {
+        let kr = |label: &str| {
+            let i = hsm.key_info(&hsm.find_key(label).unwrap()).unwrap();
+            KeyRef {
+                label: i.spec.label,
+                usage: i.spec.usage,
+                algorithm: i.spec.algorithm,
+                kcv: i.kcv,
+            }
+        };
+        let header = xof::Header {
+            order_id: "ORD-ICC".into(),
+            issuer: "Example Bank".into(),
+            product: "PROD".into(),
+            created: "2025-03-01T09:30:00Z".into(),
+            keys: vec![kr("DKEP"), kr("XOF-MAC")],
+            mac_key: "XOF-MAC".into(),
+            test: false,
+        };
+        let mac = hsm.find_key("XOF-MAC").unwrap();
+        let dk = hsm.find_key("DKEP").unwrap();
+        let mut w = xof::Writer::new(Vec::new(), &header, hsm, &mac).unwrap();
+        for (i, c) in cards.iter().enumerate() {
+            let mut attributes = Vec::new();
+            for (name, v) in [("PAN", &c.pan), ("EXPIRY", &c.expiry)] {
+                let iv = [i as u8; 16];
+                let mut ct = vec![0u8; v.len() + 16];
+                let n = hsm
+                    .encrypt(
+                        &CipherSpec::cbc(&dk, &iv, Padding::Iso9797M2),
+                        v.as_bytes(),
+                        &mut ct,
+                    )
+                    .unwrap();
+                ct.truncate(n);
+                attributes.push(Attribute {
+                    name: name.into(),
+                    key: "DKEP".into(),
+                    mode: Mode::Cbc,
+                    iv: Some(iv.to_vec()),
+                    padding: Padding::Iso9797M2,
+                    ciphertext: ct,
+                });
+            }
+            w.write_record(&xof::Record {
+                seq: i as u64 + 1,
+                issuer_id: format!("C-{:04}", i + 1),
+                attributes,
+            })
+            .unwrap();
+        }
+        std::fs::write(path, w.finish().unwrap().0).unwrap();
+    }
+
+    /// A DDA profile for issuer key `issuer` with ICC keys of `bits`: records 0101 (PAN,
+    /// expiry) and 0B01 (9F4A, 8F) authenticated, the issuer constants in 0201, the ICC
+    /// certificate in 0202, the AIP in DGI 9104, SDA's 93 in 0203, the CRT DGIs.
+    pub fn profile(issuer: &RsaPublicKey, bits: u32, extra: &str) -> String {
+        let mut cert = vec![0x5Au8; n_ca(issuer)];
+        cert[0] = 0x11;
+        format!(
+            r#"<profile format="pmp-profile-1" name="P-ICC" product="PROD">
+  <keys ktk="KTK" ptk="PTK" mtk="MTK" dtk="DTK" xof-mac-key="XOF-MAC"/>
+  <icc-rsa bits="{bits}" exponent="3" issuer-key="{}" issuer-certificate="{}" issuer-exponent="03" ca-index="92" dac="DAC0" {extra}/>
+  <dgi id="0101" oda="true"><tag id="5A" from="PAN" format="cn"/><tag id="5F24" from="EXPIRY" format="yymm-end-of-month"/></dgi>
+  <dgi id="0B01" oda="true"><tag id="9F4A" value="82"/><tag id="8F" content="ca-index"/></dgi>
+  <dgi id="0201"><tag id="90" content="issuer-certificate"/><tag id="92" content="issuer-remainder"/><tag id="9F32" content="issuer-exponent"/></dgi>
+  <dgi id="0202"><tag id="9F46" content="icc-certificate"/><tag id="9F47" content="icc-exponent"/><tag id="9F48" content="icc-remainder"/></dgi>
+  <dgi id="0203"><tag id="93" content="signed-static-data"/></dgi>
+  <dgi id="9104" value="82027C00940C08010100580101010801020010020200"/>
+  <dgi id="8201" content="icc-rsa-crt"/><dgi id="8202" content="icc-rsa-crt"/><dgi id="8203" content="icc-rsa-crt"/>
+  <dgi id="8204" content="icc-rsa-crt"/><dgi id="8205" content="icc-rsa-crt"/>
+</profile>"#,
+            if issuer.len() == 128 {
+                "ISS-1024"
+            } else {
+                "ISS-1152"
+            },
+            hex::encode_upper(&cert)
+        )
+    }
+
+    /// The CA key length of the test profiles: 176 bytes (1408 bits), where the issuer
+    /// modulus fits in its certificate (no remainder).
+    pub fn n_ca(issuer: &RsaPublicKey) -> usize {
+        176.max(issuer.len() + 36)
+    }
+
+    /// Each card's DGIs: id -> (attributes, data).
+    pub fn dgis(file: &str) -> Vec<Vec<(String, String, Vec<u8>)>> {
+        let mut cards = Vec::new();
+        for line in file.lines() {
+            let l = line.trim();
+            if l.starts_with("<card ") {
+                cards.push(Vec::new());
+            } else if let Some(rest) = l.strip_prefix("<dgi id=\"") {
+                let id = rest[..4].to_string();
+                let (attrs, tail) = rest[5..].split_once('>').unwrap();
+                let hexdata = tail.strip_suffix("</dgi>").unwrap();
+                cards.last_mut().unwrap().push((
+                    id,
+                    attrs.trim().to_string(),
+                    hex::decode(hexdata).unwrap(),
+                ));
+            }
+        }
+        cards
+    }
+
+    fn decrypt(key: &str, mode: Mode, iv: Option<&[u8]>, data: &[u8]) -> Vec<u8> {
+        let k = SecretKey::from_hex(Algorithm::Aes, key).unwrap();
+        let mut buf = data.to_vec();
+        k.cipher().decrypt_blocks(mode, iv, &mut buf).unwrap();
+        // ISO/IEC 9797-1 method 2.
+        let end = buf.iter().rposition(|&b| b != 0).unwrap();
+        assert_eq!(buf[end], 0x80);
+        buf.truncate(end);
+        buf
+    }
+
+    /// One card's clear DGIs (DTK- and KTK-encrypted ones decrypted), by id.
+    pub fn clear(card: &[(String, String, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
+        card.iter()
+            .map(|(id, attrs, data)| {
+                let clear = if attrs.contains("key=\"DTK\"") {
+                    let i = attrs.find("iv=\"").unwrap() + 4;
+                    let iv = hex::decode(&attrs[i..i + 32]).unwrap();
+                    decrypt(DTK, Mode::Cbc, Some(&iv), data)
+                } else if attrs.contains("key=\"KTK\"") {
+                    assert!(attrs.contains("mode=\"ecb\" padding=\"2\""), "{attrs}");
+                    decrypt(KTK, Mode::Ecb, None, data)
+                } else {
+                    assert!(attrs.is_empty(), "{id}: {attrs}");
+                    data.clone()
+                };
+                (id.clone(), clear)
+            })
+            .collect()
+    }
+
+    pub fn get<'a>(c: &'a [(String, Vec<u8>)], id: &str) -> &'a [u8] {
+        &c.iter().find(|(i, _)| i == id).unwrap().1
+    }
+
+    /// The value of `tag` inside record `rec` (`70 L …`).
+    pub fn field<'a>(rec: &'a [u8], tag: &[u8]) -> Option<&'a [u8]> {
+        icc::find_tag(icc::static_data_part(0x0101, rec).unwrap(), tag)
+    }
+
+    pub struct Checked {
+        pub serial: [u8; 3],
+    }
+
+    /// Checks one card as a terminal would, plus the private key: returns its serial.
+    pub fn check_card(
+        issuer: &RsaPublicKey,
+        c: &[(String, Vec<u8>)],
+        card: &Card,
+        bits: u32,
+    ) -> Checked {
+        let r0101 = get(c, "0101");
+        let r0b01 = get(c, "0B01");
+        // Static data: SFI 1 by value, SFI 11 whole, then the AIP (9F4A lists 82).
+        let mut sd = r0101[2..].to_vec();
+        sd.extend_from_slice(r0b01);
+        sd.extend_from_slice(&[0x7C, 0x00]);
+        let r0202 = get(c, "0202");
+        let cert = field(r0202, &[0x9F, 0x46]).unwrap();
+        assert_eq!(cert.len(), issuer.len(), "9F46 has N_I bytes");
+        let exp = field(r0202, &[0x9F, 0x47]).unwrap();
+        assert_eq!(exp, [0x03]);
+        let n_icc = bits as usize / 8;
+        let rem_len = n_icc.saturating_sub(issuer.len() - 42);
+        let rem = field(r0202, &[0x9F, 0x48]).unwrap_or(&[]);
+        assert_eq!(rem.len(), rem_len, "9F48 length");
+        let got = icc::recover_icc_certificate(issuer, cert, rem, exp, Some(&sd)).unwrap();
+        assert_eq!(got.pan, icc::pan_field(&card.pan).unwrap());
+        assert_eq!(
+            got.expiry,
+            icc::expiry_mmyy(card.expiry.as_bytes()).unwrap()
+        );
+        assert_eq!(got.modulus.len(), n_icc);
+        // A tampered record no longer matches the certificate's hash.
+        let mut bad = sd.clone();
+        bad[3] ^= 0x01;
+        assert!(icc::recover_icc_certificate(issuer, cert, rem, exp, Some(&bad)).is_err());
+        // SDA's signed static data over the same static data.
+        let ssad = field(get(c, "0203"), &[0x93]).unwrap();
+        let (dac, _) = icc::recover_signed_static_data(issuer, ssad, Some(&sd)).unwrap();
+        assert_eq!(dac, [0xDA, 0xC0]);
+        assert!(icc::recover_signed_static_data(issuer, ssad, Some(&bad)).is_err());
+        // Issuer constants.
+        let r0201 = get(c, "0201");
+        assert_eq!(field(r0201, &[0x90]).unwrap().len(), n_ca(issuer));
+        assert!(
+            field(r0201, &[0x92]).is_none(),
+            "an empty remainder is left out"
+        );
+        assert_eq!(field(r0201, &[0x9F, 0x32]).unwrap(), [0x03]);
+        assert_eq!(field(r0b01, &[0x8F]).unwrap(), [0x92]);
+        // The CRT parts (each half the modulus) are the private key of the certified modulus.
+        let half = n_icc.div_ceil(2);
+        let parts: Vec<&[u8]> = ["8201", "8202", "8203", "8204", "8205"]
+            .iter()
+            .map(|id| get(c, id))
+            .collect();
+        for p in &parts {
+            assert_eq!(p.len(), half);
+        }
+        let key = RsaPrivateKey::from_primes(parts[4], parts[3], RsaExponent::Three).unwrap();
+        assert_eq!(key.public_key().modulus(), got.modulus.as_slice());
+        let crt = key.crt_parts().unwrap();
+        assert_eq!(crt.qinv.as_slice(), parts[0]);
+        assert_eq!(crt.dq.as_slice(), parts[1]);
+        assert_eq!(crt.dp.as_slice(), parts[2]);
+        Checked { serial: got.serial }
+    }
+
+    pub fn run(
+        hsm: &SoftHsm,
+        dir: &TempDir,
+        profile: &str,
+        opts: &Options<'_>,
+    ) -> pmp_core::Result<(prep::Summary, String)> {
+        let p = Profile::parse(profile).unwrap();
+        let out = dir.path("production.xml");
+        let _ = std::fs::remove_file(&out);
+        let _ = std::fs::remove_file(dir.path("production.rejects.txt"));
+        let s = prep::run_files(hsm, &p, &dir.path("order.xof"), &out, None, opts)?;
+        let n = prep::production::verify_file(&out, hsm, Some("MTK")).unwrap();
+        assert_eq!(n, s.prepared);
+        Ok((s, std::fs::read_to_string(&out).unwrap()))
+    }
+
+    pub fn issuer(hsm: &SoftHsm, label: &str) -> RsaPublicKey {
+        hsm.rsa_key_info(&hsm.find_key(label).unwrap())
+            .unwrap()
+            .public
+    }
+
+    pub fn is_invalid(e: &Error, needle: &str) -> bool {
+        e.to_string().contains(needle)
+    }
+}
+
+#[test]
+fn cards_get_certified_keys_from_the_pool_then_in_line() {
+    use pmp_core::prep::Options;
+    let dir = run::TempDir::new("prep-icc");
+    let hsm = run::store(&dir.path("ks"));
+    let cards = run::cards(5);
+    run::write_xof(&hsm, &cards, &dir.path("order.xof"));
+    let issuer = run::issuer(&hsm, "ISS-1024");
+    let level = hsm.fill_icc_key_pool(1024, RsaExponent::Three, 3).unwrap();
+    assert_eq!(level.available, 3);
+    let (s, file) = run::run(
+        &hsm,
+        &dir,
+        &run::profile(&issuer, 1024, ""),
+        &Options {
+            workers: 2,
+            batch: 2,
+            icc_serial_start: Some(0xFF_FFFE),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    assert_eq!((s.read, s.prepared, s.rejected), (5, 5, 0));
+    assert_eq!((s.icc_keys_from_pool, s.icc_keys_in_line), (3, 2));
+    assert_eq!(s.icc_serial_first, Some(0xFF_FFFE));
+    let mut serials = Vec::new();
+    for (card, dg) in cards.iter().zip(run::dgis(&file)) {
+        // DGI order is the profile's.
+        let ids: Vec<&str> = dg.iter().map(|(i, _, _)| i.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "0101", "0B01", "0201", "0202", "0203", "9104", "8201", "8202", "8203", "8204",
+                "8205"
+            ]
+        );
+        // CRT parts: 64 bytes padded with method 2 to 80 under the AES KTK.
+        for (id, _, data) in &dg[6..] {
+            assert_eq!(data.len(), 80, "DGI {id}");
+        }
+        let clear = run::clear(&dg);
+        serials.push(run::check_card(&issuer, &clear, card, 1024).serial);
+    }
+    // Serials: START + seq - 1 modulo 2^24, distinct in the run.
+    assert_eq!(
+        serials,
+        [
+            [0xFF, 0xFF, 0xFE],
+            [0xFF, 0xFF, 0xFF],
+            [0, 0, 0],
+            [0, 0, 1],
+            [0, 0, 2]
+        ]
+    );
+
+    // Without the pool, every key is generated in line (the pool is empty now anyway, so
+    // fill it again to see it left alone).
+    hsm.fill_icc_key_pool(1024, RsaExponent::Three, 2).unwrap();
+    let (s, file) = run::run(
+        &hsm,
+        &dir,
+        &run::profile(&issuer, 1024, ""),
+        &Options {
+            icc_use_pool: false,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    assert_eq!((s.icc_keys_from_pool, s.icc_keys_in_line), (0, 5));
+    assert_eq!(
+        hsm.icc_key_pool()
+            .unwrap()
+            .iter()
+            .map(|l| l.available)
+            .sum::<u64>(),
+        2
+    );
+    // A random serial start: still five distinct serials.
+    let mut serials = Vec::new();
+    for (card, dg) in cards.iter().zip(run::dgis(&file)) {
+        serials.push(run::check_card(&issuer, &run::clear(&dg), card, 1024).serial);
+    }
+    serials.sort();
+    serials.dedup();
+    assert_eq!(serials.len(), 5);
+}
+
+#[test]
+fn a_remainder_and_unpadded_parts() {
+    use pmp_core::prep::Options;
+    let dir = run::TempDir::new("prep-icc-1152");
+    let hsm = run::store(&dir.path("ks"));
+    let cards = run::cards(2);
+    run::write_xof(&hsm, &cards, &dir.path("order.xof"));
+    // Issuer 1152 bits (144 bytes) with ICC 1152: a remainder of 42 bytes.
+    let issuer = run::issuer(&hsm, "ISS-1152");
+    let (s, file) = run::run(
+        &hsm,
+        &dir,
+        &run::profile(&issuer, 1152, ""),
+        &Options::default(),
+    )
+    .unwrap();
+    assert_eq!((s.icc_keys_from_pool, s.icc_keys_in_line), (0, 2));
+    for (card, dg) in cards.iter().zip(run::dgis(&file)) {
+        run::check_card(&issuer, &run::clear(&dg), card, 1152);
+    }
+    // 72-byte parts are not whole AES blocks: padding="none" is refused before any output.
+    let p = run::profile(&issuer, 1152, "").replace(
+        r#"content="icc-rsa-crt"/>"#,
+        r#"content="icc-rsa-crt" padding="none"/>"#,
+    );
+    let e = run::run(&hsm, &dir, &p, &Options::default()).unwrap_err();
+    assert!(run::is_invalid(&e, "not whole blocks of the KTK"), "{e}");
+    assert!(!dir.path("production.xml").exists());
+}
+
+#[test]
+fn the_issuer_key_is_checked_before_any_card() {
+    use pmp_core::prep::Options;
+    let dir = run::TempDir::new("prep-icc-refuse");
+    let hsm = run::store(&dir.path("ks"));
+    run::write_xof(&hsm, &run::cards(1), &dir.path("order.xof"));
+    let issuer = run::issuer(&hsm, "ISS-1024");
+    let base = run::profile(&issuer, 1024, "");
+    let cases = [
+        // ICC keys longer than the issuer key.
+        (
+            base.replace(r#"bits="1024""#, r#"bits="1152""#),
+            "fewer than the ICC keys' 1152",
+        ),
+        // The issuer exponent is not the key's.
+        (
+            base.replace(r#"issuer-exponent="03""#, r#"issuer-exponent="010001""#),
+            "is not the exponent of the issuer key",
+        ),
+        // A remainder where the issuer modulus fits in its certificate.
+        (
+            base.replace(r#"ca-index="92""#, r#"ca-index="92" issuer-remainder="AA""#),
+            "issuer-remainder has 1 bytes",
+        ),
+        // A certificate shorter than the issuer key (N_I > N_CA).
+        (
+            run::profile(&run::issuer(&hsm, "ISS-1152"), 1024, "").replace(
+                &format!("11{}", "5A".repeat(179)),
+                &format!("11{}", "5A".repeat(127)),
+            ),
+            "EMV needs N_I <= N_CA",
+        ),
+        // An issuer key that is not there.
+        (
+            base.replace(r#"issuer-key="ISS-1024""#, r#"issuer-key="ISS-NONE""#),
+            "issuer RSA key 'ISS-NONE'",
+        ),
+    ];
+    for (p, needle) in cases {
+        let e = run::run(&hsm, &dir, &p, &Options::default()).unwrap_err();
+        assert!(run::is_invalid(&e, needle), "'{e}' lacks '{needle}'");
+        assert!(!dir.path("production.xml").exists());
+    }
+    // A symmetric key named as the issuer key.
+    let e = run::run(
+        &hsm,
+        &dir,
+        &base.replace(r#"issuer-key="ISS-1024""#, r#"issuer-key="DKEP""#),
+        &Options::default(),
+    )
+    .unwrap_err();
+    assert!(!dir.path("production.xml").exists(), "{e}");
 }
