@@ -12,6 +12,12 @@
 //!   ([`Hsm::derive_icc_master_keys`]), with their KCVs;
 //! - the PIN block is translated inside the HSM to ISO format 2 under the PTK
 //!   ([`Hsm::translate_pin_for_card`]);
+//! - with `<icc-rsa>`: once the records marked `oda` are built, the card's ICC RSA key pair
+//!   is made in the HSM ([`Hsm::generate_icc_rsa_key`], from the pool unless
+//!   [`Options::icc_use_pool`] is false) and its CRT parts come back under the KTK; the ICC
+//!   certificate and SDA's signed static data over the static data to be authenticated
+//!   ([`super::icc`]) are signed with the issuer key ([`Hsm::sign_emv_recovery`]); then the
+//!   DGIs that hold them are built;
 //! - DGIs that carry cardholder data are encrypted under the DTK (CBC, a fresh random IV,
 //!   padding method 2) through [`Hsm::encrypt`]; constants and KCVs stay clear.
 //!
@@ -977,7 +983,10 @@ pub fn run<R: BufRead + Send, W: Write, J: Write>(
             .into_iter()
             .filter(|a| !pin_from.contains(a))
             .collect(),
-        aip: profile.static_data_aip()?,
+        aip: match profile.icc_rsa {
+            Some(_) => profile.static_data_aip()?,
+            None => None,
+        },
         serial_start,
         use_pool: opts.icc_use_pool,
     };
