@@ -244,6 +244,43 @@ fn main() {
         }
     }
 
+    // The issuer's signature per card: SoftHsm's sign_emv_recovery (blinded, checked raw
+    // private operation of the rsa crate) beside OpenSSL's raw private operation.
+    println!();
+    let iss = hsm.find_key("ISS").unwrap();
+    let ossl_key = Rsa::generate_with_e(1408, &BigNum::from_u32(3).unwrap()).unwrap();
+    let mut m = vec![0x5Au8; 176];
+    m[0] = 0x6A;
+    m[175] = 0xBC;
+    let mut sig = vec![0u8; 176];
+    let mut n = [0u64; 2];
+    let mut t = [Duration::ZERO; 2];
+    for _ in 0..rounds {
+        let start = Instant::now();
+        while start.elapsed() < round {
+            black_box(hsm.sign_emv_recovery(&iss, &m).unwrap());
+            n[0] += 1;
+        }
+        t[0] += start.elapsed();
+        let start = Instant::now();
+        while start.elapsed() < round {
+            ossl_key
+                .private_encrypt(&m, &mut sig, openssl::rsa::Padding::NONE)
+                .unwrap();
+            black_box(&sig);
+            n[1] += 1;
+        }
+        t[1] += start.elapsed();
+    }
+    let (a, b) = (
+        n[0] as f64 / t[0].as_secs_f64(),
+        n[1] as f64 / t[1].as_secs_f64(),
+    );
+    println!(
+        "issuer signature, 1408 bits, one thread: SoftHsm sign_emv_recovery {a:.0}/s, OpenSSL raw private op {b:.0}/s, ratio {:.2}",
+        a / b
+    );
+
     println!();
     println!("pmp prep, {cards} cards, DDA profile (1024-bit ICC keys, e=3, 1408-bit issuer key)");
     write_xof(&hsm, cards, &dir.path("order.xof"));
