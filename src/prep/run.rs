@@ -372,7 +372,7 @@ fn resolve_issuer(
             padding: Padding::None,
             ..
         } = d.content
-            && half % bs != 0
+            && !half.is_multiple_of(bs)
         {
             return Err(bad(format!(
                 "DGI {:04X}: a CRT part of a {}-bit key has {half} bytes, not whole blocks of the KTK ({bs}): give padding=\"2\"",
