@@ -48,6 +48,16 @@
 #define PMP_KEY_BLOCK_CAP 256
 
 /**
+ * The capacity that holds any EMV RSA modulus (1984 bits).
+ */
+#define PMP_RSA_MODULUS_CAP 248
+
+/**
+ * The capacity that holds any EMV RSA exponent as EMV writes it (`01 00 01`).
+ */
+#define PMP_RSA_EXPONENT_CAP 3
+
+/**
  * The result of a C API call.
  *
  * Values are explicit and never reused: a value that is retired stays unassigned. They are
@@ -1268,6 +1278,68 @@ pmp_status pmp_production_verify(const struct pmp_hsm *hsm,
                                  const char *path,
                                  const char *mac_key,
                                  uint64_t *out_cards);
+
+/**
+ * Generates an issuer RSA key pair in the HSM under the new label `label`: usage S0 (it
+ * only signs EMV messages in the recovery format), `bits` a multiple of 8 from 1024 to
+ * 1984, `exponent` 3 or 65537. The private key never leaves the HSM; read the public half
+ * with `pmp_key_public`.
+ *
+ * Returns `PMP_STATUS_ALREADY_EXISTS` for a label in use, `PMP_STATUS_INVALID_ARGUMENT`
+ * for a bad label, length or exponent, `PMP_STATUS_UNSUPPORTED` when the backend holds no
+ * RSA keys.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle and `label` a NUL-terminated string.
+ */
+pmp_status pmp_key_generate_rsa(const struct pmp_hsm *hsm,
+                                const char *label,
+                                uint32_t bits,
+                                uint32_t exponent);
+
+/**
+ * Writes the public half of the RSA key labelled `label`: the modulus (big-endian, no
+ * leading zero byte) to `modulus_out` and the exponent as EMV writes it (`03` or
+ * `01 00 01`) to `exponent_out`, with their lengths in `*modulus_len` and `*exponent_len`.
+ *
+ * When either buffer is too small, nothing is written to either: the call returns
+ * `PMP_STATUS_BUFFER_TOO_SMALL` and sets both lengths to the capacities needed (pass NULL
+ * buffers with capacity 0 to ask; `PMP_RSA_MODULUS_CAP` and `PMP_RSA_EXPONENT_CAP` always
+ * suffice). Returns `PMP_STATUS_NOT_FOUND` when there is no key with this label,
+ * `PMP_STATUS_UNSUPPORTED` when the backend holds no RSA keys.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle, `label` a NUL-terminated string; each output buffer must
+ * point to its capacity of writable bytes (or be NULL with capacity 0); `modulus_len` and
+ * `exponent_len` must point to writable `size_t`s.
+ */
+pmp_status pmp_key_public(const struct pmp_hsm *hsm,
+                          const char *label,
+                          uint8_t *modulus_out,
+                          size_t modulus_cap,
+                          size_t *modulus_len,
+                          uint8_t *exponent_out,
+                          size_t exponent_cap,
+                          size_t *exponent_len);
+
+/**
+ * Generates `count` ICC RSA key pairs of `bits` (a multiple of 8 from 1024 to 1984) and
+ * public exponent `exponent` (3 or 65537) into the HSM's pool, which `pmp prep` takes
+ * from, and writes the number of pairs of that length and exponent now available to
+ * `*out_available`. Generation runs on all cores and can take minutes for thousands of
+ * pairs; pairs stored before a failure stay in the pool.
+ *
+ * # Safety
+ *
+ * `hsm` must be a live handle and `out_available` point to a writable `uint64_t`.
+ */
+pmp_status pmp_icc_pool_fill(const struct pmp_hsm *hsm,
+                             uint32_t bits,
+                             uint32_t exponent,
+                             uint64_t count,
+                             uint64_t *out_available);
 
 /**
  * Generates KTK, PTK, MTK and DTK (labels `<prefix>-KTK`, `-PTK`, `-MTK`, `-DTK`) of

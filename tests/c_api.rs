@@ -1,4 +1,5 @@
-//! Runs the C API tests: compiles `tests/c/test_pmp.c` (C11, warnings as errors) against the
+//! Runs the C API tests: compiles `tests/c/test_pmp.c` and `tests/c/test_rsa.c` (the RSA
+//! functions) (C11, warnings as errors) against the
 //! static library `libpmp_core.a`, runs it plainly and under AddressSanitizer +
 //! UndefinedBehaviorSanitizer, and compiles, links and runs `tests/c/header_check.cpp` as
 //! C++17. Each program gets an empty scratch directory (for key stores) as its argument.
@@ -161,6 +162,29 @@ fn c_test_program_under_sanitizers() {
         &flags,
         "tests/c/test_pmp.c",
         "test_pmp_asan",
+    );
+    assert_all_passed(&stdout);
+}
+
+#[test]
+fn c_rsa_program() {
+    let stdout = build_and_run(
+        &compiler("CC", "cc"),
+        C_FLAGS,
+        "tests/c/test_rsa.c",
+        "test_rsa",
+    );
+    assert_all_passed(&stdout);
+}
+
+#[test]
+fn c_rsa_program_under_sanitizers() {
+    let flags = [C_FLAGS, SANITIZE_FLAGS].concat();
+    let stdout = build_and_run(
+        &compiler("CC", "cc"),
+        &flags,
+        "tests/c/test_rsa.c",
+        "test_rsa_asan",
     );
     assert_all_passed(&stdout);
 }

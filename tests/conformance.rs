@@ -6,12 +6,14 @@
 
 use std::path::PathBuf;
 
+use pmp_core::hsm::rsa::{IccPoolLevel, IccRsaKey, IccRsaRequest, RsaKeyInfo, RsaKeySpec};
 use pmp_core::hsm::{
     Capabilities, Capability, CipherSpec, Hsm, ImportCheck, KeyHandle, KeyInfo, KeySpec, PinSpec,
     SoftHsm, conformance,
 };
 use pmp_core::keyblock::{self, Version};
 use pmp_core::pinblock::{Pan, PinBlockFormat};
+use pmp_core::rsa::RsaExponent;
 use pmp_core::{Algorithm, Kcv, MacAlgorithm, MacTag, Padding, Result};
 
 #[derive(Debug)]
@@ -129,6 +131,49 @@ impl Hsm for Restricted {
         self.require(Capability::IccKeyDerivation)?;
         self.inner.derive_icc_master_keys(req)
     }
+    fn generate_rsa_key(&self, spec: &RsaKeySpec) -> Result<RsaKeyInfo> {
+        self.require(Capability::RsaKeys)?;
+        self.inner.generate_rsa_key(spec)
+    }
+    fn import_rsa_key_block(
+        &self,
+        label: &str,
+        kek: &KeyHandle,
+        block: &str,
+    ) -> Result<RsaKeyInfo> {
+        self.require(Capability::RsaKeyBlockImport)?;
+        self.inner.import_rsa_key_block(label, kek, block)
+    }
+    fn rsa_key_info(&self, key: &KeyHandle) -> Result<RsaKeyInfo> {
+        self.require(Capability::RsaKeys)?;
+        self.inner.rsa_key_info(key)
+    }
+    fn list_rsa_keys(&self) -> Result<Vec<RsaKeyInfo>> {
+        self.inner.list_rsa_keys()
+    }
+    fn sign_emv_recovery(&self, key: &KeyHandle, message: &[u8]) -> Result<Vec<u8>> {
+        self.require(Capability::RsaKeys)?;
+        self.inner.sign_emv_recovery(key, message)
+    }
+    fn generate_icc_rsa_key(&self, req: &IccRsaRequest<'_>) -> Result<IccRsaKey> {
+        self.require(Capability::IccRsaKeys)?;
+        if req.use_pool {
+            self.require(Capability::IccKeyPool)?;
+        }
+        self.inner.generate_icc_rsa_key(req)
+    }
+    fn fill_icc_key_pool(
+        &self,
+        bits: u32,
+        exponent: RsaExponent,
+        count: u64,
+    ) -> Result<IccPoolLevel> {
+        self.require(Capability::IccKeyPool)?;
+        self.inner.fill_icc_key_pool(bits, exponent, count)
+    }
+    fn icc_key_pool(&self) -> Result<Vec<IccPoolLevel>> {
+        self.inner.icc_key_pool()
+    }
     fn generate_mac(
         &self,
         key: &KeyHandle,
@@ -220,6 +265,8 @@ fn without_components_and_translation_only_known_answers_and_translation_are_lef
             ("mac.known-answer/CmacTdes", Form),
             ("mac.known-answer/CmacAes", Form),
             ("policy-matrix.success-with-valid-input", Form),
+            ("rsa.key-block-import", Form),
+            ("rsa.icc-keys.known-answer", Form),
         ],
     );
     for check in [
@@ -316,6 +363,8 @@ fn a_backend_with_cmac_only_and_no_key_blocks_or_pins() {
             ("policy-matrix/Wrap", ExportKeyBlock(Version::D)),
             ("policy-matrix/Unwrap", ImportKeyBlock(Version::D)),
             ("policy-matrix.success-with-valid-input", FormFromComponents),
+            ("rsa.key-block-import", FormFromComponents),
+            ("rsa.icc-keys.known-answer", FormFromComponents),
         ],
     );
     for check in [
@@ -331,4 +380,22 @@ fn a_backend_with_cmac_only_and_no_key_blocks_or_pins() {
         .skipped_check("policy-matrix.success-with-valid-input")
         .unwrap();
     assert!(s.reason.starts_with("4 allowed cells"), "{}", s.reason);
+}
+
+/// A backend without RSA keys (a token with no RSA mechanisms): exactly the RSA checks are
+/// left out, each for the capability it needs.
+#[test]
+fn a_backend_without_rsa_leaves_out_the_rsa_checks() {
+    use Capability::*;
+    let report = run_without(
+        &[RsaKeys, RsaKeyBlockImport, IccRsaKeys, IccKeyPool],
+        &[
+            ("rsa.keys", RsaKeys),
+            ("rsa.key-block-import", RsaKeyBlockImport),
+            ("rsa.icc-keys", IccRsaKeys),
+            ("rsa.icc-keys.known-answer", IccRsaKeys),
+            ("rsa.pool", IccRsaKeys),
+        ],
+    );
+    assert!(report.has_run("known-keys"), "{report}");
 }

@@ -458,3 +458,110 @@ fn debug_shows_no_key() {
     assert!(!out.contains("0001020304"), "{out}");
     assert!(!out.to_lowercase().contains("000102030405"), "{out}");
 }
+
+/// The DER's first TLV: (tag, content) of `der`, DER definite lengths.
+fn tlv(der: &[u8]) -> (u8, &[u8], &[u8]) {
+    let (tag, first) = (der[0], der[1]);
+    let (len, at) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let n = usize::from(first & 0x7F);
+        let len = der[2..2 + n]
+            .iter()
+            .fold(0usize, |a, &b| (a << 8) | usize::from(b));
+        (len, 2 + n)
+    };
+    (tag, &der[at..at + len], &der[at + len..])
+}
+
+#[test]
+fn x9143_example_8_5_rsa_private_key_unwraps() {
+    // tests/data/x9143_8_5.txt: the whole block of the example (its header is the one
+    // above) under the AES-128 KBPK given there.
+    let v = &common::load("x9143_8_5.txt")[0];
+    let block = v.get("Block").to_string();
+    assert!(block.starts_with(X9143_8_5_HEADER));
+    let kbpk = aes(v.get("KBPK"));
+    let (h, der) = keyblock::unwrap_asymmetric(&kbpk, &block, &UnwrapPolicy::default()).unwrap();
+    assert_eq!((h.usage, h.algorithm), (KeyUsage::S0, KeyAlgorithm::Rsa));
+    // The payload is the DER of a PKCS#1 RSAPrivateKey (RFC 8017 A.1.2): a SEQUENCE whose
+    // first INTEGER is the version 0 and whose second is the modulus — not a PKCS#8
+    // PrivateKeyInfo, whose second element would be the AlgorithmIdentifier SEQUENCE.
+    let (tag, body, rest) = tlv(&der);
+    assert_eq!((tag, rest.len()), (0x30, 0));
+    let (tag, version, body) = tlv(body);
+    assert_eq!((tag, version), (0x02, &[0u8][..]));
+    let (tag, modulus, body) = tlv(body);
+    assert_eq!(tag, 0x02, "an INTEGER (PKCS#1), not a SEQUENCE (PKCS#8)");
+    let (tag, e, _) = tlv(body);
+    assert_eq!((tag, e), (0x02, &[0x01, 0x00, 0x01][..]));
+    // The modulus is the one of the certificate in the block's CT optional block (its
+    // SubjectPublicKeyInfo, base64 "MIIBCgKCAQEA1sRg+wEuje3y14V0...": 1sRg+wEu = D6C460FB012E).
+    assert_eq!(modulus.len(), 257, "2048 bits after a leading 00");
+    assert_eq!(&modulus[..7], &[0x00, 0xD6, 0xC4, 0x60, 0xFB, 0x01, 0x2E]);
+    // The symmetric unwrap refuses the block (it is not a TDES or AES key).
+    assert!(matches!(
+        keyblock::unwrap(&kbpk, &block, &UnwrapPolicy::default()),
+        Err(Error::Unsupported(_))
+    ));
+    // A flipped bit in the encrypted data or the MAC: the opaque error.
+    for i in [X9143_8_5_HEADER.len() + 10, block.len() - 3] {
+        let mut bad = block.clone().into_bytes();
+        bad[i] = if bad[i] == b'0' { b'1' } else { b'0' };
+        let bad = String::from_utf8(bad).unwrap();
+        assert!(matches!(
+            keyblock::unwrap_asymmetric(&kbpk, &bad, &UnwrapPolicy::default()),
+            Err(Error::Crypto)
+        ));
+    }
+}
+
+#[test]
+fn asymmetric_blocks_round_trip_and_refuse_symmetric_headers() {
+    let der: Vec<u8> = (0..600u16).map(|i| (i % 251) as u8).collect();
+    for (kbpk, version) in [(aes(A256), Version::D), (tdes(T3), Version::B)] {
+        let h = Header::new(
+            version,
+            KeyUsage::S0,
+            KeyAlgorithm::Rsa,
+            ModeOfUse::S,
+            Exportability::N,
+        );
+        let b = keyblock::wrap_asymmetric(&kbpk, &h, &der, None).unwrap();
+        // The length field counts bits of the DER, as for a symmetric key.
+        let (h2, out) = keyblock::unwrap_asymmetric(&kbpk, &b, &UnwrapPolicy::default()).unwrap();
+        assert_eq!(&out[..], &der[..]);
+        assert_eq!(h2.algorithm, KeyAlgorithm::Rsa);
+    }
+    // A symmetric algorithm in an asymmetric wrap, a legacy version, a symmetric usage.
+    let sym = Header::new(
+        Version::D,
+        KeyUsage::D0,
+        KeyAlgorithm::Aes,
+        ModeOfUse::B,
+        Exportability::N,
+    );
+    assert!(keyblock::wrap_asymmetric(&aes(A256), &sym, &der, None).is_err());
+    let legacy = Header::new(
+        Version::A,
+        KeyUsage::S0,
+        KeyAlgorithm::Rsa,
+        ModeOfUse::S,
+        Exportability::N,
+    );
+    assert!(matches!(
+        keyblock::wrap_asymmetric(&tdes(T3), &legacy, &der, None),
+        Err(Error::Policy(_))
+    ));
+    let d0 = Header::new(
+        Version::D,
+        KeyUsage::D0,
+        KeyAlgorithm::Rsa,
+        ModeOfUse::B,
+        Exportability::N,
+    );
+    assert!(matches!(
+        keyblock::wrap_asymmetric(&aes(A256), &d0, &der, None),
+        Err(Error::Policy(_))
+    ));
+}

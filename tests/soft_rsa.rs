@@ -517,3 +517,228 @@ fn an_r_key_block_imports_under_a_kek() {
         assert!(hsm.import_rsa_key_block("ISS-S1", &kek, &b).is_err());
     }
 }
+
+#[test]
+fn a_pool_file_put_back_after_its_pair_was_taken_is_never_handed_out_again() {
+    let dir = TempDir::new("putback");
+    let folder = dir.0.join("icc-pool").join("1024-3");
+    let first;
+    let saved;
+    {
+        let hsm = SoftHsm::create_with_test_lmk(&dir.0).unwrap();
+        hsm.fill_icc_key_pool(1024, RsaExponent::Three, 2).unwrap();
+        let path = folder.join("000000000000.kb");
+        saved = std::fs::read(&path).unwrap();
+        let ktk = known_ktk(&hsm, "KTK", Algorithm::Aes, &[0x22; 16]);
+        let k = hsm
+            .generate_icc_rsa_key(&IccRsaRequest {
+                bits: 1024,
+                exponent: RsaExponent::Three,
+                ktk: &ktk,
+                padding: Padding::None,
+                use_pool: true,
+            })
+            .unwrap();
+        first = k.public.modulus().to_vec();
+        assert!(!path.exists(), "the taken pair's file is removed");
+        // An attacker (or a restored backup) puts the file back.
+        std::fs::write(&path, &saved).unwrap();
+    }
+    let hsm = SoftHsm::open(&dir.0, LmkSource::Test).unwrap();
+    assert!(
+        !folder.join("000000000000.kb").exists(),
+        "a file below the cursor is removed on open"
+    );
+    assert_eq!(hsm.icc_key_pool().unwrap()[0].available, 1);
+    let ktk = hsm.find_key("KTK").unwrap();
+    let req = IccRsaRequest {
+        bits: 1024,
+        exponent: RsaExponent::Three,
+        ktk: &ktk,
+        padding: Padding::None,
+        use_pool: true,
+    };
+    let k = hsm.generate_icc_rsa_key(&req).unwrap();
+    assert!(k.from_pool);
+    assert_ne!(k.public.modulus(), &first[..]);
+    // A pool file renamed to the next sequence number does not verify (the number is bound).
+    drop(hsm);
+    {
+        let hsm = SoftHsm::open(&dir.0, LmkSource::Test).unwrap();
+        hsm.fill_icc_key_pool(1024, RsaExponent::Three, 1).unwrap();
+    }
+    // The one file left is the next to be taken: replace it with the old pair's file.
+    let next = std::fs::read_dir(&folder)
+        .unwrap()
+        .flatten()
+        .map(|f| f.path())
+        .collect::<Vec<_>>();
+    assert_eq!(next.len(), 1, "{next:?}");
+    std::fs::write(&next[0], &saved).unwrap();
+    let hsm = SoftHsm::open(&dir.0, LmkSource::Test).unwrap();
+    let ktk = hsm.find_key("KTK").unwrap();
+    let e = hsm
+        .generate_icc_rsa_key(&IccRsaRequest { ktk: &ktk, ..req })
+        .unwrap_err();
+    assert!(matches!(e, Error::Integrity { .. }), "{e}");
+}
+
+#[test]
+fn signing_is_counted_in_the_audit_log_and_no_prime_is_stored_in_clear() {
+    let dir = TempDir::new("audit");
+    let kbpk_clear = [0x5Au8; 32];
+    let key = RsaPrivateKey::generate(1024, RsaExponent::Three).unwrap();
+    let parts = key.crt_parts().unwrap();
+    {
+        let hsm = SoftHsm::create_with_test_lmk(&dir.0).unwrap();
+        let mut c2 = [0u8; 32];
+        pmp_core::fill_random(&mut c2).unwrap();
+        let c1: Vec<u8> = kbpk_clear.iter().zip(&c2).map(|(a, b)| a ^ b).collect();
+        let kek = hsm
+            .form_key_from_components(
+                &KeySpec {
+                    label: "ZMK".into(),
+                    algorithm: Algorithm::Aes,
+                    len: 32,
+                    usage: KeyUsage::K0,
+                    mode_of_use: ModeOfUse::D,
+                    exportability: Exportability::N,
+                },
+                &[&c1, &c2],
+                &[None, None],
+                None,
+            )
+            .unwrap()
+            .handle;
+        let header = Header::new(
+            Version::D,
+            KeyUsage::S0,
+            KeyAlgorithm::Rsa,
+            ModeOfUse::N,
+            Exportability::N,
+        );
+        let kbpk = SecretKey::new(Algorithm::Aes, &kbpk_clear).unwrap();
+        let der = key.to_pkcs1_der().unwrap();
+        let block = keyblock::wrap_asymmetric(&kbpk, &header, &der, None).unwrap();
+        let info = hsm.import_rsa_key_block("ISS", &kek, &block).unwrap();
+        assert_eq!(
+            hsm.key_origin(&info.handle).unwrap(),
+            pmp_core::hsm::KeyOrigin::Imported { kek: "ZMK".into() }
+        );
+        for _ in 0..3 {
+            let m = emv_message(128);
+            hsm.sign_emv_recovery(&info.handle, &m).unwrap();
+        }
+        assert!(hsm.sign_emv_recovery(&info.handle, &[0u8; 128]).is_err());
+        hsm.flush_audit().unwrap();
+    }
+    let log = std::fs::read_to_string(dir.0.join("audit.log")).unwrap();
+    assert!(log.contains("op=import-rsa key=ISS kek=ZMK"), "{log}");
+    assert!(
+        log.contains("op=usage what=rsa-sign key=ISS sha1=") && log.contains("count=3"),
+        "{log}"
+    );
+    assert!(log.contains("op=rsa-sign key=ISS outcome=refused"), "{log}");
+    for root in [dir.0.clone(), dir.0.join("keys")] {
+        for f in std::fs::read_dir(root).unwrap().flatten() {
+            if f.path().is_file() {
+                let data = std::fs::read(f.path()).unwrap();
+                let text = String::from_utf8_lossy(&data).to_uppercase();
+                for prime in [&parts.p, &parts.q] {
+                    assert!(!text.contains(&hex::encode_upper(&prime[..])));
+                    assert!(!data.windows(prime.len()).any(|w| w == &prime[..]));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_x9143_example_rsa_key_is_refused_for_its_length() {
+    // ANSI X9.143:2021 example 8.5 carries a 2048-bit key: the block verifies (see
+    // tests/keyblock.rs), and the HSM refuses a length EMV does not allow.
+    let dir = TempDir::new("x9143");
+    let hsm = SoftHsm::create_with_test_lmk(&dir.0).unwrap();
+    let kbpk = hex::decode("FA36E44278DB3AB5F298F9F7DA8F1F88").unwrap();
+    let mut c2 = vec![0u8; 16];
+    pmp_core::fill_random(&mut c2).unwrap();
+    let c1: Vec<u8> = kbpk.iter().zip(&c2).map(|(a, b)| a ^ b).collect();
+    let kek = hsm
+        .form_key_from_components(
+            &KeySpec {
+                label: "KEK".into(),
+                algorithm: Algorithm::Aes,
+                len: 16,
+                usage: KeyUsage::K0,
+                mode_of_use: ModeOfUse::D,
+                exportability: Exportability::N,
+            },
+            &[&c1, &c2],
+            &[None, None],
+            None,
+        )
+        .unwrap()
+        .handle;
+    let block = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/x9143_8_5.txt"),
+    )
+    .unwrap();
+    let block = block
+        .lines()
+        .find_map(|l| l.strip_prefix("Block = "))
+        .unwrap();
+    let e = hsm.import_rsa_key_block("X9143", &kek, block).unwrap_err();
+    assert!(e.to_string().contains("1984"), "{e}");
+    assert!(hsm.list_rsa_keys().unwrap().is_empty());
+}
+
+#[test]
+fn pairs_reserved_and_not_handed_out_return_to_the_pool_on_close() {
+    let dir = TempDir::new("giveback");
+    let first;
+    {
+        let hsm = SoftHsm::create_with_test_lmk(&dir.0).unwrap();
+        hsm.fill_icc_key_pool(1024, RsaExponent::F4, 5).unwrap();
+        let ktk = known_ktk(&hsm, "KTK", Algorithm::Aes, &[0x33; 16]);
+        let k = hsm
+            .generate_icc_rsa_key(&IccRsaRequest {
+                bits: 1024,
+                exponent: RsaExponent::F4,
+                ktk: &ktk,
+                padding: Padding::None,
+                use_pool: true,
+            })
+            .unwrap();
+        assert!(k.from_pool);
+        first = k.public.modulus().to_vec();
+        assert_eq!(hsm.icc_key_pool().unwrap()[0].available, 4);
+    }
+    let hsm = SoftHsm::open(&dir.0, LmkSource::Test).unwrap();
+    assert_eq!(hsm.icc_key_pool().unwrap()[0].available, 4);
+    let files = std::fs::read_dir(dir.0.join("icc-pool").join("1024-65537"))
+        .unwrap()
+        .count();
+    assert_eq!(files, 4);
+    let ktk = hsm.find_key("KTK").unwrap();
+    let mut seen = HashSet::from([first]);
+    for _ in 0..4 {
+        let k = hsm
+            .generate_icc_rsa_key(&IccRsaRequest {
+                bits: 1024,
+                exponent: RsaExponent::F4,
+                ktk: &ktk,
+                padding: Padding::None,
+                use_pool: true,
+            })
+            .unwrap();
+        assert!(k.from_pool);
+        assert!(seen.insert(k.public.modulus().to_vec()), "handed out twice");
+    }
+    assert_eq!(hsm.icc_key_pool().unwrap()[0].available, 0);
+    drop(hsm);
+    let log = std::fs::read_to_string(dir.0.join("audit.log")).unwrap();
+    assert!(
+        log.contains("op=icc-pool-return count=4 outcome=ok"),
+        "{log}"
+    );
+}

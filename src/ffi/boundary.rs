@@ -392,6 +392,29 @@ impl<'a, T: Copy> OutBuf<'a, T> {
     }
 }
 
+/// Writes `da` to `a` and `db` to `b`, or neither: when either does not fit (or either is a
+/// size query), both `*written` get the capacity needed and the call fails with
+/// `PMP_STATUS_BUFFER_TOO_SMALL`.
+pub(super) fn write_pair<T: Copy>(
+    a: OutBuf<'_, T>,
+    da: &[T],
+    b: OutBuf<'_, T>,
+    db: &[T],
+) -> FfiResult {
+    let short = |o: &OutBuf<'_, T>, n: usize| n > o.buf.len() || o.size_query;
+    if short(&a, da.len()) || short(&b, db.len()) {
+        let (na, ga, nb) = (da.len(), a.buf.len(), db.len());
+        *a.written = na;
+        *b.written = nb;
+        return Err(FfiError::from(crate::Error::BufferTooSmall {
+            needed: if na > ga { na } else { nb },
+            got: if na > ga { ga } else { b.buf.len() },
+        }));
+    }
+    a.write(da)?;
+    b.write(db)
+}
+
 impl<T: PlainData> OutBuf<'_, T> {
     /// Writes values built with [`zeroed_with`], byte for byte (their zero padding
     /// included); otherwise as [`OutBuf::write`].

@@ -36,6 +36,8 @@
 //! | `mac.round-trip/<alg>`, `mac.known-answer/<alg>` | the MAC algorithm (and known keys) |
 //! | `policy-matrix`, `policy-matrix/<operation>` | per operation: its MAC algorithm, PIN format 0, key-block export and import |
 //! | `policy-matrix.success-with-valid-input` | known keys (see below) |
+//! | `rsa.keys`, `rsa.icc-keys`, `rsa.pool` | RSA keys; ICC RSA keys; ICC RSA keys and the pool |
+//! | `rsa.key-block-import`, `rsa.icc-keys.known-answer` | R key-block import; ICC RSA keys; known keys |
 //!
 //! Variants are named as `TDES-16`, `AES`, `D`, `CmacAes`, `MacVerify(CmacAes)` (the
 //! `Debug` form of the MAC algorithm and the operation).
@@ -54,6 +56,7 @@ mod exchange;
 mod matrix;
 mod pin_mac;
 mod report;
+mod rsa;
 mod translate;
 
 pub use report::{Report, Skipped};
@@ -75,6 +78,10 @@ pub fn run_all(hsm: &dyn Hsm) -> Report {
     pin_mac::pin_translation(&mut s);
     pin_mac::macs(&mut s);
     matrix::usage_matrix(&mut s);
+    rsa::rsa_keys(&mut s);
+    rsa::rsa_key_block_import(&mut s);
+    rsa::icc_keys(&mut s);
+    rsa::pool(&mut s);
     s.cleanup();
     s.report
 }
@@ -258,11 +265,17 @@ impl<'a> Suite<'a> {
         })
     }
 
-    /// Deletes every key of this run.
+    /// Deletes every key of this run (RSA key pairs too; the pool keeps its level: the
+    /// suite takes as many pairs as it adds).
     fn cleanup(&self) {
         for k in self.hsm.list_keys().expect("list") {
             if k.spec.label.starts_with(&self.prefix) {
                 self.hsm.delete_key(&k.handle).expect("delete");
+            }
+        }
+        for k in self.hsm.list_rsa_keys().expect("list RSA keys") {
+            if k.spec.label.starts_with(&self.prefix) {
+                self.hsm.delete_key(&k.handle).expect("delete an RSA key");
             }
         }
     }

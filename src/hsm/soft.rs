@@ -395,6 +395,13 @@ fn cached_entry<'t>(
 
 impl Drop for SoftHsm {
     fn drop(&mut self) {
+        // Still under the store lock (the fields drop after this).
+        if let Ok(n @ 1..) = self.pool.give_back(&self.lmk) {
+            let _ = self.audit.record(&format!(
+                "op=icc-pool-return count={n} outcome=ok lmk={}",
+                self.kind.as_str()
+            ));
+        }
         let _ = self.flush_audit();
     }
 }
