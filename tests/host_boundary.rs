@@ -6,6 +6,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 
+use pmp_core::hsm::rsa::{IccPoolLevel, IccRsaKey, IccRsaRequest, RsaKeyInfo, RsaKeySpec};
 use pmp_core::hsm::{
     Capabilities, CipherSpec, Hsm, ImportCheck, KeyHandle, KeyInfo, KeySpec, PinSpec, SoftHsm,
     conformance,
@@ -13,6 +14,7 @@ use pmp_core::hsm::{
 use pmp_core::import::{self, Options};
 use pmp_core::order::product::Product;
 use pmp_core::pinblock::Pan;
+use pmp_core::rsa::RsaExponent;
 use pmp_core::{Algorithm, Kcv, MacAlgorithm, MacTag, Padding, Result};
 use pmp_demo::{self as demo, Cards, IssuerSide, LayoutChoice, Scenario};
 
@@ -101,6 +103,40 @@ impl Hsm for HostBoundary {
         req: &pmp_core::hsm::emv::IccKeyRequest<'_>,
     ) -> Result<pmp_core::hsm::emv::IccMasterKeys> {
         self.0.derive_icc_master_keys(req)
+    }
+    fn generate_rsa_key(&self, spec: &RsaKeySpec) -> Result<RsaKeyInfo> {
+        self.0.generate_rsa_key(spec)
+    }
+    fn import_rsa_key_block(
+        &self,
+        label: &str,
+        kek: &KeyHandle,
+        block: &str,
+    ) -> Result<RsaKeyInfo> {
+        self.0.import_rsa_key_block(label, kek, block)
+    }
+    fn rsa_key_info(&self, key: &KeyHandle) -> Result<RsaKeyInfo> {
+        self.0.rsa_key_info(key)
+    }
+    fn list_rsa_keys(&self) -> Result<Vec<RsaKeyInfo>> {
+        self.0.list_rsa_keys()
+    }
+    fn sign_emv_recovery(&self, key: &KeyHandle, message: &[u8]) -> Result<Vec<u8>> {
+        self.0.sign_emv_recovery(key, message)
+    }
+    fn generate_icc_rsa_key(&self, req: &IccRsaRequest<'_>) -> Result<IccRsaKey> {
+        self.0.generate_icc_rsa_key(req)
+    }
+    fn fill_icc_key_pool(
+        &self,
+        bits: u32,
+        exponent: RsaExponent,
+        count: u64,
+    ) -> Result<IccPoolLevel> {
+        self.0.fill_icc_key_pool(bits, exponent, count)
+    }
+    fn icc_key_pool(&self) -> Result<Vec<IccPoolLevel>> {
+        self.0.icc_key_pool()
     }
     fn generate_mac(
         &self,
