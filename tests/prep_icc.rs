@@ -1074,3 +1074,147 @@ fn the_issuer_key_is_checked_before_any_card() {
     .unwrap_err();
     assert!(!dir.path("production.xml").exists(), "{e}");
 }
+
+/// Delegates to a `SoftHsm` (with its RSA key lookups and signatures) but answers
+/// `capabilities` without `missing`, and leaves the ICC key pair generation to the trait's
+/// default (which refuses).
+#[derive(Debug)]
+struct Without {
+    inner: pmp_core::hsm::SoftHsm,
+    missing: pmp_core::hsm::Capability,
+}
+
+mod without {
+    use pmp_core::hsm::rsa::RsaKeyInfo;
+    use pmp_core::hsm::{
+        Capabilities, CipherSpec, Hsm, ImportCheck, KeyHandle, KeyInfo, KeySpec, PinSpec,
+    };
+    use pmp_core::pinblock::Pan;
+    use pmp_core::{Kcv, MacAlgorithm, MacTag, Padding, Result};
+
+    impl Hsm for super::Without {
+        fn capabilities(&self) -> Capabilities {
+            let inner = self.inner.capabilities();
+            Capabilities::new("without (test)")
+                .with_all(inner.iter().filter(|c| *c != self.missing))
+                .with_test_keys(inner.is_test())
+        }
+        fn generate_key(&self, spec: &KeySpec) -> Result<KeyInfo> {
+            self.inner.generate_key(spec)
+        }
+        fn form_key_from_components(
+            &self,
+            spec: &KeySpec,
+            components: &[&[u8]],
+            component_kcvs: &[Option<Kcv>],
+            expected_kcv: Option<&Kcv>,
+        ) -> Result<KeyInfo> {
+            self.inner
+                .form_key_from_components(spec, components, component_kcvs, expected_kcv)
+        }
+        fn import_key_block_checked(
+            &self,
+            label: &str,
+            kek: &KeyHandle,
+            block: &str,
+            check: &ImportCheck<'_>,
+        ) -> Result<KeyInfo> {
+            self.inner
+                .import_key_block_checked(label, kek, block, check)
+        }
+        fn export_key_block(&self, key: &KeyHandle, kek: &KeyHandle) -> Result<String> {
+            self.inner.export_key_block(key, kek)
+        }
+        fn key_info(&self, key: &KeyHandle) -> Result<KeyInfo> {
+            self.inner.key_info(key)
+        }
+        fn find_key(&self, label: &str) -> Result<KeyHandle> {
+            self.inner.find_key(label)
+        }
+        fn list_keys(&self) -> Result<Vec<KeyInfo>> {
+            self.inner.list_keys()
+        }
+        fn delete_key(&self, key: &KeyHandle) -> Result<()> {
+            self.inner.delete_key(key)
+        }
+        fn encrypt(&self, spec: &CipherSpec<'_>, data: &[u8], out: &mut [u8]) -> Result<usize> {
+            self.inner.encrypt(spec, data, out)
+        }
+        fn decrypt(&self, spec: &CipherSpec<'_>, data: &[u8], out: &mut [u8]) -> Result<usize> {
+            self.inner.decrypt(spec, data, out)
+        }
+        fn translate(
+            &self,
+            from: &CipherSpec<'_>,
+            to: &CipherSpec<'_>,
+            data: &[u8],
+            out: &mut [u8],
+        ) -> Result<usize> {
+            self.inner.translate(from, to, data, out)
+        }
+        fn translate_pin(
+            &self,
+            from: &PinSpec<'_>,
+            to: &PinSpec<'_>,
+            pan: &Pan,
+            block: &[u8],
+        ) -> Result<Vec<u8>> {
+            self.inner.translate_pin(from, to, pan, block)
+        }
+        fn generate_mac(
+            &self,
+            key: &KeyHandle,
+            alg: MacAlgorithm,
+            padding: Padding,
+            data: &[u8],
+        ) -> Result<MacTag> {
+            self.inner.generate_mac(key, alg, padding, data)
+        }
+        fn verify_mac(
+            &self,
+            key: &KeyHandle,
+            alg: MacAlgorithm,
+            padding: Padding,
+            data: &[u8],
+            mac: &[u8],
+        ) -> Result<()> {
+            self.inner.verify_mac(key, alg, padding, data, mac)
+        }
+        fn rsa_key_info(&self, key: &KeyHandle) -> Result<RsaKeyInfo> {
+            self.inner.rsa_key_info(key)
+        }
+        fn sign_emv_recovery(&self, key: &KeyHandle, message: &[u8]) -> Result<Vec<u8>> {
+            self.inner.sign_emv_recovery(key, message)
+        }
+    }
+}
+
+#[test]
+fn a_backend_without_rsa_keys_or_icc_key_pairs_is_refused_up_front() {
+    use pmp_core::hsm::Capability;
+    use pmp_core::prep::{self, Options};
+    for missing in [Capability::IccRsaKeys, Capability::RsaKeys] {
+        let dir = run::TempDir::new("prep-icc-caps");
+        let inner = run::store(&dir.path("ks"));
+        run::write_xof(&inner, &run::cards(1), &dir.path("order.xof"));
+        let issuer = run::issuer(&inner, "ISS-1024");
+        let hsm = Without { inner, missing };
+        let p = Profile::parse(&run::profile(&issuer, 1024, "")).unwrap();
+        let out = dir.path("production.xml");
+        let e = prep::run_files(
+            &hsm,
+            &p,
+            &dir.path("order.xof"),
+            &out,
+            None,
+            &Options::default(),
+        )
+        .unwrap_err();
+        // The plan's refusal (the capability named), not the trait default's.
+        assert!(
+            matches!(&e, Error::Unsupported(m) if m.contains("the without (test) backend does not offer")),
+            "{missing:?}: {e}"
+        );
+        assert!(!out.exists());
+    }
+}
