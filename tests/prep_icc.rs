@@ -70,7 +70,7 @@ fn certificates_match_the_independent_construction() {
                 };
                 let cert =
                     icc::icc_certificate(issuer.len(), &fields, &card, &static_data).unwrap();
-                assert_eq!(cert.message, v.hex("Message"), "line {}", v.line);
+                assert_eq!(*cert.message, v.hex("Message"), "line {}", v.line);
                 assert_eq!(cert.remainder, v.hex("Remainder"), "line {}", v.line);
                 let signed = issuer.private_op(&cert.message).unwrap();
                 assert_eq!(signed, v.hex("Certificate"), "line {}", v.line);

@@ -33,6 +33,7 @@
 //! ```
 
 use sha1::{Digest, Sha1};
+use zeroize::Zeroizing;
 
 use super::dgi;
 use crate::rsa::RsaPublicKey;
@@ -81,13 +82,23 @@ pub struct IccCertificateFields {
 }
 
 /// A certificate's message to sign and the ICC remainder.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct IccCertificate {
-    /// The message in recovery format, `N_I` bytes: `6A 04 … hash BC`.
-    pub message: Vec<u8>,
+    /// The message in recovery format, `N_I` bytes: `6A 04 … hash BC`. It holds the PAN in
+    /// clear, so it is wiped on drop.
+    pub message: Zeroizing<Vec<u8>>,
     /// The ICC public-key remainder (tag `9F48`): the modulus's last `N_ICC − (N_I − 42)`
     /// bytes; empty when the whole modulus fits in the certificate.
     pub remainder: Vec<u8>,
+}
+
+impl core::fmt::Debug for IccCertificate {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("IccCertificate")
+            .field("message_len", &self.message.len())
+            .field("remainder_len", &self.remainder.len())
+            .finish()
+    }
 }
 
 /// The PAN field of an ICC certificate: the digits (12 to 19 ASCII digits) packed two per
@@ -170,7 +181,7 @@ pub fn icc_certificate(
     let modulus = icc.modulus();
     let exponent = icc.exponent().bytes();
     let (part, remainder) = modulus.split_at(n_icc.min(room));
-    let mut m = Vec::with_capacity(n_i);
+    let mut m = Zeroizing::new(Vec::with_capacity(n_i));
     m.extend_from_slice(&[HEADER, ICC_CERTIFICATE_FORMAT]);
     m.extend_from_slice(&fields.pan);
     m.extend_from_slice(&fields.expiry);
