@@ -14,10 +14,12 @@
 /**
  * The version of the binary interface described by this header. It changes whenever a
  * function, struct or constant changes incompatibly, and is the suffix of the shared
- * library's SONAME (`libpmp_core.so.2`). Version 2: `PMP_`-prefixed constants only, typed
+ * library's SONAME (`libpmp_core.so.3`). Version 2: `PMP_`-prefixed constants only, typed
  * value ranges, `pmp_kcv` in hex text, `struct_size` first in `pmp_import_options`.
+ * Version 3: `pmp_prep_summary` reports the ICC key pairs taken from the pool and made in
+ * line and the first ICC certificate serial.
  */
-#define PMP_ABI_VERSION 2
+#define PMP_ABI_VERSION 3
 
 /**
  * The capacity of `pmp_import_summary.order_id`: an XOF order id (up to 256 bytes) and its
@@ -491,6 +493,24 @@ typedef struct pmp_prep_summary {
    * Worker threads used.
    */
   uint32_t workers;
+  /**
+   * 1 when the profile made ICC certificates, and `icc_serial_first` is the first serial
+   * number (the card of XOF sequence number s got `icc_serial_first + s - 1` modulo
+   * 2^24); else 0.
+   */
+  uint32_t has_icc_serial;
+  /**
+   * The run's first ICC certificate serial number (see `has_icc_serial`).
+   */
+  uint32_t icc_serial_first;
+  /**
+   * ICC RSA key pairs taken from the HSM's pool (ABI 3).
+   */
+  uint64_t icc_keys_from_pool;
+  /**
+   * ICC RSA key pairs generated in line, the pool being empty (ABI 3).
+   */
+  uint64_t icc_keys_in_line;
 } pmp_prep_summary;
 
 /**

@@ -119,9 +119,11 @@ use crate::{Algorithm, SecretKey};
 
 /// The version of the binary interface described by this header. It changes whenever a
 /// function, struct or constant changes incompatibly, and is the suffix of the shared
-/// library's SONAME (`libpmp_core.so.2`). Version 2: `PMP_`-prefixed constants only, typed
+/// library's SONAME (`libpmp_core.so.3`). Version 2: `PMP_`-prefixed constants only, typed
 /// value ranges, `pmp_kcv` in hex text, `struct_size` first in `pmp_import_options`.
-pub const PMP_ABI_VERSION: u32 = 2;
+/// Version 3: `pmp_prep_summary` reports the ICC key pairs taken from the pool and made in
+/// line and the first ICC certificate serial.
+pub const PMP_ABI_VERSION: u32 = 3;
 
 /// A block cipher family: `PMP_ALGORITHM_TDES` or `PMP_ALGORITHM_AES`.
 pub type pmp_algorithm = u32;

@@ -42,6 +42,13 @@ pub struct PrepArgs {
     /// Accept a TEST order (test="true") on a production key store.
     #[arg(long)]
     allow_test: bool,
+    /// Generate every card's ICC RSA key pair in line, leaving the key store's pool alone.
+    #[arg(long)]
+    no_icc_pool: bool,
+    /// The first ICC certificate serial number (0 to 16777215; the card of XOF sequence
+    /// number s gets START + s - 1). Default: a random start per run, printed in the summary.
+    #[arg(long, value_name = "START")]
+    icc_serial_start: Option<u32>,
 }
 
 /// `pmp production ...`
@@ -83,6 +90,9 @@ pub fn prep_json(s: &Summary) -> serde_json::Value {
         "cards_per_second": s.cards_per_second(),
         "workers": s.workers,
         "keys": s.keys.iter().map(output::key_json).collect::<Vec<_>>(),
+        "icc_keys_from_pool": s.icc_keys_from_pool,
+        "icc_keys_in_line": s.icc_keys_in_line,
+        "icc_serial_first": s.icc_serial_first,
         "rejects_by_reason": s
             .reasons
             .iter()
@@ -110,6 +120,17 @@ pub fn print_prep(s: &Summary) {
         s.cards_per_second(),
         s.workers
     );
+    if s.icc_keys_from_pool + s.icc_keys_in_line > 0 {
+        println!(
+            "  ICC keys: {} from the pool, {} generated in line",
+            s.icc_keys_from_pool, s.icc_keys_in_line
+        );
+    }
+    if let Some(first) = s.icc_serial_first {
+        println!(
+            "  ICC certificate serials: from {first:06X} (the card of XOF seq s has {first:06X} + s - 1)"
+        );
+    }
     if !s.reasons.is_empty() {
         println!("  rejects by reason:");
         for (r, n) in &s.reasons {
@@ -142,6 +163,8 @@ pub fn run_prep(args: PrepArgs) -> CliResult {
         workers: args.workers,
         progress: Some(&progress),
         allow_test: args.allow_test,
+        icc_use_pool: !args.no_icc_pool,
+        icc_serial_start: args.icc_serial_start,
         ..Options::default()
     };
     let r = prep::run_files(

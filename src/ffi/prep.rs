@@ -57,6 +57,16 @@ pub struct pmp_prep_summary {
     pub elapsed_seconds: f64,
     /// Worker threads used.
     pub workers: u32,
+    /// 1 when the profile made ICC certificates, and `icc_serial_first` is the first serial
+    /// number (the card of XOF sequence number s got `icc_serial_first + s - 1` modulo
+    /// 2^24); else 0.
+    pub has_icc_serial: u32,
+    /// The run's first ICC certificate serial number (see `has_icc_serial`).
+    pub icc_serial_first: u32,
+    /// ICC RSA key pairs taken from the HSM's pool (ABI 3).
+    pub icc_keys_from_pool: u64,
+    /// ICC RSA key pairs generated in line, the pool being empty (ABI 3).
+    pub icc_keys_in_line: u64,
 }
 
 // SAFETY: #[repr(C)], fields of integers, a float and a `c_char` array.
@@ -69,6 +79,10 @@ fn summary_to_c(s: &Summary, out: &mut pmp_prep_summary) -> FfiResult {
     out.rejected = s.rejected;
     out.elapsed_seconds = s.elapsed.as_secs_f64();
     out.workers = u32::try_from(s.workers).unwrap_or(u32::MAX);
+    out.has_icc_serial = u32::from(s.icc_serial_first.is_some());
+    out.icc_serial_first = s.icc_serial_first.unwrap_or(0);
+    out.icc_keys_from_pool = s.icc_keys_from_pool;
+    out.icc_keys_in_line = s.icc_keys_in_line;
     fill(&mut out.order_id, &s.order_id, "order id")
 }
 

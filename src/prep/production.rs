@@ -5,7 +5,7 @@
 //! every key the file refers to (label, TR-31 usage, algorithm, KCV — never key material);
 //! one `card` per card holds its DGIs in card order, each in clear (constants, KCVs) or
 //! encrypted under a transport key: the ICC master keys under the KTK (K0, ECB, no
-//! padding), the card PIN under the PTK (P0, ECB), cardholder data under the DTK (D0, CBC
+//! padding), the ICC RSA CRT parts under the KTK (ECB, padding as the profile says), the card PIN under the PTK (P0, ECB), cardholder data under the DTK (D0, CBC
 //! with a fresh IV, ISO/IEC 9797-1 padding method 2). The header, every card (chained to the
 //! card before it) and the trailer (card count) are AES-CMAC'd under the MAC transport key
 //! MTK, exactly as the XOF is under its MAC key, so a lost, repeated, reordered, altered or
@@ -214,7 +214,8 @@ pub(crate) fn check_header(h: &Header) -> std::result::Result<(), String> {
 }
 
 /// Checks one DGI against the header's key list and the separation rules: a K0 key (KTK)
-/// and a P0 key (PTK) encrypt in ECB, a D0 key (DTK) in CBC with padding method 2; the MAC
+/// and a P0 key (PTK) encrypt in ECB (the KTK's ICC RSA CRT parts may be padded with
+/// method 2), a D0 key (DTK) in CBC with padding method 2; the MAC
 /// key encrypts nothing. The error is a reason string.
 pub(crate) fn check_dgi(h: &Header, d: &Dgi) -> std::result::Result<(), String> {
     let id = d.id;
@@ -236,7 +237,7 @@ pub(crate) fn check_dgi(h: &Header, d: &Dgi) -> std::result::Result<(), String> 
     };
     let bs = k.algorithm.block_size();
     let rule = match k.usage {
-        KeyUsage::K0 => p.mode == Mode::Ecb && p.padding == Padding::None,
+        KeyUsage::K0 => p.mode == Mode::Ecb,
         KeyUsage::P0 => p.mode == Mode::Ecb,
         KeyUsage::D0 => p.mode == Mode::Cbc && p.padding == Padding::Iso9797M2,
         _ => false,
@@ -246,7 +247,7 @@ pub(crate) fn check_dgi(h: &Header, d: &Dgi) -> std::result::Result<(), String> 
             "DGI {id:04X}: a {} key encrypts only {} (key '{}')",
             k.usage,
             match k.usage {
-                KeyUsage::K0 => "keys, in ECB without padding",
+                KeyUsage::K0 => "keys, in ECB",
                 KeyUsage::P0 => "PIN blocks, in ECB",
                 KeyUsage::D0 => "data, in CBC with padding 2",
                 _ => "nothing here",

@@ -12,6 +12,12 @@
 //!   ([`Hsm::derive_icc_master_keys`]), with their KCVs;
 //! - the PIN block is translated inside the HSM to ISO format 2 under the PTK
 //!   ([`Hsm::translate_pin_for_card`]);
+//! - with `<icc-rsa>`: once the records marked `oda` are built, the card's ICC RSA key pair
+//!   is made in the HSM ([`Hsm::generate_icc_rsa_key`], from the pool unless
+//!   [`Options::icc_use_pool`] is false) and its CRT parts come back under the KTK; the ICC
+//!   certificate and SDA's signed static data over the static data to be authenticated
+//!   ([`super::icc`]) are signed with the issuer key ([`Hsm::sign_emv_recovery`]); then the
+//!   DGIs that hold them are built;
 //! - DGIs that carry cardholder data are encrypted under the DTK (CBC, a fresh random IV,
 //!   padding method 2) through [`Hsm::encrypt`]; constants and KCVs stay clear.
 //!
@@ -31,13 +37,16 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 use super::dgi;
+use super::icc::{self, IccCertificateFields};
 use super::production::{self, Card, Dgi, Protection};
-use super::profile::{DgiContent, Profile, TagSource};
+use super::profile::{DgiContent, IccRsa, Profile, TagContent, TagSource, TagSpec};
 use crate::hsm::emv::{IccKeyRequest, IccMasterKeys, Psn};
+use crate::hsm::rsa::{IccRsaRequest, RsaKeyInfo};
 use crate::hsm::{Capability, CipherSpec, Hsm, KeyHandle, KeyInfo, PinSpec};
 use crate::import::output::Outputs;
 use crate::keyblock::{KeyUsage, ModeOfUse};
 use crate::pinblock::{Pan, PinBlockFormat};
+use crate::rsa::RsaExponent;
 use crate::xof::{self, KeyRef, Record};
 use crate::{Algorithm, Error, MacAlgorithm, Mode, Padding, Result};
 
@@ -53,6 +62,13 @@ pub struct Options<'a> {
     pub progress: Option<&'a (dyn Fn(u64) + Sync)>,
     /// Accept a TEST-marked XOF on a production HSM (refused by default).
     pub allow_test: bool,
+    /// Take ICC key pairs from the HSM's pool when it has them (default); false generates
+    /// every card's key pair in line.
+    pub icc_use_pool: bool,
+    /// The first ICC certificate serial number (the card of XOF sequence number `s` gets
+    /// `start + s − 1` modulo 2^24); `None` draws a random start per run. An issuer that
+    /// keeps its own serial sequence passes its next value (`docs/profile.md`).
+    pub icc_serial_start: Option<u32>,
 }
 
 impl Default for Options<'_> {
@@ -63,6 +79,8 @@ impl Default for Options<'_> {
             created: None,
             progress: None,
             allow_test: false,
+            icc_use_pool: true,
+            icc_serial_start: None,
         }
     }
 }
@@ -73,6 +91,8 @@ impl core::fmt::Debug for Options<'_> {
             .field("workers", &self.workers)
             .field("batch", &self.batch)
             .field("created", &self.created)
+            .field("icc_use_pool", &self.icc_use_pool)
+            .field("icc_serial_start", &self.icc_serial_start)
             .finish_non_exhaustive()
     }
 }
@@ -163,6 +183,13 @@ pub struct Summary {
     pub workers: usize,
     /// The keys the production file refers to.
     pub keys: Vec<KeyInfo>,
+    /// ICC key pairs taken from the HSM's pool.
+    pub icc_keys_from_pool: u64,
+    /// ICC key pairs generated in line (the pool was empty, or not used).
+    pub icc_keys_in_line: u64,
+    /// The first ICC certificate serial number of the run (the card of XOF sequence number
+    /// `s` got `first + s − 1` modulo 2^24), when the profile makes certificates.
+    pub icc_serial_first: Option<u32>,
 }
 
 impl Summary {
@@ -180,6 +207,8 @@ struct Keys {
     mtk: KeyInfo,
     dtk: KeyInfo,
     imks: Option<[KeyHandle; 3]>,
+    /// The issuer RSA key, when the profile has `<icc-rsa>`.
+    issuer: Option<RsaKeyInfo>,
 }
 
 fn find(hsm: &dyn Hsm, role: &str, label: &str) -> Result<KeyInfo> {
@@ -247,12 +276,17 @@ impl Keys {
         {
             caps.require(Capability::CardPin)?;
         }
+        let issuer = match &profile.icc_rsa {
+            Some(r) => Some(resolve_issuer(hsm, profile, r, &ktk)?),
+            None => None,
+        };
         Ok(Self {
             ktk,
             ptk,
             mtk,
             dtk,
             imks,
+            issuer,
         })
     }
 
@@ -267,6 +301,86 @@ impl Keys {
             })
             .collect()
     }
+}
+
+/// Resolves and checks the issuer RSA key against `<icc-rsa>` before any record is read:
+/// usage S0, exponent as the profile says, a modulus no shorter than the ICC keys, and the
+/// issuer certificate and remainder consistent with it; the backend's capabilities; and
+/// that unpadded CRT parts are whole blocks of the KTK.
+fn resolve_issuer(
+    hsm: &dyn Hsm,
+    profile: &Profile,
+    r: &IccRsa,
+    ktk: &KeyInfo,
+) -> Result<RsaKeyInfo> {
+    let caps = hsm.capabilities();
+    caps.require(Capability::RsaKeys)?;
+    if profile.needs_icc_key() {
+        caps.require(Capability::IccRsaKeys)?;
+    }
+    let h = hsm.find_key(&r.issuer_key).map_err(|e| match e {
+        Error::NotFound(_) => Error::NotFound(format!(
+            "issuer RSA key '{}' named by the profile",
+            r.issuer_key
+        )),
+        e => e,
+    })?;
+    let info = hsm.rsa_key_info(&h)?;
+    if info.spec.usage != KeyUsage::S0 {
+        return Err(Error::Policy(format!(
+            "issuer RSA key '{}' has usage {}, an issuer key signing certificates is S0",
+            r.issuer_key, info.spec.usage
+        )));
+    }
+    let n_i = info.public.len();
+    let bad = |reason: String| Error::invalid("profile", format!("<icc-rsa>: {reason}"));
+    if info.public.bits() < r.bits {
+        return Err(bad(format!(
+            "the issuer key '{}' has {} bits, fewer than the ICC keys' {} (EMV: N_ICC <= N_I)",
+            r.issuer_key,
+            info.public.bits(),
+            r.bits
+        )));
+    }
+    if RsaExponent::from_bytes(&r.issuer_exponent)? != info.public.exponent() {
+        return Err(bad(format!(
+            "issuer-exponent {} is not the exponent of the issuer key '{}' ({})",
+            hex::encode_upper(&r.issuer_exponent),
+            r.issuer_key,
+            info.public.exponent()
+        )));
+    }
+    let n_ca = r.issuer_certificate.len();
+    if n_i > n_ca {
+        return Err(bad(format!(
+            "the issuer key '{}' has {n_i} bytes, its certificate {n_ca}: EMV needs N_I <= N_CA",
+            r.issuer_key
+        )));
+    }
+    let room = n_ca - icc::ISSUER_CERTIFICATE_OVERHEAD;
+    let want = n_i.saturating_sub(room);
+    if r.issuer_remainder.len() != want {
+        return Err(bad(format!(
+            "issuer-remainder has {} bytes; an issuer key of {n_i} bytes under a certificate of {n_ca} has a remainder of {want}",
+            r.issuer_remainder.len()
+        )));
+    }
+    let half = (r.bits as usize / 8).div_ceil(2);
+    let bs = ktk.spec.algorithm.block_size();
+    for d in &profile.dgis {
+        if let DgiContent::IccRsaCrt {
+            padding: Padding::None,
+            ..
+        } = d.content
+            && !half.is_multiple_of(bs)
+        {
+            return Err(bad(format!(
+                "DGI {:04X}: a CRT part of a {}-bit key has {half} bytes, not whole blocks of the KTK ({bs}): give padding=\"2\"",
+                d.id, r.bits
+            )));
+        }
+    }
+    Ok(info)
 }
 
 /// The XOF keys a run meets, by label: handle and algorithm. Filled from the XOF header
@@ -302,8 +416,18 @@ impl XofKeys {
 
 /// One card's outcome.
 enum Outcome {
-    Card(Card),
+    /// A card, and whether its ICC key pair came from the pool (`None`: it has none).
+    Card(Card, Option<bool>),
     Rejected(Reject),
+}
+
+/// One card's values of offline data authentication, made once its static data is final.
+#[derive(Default)]
+struct OdaValues {
+    icc_certificate: Vec<u8>,
+    icc_exponent: Vec<u8>,
+    icc_remainder: Vec<u8>,
+    signed_static_data: Vec<u8>,
 }
 
 /// What a worker needs, shared.
@@ -314,6 +438,12 @@ struct Ctx<'a> {
     xof_keys: &'a XofKeys,
     /// The attributes the profile decrypts (everything it reads but the PIN block).
     clear_attrs: Vec<&'a str>,
+    /// The AIP, when the static data to be authenticated ends with it (`9F4A` lists `82`).
+    aip: Option<Vec<u8>>,
+    /// The first ICC certificate serial number.
+    serial_start: u32,
+    /// Take ICC key pairs from the pool.
+    use_pool: bool,
 }
 
 /// Clear attribute values of one card, in one wiped buffer.
@@ -404,75 +534,36 @@ impl Ctx<'_> {
         };
 
         let mut icc_keys: Option<IccMasterKeys> = None;
-        let mut dgis = Vec::with_capacity(self.profile.dgis.len());
+        // Built in two passes: first every DGI that does not depend on the static data to
+        // be authenticated (the records marked oda among them, collected in profile order),
+        // then the ICC key pair, certificate and signed data, then the DGIs holding them.
+        let mut dgis: Vec<Option<Dgi>> = Vec::with_capacity(self.profile.dgis.len());
         let mut scratch = Zeroizing::new(Vec::with_capacity(64));
-        let mut body = Zeroizing::new(Vec::with_capacity(512));
+        let mut static_data = Zeroizing::new(Vec::new());
         for spec in &self.profile.dgis {
             let id = spec.id;
             match &spec.content {
-                DgiContent::Value(v) => dgis.push(Dgi {
+                DgiContent::Value(v) => dgis.push(Some(Dgi {
                     id,
                     protection: None,
                     data: v.clone(),
-                }),
+                })),
+                DgiContent::IccRsaCrt { .. } => dgis.push(None),
+                DgiContent::Tags(_) if spec.contents().any(TagContent::per_card) => {
+                    dgis.push(None);
+                }
                 DgiContent::Tags(tags) => {
-                    body.clear();
-                    for t in tags {
-                        let r = match &t.source {
-                            TagSource::Constant(v) => dgi::push_tlv(&mut body, &t.tag, v),
-                            TagSource::Attribute {
-                                name,
-                                format,
-                                length,
-                                default,
-                            } => {
-                                let v = match (clear.get(name), default) {
-                                    (Some(v), _) => v,
-                                    (None, Some(d)) => d.as_bytes(),
-                                    (None, None) => {
-                                        return Self::reject(
-                                            rec,
-                                            Some(id),
-                                            Some(name),
-                                            Reason::MissingAttribute,
-                                        );
-                                    }
-                                };
-                                if format.encode(v, *length, &mut scratch).is_err() {
-                                    return Self::reject(
-                                        rec,
-                                        Some(id),
-                                        Some(name),
-                                        Reason::BadValue,
-                                    );
-                                }
-                                dgi::push_tlv(&mut body, &t.tag, &scratch)
-                            }
-                        };
-                        if r.is_err() {
-                            return Self::reject(rec, Some(id), None, Reason::TooLong);
-                        }
-                    }
-                    let data = if dgi::is_record(id) {
-                        match dgi::tlv(&[0x70], &body) {
-                            Ok(r) => Zeroizing::new(r),
+                    let data = match self.tags_data(rec, id, tags, &clear, &mut scratch, None)? {
+                        Ok(d) => d,
+                        Err(o) => return Ok(o),
+                    };
+                    if spec.oda {
+                        match icc::static_data_part(id, &data) {
+                            Ok(part) => static_data.extend_from_slice(part),
                             Err(_) => return Self::reject(rec, Some(id), None, Reason::TooLong),
                         }
-                    } else {
-                        Zeroizing::new(body.to_vec())
-                    };
-                    if data.len() > production::limits::MAX_DGI_DATA - 16 {
-                        return Self::reject(rec, Some(id), None, Reason::TooLong);
                     }
-                    if spec.carries_card_data() {
-                        dgis.push(self.encrypt_dtk(id, &data)?);
-                    } else {
-                        dgis.push(Dgi {
-                            id,
-                            protection: None,
-                            data: data.to_vec(),
-                        });
-                    }
+                    dgis.push(Some(self.tags_dgi(spec, data)?));
                 }
                 DgiContent::IccMasterKeys | DgiContent::IccMasterKeyKcvs => {
                     if icc_keys.is_none() {
@@ -513,7 +604,7 @@ impl Ctx<'_> {
                     }
                     let k = icc_keys.as_ref().expect("set above");
                     if spec.content == DgiContent::IccMasterKeys {
-                        dgis.push(Dgi {
+                        dgis.push(Some(Dgi {
                             id,
                             protection: Some(Protection {
                                 key: self.keys.ktk.spec.label.clone(),
@@ -522,13 +613,13 @@ impl Ctx<'_> {
                                 padding: Padding::None,
                             }),
                             data: k.encrypted.clone(),
-                        });
+                        }));
                     } else {
-                        dgis.push(Dgi {
+                        dgis.push(Some(Dgi {
                             id,
                             protection: None,
                             data: k.kcvs.iter().flat_map(|c| c.as_bytes().to_vec()).collect(),
-                        });
+                        }));
                     }
                 }
                 DgiContent::PinBlock { from, format, .. } => {
@@ -559,7 +650,7 @@ impl Ctx<'_> {
                     } else {
                         Padding::None
                     };
-                    dgis.push(Dgi {
+                    dgis.push(Some(Dgi {
                         id,
                         protection: Some(Protection {
                             key: self.keys.ptk.spec.label.clone(),
@@ -568,15 +659,222 @@ impl Ctx<'_> {
                             padding,
                         }),
                         data,
-                    });
+                    }));
                 }
             }
         }
-        Ok(Outcome::Card(Card {
-            seq: 0,
-            id: rec.issuer_id.clone(),
-            dgis,
-        }))
+
+        // Offline data authentication: the static data is final now.
+        let mut oda = OdaValues::default();
+        let mut icc_from_pool = None;
+        let mut crt: Option<[Vec<u8>; 5]> = None;
+        if let (Some(r), Some(issuer)) = (&self.profile.icc_rsa, &self.keys.issuer) {
+            if let Some(aip) = &self.aip {
+                static_data.extend_from_slice(aip);
+            }
+            let n_i = issuer.public.len();
+            if self.profile.needs_icc_key() {
+                let padding = self
+                    .profile
+                    .dgis
+                    .iter()
+                    .find_map(|d| match d.content {
+                        DgiContent::IccRsaCrt { padding, .. } => Some(padding),
+                        _ => None,
+                    })
+                    .unwrap_or(Padding::Iso9797M2);
+                let key = self.hsm.generate_icc_rsa_key(&IccRsaRequest {
+                    bits: r.bits,
+                    exponent: r.exponent,
+                    ktk: &self.keys.ktk.handle,
+                    padding,
+                    use_pool: self.use_pool,
+                })?;
+                icc_from_pool = Some(key.from_pool);
+                oda.icc_exponent = key.public.exponent().bytes().to_vec();
+                if self.profile.needs_icc_certificate() {
+                    let Some(pan) = clear.get(&r.pan) else {
+                        return Self::reject(rec, None, Some(&r.pan), Reason::MissingAttribute);
+                    };
+                    let Some(pan) = core::str::from_utf8(pan)
+                        .ok()
+                        .and_then(|p| icc::pan_field(p).ok())
+                    else {
+                        return Self::reject(rec, None, Some(&r.pan), Reason::Pan);
+                    };
+                    let Some(expiry) = clear.get(&r.expiry) else {
+                        return Self::reject(rec, None, Some(&r.expiry), Reason::MissingAttribute);
+                    };
+                    let Ok(expiry) = icc::expiry_mmyy(expiry) else {
+                        return Self::reject(rec, None, Some(&r.expiry), Reason::BadValue);
+                    };
+                    let fields = IccCertificateFields {
+                        pan,
+                        expiry,
+                        serial: self.serial(rec.seq)?,
+                    };
+                    let cert = icc::icc_certificate(n_i, &fields, &key.public, &static_data)?;
+                    oda.icc_certificate =
+                        self.hsm.sign_emv_recovery(&issuer.handle, &cert.message)?;
+                    oda.icc_remainder = cert.remainder;
+                } else {
+                    let room = n_i - icc::ICC_CERTIFICATE_OVERHEAD;
+                    oda.icc_remainder = key.public.modulus()[key.public.len().min(room)..].to_vec();
+                }
+                crt = Some(key.crt_under_ktk);
+            }
+            if self.profile.needs_signed_static_data() {
+                let dac = r.dac.expect("checked by the profile");
+                let m = icc::signed_static_data(n_i, dac, &static_data)?;
+                oda.signed_static_data = self.hsm.sign_emv_recovery(&issuer.handle, &m)?;
+            }
+        }
+
+        // The DGIs that hold what was just made.
+        let mut out = Vec::with_capacity(dgis.len());
+        for (spec, d) in self.profile.dgis.iter().zip(dgis) {
+            if let Some(d) = d {
+                out.push(d);
+                continue;
+            }
+            let id = spec.id;
+            match &spec.content {
+                DgiContent::IccRsaCrt { part, padding } => {
+                    let crt = crt.as_ref().expect("made when the profile has CRT DGIs");
+                    out.push(Dgi {
+                        id,
+                        protection: Some(Protection {
+                            key: self.keys.ktk.spec.label.clone(),
+                            mode: Mode::Ecb,
+                            iv: None,
+                            padding: *padding,
+                        }),
+                        data: crt[*part].clone(),
+                    });
+                }
+                DgiContent::Tags(tags) => {
+                    let data =
+                        match self.tags_data(rec, id, tags, &clear, &mut scratch, Some(&oda))? {
+                            Ok(d) => d,
+                            Err(o) => return Ok(o),
+                        };
+                    out.push(self.tags_dgi(spec, data)?);
+                }
+                _ => unreachable!("only tag and CRT DGIs are deferred"),
+            }
+        }
+        Ok(Outcome::Card(
+            Card {
+                seq: 0,
+                id: rec.issuer_id.clone(),
+                dgis: out,
+            },
+            icc_from_pool,
+        ))
+    }
+
+    /// The certificate serial number of the card with XOF sequence number `seq`.
+    fn serial(&self, seq: u64) -> Result<[u8; 3]> {
+        if seq == 0 || seq > 1 << 24 {
+            return Err(Error::invalid(
+                "ICC certificate serial",
+                "more than 2^24 cards in one run: serial numbers would repeat",
+            ));
+        }
+        let s = (u64::from(self.serial_start) + seq - 1) & 0xFF_FFFF;
+        let [_, a, b, c] = (s as u32).to_be_bytes();
+        Ok([a, b, c])
+    }
+
+    /// The data of a DGI of data objects (`70` template around them for a record), or the
+    /// card's reject. `oda` holds the per-card values of offline data authentication once
+    /// they are made.
+    fn tags_data(
+        &self,
+        rec: &Record,
+        id: u16,
+        tags: &[TagSpec],
+        clear: &Clear<'_>,
+        scratch: &mut Zeroizing<Vec<u8>>,
+        oda: Option<&OdaValues>,
+    ) -> Result<core::result::Result<Zeroizing<Vec<u8>>, Outcome>> {
+        let reject = |attribute: Option<&str>, reason| {
+            Self::reject(rec, Some(id), attribute, reason).map(Err)
+        };
+        let mut body = Zeroizing::new(Vec::with_capacity(512));
+        for t in tags {
+            let r = match &t.source {
+                TagSource::Constant(v) => dgi::push_tlv(&mut body, &t.tag, v),
+                TagSource::Content(c) => {
+                    let r = self
+                        .profile
+                        .icc_rsa
+                        .as_ref()
+                        .expect("checked by the profile");
+                    let v: &[u8] = match (c, oda) {
+                        (TagContent::IssuerCertificate, _) => &r.issuer_certificate,
+                        (TagContent::IssuerRemainder, _) => &r.issuer_remainder,
+                        (TagContent::IssuerExponent, _) => &r.issuer_exponent,
+                        (TagContent::CaIndex, _) => core::slice::from_ref(&r.ca_index),
+                        (TagContent::IccCertificate, Some(o)) => &o.icc_certificate,
+                        (TagContent::IccExponent, Some(o)) => &o.icc_exponent,
+                        (TagContent::IccRemainder, Some(o)) => &o.icc_remainder,
+                        (TagContent::SignedStaticData, Some(o)) => &o.signed_static_data,
+                        (_, None) => unreachable!("per-card contents are built in the second pass"),
+                    };
+                    if v.is_empty() {
+                        // An empty remainder: the data object is left out.
+                        continue;
+                    }
+                    dgi::push_tlv(&mut body, &t.tag, v)
+                }
+                TagSource::Attribute {
+                    name,
+                    format,
+                    length,
+                    default,
+                } => {
+                    let v = match (clear.get(name), default) {
+                        (Some(v), _) => v,
+                        (None, Some(d)) => d.as_bytes(),
+                        (None, None) => return reject(Some(name), Reason::MissingAttribute),
+                    };
+                    if format.encode(v, *length, scratch).is_err() {
+                        return reject(Some(name), Reason::BadValue);
+                    }
+                    dgi::push_tlv(&mut body, &t.tag, scratch)
+                }
+            };
+            if r.is_err() {
+                return reject(None, Reason::TooLong);
+            }
+        }
+        let data = if dgi::is_record(id) {
+            match dgi::tlv(&[0x70], &body) {
+                Ok(r) => Zeroizing::new(r),
+                Err(_) => return reject(None, Reason::TooLong),
+            }
+        } else {
+            body
+        };
+        if data.len() > production::limits::MAX_DGI_DATA - 16 {
+            return reject(None, Reason::TooLong);
+        }
+        Ok(Ok(data))
+    }
+
+    /// A DGI of data objects as the production file carries it: under the DTK when it
+    /// carries cardholder data, else clear.
+    fn tags_dgi(&self, spec: &super::profile::DgiSpec, data: Zeroizing<Vec<u8>>) -> Result<Dgi> {
+        if spec.carries_card_data() {
+            self.encrypt_dtk(spec.id, &data)
+        } else {
+            Ok(Dgi {
+                id: spec.id,
+                protection: None,
+                data: data.to_vec(),
+            })
+        }
     }
 
     /// A DGI of cardholder data under the DTK: CBC, a fresh random IV, padding method 2.
@@ -661,6 +959,20 @@ pub fn run<R: BufRead + Send, W: Write, J: Write>(
             _ => None,
         })
         .collect();
+    let serial_start = match opts.icc_serial_start {
+        Some(s) if s > 0xFF_FFFF => {
+            return Err(Error::invalid(
+                "ICC certificate serial",
+                format!("{s} does not fit in 3 bytes"),
+            ));
+        }
+        Some(s) => s,
+        None => {
+            let mut b = [0u8; 4];
+            crate::fill_random(&mut b[1..])?;
+            u32::from_be_bytes(b)
+        }
+    };
     let ctx = Ctx {
         hsm,
         profile,
@@ -671,6 +983,12 @@ pub fn run<R: BufRead + Send, W: Write, J: Write>(
             .into_iter()
             .filter(|a| !pin_from.contains(a))
             .collect(),
+        aip: match profile.icc_rsa {
+            Some(_) => profile.static_data_aip()?,
+            None => None,
+        },
+        serial_start,
+        use_pool: opts.icc_use_pool,
     };
     let workers = match opts.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -687,6 +1005,7 @@ pub fn run<R: BufRead + Send, W: Write, J: Write>(
             keys.mtk.clone(),
             keys.dtk.clone(),
         ],
+        icc_serial_first: profile.needs_icc_certificate().then_some(serial_start),
         ..Summary::default()
     };
     // Three stages, as in the import: this XOF reader on its own thread (it verifies as it
@@ -752,10 +1071,15 @@ pub fn run<R: BufRead + Send, W: Write, J: Write>(
                     for o in r? {
                         summary.read += 1;
                         match o {
-                            Outcome::Card(mut c) => {
+                            Outcome::Card(mut c, icc_key) => {
                                 c.seq = writer.cards() + 1;
                                 writer.write_card(&c)?;
                                 summary.prepared += 1;
+                                match icc_key {
+                                    Some(true) => summary.icc_keys_from_pool += 1,
+                                    Some(false) => summary.icc_keys_in_line += 1,
+                                    None => {}
+                                }
                             }
                             Outcome::Rejected(r) => {
                                 writeln!(rejects, "{}", r.line())

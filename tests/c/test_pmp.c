@@ -222,7 +222,7 @@ _Static_assert((PMP_PADDING_NONE >> 8) == 3 && (PMP_PADDING_PKCS7 >> 8) == 3, "p
 _Static_assert((PMP_MAC_RETAIL >> 8) == 4 && (PMP_MAC_CMAC_AES >> 8) == 4, "MAC algorithms");
 _Static_assert((PMP_PIN_FORMAT_ISO0 >> 8) == 5 && (PMP_PIN_FORMAT_ISO4 >> 8) == 5,
                "PIN block formats");
-_Static_assert(PMP_ABI_VERSION == 2, "this test is written for ABI version 2");
+_Static_assert(PMP_ABI_VERSION == 3, "this test is written for ABI version 3");
 
 static int other_thread_message(void *arg) {
     char *message = arg;
@@ -1788,6 +1788,9 @@ static void test_prep(pmp_hsm *hsm, const char *xof) {
     opts.progress = on_progress;
     opts.user = &log;
     CHECK_STATUS(pmp_prep_run(hsm, profile, xof, production, &opts, &summary), PMP_STATUS_OK);
+    /* No ICC RSA keys in this profile. */
+    CHECK(summary.icc_keys_from_pool == 0 && summary.icc_keys_in_line == 0);
+    CHECK(summary.has_icc_serial == 0);
     CHECK(strcmp(summary.order_id, "ORDER-C-1") == 0);
     CHECK(summary.read == 3 && summary.prepared == 3 && summary.rejected == 0);
     CHECK(summary.workers == 2 && summary.elapsed_seconds >= 0.0);
