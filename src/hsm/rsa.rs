@@ -21,6 +21,7 @@ use super::KeyHandle;
 use crate::Padding;
 use crate::keyblock::KeyUsage;
 use crate::rsa::{RsaExponent, RsaPublicKey};
+use crate::{Error, Result};
 
 /// What an RSA key pair is: label, modulus length, exponent, usage.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,4 +101,44 @@ pub struct IccPoolLevel {
     pub exponent: RsaExponent,
     /// Key pairs available.
     pub available: u64,
+}
+
+/// Checks that `message` is in the EMV recovery format for a modulus of `len` bytes (Book 2
+/// annex A2.1: the modulus's length, header `6A`, trailer `BC`) — what every backend checks
+/// before [`Hsm::sign_emv_recovery`](super::Hsm::sign_emv_recovery) touches the key.
+pub fn check_recovery_format(message: &[u8], len: usize) -> Result<()> {
+    let what = "EMV recovery-format message";
+    if message.len() != len {
+        return Err(Error::invalid(
+            what,
+            format!("{} bytes; the modulus has {len}", message.len()),
+        ));
+    }
+    if message.first() != Some(&0x6A) {
+        return Err(Error::invalid(what, "the header byte is not 6A"));
+    }
+    if message.last() != Some(&0xBC) {
+        return Err(Error::invalid(what, "the trailer byte is not BC"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_recovery_format;
+
+    #[test]
+    fn the_recovery_format_is_checked_in_length_header_and_trailer() {
+        let mut m = vec![0x11u8; 128];
+        m[0] = 0x6A;
+        m[127] = 0xBC;
+        assert!(check_recovery_format(&m, 128).is_ok());
+        assert!(check_recovery_format(&m[..127], 128).is_err());
+        assert!(check_recovery_format(&[], 128).is_err());
+        m[0] = 0x6B;
+        assert!(check_recovery_format(&m, 128).is_err());
+        m[0] = 0x6A;
+        m[127] = 0xBD;
+        assert!(check_recovery_format(&m, 128).is_err());
+    }
 }

@@ -270,8 +270,8 @@ fn check_spec(spec: &RsaKeySpec) -> Result<()> {
     crate::rsa::check_emv_bits(spec.bits)
 }
 
-/// The EMV recovery format (Book 2 annex A2.1): the modulus's length, header `6A`, trailer
-/// `BC`. Checked before the token is called.
+/// The key's usage (S0, mode S) and the EMV recovery format of the message
+/// ([`crate::hsm::rsa::check_recovery_format`]), checked before the token is called.
 pub(super) fn check_recovery_format(e: &RsaEntry, message: &[u8]) -> Result<()> {
     if e.spec.usage != KeyUsage::S0 || e.mode != ModeOfUse::S {
         return Err(Error::Policy(format!(
@@ -279,25 +279,7 @@ pub(super) fn check_recovery_format(e: &RsaEntry, message: &[u8]) -> Result<()> 
             e.spec.label, e.spec.usage, e.mode
         )));
     }
-    let n = e.public.len();
-    let what = "EMV recovery-format message";
-    if message.len() != n {
-        return Err(Error::invalid(
-            what,
-            format!(
-                "{} bytes; key '{}' has a {n}-byte modulus",
-                message.len(),
-                e.spec.label
-            ),
-        ));
-    }
-    if message[0] != 0x6A {
-        return Err(Error::invalid(what, "the header byte is not 6A"));
-    }
-    if message[n - 1] != 0xBC {
-        return Err(Error::invalid(what, "the trailer byte is not BC"));
-    }
-    Ok(())
+    crate::hsm::rsa::check_recovery_format(message, e.public.len())
 }
 
 impl Pkcs11Hsm {

@@ -92,30 +92,6 @@ fn check_s0(label: &str, usage: KeyUsage) -> Result<()> {
     }
 }
 
-/// Checks that `message` is in the EMV recovery format for a modulus of `len` bytes (Book 2
-/// annex A2.1: the modulus's length, header `6A`, trailer `BC`).
-fn check_recovery_format(message: &[u8], len: usize) -> Result<()> {
-    if message.len() != len {
-        return Err(Error::invalid(
-            "EMV message to sign",
-            format!("{} bytes; the modulus has {len}", message.len()),
-        ));
-    }
-    if message.first() != Some(&0x6A) {
-        return Err(Error::invalid(
-            "EMV message to sign",
-            "does not start with the recovery header 6A",
-        ));
-    }
-    if message.last() != Some(&0xBC) {
-        return Err(Error::invalid(
-            "EMV message to sign",
-            "does not end with the recovery trailer BC",
-        ));
-    }
-    Ok(())
-}
-
 /// The most pairs one [`Hsm::fill_icc_key_pool`](crate::hsm::Hsm::fill_icc_key_pool) call
 /// adds.
 const MAX_FILL: u64 = 1_000_000;
@@ -285,7 +261,7 @@ impl SoftHsm {
     pub(super) fn rsa_sign(&self, key: &KeyHandle, message: &[u8]) -> Result<Vec<u8>> {
         let r = self.rsa_entry(key).and_then(|e| {
             check_s0(&e.spec.label, e.spec.usage)?;
-            check_recovery_format(message, e.public.len())?;
+            crate::hsm::rsa::check_recovery_format(message, e.public.len())?;
             let s = e.key.private_op(message)?;
             e.usage.add(Counted::Sign);
             Ok(s)
@@ -401,20 +377,6 @@ fn check_ktk(ktk: &Entry) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_recovery_format_is_checked_in_length_header_and_trailer() {
-        let mut m = vec![0u8; 128];
-        m[0] = 0x6A;
-        m[127] = 0xBC;
-        assert!(check_recovery_format(&m, 128).is_ok());
-        assert!(check_recovery_format(&m[..127], 128).is_err());
-        m[0] = 0x6B;
-        assert!(check_recovery_format(&m, 128).is_err());
-        m[0] = 0x6A;
-        m[127] = 0xBD;
-        assert!(check_recovery_format(&m, 128).is_err());
-    }
 
     #[test]
     fn emv_lengths_have_80_bit_strength() {
