@@ -2,16 +2,12 @@
 //! input, 2 usage), one-line errors that never echo a key or a PIN, and the key store flow.
 //! Known answers come from `tests/data/` of pmp-core (sources named there).
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn pmp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pmp"))
-        .args(args)
-        .env_remove("PMP_LMK_COMPONENTS")
-        .output()
-        .expect("run pmp")
-}
+use common::{TempDir, pmp, stderr};
 
 fn first_line(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout)
@@ -19,27 +15,6 @@ fn first_line(o: &Output) -> String {
         .next()
         .unwrap_or("")
         .to_string()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
-
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let mut r = [0u8; 6];
-        pmp_core::fill_random(&mut r).unwrap();
-        TempDir(std::env::temp_dir().join(format!("pmp-cli-{name}-{}", hex::encode(r))))
-    }
-    fn s(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[test]
@@ -291,7 +266,7 @@ fn key_store_flow() {
     );
     let o = pmp(&["audit", "verify", "--dir", d.s()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let log = d.0.join("audit.log");
+    let log = d.path().join("audit.log");
     let text = std::fs::read_to_string(&log).unwrap();
     let mut lines: Vec<&str> = text.lines().collect();
     lines.remove(2);
@@ -317,7 +292,7 @@ fn production_lmk_comes_from_the_environment() {
         c2,
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(!d.0.join("lmk.test").exists());
+    assert!(!d.path().join("lmk.test").exists());
     let o = pmp(&["key", "list", "--dir", d.s()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("PMP_LMK_COMPONENTS"), "{}", stderr(&o));
@@ -339,7 +314,7 @@ fn production_lmk_comes_from_the_environment() {
 #[test]
 fn import_dry_run_writes_nothing() {
     let d = TempDir::new("dry-run");
-    let demo = d.0.join("demo");
+    let demo = d.path().join("demo");
     let o = pmp(&["demo", "--cards", "60", "--out", demo.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let before: Vec<_> = std::fs::read_dir(&demo)
@@ -483,9 +458,9 @@ fn import_outputs_never_replace_the_key_store_or_the_product() {
     let d = TempDir::new("import-guard");
     let o = pmp(&["demo", "--cards", "12", "--out", d.s()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let store = d.0.join("keystore");
-    let product = d.0.join("product.xml");
-    let cards = d.0.join("issuer-cards.csv.enc");
+    let store = d.path().join("keystore");
+    let product = d.path().join("product.xml");
+    let cards = d.path().join("issuer-cards.csv.enc");
     let key_file = std::fs::read_dir(store.join("keys"))
         .unwrap()
         .next()
@@ -518,7 +493,7 @@ fn import_outputs_never_replace_the_key_store_or_the_product() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         pmp(&args)
     };
-    let good_out = d.0.join("new.xof");
+    let good_out = d.path().join("new.xof");
     for (out, rejects) in [
         (store.join("audit.log"), None),
         (good_out.clone(), Some(key_file.clone())),
@@ -544,8 +519,8 @@ fn import_outputs_never_replace_the_key_store_or_the_product() {
     assert_eq!(o.status.code(), Some(0), "the store opens: {}", stderr(&o));
 
     // Leftovers of a killed run: a stale temporary of each output.
-    let stale_xof = d.0.join(".new.xof.0123456789ab.tmp");
-    let stale_rej = d.0.join(".new.rejects.txt.abcdef012345.tmp");
+    let stale_xof = d.path().join(".new.xof.0123456789ab.tmp");
+    let stale_rej = d.path().join(".new.rejects.txt.abcdef012345.tmp");
     std::fs::write(&stale_xof, b"partial").unwrap();
     std::fs::write(&stale_rej, b"partial").unwrap();
     let o = import(&good_out, None);

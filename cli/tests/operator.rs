@@ -2,24 +2,12 @@
 //! is valid, errors that say what is wrong and what to do, the TEST LMK visible, outputs
 //! not overwritten, machine-readable output. Each test pins the key words of a message.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn pmp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pmp"))
-        .args(args)
-        .env_remove("PMP_LMK_COMPONENTS")
-        .output()
-        .expect("run pmp")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
+use common::{pmp, stderr, stdout};
 
 /// Asserts exit status 1 and that stderr holds every word of `words`.
 #[track_caller]

@@ -2,43 +2,13 @@
 //! (`modulus=HEX`, `exponent=HEX`), RSA keys in `pmp key list`, `pmp key import` of an
 //! X9.143 block of algorithm R, and `pmp icc-keys generate|status`.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
+
+use std::process::Output;
+
+use common::{TempDir, pmp, stderr, stdout};
 
 use sha1::{Digest, Sha1};
-
-fn pmp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pmp"))
-        .args(args)
-        .env_remove("PMP_LMK_COMPONENTS")
-        .output()
-        .expect("run pmp")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
-
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let mut r = [0u8; 6];
-        pmp_core::fill_random(&mut r).unwrap();
-        TempDir(std::env::temp_dir().join(format!("pmp-cli-rsa-{name}-{}", hex::encode(r))))
-    }
-    fn s(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn store(name: &str) -> TempDir {
     let d = TempDir::new(name);

@@ -4,8 +4,11 @@
 //! `key import` refuses a KEK block unless its usage is named; `xof verify` expects the
 //! store's own MAC key.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::{Command, Output};
+
+use common::TempDir;
 
 const LMK: &str = "00112233445566778899AABBCCDDEEFF00112233445566778899AABBCCDDEEFF,\
                    0F1E2D3C4B5A69788796A5B4C3D2E1F00F1E2D3C4B5A69788796A5B4C3D2E1F1";
@@ -24,23 +27,6 @@ fn pmp(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
-}
-
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let mut r = [0u8; 6];
-        pmp_core::fill_random(&mut r).unwrap();
-        TempDir(std::env::temp_dir().join(format!("pmp-cli-sec-{name}-{}", hex::encode(r))))
-    }
-    fn s(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 const C1: &str = "0123456789ABCDEFFEDCBA98765432100123456789ABCDEFFEDCBA9876543210";
@@ -249,7 +235,7 @@ fn sensitive_commands_need_two_officers() {
     let o = pmp(&["key", "delete", "--dir", d.s(), "--label", "PTK"], &[]);
     assert!(err(&o).contains("'delete-key'"), "{}", err(&o));
     // The audit log names both officers.
-    let log = std::fs::read_to_string(d.0.join("audit.log")).unwrap();
+    let log = std::fs::read_to_string(d.path().join("audit.log")).unwrap();
     assert!(
         log.contains("op=export key=PTK kek=ZMK-PROD activity=export auth=alice+bob"),
         "{log}"
