@@ -280,7 +280,8 @@ pub fn dry_run(
 /// and the reject report to `rejects_out`, and returns the summary with both writers. The
 /// plan is checked first: a refusal reads nothing from `input` and writes nothing. On a
 /// later error the writers hold partial output: [`import_file`] discards it. A failure to
-/// read `input` is [`Error::Io`] (path `reading the issuer file`).
+/// read `input` is [`Error::Io`] (path `reading the issuer file`). The writers are `Send`:
+/// each worker thread writes its own batches, in file order.
 pub fn import<R, W, J>(
     hsm: &dyn Hsm,
     product: &Product,
@@ -291,8 +292,8 @@ pub fn import<R, W, J>(
 ) -> Result<(Summary, W, J)>
 where
     R: Read + Send,
-    W: Write,
-    J: Write,
+    W: Write + Send,
+    J: Write + Send,
 {
     let plan = plan::Plan::new(hsm, product)?;
     pipeline::run(&plan, product, input, xof_out, rejects_out, opts)
