@@ -1,10 +1,16 @@
-//! The threads of an import: one reader thread decrypts (whole-file encryption) and parses
-//! the issuer file into batches of records, worker threads transform the batches
-//! ([`transform`](super::transform)), and the calling thread writes the results in file
-//! order — records to the XOF, rejects to the report — and reconciles the counts.
+//! The threads of an import: `workers` threads (the calling thread and `workers - 1`
+//! spawned ones), each running the whole loop. Under the input lock a worker reads the
+//! next batch of records (decrypting the file, when it is encrypted, and parsing it) and
+//! takes the batch's number; it transforms the batch ([`transform`](super::transform))
+//! without a lock; it waits for the batch's turn (a condition variable on the number of the
+//! next batch to write) and, under the output lock, writes it — records to the XOF (the MAC
+//! chain), rejects to the report; then it reads the next. The calling thread reconciles the
+//! counts at the end.
 //!
-//! Memory is bounded: permits limit the batches read but not yet written, so a slow batch
-//! cannot make the reader run ahead of the writer.
+//! Memory is bounded: a worker holds one batch at a time, and one that has transformed its
+//! batch waits for its turn before reading another, so at most `workers` batches are read
+//! but not written. The first failure (or panic) stops every worker, including those
+//! waiting for a turn.
 
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
