@@ -490,6 +490,41 @@ fn a_failed_second_rename_takes_the_first_back() {
 }
 
 #[test]
+fn a_read_failure_is_reported_as_itself_whichever_worker_meets_it() {
+    // The parser fails once, in the middle of the file; asked again it would find a later,
+    // misleading error ("the file ends inside the root element"). With many workers taking
+    // turns at the input, the first failure must still be the one reported, every time.
+    let s = setup(
+        "read-fails",
+        sc(LayoutChoice::Xml, false, false, Algorithm::Tdes),
+    );
+    let input = write_issuer_file(&s, Cards::new(1, 200));
+    let mut text = std::fs::read_to_string(&input).unwrap();
+    let at = text.match_indices("<card>").nth(150).unwrap().0;
+    text.insert_str(at, &format!("<!--{}-->", "x".repeat(8192)));
+    std::fs::write(&input, text).unwrap();
+    let mut product = s.product.clone();
+    product.layout.max_record_bytes = 4096;
+    let out = s.dir.0.join("order.xof");
+    for round in 0..20 {
+        let opts = Options {
+            workers: 4,
+            batch: 1,
+            ..Options::default()
+        };
+        let e = import::import_file(&s.hsm, &product, &input, &out, None, &opts)
+            .expect_err("must fail")
+            .to_string();
+        assert!(e.contains("max-record-bytes"), "round {round}: {e}");
+        assert!(
+            outputs(&s.dir.0).is_empty(),
+            "left: {:?}",
+            outputs(&s.dir.0)
+        );
+    }
+}
+
+#[test]
 fn hostile_xml_events_fail_fast_without_buffering() {
     let s = setup(
         "xml-big",

@@ -275,7 +275,8 @@ struct Shared<'a, 'o, 'h, W: Write, J> {
     turn: Condvar,
     /// Set by the first failure: every worker stops at its next step.
     failed: AtomicBool,
-    /// The first failure to read the input.
+    /// The first failure while reading the input (the input's own, the decryption's, the
+    /// parser's).
     read_error: Mutex<Option<Failure>>,
     /// The first other failure.
     error: Mutex<Option<Failure>>,
@@ -344,13 +345,14 @@ fn explain_file_error(e: Error) -> Error {
 }
 
 impl<W: Write + Send, J: Write + Send> Shared<'_, '_, '_, W, J> {
-    /// Records the first failure and stops every worker.
+    /// Records the first failure (outside reading) and stops every worker.
     fn fail(&self, f: Failure) {
-        let slot = match f {
-            Failure::Input(_) => &self.read_error,
-            Failure::Other(_) => &self.error,
-        };
-        lock(slot).get_or_insert(f);
+        lock(&self.error).get_or_insert(f);
+        self.stop();
+    }
+
+    /// Stops every worker: each stops at its next step, those waiting for a turn wake.
+    fn stop(&self) {
         self.failed.store(true, Ordering::SeqCst);
         // Under the output lock: a worker between its check and its wait cannot miss it.
         drop(lock(&self.writing));
@@ -389,7 +391,7 @@ impl<W: Write + Send, J: Write + Send> Shared<'_, '_, '_, W, J> {
         let mut prepared = Prepared::default();
         loop {
             records.clear();
-            let Some(idx) = self.read_batch(&mut records)? else {
+            let Some(idx) = self.read_batch(&mut records) else {
                 return Ok(());
             };
             let out = plan.process_batch(header, &records, &mut scratch, prepared)?;
@@ -402,14 +404,16 @@ impl<W: Write + Send, J: Write + Send> Shared<'_, '_, '_, W, J> {
     }
 
     /// Under the input lock: reads (and decrypts) the next batch of records and takes its
-    /// number; `None` when the input has ended or the import has failed.
-    fn read_batch(
-        &self,
-        records: &mut Vec<RawRecord>,
-    ) -> core::result::Result<Option<u64>, Failure> {
-        let mut r = lock(&self.reading);
+    /// number; `None` when the input has ended or the import has failed (a read failure is
+    /// recorded here).
+    fn read_batch(&self, records: &mut Vec<RawRecord>) -> Option<u64> {
+        // A worker that panicked while reading left the source in an unknown state; it
+        // reports the panic, the others only stop.
+        let Ok(mut r) = self.reading.lock() else {
+            return None;
+        };
         if self.stopped() || r.end.is_some() {
-            return Ok(None);
+            return None;
         }
         while records.len() < self.batch {
             match r.src.next_record() {
@@ -418,15 +422,24 @@ impl<W: Write + Send, J: Write + Send> Shared<'_, '_, '_, W, J> {
                     r.end = Some((r.src.declared_count(), r.src.absent_fields()));
                     break;
                 }
-                Err(e) => return Err(input_failure(explain_file_error(e), self.failure)),
+                Err(e) => {
+                    // Recorded and the workers stopped before the input lock is released: no
+                    // other worker asks the failed source for more (which would only find a
+                    // later, misleading error). A read failure explains any other; it is
+                    // reported first.
+                    let f = input_failure(explain_file_error(e), self.failure);
+                    lock(&self.read_error).get_or_insert(f);
+                    self.stop();
+                    return None;
+                }
             }
         }
         if records.is_empty() {
-            return Ok(None);
+            return None;
         }
         let idx = r.next;
         r.next += 1;
-        Ok(Some(idx))
+        Some(idx)
     }
 
     /// Waits for batch `idx`'s turn, then under the output lock writes it in file order:
