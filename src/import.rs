@@ -125,7 +125,8 @@ pub struct Options<'a> {
     /// to the HSM together, in `translate_batch` calls of at most the backend's
     /// `max_batch_items`.
     pub batch: usize,
-    /// Called after each batch is written.
+    /// Called after each batch is written, in file order, on the worker thread that wrote
+    /// it (under the output lock: keep it short).
     pub progress: Option<&'a (dyn Fn(Progress) + Sync)>,
 }
 

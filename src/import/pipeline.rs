@@ -169,6 +169,7 @@ where
                     .spawn_scoped(s, move || shared.work(plan, header));
                 if let Err(e) = spawned {
                     shared.fail(Error::io("import worker thread", e).into());
+                    break;
                 }
             }
             shared.work(plan, header);
