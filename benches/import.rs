@@ -20,12 +20,12 @@
 //! (`PMP_IMPORT_ROUNDS`, default 7, of `PMP_IMPORT_RECORDS`, default 20 000, records each),
 //! so that load from other processes hits every configuration alike: `workers` = 1 and 2
 //! on all cores, and `workers` = 1 with the whole process on one core (`taskset -a -p`,
-//! util-linux; the row is left out where `taskset` is missing). `workers` = 1 is one worker
-//! thread beside the reader thread and the writer (the calling thread), so on 2 cores the
-//! reader and writer already run beside the worker on the second core: the one-core row is
-//! what the import makes of one core. It prints per configuration the best and the median
-//! round, the ratios, the process CPU time per record (all threads: reader, workers,
-//! writer), the cores it kept busy on average (CPU time / wall time: on a machine shared
+//! util-linux; the row is left out where `taskset` is missing). `workers` = 1 is one thread
+//! (the calling thread) doing everything — read, decrypt, transform, MAC chain, write — so
+//! it keeps one core busy; the one-core row then differs from it only by the other
+//! processes' share. It prints per configuration the best and the median
+//! round, the ratios, the process CPU time per record (all threads),
+//! the cores it kept busy on average (CPU time / wall time: on a machine shared
 //! with other work the scheduler's fair share, not the thread count, can set it) and the
 //! load average before and after. `PMP_IMPORT_SCALING_ONLY=1` stops after
 //! it.

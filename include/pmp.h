@@ -269,7 +269,9 @@ typedef struct pmp_lmk {
 /**
  * A progress callback: `records_done` records of the issuer file have been processed
  * (written to the XOF or rejected); `user` is `pmp_import_options.user`. It runs only on the
- * thread that called `pmp_import_run`, and must return normally: a C++ exception thrown
+ * thread that called `pmp_import_run`: after each batch that thread writes (with several
+ * workers, other threads write the other batches, unreported) and once more at the end with
+ * the final count, unless that count was just reported. It must return normally: a C++ exception thrown
  * through it, or a `longjmp` out of it, crosses Rust frames and is undefined behaviour.
  */
 typedef void (*pmp_import_progress)(uint64_t records_done, void *user);

@@ -8,8 +8,9 @@ Record the import bench's scaling pass (see docs/benchmarks.md), then feed the s
     perf script -i import.data -F tid,time,ip,sym | \
         scripts/perf_import_threads.py --cases 2 --freq 499 --records 180000
 
-A sample belongs to the reader, a worker or the writer by the pipeline function on its
-stack (`read_batches`, `pipeline::work`, `write_in_order`); samples
+A sample belongs to the read section (reader), the transform (worker) or the write
+section (writer) by the pipeline function on its stack (`read_batch` or `open_source`,
+`process_batch`, `write_batch`: every import thread runs all three); samples
 outside an import (key set-up, making the demo file) are left out. The bench runs its cases
 one after the other with set-up work between them: `--cases N` splits the samples at the
 N - 1 longest pauses between import samples. With `--freq` (the sampling rate given to
@@ -23,9 +24,9 @@ import re
 import sys
 
 ROLES = (
-    ("reader", ("read_batches", "parse_into_batches")),
-    ("worker", ("pipeline::work",)),
-    ("writer", ("write_in_order",)),
+    ("reader", ("read_batch", "open_source")),
+    ("worker", ("process_batch",)),
+    ("writer", ("write_batch",)),
 )
 
 

@@ -11,16 +11,16 @@
 //!    refused, not served by decrypting on the host). Then every key the product names is
 //!    looked up and its KCV checked against the product (a wrong TK_issuer stops the import
 //!    before anything is read). Nothing is read or written before the plan stands.
-//! 2. **Read.** One reader thread streams the file: whole-file decryption by the HSM
+//! 2. **Read.** The file is streamed: whole-file decryption by the HSM
 //!    through [`Hsm::decrypting_reader`] (SoftHsm: with its cached key schedule; the
 //!    trait's default: chunks through [`Hsm::decrypt`]) into wiped buffers, then the
-//!    layout's parser ([`issuer`](crate::order::issuer)), in batches of records. The clear
+//!    layout's parser ([`issuer`](crate::order::issuer)), a batch of records at a time. The clear
 //!    file is parsed by host code in this process: a whole-file-encrypted file is in clear
 //!    in the importing process's memory (in wiped buffers), not only inside the HSM. Only
 //!    per-field-encrypted fields are translated TK_issuer → DKep without ever leaving the
 //!    HSM in clear (those that need a check, or are the PAN of a PIN block, are also
 //!    decrypted once on the host for it).
-//! 3. **Translate.** Worker threads (all cores by default) turn each record into an XOF
+//! 3. **Translate.** Each record of the batch becomes an XOF
 //!    record or a reject: checks ([`validate`](crate::order::validate)), per-field ciphertext
 //!    translated TK_issuer → DKep with [`Hsm::translate_batch`] (one call for the fields
 //!    of a whole batch of records, split to the backend's
@@ -32,14 +32,20 @@
 //!    call to the OS. The worker also formats each record's XOF XML and its canonical MAC
 //!    input and makes the checks [`xof::Writer`](crate::xof::Writer) makes, so that the
 //!    serial part of the import stays small.
-//! 4. **Write.** The calling thread writes the results in file order: records to the XOF
-//!    (it only adds each record's seq and its MAC, chained to the previous record's, as
-//!    [`xof::Writer`](crate::xof::Writer) does), rejects to the report.
+//! 4. **Write.** The batches are written in file order: records to the XOF (only each
+//!    record's seq and its MAC, chained to the previous record's, as
+//!    [`xof::Writer`](crate::xof::Writer) does, are added here), rejects to the report.
 //!
-//! Threads: one reader (`pmp-import-read`), [`Options::workers`] workers
-//! (`pmp-import-w0`, ...) and the calling thread as writer. The reader (decryption and
-//! parsing) and the writer (the MAC chain, serial by design) each cost a few microseconds
-//! per record; the rest is the workers' (see `docs/benchmarks.md` for the split measured).
+//! Threads: [`Options::workers`] threads (all cores by default: the calling thread and
+//! `pmp-import-w1`, ...), each running all four steps on one batch at a time. A worker
+//! takes the input lock, reads (and decrypts) the next batch and notes its number,
+//! releases it; transforms the batch; waits for the batch's turn (batches are written
+//! strictly in file order), writes it under the output lock; then reads the next. Reading
+//! and writing are serial (whichever worker holds the lock runs them) and cost a few
+//! microseconds per record; the rest runs in parallel (see `docs/benchmarks.md` for the
+//! split measured). `workers: 1` is one thread doing everything. At most `workers` batches
+//! are in memory: a worker that has transformed its batch waits for its turn rather than
+//! read more. The first failure stops every worker; a panic in one becomes an error.
 //!
 //! **Nothing lost.** Every data record of the file is counted once as read and ends as
 //! exactly one XOF record or one reject line (`record=N id=ID field=NAME reason=CODE`,
@@ -110,14 +116,17 @@ pub struct Options<'a> {
     /// The XOF order id; default `<product>-<UTC timestamp>-<6 random hex digits>` (unique
     /// even for two imports within one second).
     pub order_id: Option<String>,
-    /// Worker threads; 0 = the number of cores. Beside them the import runs one reader
-    /// thread and writes on the calling thread: `workers: 1` is three threads.
+    /// Threads, each running the whole loop on a batch at a time (read and decrypt under
+    /// the input lock, translate, write in file order under the output lock); 0 = the
+    /// number of cores. The calling thread is one of them: `workers: 1` is the calling
+    /// thread alone, there is no separate reader or writer thread.
     pub workers: usize,
     /// Records per batch handed to a worker. The encrypted fields of a batch's records go
     /// to the HSM together, in `translate_batch` calls of at most the backend's
     /// `max_batch_items`.
     pub batch: usize,
-    /// Called after each batch is written.
+    /// Called after each batch is written, in file order, on the worker thread that wrote
+    /// it (under the output lock: keep it short).
     pub progress: Option<&'a (dyn Fn(Progress) + Sync)>,
 }
 
@@ -280,7 +289,8 @@ pub fn dry_run(
 /// and the reject report to `rejects_out`, and returns the summary with both writers. The
 /// plan is checked first: a refusal reads nothing from `input` and writes nothing. On a
 /// later error the writers hold partial output: [`import_file`] discards it. A failure to
-/// read `input` is [`Error::Io`] (path `reading the issuer file`).
+/// read `input` is [`Error::Io`] (path `reading the issuer file`). The writers are `Send`:
+/// each worker thread writes its own batches, in file order.
 pub fn import<R, W, J>(
     hsm: &dyn Hsm,
     product: &Product,
@@ -291,8 +301,8 @@ pub fn import<R, W, J>(
 ) -> Result<(Summary, W, J)>
 where
     R: Read + Send,
-    W: Write,
-    J: Write,
+    W: Write + Send,
+    J: Write + Send,
 {
     let plan = plan::Plan::new(hsm, product)?;
     pipeline::run(&plan, product, input, xof_out, rejects_out, opts)

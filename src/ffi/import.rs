@@ -1,6 +1,7 @@
 //! The import pipeline (issuer file → XOF under the DKeps, with a reject report) for C.
 
 use std::ffi::{c_char, c_void};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, ThreadId};
 
 use super::boundary::{
@@ -19,7 +20,9 @@ pub const PMP_ORDER_ID_CAP: usize = 257;
 
 /// A progress callback: `records_done` records of the issuer file have been processed
 /// (written to the XOF or rejected); `user` is `pmp_import_options.user`. It runs only on the
-/// thread that called `pmp_import_run`, and must return normally: a C++ exception thrown
+/// thread that called `pmp_import_run`: after each batch that thread writes (with several
+/// workers, other threads write the other batches, unreported) and once more at the end with
+/// the final count, unless that count was just reported. It must return normally: a C++ exception thrown
 /// through it, or a `longjmp` out of it, crosses Rust frames and is undefined behaviour.
 pub type pmp_import_progress = Option<unsafe extern "C" fn(records_done: u64, user: *mut c_void)>;
 
@@ -136,6 +139,8 @@ struct Callback {
     f: unsafe extern "C" fn(u64, *mut c_void),
     user: *mut c_void,
     thread: ThreadId,
+    /// The count last reported (0: none yet).
+    last: AtomicU64,
 }
 
 // SAFETY: `Callback` is shared with the pipeline's threads only through `call`, which
@@ -149,6 +154,15 @@ impl Callback {
             // SAFETY: `f` and `user` come from the caller's `pmp_import_options`, valid for
             // the call (# Safety of pmp_import_run); we are on the caller's thread.
             unsafe { (self.f)(p.records, self.user) }
+            self.last.store(p.records, Ordering::Relaxed);
+        }
+    }
+
+    /// At the end, on the caller's thread: the final count, unless it was just reported
+    /// (the batches written by the other workers are not reported as they go).
+    fn finish(&self, records: u64) {
+        if self.last.load(Ordering::Relaxed) != records {
+            self.call(Progress { bytes: 0, records });
         }
     }
 }
@@ -213,6 +227,7 @@ pub unsafe extern "C" fn pmp_import_run(
                     f,
                     user: o.user,
                     thread: thread::current().id(),
+                    last: AtomicU64::new(0),
                 }),
             ),
         };
@@ -246,6 +261,9 @@ pub unsafe extern "C" fn pmp_import_run(
         import::check_output_paths(out_path, rejects_out, &[product_path])?;
         let product = Product::load(product_path)?;
         let summary = import::import_file(hsm.hsm(), &product, input, out_path, rejects, &opts)?;
+        if let Some(c) = &callback {
+            c.finish(summary.read);
+        }
         out.write_zeroed(|o| summary_to_c(&summary, o))
     })
 }

@@ -1,16 +1,20 @@
-//! The threads of an import: one reader thread decrypts (whole-file encryption) and parses
-//! the issuer file into batches of records, worker threads transform the batches
-//! ([`transform`](super::transform)), and the calling thread writes the results in file
-//! order — records to the XOF, rejects to the report — and reconciles the counts.
+//! The threads of an import: `workers` threads (the calling thread and `workers - 1`
+//! spawned ones), each running the whole loop. Under the input lock a worker reads the
+//! next batch of records (decrypting the file, when it is encrypted, and parsing it) and
+//! takes the batch's number; it transforms the batch ([`transform`](super::transform))
+//! without a lock; it waits for the batch's turn (a condition variable on the number of the
+//! next batch to write) and, under the output lock, writes it — records to the XOF (the MAC
+//! chain), rejects to the report; then it reads the next. The calling thread reconciles the
+//! counts at the end.
 //!
-//! Memory is bounded: permits limit the batches read but not yet written, so a slow batch
-//! cannot make the reader run ahead of the writer.
+//! Memory is bounded: a worker holds one batch at a time, and one that has transformed its
+//! batch waits for its turn before reading another, so at most `workers` batches are read
+//! but not written. The first failure (or panic) stops every worker, including those
+//! waiting for a turn.
 
-use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::plan::{Plan, key_ref};
@@ -22,12 +26,6 @@ use crate::order::product::{IvSource, Product};
 use crate::xof::write::Prepared;
 use crate::xof::{self, Header};
 use crate::{Error, Result};
-
-/// A batch of records read: its index in the file, the records, and the buffers to
-/// prepare its XOF records in (a written batch's, handed back with its permit).
-type Batch = (u64, Vec<RawRecord>, Prepared);
-/// A batch transformed: its index and what became of each record.
-type Done = (u64, Result<BatchOut>);
 
 /// The issuer's input as the parser reads it: counts the bytes, and keeps the input's own
 /// read error aside so that the import reports it as the input's (whatever the decrypting
@@ -68,8 +66,8 @@ pub(super) fn run<R, W, J>(
 ) -> core::result::Result<(Summary, W, J), Failure>
 where
     R: Read + Send,
-    W: Write,
-    J: Write,
+    W: Write + Send,
+    J: Write + Send,
 {
     let t0 = Instant::now();
     let now = clock::now();
@@ -128,57 +126,72 @@ where
         ..Summary::default()
     };
 
-    let (declared, absent) = std::thread::scope(|s| {
-        let in_flight = workers * 2;
-        let (job_tx, job_rx) = sync_channel::<Batch>(in_flight);
-        let (done_tx, done_rx) = sync_channel::<Done>(in_flight);
-        // Permits bound the batches read but not yet written: a slow batch cannot make the
-        // writer's `pending` grow while the reader runs ahead.
-        // A permit carries a written batch's buffers back for the next batch: no fresh
-        // pages for every batch.
-        let (permit_tx, permit_rx) = sync_channel::<Prepared>(in_flight);
-        for _ in 0..in_flight {
-            let _ = permit_tx.send(Prepared::default());
-        }
-        let bytes = &bytes;
-        // Named threads (`top -H`, `perf report --sort comm` show the import's parts).
-        let reader = std::thread::Builder::new()
-            .name("pmp-import-read".into())
-            .spawn_scoped(s, move || {
-                read_batches(plan, product, input, bytes, batch, job_tx, permit_rx)
-            })
-            .map_err(|e| Error::io("import reader thread", e))?;
-        // When every worker has stopped, the job channel closes and the reader stops too.
-        let job_rx = Arc::new(Mutex::new(job_rx));
-        for i in 0..workers {
-            let rx = job_rx.clone();
-            let tx = done_tx.clone();
+    let (declared, absent) = {
+        let failure = Mutex::new(None);
+        let input = Input {
+            inner: input,
+            bytes: &bytes,
+            failure: &failure,
+        };
+        let src = match open_source(plan, product, input) {
+            Ok(src) => src,
+            Err(e) => return Err(input_failure(e, &failure)),
+        };
+        let shared = Shared {
+            reading: Mutex::new(Reading {
+                src,
+                next: 0,
+                end: None,
+            }),
+            failure: &failure,
+            writing: Mutex::new(Writing {
+                next: 0,
+                xof: &mut xof,
+                rejects: &mut rejects_out,
+                summary: &mut summary,
+            }),
+            turn: Condvar::new(),
+            failed: AtomicBool::new(false),
+            read_error: Mutex::new(None),
+            error: Mutex::new(None),
+            batch,
+            progress: opts.progress,
+            bytes: &bytes,
+        };
+        std::thread::scope(|s| {
+            let shared = &shared;
             let header = &header;
-            std::thread::Builder::new()
-                .name(format!("pmp-import-w{i}"))
-                .spawn_scoped(s, move || work(plan, header, &rx, &tx))
-                .map_err(|e| Error::io("import worker thread", e))?;
-        }
-        drop(job_rx);
-        drop(done_tx);
-        let w = write_in_order(
-            &done_rx,
-            permit_tx,
-            &mut xof,
-            &mut rejects_out,
-            &mut summary,
-            opts.progress,
-            bytes,
-        );
-        drop(done_rx);
-        let r = reader.join().unwrap_or_else(|_| {
-            Err(Error::invalid("issuer file", "the reader thread panicked").into())
+            // Named threads (`top -H`, `perf report --sort comm` show the workers); the
+            // calling thread is the first worker.
+            for i in 1..workers {
+                let spawned = std::thread::Builder::new()
+                    .name(format!("pmp-import-w{i}"))
+                    .spawn_scoped(s, move || shared.work(plan, header));
+                if let Err(e) = spawned {
+                    shared.fail(Error::io("import worker thread", e).into());
+                    break;
+                }
+            }
+            shared.work(plan, header);
         });
-        // A reader error explains a short write; report it first.
-        let read = r?;
-        w?;
-        Ok::<_, Failure>(read)
-    })?;
+        let Shared {
+            reading,
+            read_error,
+            error,
+            ..
+        } = shared;
+        // A read error explains a short write; report it first.
+        let read_error = read_error.into_inner().unwrap_or_else(|p| p.into_inner());
+        let error = error.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = read_error.or(error) {
+            return Err(e);
+        }
+        let reading = reading.into_inner().unwrap_or_else(|p| p.into_inner());
+        reading.end.ok_or_else(|| Error::Integrity {
+            what: "import".into(),
+            reason: "the issuer file was not read to its end".into(),
+        })?
+    };
     summary.declared = declared;
     summary.bytes = bytes.load(Ordering::Relaxed);
     if summary.read != summary.written + summary.rejected {
@@ -231,48 +244,64 @@ where
     Ok((summary, xof_out, rejects_out))
 }
 
-/// What the reader thread found beside the records: the issuer's declared count, if the
-/// layout has one, and the optional fields the file never had.
+/// What reading found beside the records: the issuer's declared count, if the layout has
+/// one, and the optional fields the file never had.
 type ReadResult = (Option<u64>, Vec<usize>);
 
-/// The reader thread: decrypt (if the file is encrypted), parse, batch. A failure to read
-/// the input itself is [`Failure::Input`], however it surfaced.
-fn read_batches<R: Read + Send>(
-    plan: &Plan<'_>,
-    product: &Product,
-    input: R,
-    bytes: &AtomicU64,
-    batch: usize,
-    tx: SyncSender<Batch>,
-    permits: Receiver<Prepared>,
-) -> core::result::Result<ReadResult, Failure> {
-    let failure = Mutex::new(None);
-    let input = Input {
-        inner: input,
-        bytes,
-        failure: &failure,
-    };
-    let r = parse_into_batches(plan, product, input, batch, tx, permits);
-    match (r, failure.into_inner().unwrap_or_else(|p| p.into_inner())) {
-        (Ok(declared), _) => Ok(declared),
-        (Err(_), Some(e)) => Err(Failure::Input(e)),
-        (Err(e), None) => Err(Failure::Other(e)),
-    }
+/// The input side, under its lock: the record source and the next batch's number.
+struct Reading<'a> {
+    src: Box<dyn issuer::RecordSource + 'a>,
+    /// The number of the next batch read (batches are written in this order).
+    next: u64,
+    /// Set when the source returned its last record.
+    end: Option<ReadResult>,
 }
 
-fn parse_into_batches<R: Read + Send>(
-    plan: &Plan<'_>,
-    product: &Product,
-    mut input: Input<'_, R>,
+/// The output side, under its lock: the number of the batch whose turn it is to be
+/// written, the XOF, the reject report and the counts.
+struct Writing<'o, 'h, W: Write, J> {
+    next: u64,
+    xof: &'o mut xof::Writer<'h, W>,
+    rejects: &'o mut J,
+    summary: &'o mut Summary,
+}
+
+/// What the workers share.
+struct Shared<'a, 'o, 'h, W: Write, J> {
+    reading: Mutex<Reading<'a>>,
+    /// The input's own read error, kept aside by [`Input`].
+    failure: &'a Mutex<Option<io::Error>>,
+    writing: Mutex<Writing<'o, 'h, W, J>>,
+    /// Signalled when a batch is written (the next batch's turn) or the import failed.
+    turn: Condvar,
+    /// Set by the first failure: every worker stops at its next step.
+    failed: AtomicBool,
+    /// The first failure while reading the input (the input's own, the decryption's, the
+    /// parser's).
+    read_error: Mutex<Option<Failure>>,
+    /// The first other failure.
+    error: Mutex<Option<Failure>>,
     batch: usize,
-    tx: SyncSender<Batch>,
-    permits: Receiver<Prepared>,
-) -> Result<ReadResult> {
+    progress: Option<&'a (dyn Fn(Progress) + Sync)>,
+    bytes: &'a AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Opens the clear record source over the input: the IV (when it prefixes the file), the
+/// HSM's decrypting reader (whole-file encryption), the layout's parser.
+fn open_source<'a, R: Read + Send + 'a>(
+    plan: &'a Plan<'_>,
+    product: &Product,
+    mut input: Input<'a, R>,
+) -> Result<Box<dyn issuer::RecordSource + 'a>> {
     let origin = match product.layout.file_encryption {
         Some(_) => issuer::Origin::Decrypted,
         None => issuer::Origin::File,
     };
-    let clear: Box<dyn Read + Send + '_> = match &product.layout.file_encryption {
+    let clear: Box<dyn Read + Send + 'a> = match &product.layout.file_encryption {
         None => Box::new(input),
         Some(fe) => {
             let tk = plan.tk.as_ref().ok_or_else(|| {
@@ -293,28 +322,16 @@ fn parse_into_batches<R: Read + Send>(
             plan.hsm.decrypting_reader(&spec, Box::new(input))?
         }
     };
-    let mut src = issuer::open_from(product, clear, origin).map_err(explain_file_error)?;
-    let mut idx = 0u64;
-    let mut cur = Vec::with_capacity(batch);
-    while let Some(rec) = src.next_record().map_err(explain_file_error)? {
-        cur.push(rec);
-        if cur.len() == batch {
-            let Ok(prepared) = permits.recv() else {
-                return Ok((None, Vec::new())); // the writer stopped; its error is reported
-            };
-            if tx.send((idx, core::mem::take(&mut cur), prepared)).is_err() {
-                return Ok((None, Vec::new())); // the writer stopped; its error is reported
-            }
-            idx += 1;
-            cur.reserve(batch);
-        }
+    issuer::open_from(product, clear, origin).map_err(explain_file_error)
+}
+
+/// A failure while reading: [`Failure::Input`] when the input itself failed to read,
+/// however it surfaced.
+fn input_failure(e: Error, failure: &Mutex<Option<io::Error>>) -> Failure {
+    match lock(failure).take() {
+        Some(io) => Failure::Input(io),
+        None => Failure::Other(e),
     }
-    if !cur.is_empty()
-        && let Ok(prepared) = permits.recv()
-    {
-        let _ = tx.send((idx, core::mem::take(&mut cur), prepared));
-    }
-    Ok((src.declared_count(), src.absent_fields()))
 }
 
 /// Makes a whole-file decryption failure say what it means.
@@ -328,86 +345,148 @@ fn explain_file_error(e: Error) -> Error {
     }
 }
 
-/// A worker thread: transforms batches until the reader is done or a batch fails.
-fn work(plan: &Plan<'_>, header: &Header, rx: &Mutex<Receiver<Batch>>, tx: &SyncSender<Done>) {
-    let mut scratch = BatchScratch::default();
-    loop {
-        let job = {
-            let guard = rx.lock().unwrap_or_else(|p| p.into_inner());
-            guard.recv()
-        };
-        let Ok((idx, records, prepared)) = job else {
-            return;
-        };
-        // A panic (a bug, or a backend's) becomes an error for the whole import, which then
-        // leaves no output; it must not re-panic out of the thread scope.
-        let out: Result<BatchOut> = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            plan.process_batch(header, &records, &mut scratch, prepared)
-        }))
-        .unwrap_or_else(|_| {
-            Err(Error::Integrity {
-                what: "import".into(),
-                reason: "a worker thread panicked while translating a batch of records".into(),
-            })
-        });
-        drop(records);
-        let failed = out.is_err();
-        if tx.send((idx, out)).is_err() || failed {
-            return;
+impl<W: Write + Send, J: Write + Send> Shared<'_, '_, '_, W, J> {
+    /// Records the first failure (outside reading) and stops every worker.
+    fn fail(&self, f: Failure) {
+        lock(&self.error).get_or_insert(f);
+        self.stop();
+    }
+
+    /// Stops every worker: each stops at its next step, those waiting for a turn wake.
+    fn stop(&self) {
+        self.failed.store(true, Ordering::SeqCst);
+        // Under the output lock: a worker between its check and its wait cannot miss it.
+        drop(lock(&self.writing));
+        self.turn.notify_all();
+    }
+
+    fn stopped(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    /// A worker: the whole import loop, until the input ends or the import fails. A panic
+    /// (a bug, or a backend's) becomes an error for the whole import, which then leaves no
+    /// output; it must not re-panic out of the thread scope, nor leave a worker waiting for
+    /// a turn that never comes.
+    fn work(&self, plan: &Plan<'_>, header: &Header) {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.work_loop(plan, header)
+        }));
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(f)) => self.fail(f),
+            Err(_) => self.fail(
+                Error::Integrity {
+                    what: "import".into(),
+                    reason: "a worker thread panicked while importing a batch of records".into(),
+                }
+                .into(),
+            ),
         }
     }
-}
 
-/// The calling thread: writes the transformed batches in file order.
-fn write_in_order<W: Write, J: Write>(
-    rx: &Receiver<Done>,
-    permits: SyncSender<Prepared>,
-    xof: &mut xof::Writer<'_, W>,
-    rejects: &mut J,
-    summary: &mut Summary,
-    progress: Option<&(dyn Fn(Progress) + Sync)>,
-    bytes: &AtomicU64,
-) -> Result<()> {
-    let mut pending: BTreeMap<u64, BatchOut> = BTreeMap::new();
-    let mut next = 0u64;
-    for (idx, out) in rx {
-        pending.insert(idx, out?);
-        while let Some(batch) = pending.remove(&next) {
-            next += 1;
-            for o in &batch.outcomes {
-                summary.read += 1;
-                match o {
-                    Outcome::Written(i) => {
-                        summary.written += 1;
-                        xof.write_prepared(&batch.records, *i)?;
-                    }
-                    Outcome::Rejected(j) => {
-                        summary.rejected += 1;
-                        *summary.reasons.entry(j.reason).or_default() += 1;
-                        writeln!(rejects, "{}", j.line())
-                            .map_err(|e| Error::io("reject report", e))?;
-                    }
+    fn work_loop(&self, plan: &Plan<'_>, header: &Header) -> core::result::Result<(), Failure> {
+        let mut scratch = BatchScratch::default();
+        let mut records: Vec<RawRecord> = Vec::with_capacity(self.batch);
+        // This worker's buffers for its batch's XOF records, back after each write.
+        let mut prepared = Prepared::default();
+        loop {
+            records.clear();
+            let Some(idx) = self.read_batch(&mut records) else {
+                return Ok(());
+            };
+            let out = plan.process_batch(header, &records, &mut scratch, prepared)?;
+            records.clear();
+            prepared = match self.write_batch(idx, out)? {
+                Some(p) => p,
+                None => return Ok(()),
+            };
+        }
+    }
+
+    /// Under the input lock: reads (and decrypts) the next batch of records and takes its
+    /// number; `None` when the input has ended or the import has failed (a read failure is
+    /// recorded here).
+    fn read_batch(&self, records: &mut Vec<RawRecord>) -> Option<u64> {
+        // A worker that panicked while reading left the source in an unknown state; it
+        // reports the panic, the others only stop.
+        let Ok(mut r) = self.reading.lock() else {
+            return None;
+        };
+        if self.stopped() || r.end.is_some() {
+            return None;
+        }
+        while records.len() < self.batch {
+            match r.src.next_record() {
+                Ok(Some(rec)) => records.push(rec),
+                Ok(None) => {
+                    r.end = Some((r.src.declared_count(), r.src.absent_fields()));
+                    break;
+                }
+                Err(e) => {
+                    // Recorded and the workers stopped before the input lock is released: no
+                    // other worker asks the failed source for more (which would only find a
+                    // later, misleading error). A read failure explains any other; it is
+                    // reported first.
+                    let f = input_failure(explain_file_error(e), self.failure);
+                    lock(&self.read_error).get_or_insert(f);
+                    self.stop();
+                    return None;
                 }
             }
-            // Attributes come in field order, as `summary.attributes` lists them.
-            for ((_, n), m) in summary.attributes.iter_mut().zip(&batch.attributes) {
-                *n += m;
-            }
-            // The batch is written: the reader may read one more.
-            let _ = permits.try_send(batch.records);
-            if let Some(f) = progress {
-                f(Progress {
-                    bytes: bytes.load(Ordering::Relaxed),
-                    records: summary.read,
-                });
+        }
+        if records.is_empty() {
+            return None;
+        }
+        let idx = r.next;
+        r.next += 1;
+        Some(idx)
+    }
+
+    /// Waits for batch `idx`'s turn, then under the output lock writes it in file order:
+    /// records to the XOF (the MAC chain), rejects to the report. Returns the batch's
+    /// buffers for the next one, or `None` when the import failed meanwhile.
+    fn write_batch(
+        &self,
+        idx: u64,
+        batch: BatchOut,
+    ) -> core::result::Result<Option<Prepared>, Failure> {
+        let guard = lock(&self.writing);
+        let mut w = self
+            .turn
+            .wait_while(guard, |w| w.next != idx && !self.stopped())
+            .unwrap_or_else(|p| p.into_inner());
+        if self.stopped() {
+            return Ok(None);
+        }
+        let w = &mut *w;
+        for o in &batch.outcomes {
+            w.summary.read += 1;
+            match o {
+                Outcome::Written(i) => {
+                    w.summary.written += 1;
+                    w.xof.write_prepared(&batch.records, *i)?;
+                }
+                Outcome::Rejected(j) => {
+                    w.summary.rejected += 1;
+                    *w.summary.reasons.entry(j.reason).or_default() += 1;
+                    writeln!(w.rejects, "{}", j.line())
+                        .map_err(|e| Error::io("reject report", e))?;
+                }
             }
         }
+        // Attributes come in field order, as `summary.attributes` lists them.
+        for ((_, n), m) in w.summary.attributes.iter_mut().zip(&batch.attributes) {
+            *n += m;
+        }
+        w.next += 1;
+        self.turn.notify_all();
+        if let Some(f) = self.progress {
+            f(Progress {
+                bytes: self.bytes.load(Ordering::Relaxed),
+                records: w.summary.read,
+            });
+        }
+        Ok(Some(batch.records))
     }
-    if !pending.is_empty() {
-        return Err(Error::Integrity {
-            what: "import".into(),
-            reason: "a batch of records was not processed".into(),
-        });
-    }
-    Ok(())
 }
