@@ -251,6 +251,7 @@ fn main() {
     let ossl_key = Rsa::generate_with_e(1408, &BigNum::from_u32(3).unwrap()).unwrap();
     let mut m = vec![0x5Au8; 176];
     m[0] = 0x6A;
+    m[1] = 0x04;
     m[175] = 0xBC;
     let mut sig = vec![0u8; 176];
     let mut n = [0u64; 2];

@@ -584,7 +584,8 @@ pub trait Hsm: Send + Sync + fmt::Debug {
 
     /// Signs `message` with an `S0` key by the raw private operation, after checking that
     /// it is in the EMV recovery format (Book 2 annex A2.1: the modulus's length, first
-    /// byte `6A`, last byte `BC`). The default refuses ([`Capability::RsaKeys`]).
+    /// byte `6A`, last byte `BC`) and of a format an issuer signs (`03` or `04`;
+    /// [`rsa::check_recovery_format`]). The default refuses ([`Capability::RsaKeys`]).
     fn sign_emv_recovery(&self, key: &KeyHandle, message: &[u8]) -> Result<Vec<u8>> {
         let _ = (key, message);
         Err(crate::Error::Unsupported("RSA keys".into()))

@@ -102,11 +102,13 @@ fn recover_in_python(modulus_hex: &str, exponent_hex: &str, signature: &[u8]) ->
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// A message in the EMV recovery format for an `n`-byte modulus: `6A`, random body, `BC`.
+/// A message in the EMV recovery format for an `n`-byte modulus: `6A`, format `04`, random
+/// body, `BC`.
 fn recovery_message(n: usize) -> Vec<u8> {
     let mut m = vec![0u8; n];
     pmp_core::fill_random(&mut m).expect("rng");
     m[0] = 0x6A;
+    m[1] = 0x04;
     m[n - 1] = 0xBC;
     m
 }
@@ -246,7 +248,10 @@ fn recovery_signatures_open_with_the_token_public_key() {
         short[n - 2] = 0xBC;
         let mut long = good.clone();
         long.insert(1, 0x00);
+        let mut format = good.clone();
+        format[1] = 0x05;
         for (what, m) in [
+            ("format", format),
             ("header", bad_header),
             ("trailer", bad_trailer),
             ("short", short),

@@ -42,7 +42,7 @@ fn emv_message(len: usize) -> Vec<u8> {
     let mut m = vec![0u8; len];
     pmp_core::fill_random(&mut m).unwrap();
     m[0] = 0x6A;
-    m[1] = 0x02; // format 02 (issuer certificate); keeps the message below the modulus
+    m[1] = 0x04; // format 04 (ICC public-key certificate); keeps the message below the modulus
     m[len - 1] = 0xBC;
     m
 }
@@ -183,7 +183,10 @@ fn bad_specs_and_bad_messages_are_refused() {
     wrong_header[0] = 0x6B;
     let mut wrong_trailer = good.clone();
     wrong_trailer[n - 1] = 0xBD;
+    let mut wrong_format = good.clone();
+    wrong_format[1] = 0x02;
     for (what, m) in [
+        ("format", &wrong_format[..]),
         ("short", &good[..n - 1]),
         ("long", &[good.clone(), vec![0xBC]].concat()[..]),
         ("header", &wrong_header[..]),

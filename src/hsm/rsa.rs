@@ -104,8 +104,12 @@ pub struct IccPoolLevel {
 }
 
 /// Checks that `message` is in the EMV recovery format for a modulus of `len` bytes (Book 2
-/// annex A2.1: the modulus's length, header `6A`, trailer `BC`) — what every backend checks
-/// before [`Hsm::sign_emv_recovery`](super::Hsm::sign_emv_recovery) touches the key.
+/// annex A2.1: the modulus's length, header `6A`, trailer `BC`) and of a format an issuer
+/// signs (Book 2: `03` signed static application data, §5.4; `04` ICC public-key
+/// certificate, §6.4, also used for the ICC PIN-encipherment certificate) — what every
+/// backend checks before [`Hsm::sign_emv_recovery`](super::Hsm::sign_emv_recovery)
+/// touches the key. So an issuer key in the HSM cannot be made to sign an issuer
+/// certificate (format `02`, the CA's), dynamic data (`05`, the card's) or anything else.
 pub fn check_recovery_format(message: &[u8], len: usize) -> Result<()> {
     let what = "EMV recovery-format message";
     if message.len() != len {
@@ -120,7 +124,17 @@ pub fn check_recovery_format(message: &[u8], len: usize) -> Result<()> {
     if message.last() != Some(&0xBC) {
         return Err(Error::invalid(what, "the trailer byte is not BC"));
     }
-    Ok(())
+    match message.get(1) {
+        Some(0x03 | 0x04) => Ok(()),
+        Some(f) => Err(Error::invalid(
+            what,
+            format!(
+                "format {f:02X} is not one an issuer key signs (03 signed static application \
+                 data, 04 ICC public-key certificate)"
+            ),
+        )),
+        None => Err(Error::invalid(what, "no format byte")),
+    }
 }
 
 #[cfg(test)]
@@ -131,8 +145,19 @@ mod tests {
     fn the_recovery_format_is_checked_in_length_header_and_trailer() {
         let mut m = vec![0x11u8; 128];
         m[0] = 0x6A;
+        m[1] = 0x04;
         m[127] = 0xBC;
         assert!(check_recovery_format(&m, 128).is_ok());
+        m[1] = 0x03;
+        assert!(check_recovery_format(&m, 128).is_ok());
+        for format in [0x00, 0x02, 0x05, 0x11] {
+            m[1] = format;
+            assert!(
+                check_recovery_format(&m, 128).is_err(),
+                "format {format:02X}"
+            );
+        }
+        m[1] = 0x04;
         assert!(check_recovery_format(&m[..127], 128).is_err());
         assert!(check_recovery_format(&[], 128).is_err());
         m[0] = 0x6B;

@@ -23,7 +23,7 @@ fn recovery_message(len: usize) -> Vec<u8> {
     let mut m = vec![0u8; len];
     crate::fill_random(&mut m).expect("rng");
     m[0] = 0x6A;
-    m[1] = 0x02;
+    m[1] = 0x04;
     m[len - 1] = 0xBC;
     m
 }
@@ -82,10 +82,13 @@ pub(super) fn rsa_keys(s: &mut Suite<'_>) {
     header[0] = 0x6B;
     let mut trailer = m.clone();
     trailer[m.len() - 1] = 0xBD;
+    let mut format = m.clone();
+    format[1] = 0x02;
     for (what, bad) in [
         ("short", &m[..m.len() - 1]),
         ("header", &header[..]),
         ("trailer", &trailer[..]),
+        ("format (02 is the CA's)", &format[..]),
     ] {
         assert!(
             hsm.sign_emv_recovery(&h, bad).is_err(),
