@@ -57,8 +57,22 @@ fn setup(dir: &Path) {
     issuer.write_file(Cards::new(7, CARDS), &mut f).unwrap();
 }
 
+/// Opens the store. The tests of this file run in parallel and start child processes: a
+/// child forked by another test holds, until its `exec`, a copy of every descriptor open in
+/// this process at that instant — this store's lock among them, when the fork falls just
+/// as a handle here is dropped — so the lock is retried for a moment before the refusal
+/// counts (a store really held by another process stays refused).
 fn open_store(dir: &Path) -> SoftHsm {
-    SoftHsm::open(&dir.join("ks"), LmkSource::Test).expect("the key store opens")
+    let mut tries = 0;
+    loop {
+        match SoftHsm::open(&dir.join("ks"), LmkSource::Test) {
+            Err(pmp_core::Error::Policy(m)) if m.contains("another process") && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return r.expect("the key store opens"),
+        }
+    }
 }
 
 fn import_into(dir: &Path, order: &str, abort_after: Option<u64>) -> pmp_core::Result<()> {
