@@ -69,8 +69,8 @@ pub const SIGNED_STATIC_DATA_OVERHEAD: usize = 26;
 /// remainder holds the last `N_I − (N_CA − 36)` bytes.
 pub const ISSUER_CERTIFICATE_OVERHEAD: usize = 36;
 
-/// The fields of one card's certificate besides its key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The fields of one card's certificate besides its key. Debug never shows the PAN.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct IccCertificateFields {
     /// The application PAN, packed two digits per byte and padded on the right with `F` to
     /// 10 bytes ([`pan_field`]).
@@ -79,6 +79,16 @@ pub struct IccCertificateFields {
     pub expiry: [u8; 2],
     /// The certificate serial number (binary), unique per certificate the issuer key signs.
     pub serial: [u8; 3],
+}
+
+impl core::fmt::Debug for IccCertificateFields {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("IccCertificateFields")
+            .field("pan", &"<redacted>")
+            .field("expiry", &hex::encode_upper(self.expiry))
+            .field("serial", &hex::encode_upper(self.serial))
+            .finish()
+    }
 }
 
 /// A certificate's message to sign and the ICC remainder.
@@ -285,8 +295,8 @@ pub fn find_tag<'a>(objects: &'a [u8], tag: &[u8]) -> Option<&'a [u8]> {
     None
 }
 
-/// What a terminal recovers from an ICC public-key certificate.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a terminal recovers from an ICC public-key certificate. Debug never shows the PAN.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RecoveredIccCertificate {
     /// The PAN field (`F`-padded).
     pub pan: [u8; 10],
@@ -298,6 +308,17 @@ pub struct RecoveredIccCertificate {
     pub modulus: Vec<u8>,
     /// The hash the certificate carries (checked equal to the recomputed one).
     pub hash: [u8; 20],
+}
+
+impl core::fmt::Debug for RecoveredIccCertificate {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RecoveredIccCertificate")
+            .field("pan", &"<redacted>")
+            .field("expiry", &hex::encode_upper(self.expiry))
+            .field("serial", &hex::encode_upper(self.serial))
+            .field("modulus_len", &self.modulus.len())
+            .finish()
+    }
 }
 
 fn bad_cert(reason: impl Into<String>) -> Error {
@@ -418,6 +439,21 @@ pub fn recover_signed_static_data(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_never_shows_the_pan() {
+        let fields = IccCertificateFields {
+            pan: pan_field("4761739001010119").unwrap(),
+            expiry: [0x12, 0x30],
+            serial: [0, 0, 1],
+        };
+        let shown = format!("{fields:?}");
+        assert!(!shown.contains("71") && !shown.contains("4761"), "{shown}");
+        assert!(
+            shown.contains("<redacted>") && shown.contains("1230"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn pan_and_expiry_fields() {
